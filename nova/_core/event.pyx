@@ -1,0 +1,333 @@
+"""The Event type, ids and time conversion (compiled kernel).
+
+Same names, results and exceptions as ``event_py`` (the specification).  The id of an
+auto-id event is captured at construction as (milliseconds, node, counter) and only
+rendered to its ``str`` form the first time it is read, which keeps construction cheap.
+"""
+
+cimport cython
+from cpython.unicode cimport PyUnicode_DecodeASCII
+from libc.stdint cimport int64_t, uint64_t
+
+import os
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+
+from nova.errors import ValidationError
+
+__all__ = ("Event", "new_id", "to_timestamp_ns", "now_ns")
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clk_id, timespec* tp)
+    int CLOCK_REALTIME
+
+cdef object _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+cdef tuple _FIELDS = ("type", "data", "id", "timestamp", "metadata")
+cdef str _TS_HELP = (
+    "an int of nanoseconds since the epoch (UTC), an aware datetime "
+    "or a numpy.datetime64"
+)
+cdef object _INT64_MIN = -(2**63)
+cdef object _INT64_MAX = 2**63 - 1
+
+
+cdef inline int64_t _now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+def now_ns():
+    """now_ns() -> int
+
+    Return the current wall-clock time as int nanoseconds since the epoch (UTC).
+    """
+    return _now_ns()
+
+
+cpdef object to_timestamp_ns(object value, str name="timestamp"):
+    """to_timestamp_ns(value, name='timestamp') -> int
+
+    Convert *value* to int nanoseconds since the epoch (UTC).
+
+    Accepts an ``int`` (numpy integers too), an aware :class:`datetime.datetime`
+    (a pandas ``Timestamp`` keeps its nanoseconds) or a :class:`numpy.datetime64`.
+
+    Raises:
+        ValidationError: for a naive datetime, a float, a bool, NaT, a value out of
+            the int64 range, or any other type; the message says what to pass.
+    """
+    if isinstance(value, bool):
+        raise ValidationError(f"Expected {name} as {_TS_HELP}, got bool")
+    if isinstance(value, (int, np.integer)):
+        v = int(value)
+        if not _INT64_MIN <= v <= _INT64_MAX:
+            raise ValidationError(f"Expected {name} within the int64 nanosecond range, got {v}")
+        return v
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValidationError(
+                f"Expected {name} as an aware datetime, got a naive datetime {value!r}; "
+                "attach a zone, e.g. dt.replace(tzinfo=timezone.utc)"
+            )
+        ns_attr = getattr(value, "value", None)
+        if isinstance(ns_attr, int) and hasattr(value, "nanosecond"):  # pandas.Timestamp
+            return ns_attr
+        delta = value - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    if isinstance(value, np.datetime64):
+        if np.isnat(value):
+            raise ValidationError(f"Expected {name} as a valid numpy.datetime64, got NaT")
+        try:
+            return int(value.astype("datetime64[ns]").astype(np.int64))
+        except (OverflowError, ValueError) as exc:
+            raise ValidationError(f"Expected {name} within the int64 nanosecond range, got {value!r}") from exc
+    if isinstance(value, float):
+        raise ValidationError(
+            f"Expected {name} as {_TS_HELP}, got float {value!r}; "
+            "for seconds pass int(seconds * 1_000_000_000)"
+        )
+    raise ValidationError(f"Expected {name} as {_TS_HELP}, got {type(value).__name__}")
+
+
+# Ids: 32 lowercase hex chars = 12 (ms since the epoch) + 10 (random node, redrawn
+# after fork) + 10 (per-process counter).  Updated only while holding the GIL.
+cdef uint64_t _node = 0
+cdef uint64_t _seq = 0
+cdef int64_t _last_ms = 0
+cdef char* _HEX = b"0123456789abcdef"
+
+
+def _reseed_after_fork():
+    global _node, _seq, _last_ms
+    _node = int.from_bytes(os.urandom(5), "big")
+    _seq = 0
+    _last_ms = 0
+
+
+_reseed_after_fork()
+os.register_at_fork(after_in_child=_reseed_after_fork)
+
+
+cdef inline void _hex(char* out, uint64_t value, int width) noexcept:
+    cdef int i
+    for i in range(width - 1, -1, -1):
+        out[i] = _HEX[value & 0xF]
+        value >>= 4
+
+
+cdef inline str _format_id(int64_t ms, uint64_t node, uint64_t seq):
+    cdef char buf[32]
+    _hex(buf, <uint64_t>ms & 0xFFFFFFFFFFFF, 12)
+    _hex(buf + 12, node, 10)
+    _hex(buf + 22, seq & 0xFFFFFFFFFF, 10)
+    return PyUnicode_DecodeASCII(buf, 32, NULL)
+
+
+def new_id():
+    """new_id() -> str
+
+    Return a new event id: unique across threads and processes, time-sortable.
+    """
+    global _seq, _last_ms
+    cdef int64_t ms = _now_ns() // 1000000
+    if ms < _last_ms:
+        ms = _last_ms
+    else:
+        _last_ms = ms
+    _seq += 1
+    return _format_id(ms, _node, _seq)
+
+
+cdef dict _check_metadata(object metadata):
+    cdef dict md
+    if metadata is None:
+        return None
+    if isinstance(metadata, dict):
+        md = dict(<dict>metadata)
+    else:
+        try:
+            md = dict(metadata)
+        except (TypeError, ValueError):
+            raise ValidationError(
+                f"Expected metadata as a dict[str, str], got {type(metadata).__name__}"
+            ) from None
+    for k, v in md.items():
+        if not isinstance(k, str):
+            raise ValidationError(f"Expected str metadata keys, got {type(k).__name__} key {k!r}")
+        if not isinstance(v, str):
+            raise ValidationError(
+                f"Expected str metadata values, got {type(v).__name__} for key {k!r}"
+            )
+    return md
+
+
+@cython.final
+@cython.freelist(256)
+cdef class Event:
+    """Event(type, data=None, *, id=None, timestamp=None, metadata=None)
+
+    An event: a typed, timestamped, uniquely identified piece of data.
+
+    Attributes:
+        id: ``str``; a fresh time-sortable unique id when not given.
+        type: non-empty ``str`` (e.g. ``"user.created"``).
+        timestamp: ``int`` nanoseconds since the epoch (UTC); now when not given. Also
+            accepts an aware ``datetime`` or ``numpy.datetime64`` at construction.
+        data: any object (the payload).
+        metadata: a plain ``dict[str, str]`` (trace context lives here).
+
+    Events are equal when every field is equal; ``hash(event)`` is the hash of its id.
+    They pickle, and :meth:`replace` makes a changed copy.
+
+    Raises:
+        ValidationError: empty or non-``str`` type or id, a bad timestamp (naive
+            datetime, float, bool, ...), non-``str`` metadata keys or values.
+    """
+
+    cdef str _type
+    cdef object _data
+    cdef str _id
+    cdef int64_t _timestamp
+    cdef dict _metadata
+    cdef int64_t _id_ms
+    cdef uint64_t _id_node
+    cdef uint64_t _id_seq
+
+    def __cinit__(self, type, data=None, *, id=None, timestamp=None, metadata=None):
+        global _seq, _last_ms
+        cdef int64_t now = _now_ns()
+        cdef int64_t ms
+        if not isinstance(type, str) or not type:
+            if isinstance(type, str):
+                raise ValidationError("Expected a non-empty str event type, got ''")
+            raise ValidationError(f"Expected a non-empty str event type, got {_tname(type)}")
+        self._type = <str>type
+        self._data = data
+        if timestamp is None:
+            self._timestamp = now
+        elif isinstance(timestamp, int) and not isinstance(timestamp, bool) \
+                and -0x7FFFFFFFFFFFFFFF <= timestamp <= 0x7FFFFFFFFFFFFFFF:
+            self._timestamp = timestamp
+        else:
+            self._timestamp = to_timestamp_ns(timestamp)
+        if id is None:
+            ms = now // 1000000
+            if ms < _last_ms:
+                ms = _last_ms
+            else:
+                _last_ms = ms
+            _seq += 1
+            self._id_ms = ms
+            self._id_node = _node
+            self._id_seq = _seq
+        elif isinstance(id, str) and id:
+            self._id = <str>id
+        else:
+            raise ValidationError(
+                f"Expected a non-empty str event id, got {_tname(id) if not isinstance(id, str) else repr(id)}"
+            )
+        if metadata is not None:
+            self._metadata = _check_metadata(metadata)
+
+    cdef inline str _get_id(self):
+        if self._id is None:
+            self._id = _format_id(self._id_ms, self._id_node, self._id_seq)
+        return self._id
+
+    @property
+    def id(self):
+        """The event id (``str``)."""
+        return self._get_id()
+
+    @property
+    def type(self):
+        """The event type (non-empty ``str``)."""
+        return self._type
+
+    @property
+    def timestamp(self):
+        """Int nanoseconds since the epoch (UTC)."""
+        return self._timestamp
+
+    @property
+    def data(self):
+        """The payload."""
+        return self._data
+
+    @property
+    def metadata(self):
+        """A plain ``dict[str, str]``; mutable (middleware may enrich it)."""
+        if self._metadata is None:
+            self._metadata = {}
+        return self._metadata
+
+    @property
+    def datetime(self):
+        """The timestamp as an aware UTC :class:`datetime.datetime` (microseconds)."""
+        return _EPOCH + timedelta(microseconds=self._timestamp // 1_000)
+
+    def replace(self, **changes):
+        """replace(**changes) -> Event
+
+        Return a copy with *changes* applied (``type``, ``data``, ``id``, ``timestamp``,
+        ``metadata``).  The id is kept unless ``id`` is given.
+
+        Raises:
+            TypeError: an unknown field name.
+            ValidationError: a changed field is invalid.
+        """
+        for k in changes:
+            if k not in _FIELDS:
+                raise TypeError(
+                    f"replace() expected fields among {', '.join(_FIELDS)}, got {k!r}"
+                )
+        return Event(
+            changes.get("type", self._type),
+            changes.get("data", self._data),
+            id=changes.get("id", self._get_id()),
+            timestamp=changes.get("timestamp", self._timestamp),
+            metadata=changes["metadata"] if "metadata" in changes else self._metadata,
+        )
+
+    def __eq__(self, other):
+        if not isinstance(other, Event):
+            return NotImplemented
+        cdef Event o = <Event>other
+        return (
+            self._get_id() == o._get_id()
+            and self._type == o._type
+            and self._timestamp == o._timestamp
+            and (self._metadata or {}) == (o._metadata or {})
+            and bool(self._data == o._data)
+        )
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self):
+        return hash(self._get_id())
+
+    def __repr__(self):
+        meta = f", metadata={self._metadata!r}" if self._metadata else ""
+        return (
+            f"Event(type={self._type!r}, data={self._data!r}, id={self._get_id()!r}, "
+            f"timestamp={self._timestamp}{meta})"
+        )
+
+    def __reduce__(self):
+        return (_restore, (self._type, self._data, self._get_id(), self._timestamp, self._metadata))
+
+
+def _restore(type, data, id, timestamp, metadata):
+    return Event(type, data, id=id, timestamp=timestamp, metadata=metadata)
+
+
+cdef str _tname(object value):
+    return value.__class__.__name__
