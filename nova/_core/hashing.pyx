@@ -10,7 +10,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.stdint cimport int32_t, int64_t, uint32_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 import numpy as np
 
@@ -24,32 +24,46 @@ cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
 
 
+cdef extern from *:
+    """
+    #include <string.h>
+    /* Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2) on uint32 math. */
+    static inline int32_t nova_murmur2(const unsigned char* data, Py_ssize_t length) {
+        const uint32_t m = 0x5bd1e995u;
+        uint32_t h = 0x9747b28cu ^ (uint32_t)length;
+        Py_ssize_t n4 = length & ~(Py_ssize_t)3;
+        Py_ssize_t i;
+        for (i = 0; i < n4; i += 4) {
+            uint32_t k;
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            memcpy(&k, data + i, 4);
+    #else
+            k = (uint32_t)data[i] | ((uint32_t)data[i + 1] << 8) |
+                ((uint32_t)data[i + 2] << 16) | ((uint32_t)data[i + 3] << 24);
+    #endif
+            k *= m;
+            k ^= k >> 24;
+            k *= m;
+            h *= m;
+            h ^= k;
+        }
+        switch (length & 3) {
+            case 3: h ^= (uint32_t)data[n4 + 2] << 16;  /* fall through */
+            case 2: h ^= (uint32_t)data[n4 + 1] << 8;   /* fall through */
+            case 1: h ^= (uint32_t)data[n4];
+                    h *= m;
+        }
+        h ^= h >> 13;
+        h *= m;
+        h ^= h >> 15;
+        return (int32_t)h;
+    }
+    """
+    int32_t nova_murmur2(const unsigned char* data, Py_ssize_t length) noexcept nogil
+
+
 cdef inline int32_t murmur2_c(const unsigned char* data, Py_ssize_t length) noexcept nogil:
-    cdef uint32_t m = 0x5BD1E995
-    cdef uint32_t h = (<uint32_t>0x9747B28C) ^ <uint32_t>length
-    cdef uint32_t k
-    cdef Py_ssize_t i
-    cdef Py_ssize_t n4 = length & ~(<Py_ssize_t>3)
-    for i in range(0, n4, 4):
-        k = (<uint32_t>data[i]) | ((<uint32_t>data[i + 1]) << 8) | \
-            ((<uint32_t>data[i + 2]) << 16) | ((<uint32_t>data[i + 3]) << 24)
-        k *= m
-        k ^= k >> 24
-        k *= m
-        h *= m
-        h ^= k
-    cdef Py_ssize_t rest = length & 3
-    if rest == 3:
-        h ^= (<uint32_t>data[n4 + 2]) << 16
-    if rest >= 2:
-        h ^= (<uint32_t>data[n4 + 1]) << 8
-    if rest >= 1:
-        h ^= <uint32_t>data[n4]
-        h *= m
-    h ^= h >> 13
-    h *= m
-    h ^= h >> 15
-    return <int32_t>h
+    return nova_murmur2(data, length)
 
 
 cdef inline int _key_ptr(object key, const unsigned char** ptr, Py_ssize_t* size) except -1:
@@ -126,23 +140,64 @@ def partition_for(key, n):
     return (<uint32_t>murmur2_c(p, size) & 0x7FFFFFFF) % <uint32_t>parts
 
 
-cdef void _hash_fixed(const unsigned char* buf, Py_ssize_t count, Py_ssize_t itemsize,
-                      Py_ssize_t stride, uint32_t parts, int32_t* out) noexcept nogil:
-    cdef Py_ssize_t i, length
-    cdef const unsigned char* item
-    for i in range(count):
-        item = buf + i * stride
-        length = itemsize
-        while length > 0 and item[length - 1] == 0:
-            length -= 1
-        out[i] = <int32_t>((<uint32_t>murmur2_c(item, length) & 0x7FFFFFFF) % parts)
+cdef extern from *:
+    """
+    /* Lemire's fastmod: a % d for 32-bit a, d > 0, with M = UINT64_MAX / d + 1. */
+    static inline uint32_t nova_fastmod_u32(uint32_t a, uint64_t M, uint32_t d) {
+        uint64_t lowbits = M * a;
+        return (uint32_t)(((__uint128_t)lowbits * d) >> 64);
+    }
+    """
+    uint32_t nova_fastmod_u32(uint32_t a, uint64_t M, uint32_t d) noexcept nogil
+
+
+cdef inline uint64_t _fastmod_m(uint32_t d) noexcept nogil:
+    return (<uint64_t>0xFFFFFFFFFFFFFFFF) // d + 1
+
+
+cdef extern from *:
+    """
+    /* Fixed-width keys (numpy 'S' arrays): trailing NULs are stripped, as numpy does.
+       Two keys per iteration so the CPU overlaps their multiply chains. */
+    static inline Py_ssize_t nova_strip(const unsigned char* item, Py_ssize_t len) {
+        while (len > 0 && item[len - 1] == 0) len--;
+        return len;
+    }
+    static void nova_hash_fixed(const unsigned char* buf, Py_ssize_t count,
+                                Py_ssize_t itemsize, Py_ssize_t stride,
+                                uint32_t parts, int32_t* out) {
+        uint64_t M = UINT64_C(0xFFFFFFFFFFFFFFFF) / parts + 1;
+        Py_ssize_t i = 0;
+        for (; i + 1 < count; i += 2) {
+            const unsigned char* a = buf + i * stride;
+            const unsigned char* b = a + stride;
+            uint32_t ha = (uint32_t)nova_murmur2(a, nova_strip(a, itemsize)) & 0x7fffffffu;
+            uint32_t hb = (uint32_t)nova_murmur2(b, nova_strip(b, itemsize)) & 0x7fffffffu;
+            out[i] = (int32_t)nova_fastmod_u32(ha, M, parts);
+            out[i + 1] = (int32_t)nova_fastmod_u32(hb, M, parts);
+        }
+        for (; i < count; i++) {
+            const unsigned char* a = buf + i * stride;
+            uint32_t ha = (uint32_t)nova_murmur2(a, nova_strip(a, itemsize)) & 0x7fffffffu;
+            out[i] = (int32_t)nova_fastmod_u32(ha, M, parts);
+        }
+    }
+    """
+    void nova_hash_fixed(const unsigned char* buf, Py_ssize_t count, Py_ssize_t itemsize,
+                         Py_ssize_t stride, uint32_t parts, int32_t* out) noexcept nogil
+
+
+cdef inline void _hash_fixed(const unsigned char* buf, Py_ssize_t count, Py_ssize_t itemsize,
+                             Py_ssize_t stride, uint32_t parts, int32_t* out) noexcept nogil:
+    nova_hash_fixed(buf, count, itemsize, stride, parts, out)
 
 
 cdef void _hash_ptrs(const unsigned char** ptrs, const Py_ssize_t* sizes, Py_ssize_t count,
                      uint32_t parts, int32_t* out) noexcept nogil:
     cdef Py_ssize_t i
+    cdef uint64_t M = _fastmod_m(parts)
     for i in range(count):
-        out[i] = <int32_t>((<uint32_t>murmur2_c(ptrs[i], sizes[i]) & 0x7FFFFFFF) % parts)
+        out[i] = <int32_t>nova_fastmod_u32(<uint32_t>murmur2_c(ptrs[i], sizes[i]) & 0x7FFFFFFF, M, parts)
 
 
 def partition_many(keys, n):

@@ -1,0 +1,73 @@
+"""The public surface: names, __all__ tuples, docstrings, errors."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import queue
+
+import pytest
+
+import nova
+from nova import errors
+
+MODULES = ["nova", "nova.events", "nova.errors", "nova.testing", "nova.observability.metrics"]
+
+DESIGN_NAMES = (
+    "Event Emitter Bus TopicConfig DeliveryMode ListenerManager ListenerConfig RetryPolicy "
+    "Backoff CircuitConfig DeadLetterConfig Health MemoryStore Cursor WorkerPool Semaphore "
+    "RateLimiter SimpleMetricsCollector RingQueue TokenBucket EventBatch DeadLetter "
+    "PublishReceipt as_listener errors"
+).split()
+
+
+def test_all_is_a_tuple_and_resolves():
+    assert isinstance(nova.__all__, tuple)
+    assert len(set(nova.__all__)) == len(nova.__all__)
+    for name in nova.__all__:
+        assert getattr(nova, name) is not None, name
+
+
+def test_design_names_exported():
+    missing = [n for n in DESIGN_NAMES if n not in nova.__all__]
+    assert not missing
+
+
+@pytest.mark.parametrize("modname", MODULES)
+def test_module_all_is_tuple(modname):
+    mod = importlib.import_module(modname)
+    assert isinstance(mod.__all__, tuple)
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{modname}.{name}"
+
+
+def test_public_names_have_docstrings():
+    undocumented = []
+    for name in nova.__all__:
+        obj = getattr(nova, name)
+        if name in ("USING_EXTENSIONS", "__version__"):
+            continue
+        if not (inspect.getdoc(obj) or "").strip():
+            undocumented.append(name)
+    assert not undocumented
+
+
+def test_unknown_attribute():
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        nova.Nope  # noqa: B018
+
+
+def test_error_hierarchy():
+    for name in errors.__all__:
+        obj = getattr(errors, name)
+        if inspect.isclass(obj):
+            assert issubclass(obj, errors.NovaError), name
+    assert issubclass(errors.ValidationError, ValueError)
+    assert issubclass(errors.Timeout, TimeoutError)
+    assert issubclass(errors.BufferFull, queue.Full)
+    assert issubclass(errors.QueueEmpty, queue.Empty)
+    for closed in (errors.EmitterClosed, errors.BusClosed, errors.StoreClosed, errors.QueueClosed):
+        assert issubclass(closed, errors.ClosedError)
+    exc = errors.RetryLimitExceeded("gave up after 3 attempts", attempts=3)
+    assert exc.attempts == 3 and "3 attempts" in str(exc)
+    assert errors.type_name(3) == "int"
