@@ -129,7 +129,7 @@ def show_versions(file: Any = None) -> dict[str, str]:
     from nova import _core
 
     try:
-        from nova._core import _build_info  # type: ignore[attr-defined]
+        from nova._core import _build_info
 
         cython_build = _build_info.CYTHON_VERSION
         numpy_build = _build_info.NUMPY_VERSION

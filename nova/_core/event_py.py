@@ -126,23 +126,24 @@ def new_id() -> str:
 def _check_metadata(metadata: object) -> dict[str, str] | None:
     if metadata is None:
         return None
-    if not isinstance(metadata, dict):
+    md: dict[object, object]
+    if isinstance(metadata, dict):
+        md = dict(metadata)
+    else:
         try:
-            metadata = dict(metadata)  # type: ignore[call-overload]
+            md = dict(metadata)  # type: ignore[call-overload]
         except (TypeError, ValueError):
             raise ValidationError(
                 f"Expected metadata as a dict[str, str], got {type(metadata).__name__}"
             ) from None
-    else:
-        metadata = dict(metadata)
-    for k, v in metadata.items():
+    for k, v in md.items():
         if not isinstance(k, str):
             raise ValidationError(f"Expected str metadata keys, got {type(k).__name__} key {k!r}")
         if not isinstance(v, str):
             raise ValidationError(
                 f"Expected str metadata values, got {type(v).__name__} for key {k!r}"
             )
-    return metadata
+    return md  # type: ignore[return-value]  # checked above: every key and value is a str
 
 
 class Event:

@@ -94,7 +94,8 @@ def _as_key_list(keys: Any) -> list[bytes]:
             raise ValueError(f"Expected a 1-d array of keys, got {keys.ndim} dimensions")
         kind = keys.dtype.kind
         if kind == "S":
-            return keys.tolist()  # numpy strips trailing NULs, as documented
+            as_list: list[bytes] = keys.tolist()  # numpy strips trailing NULs, as documented
+            return as_list
         if kind == "U":
             return [k.encode("utf-8") for k in keys.tolist()]
         if kind == "O":
