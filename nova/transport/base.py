@@ -1,0 +1,139 @@
+"""The internal interface between :class:`nova.Bus` and where its partitions live.
+
+The Bus facade (topics, subscriptions, groups, patterns, delivery modes) talks to a
+transport only through the four abstract classes below, so another transport (Redis
+Streams: a stream per partition, a consumer group per slot, ``XREADGROUP`` readers) can
+be added without touching :mod:`nova.bus`'s public API.
+
+Vocabulary:
+
+* **log** (:class:`TopicLog`): one topic's partitions.  ``append(partition, event)``
+  gives the event the next offset of that partition and hands it to every lane of the
+  partition, atomically: all lanes of a partition see events in offset order.
+* **slot** (:class:`Slot`): one subscriber of a topic, i.e. one ungrouped subscription
+  or one consumer group.  It has one **lane** per partition; a lane is a bounded FIFO
+  of the events that slot has still to process from that partition.
+* **consumer** (:class:`Consumer`): one delivery thread (one subscription, or one
+  member of a group).  It drains the lanes assigned to it, one lane at a time, and
+  passes batches to the lane's **sink** (the Bus):
+  ``sink.deliver(lane, consumer, batch) -> int`` returns how many events of the batch
+  it settled (handled, failed, dead-lettered or skipped as duplicates); the rest go back
+  to the front of the lane, for the lane's owner at that moment.
+* a lane has exactly one owner consumer at a time (:meth:`Transport.assign`); a sink
+  stops early when ``lane.consumer is not consumer`` (ownership moved or the bus stops).
+
+Accounting per lane (read by the Bus for ``stats()`` and ``flush()``): ``enqueued``,
+``evicted`` (overflow ``drop_oldest``), ``discarded`` (lane removed with events in it),
+``settled`` (by the sink), and ``pending() = enqueued - evicted - discarded - settled``.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ("Transport", "TopicLog", "Slot", "Consumer", "OVERFLOW_POLICIES")
+
+#: Overflow policies a transport accepts when a lane is full.
+OVERFLOW_POLICIES = ("block", "error", "drop_newest", "drop_oldest")
+
+
+class Consumer(abc.ABC):
+    """One delivery thread.  ``owner`` is whatever the Bus attached (its subscription
+    record); ``ident`` is the thread id once started."""
+
+    owner: Any
+    ident: int | None
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Ask the thread to exit once the lanes queued to it are handed back.  Also wakes
+        a backoff sleep done through :meth:`wait_stop`.  Idempotent."""
+
+    @abc.abstractmethod
+    def wait_stop(self, seconds: float) -> bool:
+        """Sleep up to *seconds* (real time); return True at once if :meth:`stop` was
+        called (before or during)."""
+
+    @abc.abstractmethod
+    def run_coroutine(self, coro: Any) -> Any:
+        """Run *coro* to completion on this consumer's own event loop and return its
+        result (raises what it raises)."""
+
+    @abc.abstractmethod
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread to end; True if it ended."""
+
+
+class Slot(abc.ABC):
+    """One subscriber (subscription or group) of one topic: one lane per partition."""
+
+    lanes: list[Any]
+    sink: Any
+
+
+class TopicLog(abc.ABC):
+    """The partitions of one topic."""
+
+    name: str
+    partitions: int
+
+    @abc.abstractmethod
+    def append(self, partition: int, event: Any, timeout: float | None, overflow: str) -> int:
+        """Append *event* to *partition* and to each of its lanes; return its offset.
+
+        Raises:
+            BufferFull: a lane is full and *overflow* is ``"error"`` (or blocking would
+                deadlock: the caller is that lane's own consumer).
+            Timeout: *overflow* is ``"block"`` and no room came within *timeout*.
+        """
+
+    @abc.abstractmethod
+    def offsets(self) -> list[int]:
+        """The next offset of each partition (= events appended so far)."""
+
+
+class Transport(abc.ABC):
+    """Where a Bus's partitions and delivery threads live."""
+
+    @abc.abstractmethod
+    def open_topic(self, name: str, partitions: int, capacity: int) -> TopicLog:
+        """Create the log of a new topic (*capacity* = max events waiting per lane)."""
+
+    @abc.abstractmethod
+    def close_topic(self, log: TopicLog) -> None:
+        """Forget a topic's log (its slots must have been removed first)."""
+
+    @abc.abstractmethod
+    def add_slot(self, log: TopicLog, sink: Any, consumers: list[Consumer]) -> Slot:
+        """Attach a new subscriber to *log*: lane *p* is owned by
+        ``consumers[p % len(consumers)]``.  Only events appended afterwards reach it."""
+
+    @abc.abstractmethod
+    def remove_slot(self, slot: Slot) -> int:
+        """Detach *slot*; events still waiting in its lanes are discarded and counted in
+        the lanes' ``discarded``.  Returns how many were discarded now."""
+
+    @abc.abstractmethod
+    def assign(self, lane: Any, consumer: Consumer | None) -> None:
+        """Make *consumer* the owner of *lane* (None: nobody; events wait)."""
+
+    @abc.abstractmethod
+    def new_consumer(self, owner: Any, name: str) -> Consumer:
+        """Start a delivery thread for *owner*."""
+
+    @abc.abstractmethod
+    def wait_settled(self, targets: Iterable[tuple[Any, int]], timeout: float | None) -> bool:
+        """Block until every ``(lane, n)`` has its first *n* events resolved (settled,
+        evicted or discarded), or *timeout* passes.  Returns whether they all were."""
+
+    @abc.abstractmethod
+    def notify_progress(self) -> None:
+        """Wake :meth:`wait_settled` callers (after lanes changed state)."""
+
+    @abc.abstractmethod
+    def close(self, consumers: Iterable[Consumer], timeout: float | None) -> bool:
+        """Stop *consumers* and wait for their threads; True if they all ended."""
