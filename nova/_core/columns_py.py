@@ -1,0 +1,970 @@
+"""The columnar event log (pure-Python twin, the specification).
+
+:class:`ColumnLog` is the engine of :class:`nova.store.MemoryStore`.  It is *not*
+thread-safe on its own: the store serialises every call under its lock.
+
+Storage
+    One physical row per appended event, in append (global sequence) order.  Numeric
+    columns live in growable numpy arrays: ``timestamp`` (int64 ns), ``sequence``
+    (int64, global, from 1), ``stream`` (int32 code), ``type`` (int32 code),
+    ``position`` (int64, per stream, from 1) and ``flags`` (uint8).  The object column
+    holds the :class:`~nova.events.Event` itself for rows appended as events (so replay
+    hands back the very same object) or the payload for rows appended as columns; ids
+    given with columns live in a second object column created on first use, and ids
+    not given are derived on demand from the row's sequence (they are stable).
+
+Ordering
+    While timestamps arrive in non-decreasing order the physical order *is* the
+    (timestamp, sequence) order: a window is two binary searches and zero-copy views.
+    The first late (out-of-order) row switches the log to an index: a permutation of
+    the rows in (timestamp, sequence) order, merged lazily on the next read (in-order
+    tails are appended to it in O(k), late rows are inserted in O(n + k log k)).
+    Appends stay O(1) amortized in both modes.
+
+Eviction
+    Evicted rows are tombstoned (or cut off as a prefix) and physically removed by a
+    compaction once they are at least half of the rows, so eviction is O(1) amortized.
+    Rows of a given storage generation never change once written: a :class:`WindowSlice`
+    taken earlier stays valid and consistent whatever happens to the log afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from bisect import bisect_right
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from nova import _core
+from nova._core import event_py
+from nova.errors import ValidationError
+
+__all__ = ("ColumnLog", "WindowSlice", "FLAG_EVENT", "FLAG_DEAD")
+
+#: The row's object column holds the Event itself.
+FLAG_EVENT = 1
+#: The row was evicted (tombstone).
+FLAG_DEAD = 2
+
+_MIN_CAPACITY = 16
+_MIN_GARBAGE = 1024
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+
+def _event_types() -> tuple[type, ...]:
+    types: list[type] = [event_py.Event]
+    active = _core.Event
+    if active is not event_py.Event:
+        types.insert(0, active)
+    return tuple(types)
+
+
+_EVENT_TYPES = _event_types()
+_Event: Any = _core.Event
+
+
+def _tname(value: object) -> str:
+    return type(value).__name__
+
+
+def _grow_array(arr: np.ndarray, used: int, need: int) -> np.ndarray:
+    cap = max(need, len(arr) + len(arr) // 2, _MIN_CAPACITY)
+    new = np.empty(cap, dtype=arr.dtype)
+    new[:used] = arr[:used]
+    return new
+
+
+def _format_id(ms: int, node: int, seq: int) -> str:
+    return f"{ms & 0xFFFFFFFFFFFF:012x}{node:010x}{seq & 0xFFFFFFFFFF:010x}"
+
+
+def _check_bound(value: object, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Expected {name} as an int of nanoseconds or None, got {_tname(value)}")
+    v = int(value)
+    if not _INT64_MIN <= v <= _INT64_MAX:
+        raise ValidationError(f"Expected {name} within the int64 nanosecond range, got {v}")
+    return v
+
+
+def timestamps_array(timestamps: object, n: int | None = None) -> np.ndarray:
+    """Return *timestamps* as a 1-D int64 array of ns (a copy when converted).
+
+    Accepts an int or datetime64 numpy array, or a sequence of what
+    :func:`~nova.events.to_timestamp_ns` accepts.
+
+    Raises:
+        ValidationError: NaT, a value out of range or of a type Event refuses, a
+            length different from *n*, or not 1-D.
+    """
+    if isinstance(timestamps, np.ndarray):
+        arr = timestamps
+    else:
+        if not isinstance(timestamps, Sequence) or isinstance(timestamps, (str, bytes)):
+            raise TypeError(
+                f"Expected timestamps as a numpy array or a sequence, got {_tname(timestamps)}"
+            )
+        try:
+            arr = np.asarray(timestamps)
+        except (ValueError, TypeError, OverflowError):
+            arr = np.asarray(timestamps, dtype=object)
+    if arr.ndim != 1:
+        raise ValidationError(f"Expected 1-D timestamps, got an array of shape {arr.shape}")
+    if n is not None and len(arr) != n:
+        raise ValidationError(f"Expected {n} timestamps (one per event), got {len(arr)}")
+    kind = arr.dtype.kind
+    if kind == "M":
+        ns = arr.astype("datetime64[ns]")
+        if np.isnat(ns).any():
+            raise ValidationError("Expected valid timestamps, got NaT")
+        return ns.view(np.int64).copy()
+    if kind == "i":
+        return arr.astype(np.int64, copy=True)
+    if kind == "u":
+        if len(arr) and int(arr.max()) > _INT64_MAX:
+            raise ValidationError(
+                f"Expected timestamps within the int64 nanosecond range, got {int(arr.max())}"
+            )
+        return arr.astype(np.int64)
+    if kind == "b":
+        raise ValidationError("Expected timestamps as ints of nanoseconds, got bool")
+    if kind == "f":
+        raise ValidationError(
+            "Expected timestamps as ints of nanoseconds, got floats; "
+            "for seconds pass (seconds * 1_000_000_000).astype('int64')"
+        )
+    to_ns = _core.to_timestamp_ns
+    out = np.empty(len(arr), dtype=np.int64)
+    for i, v in enumerate(arr.tolist() if kind != "O" else arr):
+        out[i] = to_ns(v, "timestamps")
+    return out
+
+
+def _types_list(types: object, n: int) -> list[str] | str:
+    """Validate *types*: one str for every row, or a sequence of n non-empty str."""
+    if isinstance(types, str):
+        if not types:
+            raise ValidationError("Expected a non-empty str event type, got ''")
+        return types
+    if isinstance(types, np.ndarray):
+        if types.ndim != 1:
+            raise ValidationError(f"Expected 1-D types, got an array of shape {types.shape}")
+        items = types.tolist()
+    elif isinstance(types, Sequence) and not isinstance(types, bytes):
+        items = list(types)
+    else:
+        raise TypeError(f"Expected types as a str or a sequence of str, got {_tname(types)}")
+    if len(items) != n:
+        raise ValidationError(f"Expected {n} types (one per event), got {len(items)}")
+    for i, t in enumerate(items):
+        if type(t) is str and t:
+            continue
+        if isinstance(t, bytes):
+            t = t.decode("utf-8")
+        if not isinstance(t, str) or not t:
+            got = repr(t) if isinstance(t, str) else _tname(t)
+            raise ValidationError(f"Expected non-empty str event types, got {got} at index {i}")
+        items[i] = str(t)
+    return items
+
+
+def _objects_list(values: object, n: int, name: str) -> list[Any]:
+    if isinstance(values, np.ndarray):
+        if values.ndim != 1:
+            raise ValidationError(f"Expected 1-D {name}, got an array of shape {values.shape}")
+        items = values.tolist()
+    elif isinstance(values, Sequence) and not isinstance(values, (str, bytes)):
+        items = list(values)
+    else:
+        raise TypeError(f"Expected {name} as a sequence, got {_tname(values)}")
+    if len(items) != n:
+        raise ValidationError(f"Expected {n} {name} (one per event), got {len(items)}")
+    return items
+
+
+def _ids_list(ids: object, n: int) -> list[str]:
+    items = _objects_list(ids, n, "ids")
+    for i, v in enumerate(items):
+        if not isinstance(v, str) or not v:
+            got = repr(v) if isinstance(v, str) else _tname(v)
+            raise ValidationError(f"Expected non-empty str event ids, got {got} at index {i}")
+    return items
+
+
+class _Stream:
+    """Per-stream state: the rows of the stream in position order."""
+
+    __slots__ = ("rows", "n", "head", "last_pos", "live", "evicted")
+
+    def __init__(self) -> None:
+        self.rows = np.empty(_MIN_CAPACITY, dtype=np.int64)
+        self.n = 0
+        self.head = 0
+        self.last_pos = 0
+        self.live = 0
+        self.evicted = 0
+
+    def push(self, row: int) -> None:
+        if self.n == len(self.rows):
+            self.rows = _grow_array(self.rows, self.n, self.n + 1)
+        self.rows[self.n] = row
+        self.n += 1
+
+    def push_range(self, first: int, count: int) -> None:
+        if self.n + count > len(self.rows):
+            self.rows = _grow_array(self.rows, self.n, self.n + count)
+        self.rows[self.n : self.n + count] = np.arange(first, first + count, dtype=np.int64)
+        self.n += count
+
+
+class WindowSlice:
+    """A consistent snapshot of some rows of a :class:`ColumnLog`.
+
+    ``ts``, ``seq``, ``pos``, ``stream`` and ``type`` are numpy arrays (zero-copy views
+    of the log's columns when the rows are contiguous).  Object columns (``ids()``,
+    ``data()``, ``metadata()``, ``events()``) are built on demand.  Later appends,
+    evictions and compactions of the log do not change a slice.
+    """
+
+    __slots__ = (
+        "ts", "seq", "pos", "stream", "type",
+        "_lo", "_rows", "_flags", "_objs", "_ids", "_type_names",
+        "_auto_seq", "_auto_ms", "_node", "_n",
+    )
+
+    def __init__(self, log: ColumnLog, lo: int, hi: int, rows: np.ndarray | None) -> None:
+        if rows is None:
+            self.ts = log._ts[lo:hi]
+            self.seq = log._seq[lo:hi]
+            self.pos = log._pos[lo:hi]
+            self.stream = log._stream[lo:hi]
+            self.type = log._type[lo:hi]
+            self._n = hi - lo
+        else:
+            self.ts = log._ts[rows]
+            self.seq = log._seq[rows]
+            self.pos = log._pos[rows]
+            self.stream = log._stream[rows]
+            self.type = log._type[rows]
+            self._n = len(rows)
+        self._lo = lo
+        self._rows = rows
+        self._flags = log._flags
+        self._objs = log._objs
+        self._ids = log._ids
+        self._type_names = log._type_names
+        self._auto_seq = log._auto_seq
+        self._auto_ms = log._auto_ms
+        self._node = log._node
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _row(self, i: int) -> int:
+        return self._lo + i if self._rows is None else int(self._rows[i])
+
+    def _auto_id(self, seq: int) -> str:
+        k = bisect_right(self._auto_seq, seq) - 1
+        return _format_id(self._auto_ms[k], self._node, seq)
+
+    def _id_at(self, i: int, row: int) -> str:
+        if self._flags[row] & FLAG_EVENT:
+            return self._objs[row].id  # type: ignore[no-any-return]
+        if self._ids is not None:
+            v = self._ids[row]
+            if v is not None:
+                return v  # type: ignore[no-any-return]
+        return self._auto_id(int(self.seq[i]))
+
+    def event(self, i: int) -> Any:
+        """The *i*-th row as an Event (the appended Event object itself when it was one).
+
+        Raises:
+            IndexError: *i* out of range.
+        """
+        if not 0 <= i < self._n:
+            raise IndexError(f"Expected a row index in [0, {self._n}), got {i}")
+        row = self._row(i)
+        if self._flags[row] & FLAG_EVENT:
+            return self._objs[row]
+        return _Event(
+            self._type_names[int(self.type[i])],
+            self._objs[row],
+            id=self._id_at(i, row),
+            timestamp=int(self.ts[i]),
+        )
+
+    def events(self, i: int = 0, j: int | None = None) -> list[Any]:
+        """Rows ``[i, j)`` as a list of Events (see :meth:`event`)."""
+        n = self._n
+        if j is None or j > n:
+            j = n
+        if i < 0:
+            i = 0
+        return [self.event(k) for k in range(i, j)]
+
+    def ids(self) -> list[str]:
+        """The event ids, one per row."""
+        return [self._id_at(i, self._row(i)) for i in range(self._n)]
+
+    def data(self) -> list[Any]:
+        """The payloads, one per row."""
+        out = []
+        for i in range(self._n):
+            row = self._row(i)
+            obj = self._objs[row]
+            out.append(obj.data if self._flags[row] & FLAG_EVENT else obj)
+        return out
+
+    def metadata(self) -> list[dict[str, str]]:
+        """The metadata dicts, one per row (the Event's own dict; ``{}`` for column rows)."""
+        out: list[dict[str, str]] = []
+        for i in range(self._n):
+            row = self._row(i)
+            out.append(self._objs[row].metadata if self._flags[row] & FLAG_EVENT else {})
+        return out
+
+
+class ColumnLog:
+    """ColumnLog(capacity=1024)
+
+    An append-only columnar event log with a (timestamp, sequence) index.  See the
+    module docstring for the layout.  Not thread-safe: callers serialise access.
+
+    Raises:
+        TypeError: *capacity* is not an int.
+        ValueError: *capacity* is negative.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int):
+            raise TypeError(f"Expected capacity as an int, got {_tname(capacity)}")
+        if capacity < 0:
+            raise ValueError(f"Expected capacity >= 0, got {capacity}")
+        cap = max(capacity, _MIN_CAPACITY)
+        self._ts = np.empty(cap, dtype=np.int64)
+        self._seq = np.empty(cap, dtype=np.int64)
+        self._pos = np.empty(cap, dtype=np.int64)
+        self._stream = np.empty(cap, dtype=np.int32)
+        self._type = np.empty(cap, dtype=np.int32)
+        self._flags = np.empty(cap, dtype=np.uint8)
+        self._objs: list[Any] = []
+        self._ids: list[Any] | None = None
+        self._n = 0
+        self._start = 0
+        self._dead = 0
+        self._live = 0
+        self._next_seq = 1
+        self._max_ts = _INT64_MIN
+        self._sorted = True
+        self._perm: np.ndarray | None = None
+        self._perm_ts: np.ndarray | None = None
+        self._perm_n = 0
+        self._perm_start = 0
+        self._perm_rows = 0
+        self._streams: list[_Stream] = []
+        self._stream_names: list[str] = []
+        self._stream_index: dict[str, int] = {}
+        self._type_names: list[str] = []
+        self._type_index: dict[str, int] = {}
+        self._auto_seq: list[int] = []
+        self._auto_ms: list[int] = []
+        self._node = int.from_bytes(os.urandom(5), "big")
+
+    # ---------------------------------------------------------------- names
+    def stream_code(self, name: str, create: bool = True) -> int:
+        """The code of stream *name*; a new code if *create*, else -1 when unknown.
+
+        Raises:
+            ValidationError: *name* is not a non-empty ``str``.
+        """
+        code = self._stream_index.get(name)  # type: ignore[arg-type]
+        if code is not None:
+            return code
+        if not isinstance(name, str) or not name:
+            got = repr(name) if isinstance(name, str) else _tname(name)
+            raise ValidationError(f"Expected a non-empty str stream name, got {got}")
+        if not create:
+            return -1
+        code = len(self._stream_names)
+        self._stream_names.append(name)
+        self._stream_index[name] = code
+        self._streams.append(_Stream())
+        return code
+
+    def type_code(self, name: str, create: bool = True) -> int:
+        """The code of event type *name*; a new code if *create*, else -1 when unknown.
+
+        Raises:
+            ValidationError: *name* is not a non-empty ``str``.
+        """
+        code = self._type_index.get(name)  # type: ignore[arg-type]
+        if code is not None:
+            return code
+        if not isinstance(name, str) or not name:
+            got = repr(name) if isinstance(name, str) else _tname(name)
+            raise ValidationError(f"Expected a non-empty str event type, got {got}")
+        if not create:
+            return -1
+        code = len(self._type_names)
+        self._type_names.append(name)
+        self._type_index[name] = code
+        return code
+
+    def stream_names(self) -> list[str]:
+        """Every stream name ever appended to, indexed by code (a copy)."""
+        return list(self._stream_names)
+
+    def type_names(self) -> list[str]:
+        """Every event type name seen, indexed by code (a copy)."""
+        return list(self._type_names)
+
+    def name_lists(self) -> tuple[list[str], list[str]]:
+        """The live (stream names, type names) lists, indexed by code.  They only ever
+        grow; callers must not mutate them."""
+        return self._stream_names, self._type_names
+
+    @property
+    def n_streams(self) -> int:
+        """How many stream codes exist."""
+        return len(self._stream_names)
+
+    def _stream_state(self, code: int) -> _Stream:
+        if isinstance(code, bool) or not isinstance(code, (int, np.integer)) or not 0 <= code < len(self._streams):
+            raise ValueError(f"Expected a stream code in [0, {len(self._streams)}), got {code!r}")
+        return self._streams[code]
+
+    # ---------------------------------------------------------------- appends
+    def _reserve(self, k: int) -> None:
+        need = self._n + k
+        if need > len(self._ts):
+            n = self._n
+            self._ts = _grow_array(self._ts, n, need)
+            self._seq = _grow_array(self._seq, n, need)
+            self._pos = _grow_array(self._pos, n, need)
+            self._stream = _grow_array(self._stream, n, need)
+            self._type = _grow_array(self._type, n, need)
+            self._flags = _grow_array(self._flags, n, need)
+
+    def append_event(self, code: int, event: Any) -> int:
+        """Append one Event to stream *code*; return its position.
+
+        Raises:
+            ValueError: unknown stream code.
+            TypeError: *event* is not an Event.
+        """
+        st = self._stream_state(code)
+        if not isinstance(event, _EVENT_TYPES):
+            raise TypeError(f"Expected an Event, got {_tname(event)}")
+        ts = event.timestamp
+        tcode = self.type_code(event.type)
+        n = self._n
+        self._reserve(1)
+        self._ts[n] = ts
+        self._seq[n] = self._next_seq
+        self._next_seq += 1
+        st.last_pos += 1
+        pos = st.last_pos
+        self._pos[n] = pos
+        self._stream[n] = code
+        self._type[n] = tcode
+        self._flags[n] = FLAG_EVENT
+        self._objs.append(event)
+        if self._ids is not None:
+            self._ids.append(None)
+        st.push(n)
+        st.live += 1
+        if ts < self._max_ts:
+            self._sorted = False
+        else:
+            self._max_ts = ts
+        self._n = n + 1
+        self._live += 1
+        return pos
+
+    def append_events(self, code: int, events: Sequence[Any]) -> int:
+        """Append Events to stream *code* (all or nothing); return the last position.
+
+        Raises:
+            ValueError: unknown stream code.
+            TypeError: *events* is not a list or tuple, or an item is not an Event
+                (nothing is stored then).
+        """
+        st = self._stream_state(code)
+        if not isinstance(events, (list, tuple)):
+            raise TypeError(f"Expected events as a list or tuple, got {_tname(events)}")
+        k = len(events)
+        for i, ev in enumerate(events):
+            if not isinstance(ev, _EVENT_TYPES):
+                raise TypeError(f"Expected an Event at index {i}, got {_tname(ev)}")
+        if k == 0:
+            return st.last_pos
+        ts = np.fromiter((ev.timestamp for ev in events), dtype=np.int64, count=k)
+        tc = np.fromiter((self.type_code(ev.type) for ev in events), dtype=np.int32, count=k)
+        self._commit(code, st, ts, tc, list(events), None, FLAG_EVENT)
+        return st.last_pos
+
+    def append_columns(
+        self,
+        code: int,
+        types: object,
+        timestamps: object,
+        data: object = None,
+        ids: object = None,
+    ) -> int:
+        """Append rows given as columns to stream *code* (all or nothing); return the
+        last position.
+
+        *types* is one ``str`` for every row or a sequence of ``str`` (numpy ``U``/``S``
+        arrays too); *timestamps* an int64 / datetime64 array or a sequence of what
+        Event accepts; *data* a sequence of payloads (``None`` for none); *ids* a
+        sequence of non-empty ``str`` (``None``: derived, unique and stable).
+
+        Raises:
+            ValueError: unknown stream code.
+            TypeError / ValidationError: a column of the wrong kind, length or content
+                (nothing is stored then).
+        """
+        st = self._stream_state(code)
+        ts = timestamps_array(timestamps)
+        k = len(ts)
+        tl = _types_list(types, k)
+        objs = [None] * k if data is None else _objects_list(data, k, "data")
+        idl = None if ids is None else _ids_list(ids, k)
+        if k == 0:
+            return st.last_pos
+        if isinstance(tl, str):
+            tc = np.full(k, self.type_code(tl), dtype=np.int32)
+        else:
+            tc = np.fromiter((self.type_code(t) for t in tl), dtype=np.int32, count=k)
+        self._commit(code, st, ts, tc, objs, idl, 0)
+        return st.last_pos
+
+    def _commit(
+        self,
+        code: int,
+        st: _Stream,
+        ts: np.ndarray,
+        tc: np.ndarray,
+        objs: list[Any],
+        ids: list[str] | None,
+        flag: int,
+    ) -> None:
+        k = len(ts)
+        n = self._n
+        self._reserve(k)
+        first_seq = self._next_seq
+        self._ts[n : n + k] = ts
+        self._seq[n : n + k] = np.arange(first_seq, first_seq + k, dtype=np.int64)
+        self._pos[n : n + k] = np.arange(st.last_pos + 1, st.last_pos + 1 + k, dtype=np.int64)
+        self._stream[n : n + k] = code
+        self._type[n : n + k] = tc
+        self._flags[n : n + k] = flag
+        self._objs.extend(objs)
+        if ids is not None and self._ids is None:
+            self._ids = [None] * n
+        if self._ids is not None:
+            if ids is None:
+                self._ids.extend([None] * k)
+            else:
+                self._ids.extend(ids)
+        if not flag and ids is None:
+            self._auto_seq.append(first_seq)
+            self._auto_ms.append(_core.now_ns() // 1_000_000)
+        st.push_range(n, k)
+        st.last_pos += k
+        st.live += k
+        self._next_seq += k
+        if self._sorted:
+            if ts[0] < self._max_ts or (k > 1 and bool((ts[1:] < ts[:-1]).any())):
+                self._sorted = False
+        mx = int(ts.max())
+        if mx > self._max_ts:
+            self._max_ts = mx
+        self._n = n + k
+        self._live += k
+
+    # ---------------------------------------------------------------- state
+    def __len__(self) -> int:
+        return self._live
+
+    @property
+    def last_seq(self) -> int:
+        """The global sequence of the last appended row (0 before the first)."""
+        return self._next_seq - 1
+
+    @property
+    def is_sorted(self) -> bool:
+        """True while the physical order is the (timestamp, sequence) order."""
+        return self._sorted
+
+    def stream_info(self, code: int) -> tuple[int, int, int, int]:
+        """``(live, first_position, last_position, evicted)`` of stream *code*;
+        ``first_position`` is 0 when no event of the stream is live.
+
+        Raises:
+            ValueError: unknown stream code.
+        """
+        st = self._stream_state(code)
+        first = 0
+        i = st.head
+        flags = self._flags
+        while i < st.n:
+            row = int(st.rows[i])
+            if row >= self._start and not flags[row] & FLAG_DEAD:
+                first = int(self._pos[row])
+                break
+            i += 1
+        st.head = i
+        return st.live, first, st.last_pos, st.evicted
+
+    def stream_last_position(self, code: int) -> int:
+        """The last position ever given in stream *code* (0 when none)."""
+        return self._stream_state(code).last_pos
+
+    def time_bounds(self) -> tuple[int, int] | None:
+        """``(min, max)`` timestamp of the live rows, or None when empty."""
+        if self._live == 0:
+            return None
+        rows = self._ordered_rows(None, None)
+        return int(self._ts[rows[0]]), int(self._ts[rows[-1]])
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the log's own storage (arrays at capacity, list slots, indexes);
+        the payload and Event objects themselves are not counted."""
+        import sys
+
+        total = sum(
+            a.nbytes for a in (self._ts, self._seq, self._pos, self._stream, self._type, self._flags)
+        )
+        total += sys.getsizeof(self._objs)
+        if self._ids is not None:
+            total += sys.getsizeof(self._ids)
+        for st in self._streams:
+            total += st.rows.nbytes
+        if self._perm is not None and self._perm_ts is not None:
+            total += self._perm.nbytes + self._perm_ts.nbytes
+        return total
+
+    # ---------------------------------------------------------------- index
+    def _ensure_index(self) -> None:
+        """Bring the (timestamp, sequence) permutation up to date (unsorted mode)."""
+        n = self._n
+        ts = self._ts
+        if self._perm is None or self._perm_ts is None:
+            order = np.argsort(ts[:n], kind="stable").astype(np.int64)
+            cap = max(n + n // 2, _MIN_CAPACITY)
+            self._perm = np.empty(cap, dtype=np.int64)
+            self._perm_ts = np.empty(cap, dtype=np.int64)
+            self._perm[:n] = order
+            self._perm_ts[:n] = ts[order]
+            self._perm_n = n
+            self._perm_start = 0
+            self._perm_rows = n
+            return
+        if self._perm_rows == n:
+            return
+        new_rows = np.arange(self._perm_rows, n, dtype=np.int64)
+        nts = ts[self._perm_rows : n]
+        order = np.argsort(nts, kind="stable")
+        new_rows = new_rows[order]
+        nts = nts[order]
+        k = len(new_rows)
+        s, e = self._perm_start, self._perm_n
+        if e == s or nts[0] >= self._perm_ts[e - 1]:
+            if e + k > len(self._perm):
+                self._perm = _grow_array(self._perm, e, e + k)
+                self._perm_ts = _grow_array(self._perm_ts, e, e + k)
+            self._perm[e : e + k] = new_rows
+            self._perm_ts[e : e + k] = nts
+            self._perm_n = e + k
+        else:
+            cur = self._perm[s:e]
+            cur_ts = self._perm_ts[s:e]
+            at = np.searchsorted(cur_ts, nts, side="right")
+            merged = np.insert(cur, at, new_rows)
+            merged_ts = np.insert(cur_ts, at, nts)
+            m = len(merged)
+            cap = max(m + m // 2, _MIN_CAPACITY)
+            self._perm = np.empty(cap, dtype=np.int64)
+            self._perm_ts = np.empty(cap, dtype=np.int64)
+            self._perm[:m] = merged
+            self._perm_ts[:m] = merged_ts
+            self._perm_start = 0
+            self._perm_n = m
+        self._perm_rows = n
+
+    def _alive_mask(self, rows: np.ndarray) -> np.ndarray:
+        return (rows >= self._start) & ((self._flags[rows] & FLAG_DEAD) == 0)
+
+    def _range(self, start: int | None, end: int | None) -> tuple[int, int]:
+        """Physical rows [lo, hi) with start <= ts < end (sorted mode)."""
+        s, n = self._start, self._n
+        ts = self._ts
+        lo = s if start is None else s + int(np.searchsorted(ts[s:n], start, side="left"))
+        hi = n if end is None else s + int(np.searchsorted(ts[s:n], end, side="left"))
+        return lo, max(lo, hi)
+
+    def _ordered_rows(self, start: int | None, end: int | None) -> np.ndarray:
+        """Live rows with start <= ts < end in (timestamp, sequence) order."""
+        if self._sorted:
+            lo, hi = self._range(start, end)
+            rows = np.arange(lo, hi, dtype=np.int64)
+            if self._dead:
+                rows = rows[(self._flags[lo:hi] & FLAG_DEAD) == 0]
+            return rows
+        self._ensure_index()
+        assert self._perm is not None and self._perm_ts is not None
+        s, e = self._perm_start, self._perm_n
+        pts = self._perm_ts
+        a = s if start is None else s + int(np.searchsorted(pts[s:e], start, side="left"))
+        b = e if end is None else s + int(np.searchsorted(pts[s:e], end, side="left"))
+        rows = self._perm[a : max(a, b)]
+        return rows[self._alive_mask(rows)]
+
+    # ---------------------------------------------------------------- reads
+    def window(
+        self,
+        start: int | None,
+        end: int | None,
+        stream_codes: Sequence[int] | None = None,
+        type_codes: Sequence[int] | None = None,
+    ) -> WindowSlice:
+        """Live rows with ``start <= timestamp < end`` (``None``: open), optionally only
+        of the given stream / type codes, in (timestamp, sequence) order.
+
+        O(log n) and zero-copy when the log is in order, nothing was evicted inside it
+        and no filter is given; otherwise O(log n + k).
+
+        Raises:
+            TypeError: a bound is neither an int nor None.
+            ValidationError: a bound is out of the int64 range.
+        """
+        start = _check_bound(start, "start")
+        end = _check_bound(end, "end")
+        if self._sorted and not self._dead and stream_codes is None and type_codes is None:
+            lo, hi = self._range(start, end)
+            return WindowSlice(self, lo, hi, None)
+        rows = self._ordered_rows(start, end)
+        rows = self._filter(rows, stream_codes, type_codes)
+        return WindowSlice(self, 0, 0, rows)
+
+    def _filter(
+        self,
+        rows: np.ndarray,
+        stream_codes: Sequence[int] | None,
+        type_codes: Sequence[int] | None,
+    ) -> np.ndarray:
+        if stream_codes is not None:
+            codes = np.asarray(list(stream_codes), dtype=np.int32)
+            rows = rows[np.isin(self._stream[rows], codes)]
+        if type_codes is not None:
+            codes = np.asarray(list(type_codes), dtype=np.int32)
+            rows = rows[np.isin(self._type[rows], codes)]
+        return rows
+
+    def stream_slice(self, code: int, after_position: int, limit: int | None = None) -> WindowSlice:
+        """Live rows of stream *code* with position > *after_position*, in position
+        order, at most *limit* of them (``None``: all).
+
+        Raises:
+            ValueError: unknown stream code, or a negative *limit*.
+        """
+        st = self._stream_state(code)
+        if limit is not None and limit < 0:
+            raise ValueError(f"Expected limit >= 0 or None, got {limit}")
+        srows = st.rows
+        pos = self._pos
+        lo, hi = st.head, st.n
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if pos[srows[mid]] <= after_position:
+                lo = mid + 1
+            else:
+                hi = mid
+        return WindowSlice(self, 0, 0, self._collect(srows, lo, st.n, limit))
+
+    def since_sequence(self, after_seq: int, limit: int | None = None) -> WindowSlice:
+        """Live rows of every stream with sequence > *after_seq*, in sequence order, at
+        most *limit* of them (``None``: all).
+
+        Raises:
+            ValueError: a negative *limit*.
+        """
+        if limit is not None and limit < 0:
+            raise ValueError(f"Expected limit >= 0 or None, got {limit}")
+        s, n = self._start, self._n
+        lo = s + int(np.searchsorted(self._seq[s:n], after_seq, side="right"))
+        if not self._dead:
+            hi = n if limit is None else min(n, lo + limit)
+            return WindowSlice(self, lo, hi, None)
+        return WindowSlice(self, 0, 0, self._collect(None, lo, n, limit))
+
+    def _collect(self, index: np.ndarray | None, lo: int, hi: int, limit: int | None) -> np.ndarray:
+        """Alive rows among ``index[lo:hi]`` (or physical rows lo..hi), first *limit*."""
+        want = (hi - lo) if limit is None else limit
+        parts: list[np.ndarray] = []
+        got = 0
+        i = lo
+        chunk = max(want, 64)
+        while got < want and i < hi:
+            j = min(hi, i + chunk)
+            rows = index[i:j] if index is not None else np.arange(i, j, dtype=np.int64)
+            rows = rows[self._alive_mask(rows)]
+            if got + len(rows) > want:
+                rows = rows[: want - got]
+            parts.append(rows)
+            got += len(rows)
+            i = j
+            chunk *= 2
+        if not parts:
+            return np.empty(0, dtype=np.int64)
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    # ---------------------------------------------------------------- eviction
+    def _kill(self, rows: np.ndarray) -> int:
+        """Tombstone the alive rows among *rows*; return how many were killed."""
+        rows = rows[self._alive_mask(rows)]
+        k = len(rows)
+        if k == 0:
+            return 0
+        self._flags[rows] |= FLAG_DEAD
+        counts = np.bincount(self._stream[rows], minlength=len(self._streams))
+        for c in np.flatnonzero(counts).tolist():
+            st = self._streams[c]
+            st.live -= int(counts[c])
+            st.evicted += int(counts[c])
+        self._dead += k
+        self._live -= k
+        return k
+
+    def _normalize(self) -> None:
+        flags = self._flags
+        s, n = self._start, self._n
+        while s < n and flags[s] & FLAG_DEAD:
+            s += 1
+            self._dead -= 1
+        self._start = s
+        garbage = self._start + self._dead
+        if garbage >= _MIN_GARBAGE and garbage * 2 >= self._n:
+            self.compact()
+
+    def evict_before(self, cutoff: int) -> int:
+        """Evict every live row with timestamp < *cutoff*; return how many.
+
+        Raises:
+            TypeError / ValidationError: *cutoff* is not an int in the int64 range.
+        """
+        c = _check_bound(cutoff, "cutoff")
+        assert c is not None
+        if self._live == 0:
+            return 0
+        if self._sorted:
+            lo, hi = self._range(None, c)
+            if hi == lo:
+                return 0
+            k = self._kill(np.arange(lo, hi, dtype=np.int64))
+        else:
+            self._ensure_index()
+            assert self._perm is not None and self._perm_ts is not None
+            s, e = self._perm_start, self._perm_n
+            b = s + int(np.searchsorted(self._perm_ts[s:e], c, side="left"))
+            if b == s:
+                return 0
+            k = self._kill(self._perm[s:b])
+            self._perm_start = b
+        if k:
+            self._normalize()
+        return k
+
+    def evict_oldest(self, code: int, count: int) -> int:
+        """Evict the *count* lowest live positions of stream *code*; return how many.
+
+        Raises:
+            ValueError: unknown stream code or negative *count*.
+        """
+        st = self._stream_state(code)
+        if count < 0:
+            raise ValueError(f"Expected count >= 0, got {count}")
+        flags = self._flags
+        i = st.head
+        done = 0
+        while done < count and i < st.n:
+            row = int(st.rows[i])
+            if row >= self._start and not flags[row] & FLAG_DEAD:
+                flags[row] |= FLAG_DEAD
+                done += 1
+            i += 1
+        st.head = i
+        if done:
+            st.live -= done
+            st.evicted += done
+            self._dead += done
+            self._live -= done
+            self._normalize()
+        return done
+
+    def compact(self) -> None:
+        """Remove evicted rows from storage now (also done automatically once evicted
+        rows are at least half of the storage).  Earlier slices are unaffected."""
+        n = self._n
+        if not self._sorted:
+            self._ensure_index()
+        alive = np.zeros(n, dtype=bool)
+        alive[self._start : n] = (self._flags[self._start : n] & FLAG_DEAD) == 0
+        keep = np.flatnonzero(alive)
+        m = len(keep)
+        newrow = np.full(n, -1, dtype=np.int64)
+        newrow[keep] = np.arange(m, dtype=np.int64)
+        cap = max(m + m // 2, _MIN_CAPACITY)
+
+        def take(arr: np.ndarray) -> np.ndarray:
+            out = np.empty(cap, dtype=arr.dtype)
+            out[:m] = arr[keep]
+            return out
+
+        self._ts = take(self._ts)
+        self._seq = take(self._seq)
+        self._pos = take(self._pos)
+        self._stream = take(self._stream)
+        self._type = take(self._type)
+        self._flags = take(self._flags)
+        keep_list = keep.tolist()
+        objs = self._objs
+        self._objs = [objs[i] for i in keep_list]
+        if self._ids is not None:
+            ids = self._ids
+            self._ids = [ids[i] for i in keep_list]
+        for st in self._streams:
+            r = st.rows[st.head : st.n]
+            r = newrow[r[alive[r]]]
+            st.rows = np.empty(max(len(r) + len(r) // 2, _MIN_CAPACITY), dtype=np.int64)
+            st.rows[: len(r)] = r
+            st.n = len(r)
+            st.head = 0
+        if not self._sorted:
+            assert self._perm is not None and self._perm_ts is not None
+            p = self._perm[self._perm_start : self._perm_n]
+            p = newrow[p[alive[p]]]
+            if bool((p == np.arange(m)).all()):
+                self._sorted = True
+                self._perm = self._perm_ts = None
+                self._perm_n = self._perm_start = self._perm_rows = 0
+            else:
+                self._perm = np.empty(cap, dtype=np.int64)
+                self._perm_ts = np.empty(cap, dtype=np.int64)
+                self._perm[:m] = p
+                self._perm_ts[:m] = self._ts[p]
+                self._perm_n = m
+                self._perm_start = 0
+                self._perm_rows = m
+        if self._sorted:
+            self._max_ts = int(self._ts[m - 1]) if m else _INT64_MIN
+        self._n = m
+        self._start = 0
+        self._dead = 0

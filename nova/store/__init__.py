@@ -1,0 +1,33 @@
+"""Event stores: append events to named streams, replay any timestamp window, follow
+streams live.
+
+* :class:`EventStore` — the protocol every backend implements.
+* :class:`MemoryStore` — in memory, columnar (numpy), the fastest.
+* :class:`Cursor`, :class:`EventBatch`, :class:`StreamInfo`, :class:`StoreStats`,
+  :class:`SubscriptionStats`, :class:`StoreSubscription` — the values they return.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+from nova.store.base import (
+    Cursor,
+    EventBatch,
+    EventStore,
+    StoreStats,
+    StreamInfo,
+    SubscriptionStats,
+)
+from nova.store.memory import MemoryStore, StoreSubscription
+
+__all__ = (
+    "EventStore",
+    "MemoryStore",
+    "Cursor",
+    "EventBatch",
+    "StreamInfo",
+    "StoreStats",
+    "SubscriptionStats",
+    "StoreSubscription",
+)

@@ -1,0 +1,418 @@
+"""The EventStore protocol and the value types every store backend shares.
+
+* :class:`EventStore` — the protocol (``MemoryStore`` and later backends implement it).
+* :class:`Cursor` — where a reader is in a stream: ``Cursor(stream, position, timestamp)``.
+* :class:`EventBatch` — a columnar result (numpy arrays + names), iterable as Events.
+* :class:`StreamInfo`, :class:`StoreStats`, :class:`SubscriptionStats` — small records.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = (
+    "Cursor",
+    "EventBatch",
+    "EventStore",
+    "StreamInfo",
+    "StoreStats",
+    "SubscriptionStats",
+    "OVERFLOW_POLICIES",
+    "ON_FULL_POLICIES",
+)
+
+#: What a live subscription does when its buffer is full.
+OVERFLOW_POLICIES = ("block", "drop_oldest", "error")
+#: What ``append`` does when a stream holds ``max_events_per_stream`` events.
+ON_FULL_POLICIES = ("evict_oldest", "reject")
+
+
+class Cursor(NamedTuple):
+    """A place in a stream: the last event read.
+
+    ``stream`` is the stream name (``None`` for a cursor over every stream, as given by
+    a ``subscribe(None, ...)`` subscription: ``position`` is then the global sequence);
+    ``position`` is the position of the last event read (0 = before the first event);
+    ``timestamp`` is that event's timestamp (``None`` when nothing was read).
+    """
+
+    stream: str | None
+    position: int
+    timestamp: int | None = None
+
+
+class StreamInfo(NamedTuple):
+    """What a store knows about one stream.
+
+    ``length``: events stored now; ``first_position`` / ``last_position``: positions of
+    the oldest stored event (``None`` when none is stored) and of the last event ever
+    appended (0 when none; positions are never reused); ``evicted``: events removed by
+    retention or ``max_events_per_stream``.
+    """
+
+    stream: str
+    length: int
+    first_position: int | None
+    last_position: int
+    evicted: int
+
+
+class StoreStats(NamedTuple):
+    """Counters of a store: ``events`` stored now, ``streams``, ``appended`` since
+    creation, ``evicted`` (retention and ``evict_oldest``), ``rejected`` (appends refused
+    by ``on_full="reject"`` or ``max_streams``), live ``subscriptions``, ``blocked``
+    (times an appender waited for a ``"block"`` subscriber), and ``memory_bytes`` (the
+    store's own storage, not counting the payloads)."""
+
+    events: int
+    streams: int
+    appended: int
+    evicted: int
+    rejected: int
+    subscriptions: int
+    blocked: int
+    memory_bytes: int
+
+
+class SubscriptionStats(NamedTuple):
+    """Counters of one live subscription: ``delivered`` events, ``dropped`` by the
+    ``"drop_oldest"`` policy, ``overflows`` (times the buffer overflowed), ``blocked``
+    (times an appender waited on this subscriber), ``missed`` (events evicted from the
+    store by retention or ``max_events_per_stream`` before the subscriber reached them),
+    and ``backlog`` (live events appended but not yet taken)."""
+
+    delivered: int
+    dropped: int
+    overflows: int
+    blocked: int
+    missed: int
+    backlog: int
+
+
+class _ListSource:
+    """A :class:`EventBatch` source over plain lists (for backends without columns)."""
+
+    __slots__ = ("ts", "seq", "pos", "stream", "type", "_events")
+
+    def __init__(
+        self,
+        events: list[Any],
+        ts: np.ndarray,
+        seq: np.ndarray,
+        pos: np.ndarray,
+        stream: np.ndarray,
+        type_: np.ndarray,
+    ) -> None:
+        self._events = events
+        self.ts, self.seq, self.pos, self.stream, self.type = ts, seq, pos, stream, type_
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def event(self, i: int) -> Any:
+        return self._events[i]
+
+    def events(self, i: int = 0, j: int | None = None) -> list[Any]:
+        return self._events[i:j]
+
+    def ids(self) -> list[str]:
+        return [e.id for e in self._events]
+
+    def data(self) -> list[Any]:
+        return [e.data for e in self._events]
+
+    def metadata(self) -> list[dict[str, str]]:
+        return [e.metadata for e in self._events]
+
+
+_CHUNK = 4096
+
+
+class EventBatch:
+    """A columnar batch of events (what ``window()`` returns).
+
+    Numeric columns are numpy arrays (zero-copy views of the store's columns when
+    possible; treat them as read-only): :attr:`timestamps` (int64 ns), :attr:`sequences`
+    (int64, global append order), :attr:`positions` (int64, position in its stream),
+    :attr:`stream_codes` and :attr:`type_codes` (int32).  Names are categorical:
+    ``batch.streams[batch.stream_codes[i]]`` is the stream of row *i* and
+    ``batch.types[batch.type_codes[i]]`` its type.  :attr:`ids`, :attr:`data` and
+    :attr:`metadata` are lists built on first access.
+
+    ``len(batch)``, ``batch[i]`` (an Event) and iteration (Events, in row order) work;
+    :meth:`to_pandas` and :meth:`to_arrow` export it.  A batch is a snapshot: later
+    appends or evictions do not change it.
+    """
+
+    __slots__ = ("_src", "_stream_names", "_type_names", "_ids", "_data", "_metadata", "_streams", "_types")
+
+    def __init__(self, source: Any, stream_names: Sequence[str], type_names: Sequence[str]) -> None:
+        self._src = source
+        self._stream_names = stream_names
+        self._type_names = type_names
+        self._ids: list[str] | None = None
+        self._data: list[Any] | None = None
+        self._metadata: list[dict[str, str]] | None = None
+        self._streams: tuple[str, ...] | None = None
+        self._types: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_events(
+        cls,
+        events: Sequence[Any],
+        *,
+        streams: Sequence[str],
+        positions: Sequence[int],
+        sequences: Sequence[int],
+    ) -> EventBatch:
+        """Build a batch from Events and, per event, its stream, position and sequence
+        (for store backends that keep rows rather than columns).
+
+        Raises:
+            ValueError: the sequences do not all have the same length.
+        """
+        n = len(events)
+        if not len(streams) == len(positions) == len(sequences) == n:
+            raise ValueError(
+                f"Expected streams, positions and sequences of length {n}, got "
+                f"{len(streams)}, {len(positions)} and {len(sequences)}"
+            )
+        snames: dict[str, int] = {}
+        tnames: dict[str, int] = {}
+        sc = np.fromiter((snames.setdefault(s, len(snames)) for s in streams), np.int32, n)
+        tc = np.fromiter((tnames.setdefault(e.type, len(tnames)) for e in events), np.int32, n)
+        src = _ListSource(
+            list(events),
+            np.fromiter((e.timestamp for e in events), np.int64, n),
+            np.asarray(sequences, dtype=np.int64).reshape(n),
+            np.asarray(positions, dtype=np.int64).reshape(n),
+            sc,
+            tc,
+        )
+        return cls(src, list(snames), list(tnames))
+
+    # -- columns
+    @property
+    def timestamps(self) -> np.ndarray:
+        """int64 nanoseconds since the epoch (UTC), one per row."""
+        return self._src.ts  # type: ignore[no-any-return]
+
+    @property
+    def sequences(self) -> np.ndarray:
+        """int64 global sequence (append order across streams), one per row."""
+        return self._src.seq  # type: ignore[no-any-return]
+
+    @property
+    def positions(self) -> np.ndarray:
+        """int64 position in the row's stream (from 1), one per row."""
+        return self._src.pos  # type: ignore[no-any-return]
+
+    @property
+    def stream_codes(self) -> np.ndarray:
+        """int32 stream codes, indexes into :attr:`streams`."""
+        return self._src.stream  # type: ignore[no-any-return]
+
+    @property
+    def type_codes(self) -> np.ndarray:
+        """int32 type codes, indexes into :attr:`types`."""
+        return self._src.type  # type: ignore[no-any-return]
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """Stream names indexed by code (may name streams that have no row here)."""
+        if self._streams is None:
+            self._streams = tuple(self._stream_names)
+        return self._streams
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        """Event type names indexed by code (may name types that have no row here)."""
+        if self._types is None:
+            self._types = tuple(self._type_names)
+        return self._types
+
+    @property
+    def ids(self) -> list[str]:
+        """Event ids, one per row."""
+        if self._ids is None:
+            self._ids = self._src.ids()
+        return self._ids
+
+    @property
+    def data(self) -> list[Any]:
+        """Payloads, one per row."""
+        if self._data is None:
+            self._data = self._src.data()
+        return self._data
+
+    @property
+    def metadata(self) -> list[dict[str, str]]:
+        """Metadata dicts, one per row."""
+        if self._metadata is None:
+            self._metadata = self._src.metadata()
+        return self._metadata
+
+    # -- rows
+    def __len__(self) -> int:
+        return len(self._src)
+
+    def __getitem__(self, i: int) -> Any:
+        """Row *i* as an Event (negative indexes count from the end).
+
+        Raises:
+            IndexError: *i* out of range.  TypeError: *i* is not an int.
+        """
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"Expected an int row index, got {type(i).__name__}")
+        n = len(self._src)
+        j = int(i) + n if i < 0 else int(i)
+        if not 0 <= j < n:
+            raise IndexError(f"Expected a row index in [-{n}, {n}), got {i}")
+        return self._src.event(j)
+
+    def __iter__(self) -> Iterator[Any]:
+        src = self._src
+        n = len(src)
+        for i in range(0, n, _CHUNK):
+            yield from src.events(i, i + _CHUNK)
+
+    def events(self) -> list[Any]:
+        """Every row as an Event, in row order."""
+        return self._src.events(0, len(self._src))  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"<EventBatch rows={len(self)} streams={len(self._stream_names)} types={len(self._type_names)}>"
+
+    # -- exports
+    def to_pandas(self) -> Any:
+        """A :class:`pandas.DataFrame` with columns ``timestamp`` (datetime64[ns, UTC]),
+        ``sequence``, ``stream`` (categorical), ``position``, ``type`` (categorical),
+        ``id``, ``data`` and ``metadata``.
+
+        Raises:
+            ImportError: pandas is not installed (``pip install 'nova[pandas]'``).
+        """
+        try:
+            import pandas as pd
+        except ImportError as exc:  # pragma: no cover - pandas is a test dependency
+            raise ImportError(
+                "EventBatch.to_pandas() needs pandas; install it with `pip install 'nova[pandas]'`"
+            ) from exc
+        return pd.DataFrame(
+            {
+                "timestamp": pd.to_datetime(np.asarray(self.timestamps), unit="ns", utc=True),
+                "sequence": np.asarray(self.sequences),
+                "stream": pd.Categorical.from_codes(np.asarray(self.stream_codes), categories=self._categories(self.streams)),
+                "position": np.asarray(self.positions),
+                "type": pd.Categorical.from_codes(np.asarray(self.type_codes), categories=self._categories(self.types)),
+                "id": self.ids,
+                "data": self.data,
+                "metadata": self.metadata,
+            }
+        )
+
+    @staticmethod
+    def _categories(names: tuple[str, ...]) -> list[str]:
+        return list(names)
+
+    def to_arrow(self, *, include_data: bool = True) -> Any:
+        """A :class:`pyarrow.Table` with columns ``timestamp`` (timestamp[ns, UTC]),
+        ``sequence``, ``stream`` and ``type`` (dictionary-encoded), ``position``, ``id``
+        and, if *include_data*, ``data`` (typed by pyarrow's inference).
+
+        Raises:
+            ImportError: pyarrow is not installed (``pip install 'nova[arrow]'``).
+            TypeError: the payloads have no common Arrow type (pass
+                ``include_data=False``, or export with :meth:`to_pandas`).
+        """
+        try:
+            import pyarrow as pa
+        except ImportError as exc:  # pragma: no cover - pyarrow is a test dependency
+            raise ImportError(
+                "EventBatch.to_arrow() needs pyarrow; install it with `pip install 'nova[arrow]'`"
+            ) from exc
+        streams = pa.array(list(self.streams), pa.string())
+        types = pa.array(list(self.types), pa.string())
+        cols: dict[str, Any] = {
+            "timestamp": pa.array(np.asarray(self.timestamps), pa.timestamp("ns", tz="UTC")),
+            "sequence": pa.array(np.asarray(self.sequences)),
+            "stream": pa.DictionaryArray.from_arrays(pa.array(np.asarray(self.stream_codes)), streams),
+            "position": pa.array(np.asarray(self.positions)),
+            "type": pa.DictionaryArray.from_arrays(pa.array(np.asarray(self.type_codes)), types),
+            "id": pa.array(self.ids, pa.string()),
+        }
+        if include_data:
+            try:
+                cols["data"] = pa.array(self.data)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+                raise TypeError(
+                    f"Expected payloads pyarrow can type, got ({exc}); "
+                    "pass include_data=False or use to_pandas()"
+                ) from exc
+        return pa.table(cols)
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """What every event store implements (``MemoryStore``; durable and distributed
+    backends later).  ``tests/store_conformance.py`` is its executable specification.
+
+    * ``append(stream, *events) -> int`` — the last position in the stream (positions
+      start at 1, are never reused); every event is validated before any is stored.
+    * ``append_many(stream, events)`` and ``append_columns(stream, *, types,
+      timestamps, data=None, ids=None)`` — batch forms, all or nothing.
+    * ``read(stream, cursor=None, limit=None) -> (events, cursor)``.
+    * ``replay(start, end, *, streams=None, types=None)`` — Events with
+      ``start <= timestamp < end`` in (timestamp, sequence) order.
+    * ``window(start, end, *, streams=None, types=None) -> EventBatch``.
+    * ``subscribe(stream=None, cursor=None, *, buffer=1000, overflow="block")`` —
+      history after the cursor, then live appends, no gap, no duplicate.
+    * ``stream_info(stream)``, ``streams()``, ``stats()``, ``close()``, context manager.
+    """
+
+    def append(self, stream: str, *events: Any) -> int: ...
+
+    def append_many(self, stream: str, events: Iterable[Any]) -> int: ...
+
+    def append_columns(
+        self, stream: str, *, types: Any, timestamps: Any, data: Any = None, ids: Any = None
+    ) -> int: ...
+
+    def read(
+        self, stream: str, cursor: Cursor | None = None, limit: int | None = None
+    ) -> tuple[list[Any], Cursor]: ...
+
+    def replay(
+        self, start: Any = None, end: Any = None, *, streams: Any = None, types: Any = None
+    ) -> Iterator[Any]: ...
+
+    def window(
+        self, start: Any = None, end: Any = None, *, streams: Any = None, types: Any = None
+    ) -> EventBatch: ...
+
+    def subscribe(
+        self,
+        stream: str | None = None,
+        cursor: Cursor | None = None,
+        *,
+        buffer: int = 1000,
+        overflow: str = "block",
+    ) -> Any: ...
+
+    def stream_info(self, stream: str) -> StreamInfo: ...
+
+    def streams(self) -> list[str]: ...
+
+    def stats(self) -> StoreStats: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
