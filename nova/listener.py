@@ -1981,15 +1981,6 @@ class ListenerManager:
 
 
 def _dead_letters(store: Any, start: Any, end: Any) -> list[Any]:
-    """The events of the dead-letter stream of *store* (a snapshot, in store order)."""
-    if start is None and end is None:
-        out: list[Any] = []
-        cursor = None
-        while True:
-            events, cursor = store.read(DEAD_LETTER_STREAM, cursor=cursor, limit=1000)
-            if not events:
-                return out
-            out.extend(events)
-    lo = start if start is not None else 0
-    hi = end if end is not None else (1 << 63) - 1
-    return list(store.replay(lo, hi, streams=[DEAD_LETTER_STREAM]))
+    """The events of the dead-letter stream of *store* in ``[start, end)`` (a snapshot,
+    in timestamp order)."""
+    return list(store.replay(start, end, streams=[DEAD_LETTER_STREAM]))
