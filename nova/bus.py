@@ -47,11 +47,11 @@ from nova.errors import (
     type_name,
 )
 from nova.events import Event, Subscription, as_listener, is_async_listener, now_ns
-from nova.listener import DEAD_LETTER_STREAM, DeadLetter, DeadLetterConfig, RetryPolicy
+from nova.listener import DEAD_LETTER_STREAM, DeadLetter, DeadLetterConfig, RetryPolicy, dead_letter_event
 from nova.observability.metrics import NoOpMetricsCollector
 from nova.testing import SYSTEM_CLOCK, to_seconds
 from nova.transport.base import OVERFLOW_POLICIES, Transport
-from nova.transport.inprocess import InProcessTransport
+from nova.transport.inprocess import InProcessTransport, current_consumer
 
 __all__ = (
     "Bus",
@@ -592,25 +592,15 @@ class _Slot:
         cfg = self.topic.dead_letter
         if not cfg.enabled or (cfg.handler is None and cfg.store is None):
             return
+        dl = DeadLetter(ev, exc, attempts, m.listener_id, self.topic.name, now_ns())
         if cfg.handler is not None:
-            dl = DeadLetter(ev, exc, attempts, m.listener_id, self.topic.name, now_ns())
             try:
                 cfg.handler(dl)
             except Exception:
                 lane.dl_errors += 1
         if cfg.store is not None:
-            meta = dict(ev.metadata or {})
-            meta.update(
-                {
-                    "nova.error.type": type(exc).__name__,
-                    "nova.error.message": str(exc),
-                    "nova.attempts": str(attempts),
-                    "nova.listener": m.listener_id,
-                    "nova.topic": self.topic.name,
-                }
-            )
             try:
-                cfg.store.append(DEAD_LETTER_STREAM, ev.replace(metadata=meta))
+                cfg.store.append(DEAD_LETTER_STREAM, dead_letter_event(dl))
             except Exception:
                 lane.dl_errors += 1
 
@@ -707,7 +697,6 @@ class Bus:
         self._closed = False
         self._shutdown_result: bool | None = None
         self._abandoned = False
-        self._consumer_idents: set[int] = set()
 
     # -- topics ------------------------------------------------------------------------
     def create_topic(self, name: str, config: TopicConfig | None = None) -> None:
@@ -970,8 +959,6 @@ class Bus:
         sub = Subscription(topic, listener, self._detach)
         m.sub = sub
         m.consumer = self._transport.new_consumer(m, f"nova-{self.name}-{sub.id}")
-        if m.consumer.ident is not None:
-            self._consumer_idents.add(m.consumer.ident)
         self._members[sub.id] = m
         self._issued[sub.id] = sub
         return m
@@ -1073,9 +1060,12 @@ class Bus:
             RuntimeError: called from a handler of this bus (it would wait for itself).
         """
         timeout = _check_timeout(timeout)
-        if threading.get_ident() in self._consumer_idents:
+        c = current_consumer()
+        if c is not None and getattr(c, "transport", None) is self._transport:
             raise RuntimeError("Expected flush() from outside this bus's handlers, got a call from a handler")
-        targets = [(lane, lane.enqueued) for lane in self._live_lanes()]
+        with self._lock:
+            lanes = self._live_lanes() + [lane for lane in self._retired if lane.pending()]
+        targets = [(lane, lane.enqueued) for lane in lanes]
         return self._transport.wait_settled(targets, timeout)
 
     def shutdown(self, timeout: Any = None) -> bool:

@@ -24,6 +24,7 @@ Design (see :mod:`nova.transport.base` for the vocabulary):
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections import deque
@@ -35,7 +36,14 @@ from typing import Any
 from nova.errors import BufferFull, Timeout
 from nova.transport.base import Consumer, Slot, TopicLog, Transport
 
-__all__ = ("InProcessTransport", "InProcessTopicLog", "Lane", "InProcessSlot", "InProcessConsumer")
+__all__ = (
+    "InProcessTransport",
+    "InProcessTopicLog",
+    "Lane",
+    "InProcessSlot",
+    "InProcessConsumer",
+    "current_consumer",
+)
 
 
 class Lane:
@@ -103,7 +111,7 @@ class Lane:
 
 
 class _Partition:
-    __slots__ = ("index", "lock", "cond", "lanes", "next_offset", "waiting", "log")
+    __slots__ = ("index", "lock", "cond", "lanes", "counter", "waiting", "log")
 
     def __init__(self, log: InProcessTopicLog, index: int) -> None:
         self.log = log
@@ -111,8 +119,14 @@ class _Partition:
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         self.lanes: tuple[Lane, ...] = ()
-        self.next_offset = 0
+        self.counter = itertools.count()  # the next offset
         self.waiting = 0
+
+
+def _count_value(counter: itertools.count[int]) -> int:
+    """The next value of an :func:`itertools.count` without consuming it."""
+    text = repr(counter)  # "count(N)"
+    return int(text[text.index("(") + 1 : -1])
 
 
 def _schedule(lane: Lane) -> None:
@@ -136,16 +150,30 @@ class InProcessTopicLog(TopicLog):
     def append(self, partition: int, event: Any, timeout: float | None, overflow: str) -> int:
         """See :meth:`TopicLog.append`."""
         part = self.parts[partition]
+        if not part.lanes:
+            # Nobody to deliver to: only the offset (itertools.count is atomic).
+            return next(part.counter)
         with part.lock:
             lanes = part.lanes
+            if len(lanes) == 1:
+                lane = lanes[0]
+                dq = lane.dq
+                if len(dq) < lane.capacity:
+                    dq.append(event)
+                    lane.enqueued += 1
+                    if not lane.scheduled:
+                        c = lane.consumer
+                        if c is not None:
+                            lane.scheduled = True
+                            c.doorbell.put(lane)
+                    return next(part.counter)
             skip: tuple[Lane, ...] = ()
             for lane in lanes:
                 if len(lane.dq) >= lane.capacity:
                     skip = self._make_room(part, overflow, timeout)
                     lanes = part.lanes
                     break
-            off = part.next_offset
-            part.next_offset = off + 1
+            off = next(part.counter)
             for lane in lanes:
                 if skip and lane in skip:
                     lane.dropped += 1
@@ -169,7 +197,6 @@ class InProcessTopicLog(TopicLog):
                     lane.dq.popleft()
                     lane.evicted += 1
             return ()
-        me = threading.get_ident()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             full = [lane for lane in part.lanes if len(lane.dq) >= lane.capacity]
@@ -182,7 +209,7 @@ class InProcessTopicLog(TopicLog):
                     f"subscriber buffer ({lane.capacity} events) with overflow='error'"
                 )
             c = lane.consumer
-            if c is not None and c.ident == me:
+            if c is not None and current_consumer() is c:
                 raise BufferFull(
                     f"Expected room in topic {self.name!r} partition {part.index}, got a full "
                     "buffer of the subscriber whose own handler is publishing (waiting would deadlock)"
@@ -201,7 +228,7 @@ class InProcessTopicLog(TopicLog):
 
     def offsets(self) -> list[int]:
         """See :meth:`TopicLog.offsets`."""
-        return [p.next_offset for p in self.parts]
+        return [_count_value(p.counter) for p in self.parts]
 
 
 class InProcessSlot(Slot):
@@ -213,26 +240,62 @@ class InProcessSlot(Slot):
         self.lanes = [Lane(p, self, log.capacity) for p in log.parts]
 
 
+#: The consumer whose delivery is running on this thread (None outside deliveries).
+_current = threading.local()
+
+
+def current_consumer() -> InProcessConsumer | None:
+    """The consumer delivering on the calling thread, if any (a handler is running)."""
+    return getattr(_current, "consumer", None)
+
+
+class _PoolDoorbell:
+    """A consumer's lane queue when it runs on a worker pool: the first lane queued
+    while the consumer is idle submits one drain task; a consumer never has two tasks
+    at once, so it stays serial like a thread."""
+
+    __slots__ = ("consumer", "q", "lock", "running")
+
+    def __init__(self, consumer: InProcessConsumer) -> None:
+        self.consumer = consumer
+        self.q: deque[Lane | None] = deque()
+        self.lock = threading.Lock()
+        self.running = False
+
+    def put(self, lane: Lane | None) -> None:
+        with self.lock:
+            self.q.append(lane)
+            if self.running:
+                return
+            self.running = True
+        self.consumer.transport._submit(self.consumer._pool_task)
+
+
 class InProcessConsumer(Consumer):
-    """A delivery thread draining the lanes it owns (see the module docstring)."""
+    """A delivery loop draining the lanes it owns (see the module docstring): on its own
+    daemon thread, or as a series of drain tasks on a worker pool."""
+
+    #: lanes a pool task serves before yielding its worker to other consumers
+    POOL_BUDGET = 16
 
     def __init__(self, transport: InProcessTransport, owner: Any, name: str, pool: Any = None) -> None:
         self.transport = transport
         self.owner = owner
         self.name = name
-        self.doorbell: SimpleQueue[Lane | None] = SimpleQueue()
         self._stop = threading.Event()
         self._done = threading.Event()
-        self._started = threading.Event()
         self._stopped = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.ident: int | None = None
+        self.doorbell: Any
         if pool is None:
-            thread = threading.Thread(target=self._run, name=name, daemon=True)
+            self.doorbell = SimpleQueue()
+            started = threading.Event()
+            thread = threading.Thread(target=self._run, args=(started,), name=name, daemon=True)
             thread.start()
-            self._started.wait()
+            started.wait()
         else:
-            pool.submit(self._run)
+            self.doorbell = _PoolDoorbell(self)
 
     # -- control -------------------------------------------------------------------
     def stop(self) -> None:
@@ -253,7 +316,7 @@ class InProcessConsumer(Consumer):
 
     def join(self, timeout: float | None = None) -> bool:
         """See :meth:`Consumer.join`."""
-        if threading.get_ident() == self.ident:
+        if current_consumer() is self:
             return self._done.is_set()
         return self._done.wait(timeout)
 
@@ -264,59 +327,92 @@ class InProcessConsumer(Consumer):
             loop = self._loop = asyncio.new_event_loop()
         return loop.run_until_complete(coro)
 
-    # -- the thread ------------------------------------------------------------------
-    def _run(self) -> None:
+    def _finish(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+        self._done.set()
+        self.transport.notify_progress()
+
+    # -- the loop --------------------------------------------------------------------
+    def _run(self, started: threading.Event) -> None:
         self.ident = threading.get_ident()
-        self._started.set()
+        _current.consumer = None
+        started.set()
         get = self.doorbell.get
-        tr = self.transport
+        serve = self._serve
         try:
             while True:
                 lane = get()
                 if lane is None:
                     return
-                part = lane.partition
-                with part.lock:
-                    if lane.consumer is not self or not lane.alive:
-                        self._forward(lane)
-                        continue
-                    batch = lane.dq
-                    if not batch:
-                        lane.scheduled = False
-                        continue
-                    lane.dq = deque()
-                    if part.waiting:
-                        part.cond.notify_all()
-                n = len(batch)
-                done = n
-                try:
-                    done = lane.sink.deliver(lane, self, batch)
-                finally:
-                    lane.settled += done
-                    with part.lock:
-                        if done < n:
-                            rest = list(islice(batch, done, None))
-                            if lane.alive:
-                                lane.dq.extendleft(reversed(rest))
-                            else:
-                                lane.discarded += len(rest)
-                        if lane.alive and lane.dq:
-                            c = lane.consumer
-                            if c is not None:
-                                c.doorbell.put(lane)  # stays scheduled (self: back of the line)
-                            else:
-                                lane.scheduled = False
-                        else:
-                            lane.scheduled = False
-                    if tr._waiters:
-                        tr.notify_progress()
+                serve(lane)
         finally:
-            loop, self._loop = self._loop, None
-            if loop is not None:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
-            self._done.set()
-            tr.notify_progress()
+            self._finish()
+
+    def _pool_task(self) -> None:
+        bell: _PoolDoorbell = self.doorbell
+        self.ident = threading.get_ident()
+        try:
+            for _ in range(self.POOL_BUDGET):
+                with bell.lock:
+                    if not bell.q:
+                        bell.running = False
+                        return
+                    lane = bell.q.popleft()
+                if lane is None:
+                    with bell.lock:
+                        bell.running = False
+                    self._finish()
+                    return
+                self._serve(lane)
+            with bell.lock:
+                if not bell.q:
+                    bell.running = False
+                    return
+            self.transport._submit(self._pool_task)  # yield the worker, keep our turn
+        finally:
+            self.ident = None
+
+    def _serve(self, lane: Lane) -> None:
+        part = lane.partition
+        with part.lock:
+            if lane.consumer is not self or not lane.alive:
+                self._forward(lane)
+                return
+            batch = lane.dq
+            if not batch:
+                lane.scheduled = False
+                return
+            lane.dq = deque()
+            if part.waiting:
+                part.cond.notify_all()
+        n = len(batch)
+        done = n
+        _current.consumer = self
+        try:
+            done = lane.sink.deliver(lane, self, batch)
+        finally:
+            _current.consumer = None
+            lane.settled += done
+            with part.lock:
+                if done < n:
+                    rest = list(islice(batch, done, None))
+                    if lane.alive:
+                        lane.dq.extendleft(reversed(rest))
+                    else:
+                        lane.discarded += len(rest)
+                if lane.alive and lane.dq:
+                    c = lane.consumer
+                    if c is not None:
+                        c.doorbell.put(lane)  # stays scheduled (self: back of the line)
+                    else:
+                        lane.scheduled = False
+                else:
+                    lane.scheduled = False
+            if self.transport._waiters:
+                self.transport.notify_progress()
 
     def _forward(self, lane: Lane) -> None:
         # Caller holds the partition lock; this consumer no longer owns *lane*.
@@ -337,6 +433,31 @@ class InProcessTransport(Transport):
         self._cond = threading.Condition()
         self._waiters = 0
         self.pool = pool
+        self._kicks: SimpleQueue[Any] | None = None
+        self._kicker: threading.Thread | None = None
+        self._kick_lock = threading.Lock()
+
+    def _submit(self, task: Any) -> None:
+        """Run *task* on the pool.  Callers may hold a partition lock, so this never
+        waits: when the pool's queue is full, a helper thread does the waiting submit."""
+        fut = self.pool.try_submit(task)
+        if fut is not None:
+            return
+        with self._kick_lock:
+            if self._kicker is None:
+                self._kicks = SimpleQueue()
+                self._kicker = threading.Thread(target=self._kick_loop, name="nova-bus-kicker", daemon=True)
+                self._kicker.start()
+            assert self._kicks is not None
+            self._kicks.put(task)
+
+    def _kick_loop(self) -> None:
+        assert self._kicks is not None
+        while True:
+            task = self._kicks.get()
+            if task is None:
+                return
+            self.pool.submit(task)
 
     def open_topic(self, name: str, partitions: int, capacity: int) -> InProcessTopicLog:
         """See :meth:`Transport.open_topic`."""
@@ -437,4 +558,8 @@ class InProcessTransport(Transport):
         for c in cs:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             ok = c.join(remaining) and ok
+        with self._kick_lock:
+            if self._kicker is not None and self._kicks is not None:
+                self._kicks.put(None)
+                self._kicker = None
         return ok
