@@ -1,0 +1,1012 @@
+"""The columnar event log (compiled kernel).
+
+Same names, results and exceptions as ``columns_py`` (the specification; read its
+module docstring for the layout).  The per-event paths (single append, batch append of
+Events, window lookup, materialisation of Events, stream reads) work on raw int64
+buffers held by numpy arrays; bulk maintenance (index merge, eviction, compaction)
+is vectorised numpy, as in the pure twin.
+"""
+
+cimport cython
+cimport numpy as cnp
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.ref cimport Py_INCREF
+from cpython.unicode cimport PyUnicode_DecodeASCII
+from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint8_t, uint64_t
+from libc.string cimport memcpy
+
+import os
+import sys
+from bisect import bisect_right
+
+import numpy as np
+
+from nova import _core
+from nova._core.columns_py import (
+    _EVENT_TYPES,
+    _check_bound,
+    _ids_list,
+    _objects_list,
+    _types_list,
+    timestamps_array,
+)
+from nova.errors import ValidationError
+
+cnp.import_array()
+
+__all__ = ("ColumnLog", "WindowSlice", "FLAG_EVENT", "FLAG_DEAD")
+
+FLAG_EVENT = 1
+FLAG_DEAD = 2
+
+cdef enum:
+    C_EVENT = 1
+    C_DEAD = 2
+    MIN_CAPACITY = 16
+    MIN_GARBAGE = 1024
+
+cdef object _Event = _core.Event
+cdef object _now_ns = _core.now_ns
+cdef char* _HEX = b"0123456789abcdef"
+
+
+cdef inline str _tname(object value):
+    return value.__class__.__name__
+
+
+cdef object _grow_array(object arr, Py_ssize_t used, Py_ssize_t need):
+    cdef Py_ssize_t old = len(arr)
+    cdef Py_ssize_t cap = max(need, old + old // 2, MIN_CAPACITY)
+    new = np.empty(cap, dtype=arr.dtype)
+    new[:used] = arr[:used]
+    return new
+
+
+cdef inline void _hex(char* out, uint64_t value, int width) noexcept:
+    cdef int i
+    for i in range(width - 1, -1, -1):
+        out[i] = _HEX[value & 0xF]
+        value >>= 4
+
+
+cdef str _format_id(int64_t ms, uint64_t node, uint64_t seq):
+    cdef char buf[32]
+    _hex(buf, <uint64_t>ms & 0xFFFFFFFFFFFF, 12)
+    _hex(buf + 12, node, 10)
+    _hex(buf + 22, seq & 0xFFFFFFFFFF, 10)
+    return PyUnicode_DecodeASCII(buf, 32, NULL)
+
+
+cdef inline Py_ssize_t _lower_bound(const int64_t* a, Py_ssize_t lo, Py_ssize_t hi, int64_t x) noexcept nogil:
+    """First index in [lo, hi) with a[i] >= x (hi if none)."""
+    cdef Py_ssize_t mid
+    while lo < hi:
+        mid = lo + (hi - lo) // 2
+        if a[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef inline Py_ssize_t _upper_bound(const int64_t* a, Py_ssize_t lo, Py_ssize_t hi, int64_t x) noexcept nogil:
+    """First index in [lo, hi) with a[i] > x (hi if none)."""
+    cdef Py_ssize_t mid
+    while lo < hi:
+        mid = lo + (hi - lo) // 2
+        if a[mid] <= x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef inline void* _data(object arr):
+    return cnp.PyArray_DATA(<cnp.ndarray>arr)
+
+
+@cython.final
+cdef class _Stream:
+    """Per-stream state: the rows of the stream in position order."""
+
+    def __cinit__(self):
+        self.set_rows(np.empty(MIN_CAPACITY, dtype=np.int64))
+        self.n = 0
+        self.head = 0
+        self.last_pos = 0
+        self.live = 0
+        self.evicted = 0
+
+    cdef int set_rows(self, object rows) except -1:
+        self.rows = rows
+        self.p = <int64_t*>_data(rows)
+        self.cap = len(rows)
+        return 0
+
+    cdef int push(self, int64_t row) except -1:
+        if self.n == self.cap:
+            self.set_rows(_grow_array(self.rows, self.n, self.n + 1))
+        self.p[self.n] = row
+        self.n += 1
+        return 0
+
+    cdef int push_range(self, int64_t first, Py_ssize_t count) except -1:
+        cdef Py_ssize_t i
+        if self.n + count > self.cap:
+            self.set_rows(_grow_array(self.rows, self.n, self.n + count))
+        for i in range(count):
+            self.p[self.n + i] = first + i
+        self.n += count
+        return 0
+
+
+@cython.final
+cdef class WindowSlice:
+    """A consistent snapshot of some rows of a :class:`ColumnLog`.
+
+    ``ts``, ``seq``, ``pos``, ``stream`` and ``type`` are numpy arrays (zero-copy views
+    of the log's columns when the rows are contiguous).  Object columns (``ids()``,
+    ``data()``, ``metadata()``, ``events()``) are built on demand.  Later appends,
+    evictions and compactions of the log do not change a slice.
+    """
+
+    def __init__(self, ColumnLog log, Py_ssize_t lo, Py_ssize_t hi, object rows):
+        if rows is None:
+            self.ts = log._ts[lo:hi]
+            self.seq = log._seq[lo:hi]
+            self.pos = log._pos[lo:hi]
+            self.stream = log._stream[lo:hi]
+            self.type = log._type[lo:hi]
+            self._n = hi - lo
+        else:
+            rows = np.ascontiguousarray(rows, dtype=np.int64)
+            self.ts = log._ts[rows]
+            self.seq = log._seq[rows]
+            self.pos = log._pos[rows]
+            self.stream = log._stream[rows]
+            self.type = log._type[rows]
+            self._n = len(rows)
+        self._lo = lo
+        self._rows = rows
+        self._flags = log._flags
+        self._objs = log._objs
+        self._ids = log._ids
+        self._type_names = log._type_names
+        self._auto_seq = log._auto_seq
+        self._auto_ms = log._auto_ms
+        self._node = log._node
+
+    def __len__(self):
+        return self._n
+
+    cdef Py_ssize_t _row(self, Py_ssize_t i):
+        if self._rows is None:
+            return self._lo + i
+        return (<int64_t*>_data(self._rows))[i]
+
+    cdef str _auto_id(self, int64_t seq):
+        cdef Py_ssize_t k = bisect_right(self._auto_seq, seq) - 1
+        return _format_id(<int64_t>self._auto_ms[k], <uint64_t>self._node, <uint64_t>seq)
+
+    cdef object _id_at(self, Py_ssize_t i, Py_ssize_t row):
+        cdef uint8_t* fp = <uint8_t*>_data(self._flags)
+        if fp[row] & C_EVENT:
+            return self._objs[row].id
+        if self._ids is not None:
+            v = (<list>self._ids)[row]
+            if v is not None:
+                return v
+        return self._auto_id((<int64_t*>_data(self.seq))[i])
+
+    cdef object _make(self, Py_ssize_t i, Py_ssize_t row):
+        cdef int32_t tc = (<int32_t*>_data(self.type))[i]
+        return _Event(
+            <str>PyList_GET_ITEM(self._type_names, tc),
+            self._objs[row],
+            id=self._id_at(i, row),
+            timestamp=(<int64_t*>_data(self.ts))[i],
+        )
+
+    def event(self, Py_ssize_t i):
+        """event(i) -> Event
+
+        The *i*-th row as an Event (the appended Event object itself when it was one).
+
+        Raises:
+            IndexError: *i* out of range.
+        """
+        if not 0 <= i < self._n:
+            raise IndexError(f"Expected a row index in [0, {self._n}), got {i}")
+        cdef Py_ssize_t row = self._row(i)
+        if (<uint8_t*>_data(self._flags))[row] & C_EVENT:
+            return self._objs[row]
+        return self._make(i, row)
+
+    def events(self, Py_ssize_t i=0, object j=None):
+        """events(i=0, j=None) -> list
+
+        Rows ``[i, j)`` as a list of Events (see :meth:`event`).
+        """
+        cdef Py_ssize_t n = self._n
+        cdef Py_ssize_t end = n if j is None else min(<Py_ssize_t>j, n)
+        cdef Py_ssize_t k, row
+        cdef uint8_t* fp = <uint8_t*>_data(self._flags)
+        cdef int64_t* rp
+        cdef list objs = self._objs
+        cdef list out
+        cdef bint all_events = True
+        cdef object o
+        if i < 0:
+            i = 0
+        if end <= i:
+            return []
+        if self._rows is None:
+            for k in range(self._lo + i, self._lo + end):
+                if not fp[k] & C_EVENT:
+                    all_events = False
+                    break
+            if all_events:
+                return objs[self._lo + i:self._lo + end]
+            out = []
+            for k in range(i, end):
+                row = self._lo + k
+                if fp[row] & C_EVENT:
+                    out.append(<object>PyList_GET_ITEM(objs, row))
+                else:
+                    out.append(self._make(k, row))
+            return out
+        rp = <int64_t*>_data(self._rows)
+        out = []
+        for k in range(i, end):
+            row = rp[k]
+            if fp[row] & C_EVENT:
+                out.append(<object>PyList_GET_ITEM(objs, row))
+            else:
+                out.append(self._make(k, row))
+        return out
+
+    def ids(self):
+        """ids() -> list[str]
+
+        The event ids, one per row.
+        """
+        cdef Py_ssize_t k
+        return [self._id_at(k, self._row(k)) for k in range(self._n)]
+
+    def data(self):
+        """data() -> list
+
+        The payloads, one per row.
+        """
+        cdef Py_ssize_t k, row
+        cdef uint8_t* fp = <uint8_t*>_data(self._flags)
+        cdef list out = []
+        for k in range(self._n):
+            row = self._row(k)
+            obj = <object>PyList_GET_ITEM(self._objs, row)
+            out.append(obj.data if fp[row] & C_EVENT else obj)
+        return out
+
+    def metadata(self):
+        """metadata() -> list[dict]
+
+        The metadata dicts, one per row (the Event's own dict; ``{}`` for column rows).
+        """
+        cdef Py_ssize_t k, row
+        cdef uint8_t* fp = <uint8_t*>_data(self._flags)
+        cdef list out = []
+        for k in range(self._n):
+            row = self._row(k)
+            obj = <object>PyList_GET_ITEM(self._objs, row)
+            out.append(obj.metadata if fp[row] & C_EVENT else {})
+        return out
+
+
+@cython.final
+cdef class ColumnLog:
+    """ColumnLog(capacity=1024)
+
+    An append-only columnar event log with a (timestamp, sequence) index.  See
+    ``nova._core.columns_py`` for the layout.  Not thread-safe: callers serialise access.
+
+    Raises:
+        TypeError: *capacity* is not an int.
+        ValueError: *capacity* is negative.
+    """
+
+    def __init__(self, capacity=1024):
+        if isinstance(capacity, bool) or not isinstance(capacity, int):
+            raise TypeError(f"Expected capacity as an int, got {_tname(capacity)}")
+        if capacity < 0:
+            raise ValueError(f"Expected capacity >= 0, got {capacity}")
+        cdef Py_ssize_t cap = max(<Py_ssize_t>capacity, MIN_CAPACITY)
+        self._set_arrays(
+            np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.int64),
+            np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.int32),
+            np.empty(cap, dtype=np.int32), np.empty(cap, dtype=np.uint8),
+        )
+        self._objs = []
+        self._ids = None
+        self._n = 0
+        self._start = 0
+        self._dead = 0
+        self._live = 0
+        self._next_seq = 1
+        self._max_ts = INT64_MIN
+        self._sorted = True
+        self._perm = None
+        self._perm_ts = None
+        self._perm_n = 0
+        self._perm_start = 0
+        self._perm_rows = 0
+        self._streams = []
+        self._stream_names = []
+        self._stream_index = {}
+        self._type_names = []
+        self._type_index = {}
+        self._last_type = None
+        self._last_tcode = -1
+        self._auto_seq = []
+        self._auto_ms = []
+        self._node = int.from_bytes(os.urandom(5), "big")
+
+    cdef int _set_arrays(self, ts, seq, pos, stream, type_, flags) except -1:
+        self._ts = ts
+        self._seq = seq
+        self._pos = pos
+        self._stream = stream
+        self._type = type_
+        self._flags = flags
+        self._ts_p = <int64_t*>_data(ts)
+        self._seq_p = <int64_t*>_data(seq)
+        self._pos_p = <int64_t*>_data(pos)
+        self._stream_p = <int32_t*>_data(stream)
+        self._type_p = <int32_t*>_data(type_)
+        self._flags_p = <uint8_t*>_data(flags)
+        self._cap = len(ts)
+        return 0
+
+    # ---------------------------------------------------------------- names
+    def stream_code(self, name, bint create=True):
+        """stream_code(name, create=True) -> int
+
+        The code of stream *name*; a new code if *create*, else -1 when unknown.
+
+        Raises:
+            ValidationError: *name* is not a non-empty ``str``.
+        """
+        code = self._stream_index.get(name)
+        if code is not None:
+            return code
+        if not isinstance(name, str) or not name:
+            got = repr(name) if isinstance(name, str) else _tname(name)
+            raise ValidationError(f"Expected a non-empty str stream name, got {got}")
+        if not create:
+            return -1
+        code = len(self._stream_names)
+        self._stream_names.append(name)
+        self._stream_index[name] = code
+        self._streams.append(_Stream())
+        return code
+
+    cdef int32_t _tcode(self, object name) except -1:
+        if name is self._last_type:
+            return self._last_tcode
+        code = self._type_index.get(name)
+        if code is None:
+            if not isinstance(name, str) or not name:
+                got = repr(name) if isinstance(name, str) else _tname(name)
+                raise ValidationError(f"Expected a non-empty str event type, got {got}")
+            code = len(self._type_names)
+            self._type_names.append(name)
+            self._type_index[name] = code
+        self._last_type = name
+        self._last_tcode = code
+        return self._last_tcode
+
+    def type_code(self, name, bint create=True):
+        """type_code(name, create=True) -> int
+
+        The code of event type *name*; a new code if *create*, else -1 when unknown.
+
+        Raises:
+            ValidationError: *name* is not a non-empty ``str``.
+        """
+        code = self._type_index.get(name)
+        if code is not None:
+            return code
+        if not isinstance(name, str) or not name:
+            got = repr(name) if isinstance(name, str) else _tname(name)
+            raise ValidationError(f"Expected a non-empty str event type, got {got}")
+        if not create:
+            return -1
+        return self._tcode(name)
+
+    def stream_names(self):
+        """stream_names() -> list[str]
+
+        Every stream name ever appended to, indexed by code (a copy).
+        """
+        return list(self._stream_names)
+
+    def type_names(self):
+        """type_names() -> list[str]
+
+        Every event type name seen, indexed by code (a copy).
+        """
+        return list(self._type_names)
+
+    def name_lists(self):
+        """name_lists() -> (list[str], list[str])
+
+        The live (stream names, type names) lists, indexed by code.  They only ever
+        grow; callers must not mutate them.
+        """
+        return self._stream_names, self._type_names
+
+    @property
+    def n_streams(self):
+        """How many stream codes exist."""
+        return len(self._stream_names)
+
+    cdef _Stream _state(self, object code):
+        if isinstance(code, bool) or not isinstance(code, (int, np.integer)) or not 0 <= code < len(self._streams):
+            raise ValueError(f"Expected a stream code in [0, {len(self._streams)}), got {code!r}")
+        return <_Stream>self._streams[code]
+
+    # ---------------------------------------------------------------- appends
+    cdef int _reserve(self, Py_ssize_t k) except -1:
+        cdef Py_ssize_t need = self._n + k
+        cdef Py_ssize_t n = self._n
+        if need > self._cap:
+            self._set_arrays(
+                _grow_array(self._ts, n, need), _grow_array(self._seq, n, need),
+                _grow_array(self._pos, n, need), _grow_array(self._stream, n, need),
+                _grow_array(self._type, n, need), _grow_array(self._flags, n, need),
+            )
+        return 0
+
+    def append_event(self, code, event):
+        """append_event(code, event) -> int
+
+        Append one Event to stream *code*; return its position.
+
+        Raises:
+            ValueError: unknown stream code.
+            TypeError: *event* is not an Event.
+        """
+        cdef _Stream st
+        cdef Py_ssize_t c
+        if type(code) is int and 0 <= <Py_ssize_t>code < PyList_GET_SIZE(self._streams):
+            c = code
+            st = <_Stream>PyList_GET_ITEM(self._streams, c)
+        else:
+            st = self._state(code)
+            c = code
+        if type(event) is not _Event and not isinstance(event, _EVENT_TYPES):
+            raise TypeError(f"Expected an Event, got {_tname(event)}")
+        cdef int64_t ts = event.timestamp
+        cdef int32_t tcode = self._tcode(event.type)
+        cdef Py_ssize_t n = self._n
+        if n == self._cap:
+            self._reserve(1)
+        self._objs.append(event)
+        if self._ids is not None:
+            (<list>self._ids).append(None)
+        st.push(n)
+        self._ts_p[n] = ts
+        self._seq_p[n] = self._next_seq
+        self._next_seq += 1
+        st.last_pos += 1
+        self._pos_p[n] = st.last_pos
+        self._stream_p[n] = <int32_t>c
+        self._type_p[n] = tcode
+        self._flags_p[n] = C_EVENT
+        st.live += 1
+        if ts < self._max_ts:
+            self._sorted = False
+        else:
+            self._max_ts = ts
+        self._n = n + 1
+        self._live += 1
+        return st.last_pos
+
+    def append_events(self, code, events):
+        """append_events(code, events) -> int
+
+        Append Events to stream *code* (all or nothing); return the last position.
+
+        Raises:
+            ValueError: unknown stream code.
+            TypeError: *events* is not a list or tuple, or an item is not an Event
+                (nothing is stored then).
+        """
+        cdef _Stream st = self._state(code)
+        if not isinstance(events, (list, tuple)):
+            raise TypeError(f"Expected events as a list or tuple, got {_tname(events)}")
+        cdef Py_ssize_t k = len(events)
+        cdef Py_ssize_t i
+        for i in range(k):
+            ev = events[i]
+            if type(ev) is not _Event and not isinstance(ev, _EVENT_TYPES):
+                raise TypeError(f"Expected an Event at index {i}, got {_tname(ev)}")
+        if k == 0:
+            return st.last_pos
+        ts = np.empty(k, dtype=np.int64)
+        tc = np.empty(k, dtype=np.int32)
+        cdef int64_t* tsp = <int64_t*>_data(ts)
+        cdef int32_t* tcp = <int32_t*>_data(tc)
+        for i in range(k):
+            ev = events[i]
+            tsp[i] = ev.timestamp
+            tcp[i] = self._tcode(ev.type)
+        self._commit(code, st, ts, tc, list(events), None, C_EVENT)
+        return st.last_pos
+
+    def append_columns(self, code, types, timestamps, data=None, ids=None):
+        """append_columns(code, types, timestamps, data=None, ids=None) -> int
+
+        Append rows given as columns to stream *code* (all or nothing); return the
+        last position.  See ``columns_py.ColumnLog.append_columns``.
+
+        Raises:
+            ValueError: unknown stream code.
+            TypeError / ValidationError: a column of the wrong kind, length or content
+                (nothing is stored then).
+        """
+        cdef _Stream st = self._state(code)
+        ts = timestamps_array(timestamps)
+        cdef Py_ssize_t k = len(ts)
+        cdef Py_ssize_t i
+        tl = _types_list(types, k)
+        objs = [None] * k if data is None else _objects_list(data, k, "data")
+        idl = None if ids is None else _ids_list(ids, k)
+        if k == 0:
+            return st.last_pos
+        cdef int32_t* tcp
+        if isinstance(tl, str):
+            tc = np.full(k, self._tcode(tl), dtype=np.int32)
+        else:
+            tc = np.empty(k, dtype=np.int32)
+            tcp = <int32_t*>_data(tc)
+            for i in range(k):
+                tcp[i] = self._tcode(<object>PyList_GET_ITEM(tl, i))
+        self._commit(code, st, ts, tc, objs, idl, 0)
+        return st.last_pos
+
+    cdef int _commit(self, Py_ssize_t code, _Stream st, object ts, object tc, list objs, object ids, uint8_t flag) except -1:
+        cdef Py_ssize_t k = len(ts)
+        cdef Py_ssize_t n = self._n
+        cdef Py_ssize_t i
+        cdef int64_t first_seq = self._next_seq
+        cdef int64_t first_pos = st.last_pos + 1
+        cdef const int64_t* tsp = <int64_t*>_data(ts)
+        cdef bint in_order = self._sorted
+        cdef int64_t mx = self._max_ts
+        self._reserve(k)
+        memcpy(self._ts_p + n, tsp, k * sizeof(int64_t))
+        memcpy(self._type_p + n, _data(tc), k * sizeof(int32_t))
+        for i in range(k):
+            self._seq_p[n + i] = first_seq + i
+            self._pos_p[n + i] = first_pos + i
+            self._stream_p[n + i] = <int32_t>code
+            self._flags_p[n + i] = flag
+            if tsp[i] < mx:
+                in_order = False
+            else:
+                mx = tsp[i]
+        self._objs.extend(objs)
+        if ids is not None and self._ids is None:
+            self._ids = [None] * n
+        if self._ids is not None:
+            if ids is None:
+                (<list>self._ids).extend([None] * k)
+            else:
+                (<list>self._ids).extend(ids)
+        if not flag and ids is None:
+            self._auto_seq.append(first_seq)
+            self._auto_ms.append(_now_ns() // 1_000_000)
+        st.push_range(n, k)
+        st.last_pos += k
+        st.live += k
+        self._next_seq += k
+        self._sorted = in_order
+        self._max_ts = mx
+        self._n = n + k
+        self._live += k
+        return 0
+
+    # ---------------------------------------------------------------- state
+    def __len__(self):
+        return self._live
+
+    @property
+    def last_seq(self):
+        """The global sequence of the last appended row (0 before the first)."""
+        return self._next_seq - 1
+
+    @property
+    def is_sorted(self):
+        """True while the physical order is the (timestamp, sequence) order."""
+        return self._sorted
+
+    def stream_info(self, code):
+        """stream_info(code) -> (live, first_position, last_position, evicted)
+
+        ``first_position`` is 0 when no event of the stream is live.
+
+        Raises:
+            ValueError: unknown stream code.
+        """
+        cdef _Stream st = self._state(code)
+        cdef int64_t first = 0
+        cdef Py_ssize_t i = st.head
+        cdef int64_t row
+        while i < st.n:
+            row = st.p[i]
+            if row >= self._start and not self._flags_p[row] & C_DEAD:
+                first = self._pos_p[row]
+                break
+            i += 1
+        st.head = i
+        return st.live, first, st.last_pos, st.evicted
+
+    def stream_last_position(self, code):
+        """stream_last_position(code) -> int
+
+        The last position ever given in stream *code* (0 when none).
+        """
+        if type(code) is int and 0 <= <Py_ssize_t>code < PyList_GET_SIZE(self._streams):
+            return (<_Stream>PyList_GET_ITEM(self._streams, <Py_ssize_t>code)).last_pos
+        return self._state(code).last_pos
+
+    def time_bounds(self):
+        """time_bounds() -> (int, int) | None
+
+        ``(min, max)`` timestamp of the live rows, or None when empty.
+        """
+        if self._live == 0:
+            return None
+        rows = self._ordered_rows(None, None)
+        return int(self._ts[rows[0]]), int(self._ts[rows[len(rows) - 1]])
+
+    def memory_bytes(self):
+        """memory_bytes() -> int
+
+        Bytes held by the log's own storage (arrays at capacity, list slots, indexes);
+        the payload and Event objects themselves are not counted.
+        """
+        total = sum(a.nbytes for a in (self._ts, self._seq, self._pos, self._stream, self._type, self._flags))
+        total += sys.getsizeof(self._objs)
+        if self._ids is not None:
+            total += sys.getsizeof(self._ids)
+        for st in self._streams:
+            total += (<_Stream>st).rows.nbytes
+        if self._perm is not None:
+            total += self._perm.nbytes + self._perm_ts.nbytes
+        return total
+
+    # ---------------------------------------------------------------- index
+    cdef int _ensure_index(self) except -1:
+        cdef Py_ssize_t n = self._n
+        cdef Py_ssize_t cap, k, s, e, m
+        ts = self._ts
+        if self._perm is None:
+            order = np.argsort(ts[:n], kind="stable").astype(np.int64)
+            cap = max(n + n // 2, MIN_CAPACITY)
+            self._perm = np.empty(cap, dtype=np.int64)
+            self._perm_ts = np.empty(cap, dtype=np.int64)
+            self._perm[:n] = order
+            self._perm_ts[:n] = ts[order]
+            self._perm_n = n
+            self._perm_start = 0
+            self._perm_rows = n
+            return 0
+        if self._perm_rows == n:
+            return 0
+        new_rows = np.arange(self._perm_rows, n, dtype=np.int64)
+        nts = ts[self._perm_rows:n]
+        order = np.argsort(nts, kind="stable")
+        new_rows = new_rows[order]
+        nts = nts[order]
+        k = len(new_rows)
+        s, e = self._perm_start, self._perm_n
+        if e == s or nts[0] >= self._perm_ts[e - 1]:
+            if e + k > len(self._perm):
+                self._perm = _grow_array(self._perm, e, e + k)
+                self._perm_ts = _grow_array(self._perm_ts, e, e + k)
+            self._perm[e:e + k] = new_rows
+            self._perm_ts[e:e + k] = nts
+            self._perm_n = e + k
+        else:
+            cur = self._perm[s:e]
+            cur_ts = self._perm_ts[s:e]
+            at = np.searchsorted(cur_ts, nts, side="right")
+            merged = np.insert(cur, at, new_rows)
+            merged_ts = np.insert(cur_ts, at, nts)
+            m = len(merged)
+            cap = max(m + m // 2, MIN_CAPACITY)
+            self._perm = np.empty(cap, dtype=np.int64)
+            self._perm_ts = np.empty(cap, dtype=np.int64)
+            self._perm[:m] = merged
+            self._perm_ts[:m] = merged_ts
+            self._perm_start = 0
+            self._perm_n = m
+        self._perm_rows = n
+        return 0
+
+    cdef object _alive_mask(self, object rows):
+        return (rows >= self._start) & ((self._flags[rows] & C_DEAD) == 0)
+
+    cdef tuple _range(self, object start, object end):
+        cdef Py_ssize_t lo = self._start
+        cdef Py_ssize_t hi = self._n
+        if start is not None:
+            lo = _lower_bound(self._ts_p, self._start, self._n, <int64_t>start)
+        if end is not None:
+            hi = _lower_bound(self._ts_p, self._start, self._n, <int64_t>end)
+        return lo, max(lo, hi)
+
+    cdef object _ordered_rows(self, object start, object end):
+        cdef Py_ssize_t lo, hi, s, e, a, b
+        if self._sorted:
+            lo, hi = self._range(start, end)
+            rows = np.arange(lo, hi, dtype=np.int64)
+            if self._dead:
+                rows = rows[(self._flags[lo:hi] & C_DEAD) == 0]
+            return rows
+        self._ensure_index()
+        s, e = self._perm_start, self._perm_n
+        cdef int64_t* pts = <int64_t*>_data(self._perm_ts)
+        a = s if start is None else _lower_bound(pts, s, e, <int64_t>start)
+        b = e if end is None else _lower_bound(pts, s, e, <int64_t>end)
+        rows = self._perm[a:max(a, b)]
+        return rows[self._alive_mask(rows)]
+
+    # ---------------------------------------------------------------- reads
+    def window(self, start, end, stream_codes=None, type_codes=None):
+        """window(start, end, stream_codes=None, type_codes=None) -> WindowSlice
+
+        Live rows with ``start <= timestamp < end`` (``None``: open), optionally only
+        of the given stream / type codes, in (timestamp, sequence) order.
+
+        O(log n) and zero-copy when the log is in order, nothing was evicted inside it
+        and no filter is given; otherwise O(log n + k).
+
+        Raises:
+            TypeError: a bound is neither an int nor None.
+            ValidationError: a bound is out of the int64 range.
+        """
+        cdef Py_ssize_t lo, hi
+        if not (start is None or type(start) is int) or not (end is None or type(end) is int):
+            start = _check_bound(start, "start")
+            end = _check_bound(end, "end")
+        elif (start is not None and not -0x8000000000000000 <= start <= 0x7FFFFFFFFFFFFFFF) or (
+            end is not None and not -0x8000000000000000 <= end <= 0x7FFFFFFFFFFFFFFF
+        ):
+            start = _check_bound(start, "start")
+            end = _check_bound(end, "end")
+        if self._sorted and not self._dead and stream_codes is None and type_codes is None:
+            lo, hi = self._range(start, end)
+            return WindowSlice(self, lo, hi, None)
+        rows = self._ordered_rows(start, end)
+        if stream_codes is not None:
+            rows = rows[np.isin(self._stream[rows], np.asarray(list(stream_codes), dtype=np.int32))]
+        if type_codes is not None:
+            rows = rows[np.isin(self._type[rows], np.asarray(list(type_codes), dtype=np.int32))]
+        return WindowSlice(self, 0, 0, rows)
+
+    def stream_slice(self, code, int64_t after_position, limit=None):
+        """stream_slice(code, after_position, limit=None) -> WindowSlice
+
+        Live rows of stream *code* with position > *after_position*, in position
+        order, at most *limit* of them (``None``: all).
+
+        Raises:
+            ValueError: unknown stream code, or a negative *limit*.
+        """
+        cdef _Stream st = self._state(code)
+        if limit is not None and limit < 0:
+            raise ValueError(f"Expected limit >= 0 or None, got {limit}")
+        cdef Py_ssize_t lo = st.head
+        cdef Py_ssize_t hi = st.n
+        cdef Py_ssize_t mid
+        while lo < hi:
+            mid = lo + (hi - lo) // 2
+            if self._pos_p[st.p[mid]] <= after_position:
+                lo = mid + 1
+            else:
+                hi = mid
+        return WindowSlice(self, 0, 0, self._collect(st.rows, lo, st.n, limit))
+
+    def since_sequence(self, int64_t after_seq, limit=None):
+        """since_sequence(after_seq, limit=None) -> WindowSlice
+
+        Live rows of every stream with sequence > *after_seq*, in sequence order, at
+        most *limit* of them (``None``: all).
+
+        Raises:
+            ValueError: a negative *limit*.
+        """
+        if limit is not None and limit < 0:
+            raise ValueError(f"Expected limit >= 0 or None, got {limit}")
+        cdef Py_ssize_t lo = _upper_bound(self._seq_p, self._start, self._n, after_seq)
+        cdef Py_ssize_t hi
+        if not self._dead:
+            hi = self._n if limit is None else min(self._n, lo + <Py_ssize_t>limit)
+            return WindowSlice(self, lo, hi, None)
+        return WindowSlice(self, 0, 0, self._collect(None, lo, self._n, limit))
+
+    cdef object _collect(self, object index, Py_ssize_t lo, Py_ssize_t hi, object limit):
+        cdef Py_ssize_t want = (hi - lo) if limit is None else <Py_ssize_t>limit
+        cdef Py_ssize_t got = 0
+        cdef Py_ssize_t i = lo
+        cdef Py_ssize_t j
+        cdef Py_ssize_t chunk = max(want, 64)
+        cdef list parts = []
+        while got < want and i < hi:
+            j = min(hi, i + chunk)
+            rows = index[i:j] if index is not None else np.arange(i, j, dtype=np.int64)
+            if self._dead or self._start:
+                rows = rows[self._alive_mask(rows)]
+            if got + len(rows) > want:
+                rows = rows[:want - got]
+            parts.append(rows)
+            got += len(rows)
+            i = j
+            chunk *= 2
+        if not parts:
+            return np.empty(0, dtype=np.int64)
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    # ---------------------------------------------------------------- eviction
+    cdef Py_ssize_t _kill(self, object rows) except -1:
+        rows = rows[self._alive_mask(rows)]
+        cdef Py_ssize_t k = len(rows)
+        cdef _Stream st
+        if k == 0:
+            return 0
+        self._flags[rows] |= C_DEAD
+        counts = np.bincount(self._stream[rows], minlength=len(self._streams))
+        for c in np.flatnonzero(counts).tolist():
+            st = <_Stream>self._streams[c]
+            st.live -= int(counts[c])
+            st.evicted += int(counts[c])
+        self._dead += k
+        self._live -= k
+        return k
+
+    cdef int _normalize(self) except -1:
+        cdef Py_ssize_t s = self._start
+        cdef Py_ssize_t n = self._n
+        while s < n and self._flags_p[s] & C_DEAD:
+            s += 1
+            self._dead -= 1
+        self._start = s
+        cdef Py_ssize_t garbage = self._start + self._dead
+        if garbage >= MIN_GARBAGE and garbage * 2 >= self._n:
+            self.compact()
+        return 0
+
+    def evict_before(self, cutoff):
+        """evict_before(cutoff) -> int
+
+        Evict every live row with timestamp < *cutoff*; return how many.
+
+        Raises:
+            TypeError / ValidationError: *cutoff* is not an int in the int64 range.
+        """
+        c = _check_bound(cutoff, "cutoff")
+        cdef Py_ssize_t lo, hi, s, e, b, k
+        if self._live == 0:
+            return 0
+        if self._sorted:
+            lo, hi = self._range(None, c)
+            if hi == lo:
+                return 0
+            k = self._kill(np.arange(lo, hi, dtype=np.int64))
+        else:
+            self._ensure_index()
+            s, e = self._perm_start, self._perm_n
+            b = _lower_bound(<int64_t*>_data(self._perm_ts), s, e, <int64_t>c)
+            if b == s:
+                return 0
+            k = self._kill(self._perm[s:b])
+            self._perm_start = b
+        if k:
+            self._normalize()
+        return k
+
+    def evict_oldest(self, code, count):
+        """evict_oldest(code, count) -> int
+
+        Evict the *count* lowest live positions of stream *code*; return how many.
+
+        Raises:
+            ValueError: unknown stream code or negative *count*.
+        """
+        cdef _Stream st = self._state(code)
+        if count < 0:
+            raise ValueError(f"Expected count >= 0, got {count}")
+        cdef Py_ssize_t want = count
+        cdef Py_ssize_t i = st.head
+        cdef Py_ssize_t done = 0
+        cdef int64_t row
+        while done < want and i < st.n:
+            row = st.p[i]
+            if row >= self._start and not self._flags_p[row] & C_DEAD:
+                self._flags_p[row] |= C_DEAD
+                done += 1
+            i += 1
+        st.head = i
+        if done:
+            st.live -= done
+            st.evicted += done
+            self._dead += done
+            self._live -= done
+            self._normalize()
+        return done
+
+    def compact(self):
+        """compact() -> None
+
+        Remove evicted rows from storage now (also done automatically once evicted
+        rows are at least half of the storage).  Earlier slices are unaffected.
+        """
+        cdef Py_ssize_t n = self._n
+        cdef Py_ssize_t m, cap
+        cdef _Stream st
+        if not self._sorted:
+            self._ensure_index()
+        alive = np.zeros(n, dtype=bool)
+        alive[self._start:n] = (self._flags[self._start:n] & C_DEAD) == 0
+        keep = np.flatnonzero(alive)
+        m = len(keep)
+        newrow = np.full(n, -1, dtype=np.int64)
+        newrow[keep] = np.arange(m, dtype=np.int64)
+        cap = max(m + m // 2, MIN_CAPACITY)
+
+        def take(arr):
+            out = np.empty(cap, dtype=arr.dtype)
+            out[:m] = arr[keep]
+            return out
+
+        self._set_arrays(
+            take(self._ts), take(self._seq), take(self._pos),
+            take(self._stream), take(self._type), take(self._flags),
+        )
+        keep_list = keep.tolist()
+        objs = self._objs
+        self._objs = [objs[i] for i in keep_list]
+        if self._ids is not None:
+            ids = self._ids
+            self._ids = [ids[i] for i in keep_list]
+        for s in self._streams:
+            st = <_Stream>s
+            r = st.rows[st.head:st.n]
+            r = newrow[r[alive[r]]]
+            rows = np.empty(max(len(r) + len(r) // 2, MIN_CAPACITY), dtype=np.int64)
+            rows[:len(r)] = r
+            st.set_rows(rows)
+            st.n = len(r)
+            st.head = 0
+        if not self._sorted:
+            p = self._perm[self._perm_start:self._perm_n]
+            p = newrow[p[alive[p]]]
+            if bool((p == np.arange(m)).all()):
+                self._sorted = True
+                self._perm = self._perm_ts = None
+                self._perm_n = self._perm_start = self._perm_rows = 0
+            else:
+                self._perm = np.empty(cap, dtype=np.int64)
+                self._perm_ts = np.empty(cap, dtype=np.int64)
+                self._perm[:m] = p
+                self._perm_ts[:m] = self._ts[p]
+                self._perm_n = m
+                self._perm_start = 0
+                self._perm_rows = m
+        if self._sorted:
+            self._max_ts = self._ts_p[m - 1] if m else INT64_MIN
+        self._n = m
+        self._start = 0
+        self._dead = 0
