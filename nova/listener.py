@@ -1716,7 +1716,17 @@ class ListenerManager:
             TypeError/ValueError: a bad *timeout*.
         """
         sched = self._scheduler
-        abandoned: list[tuple[float, _Entry]] = []
+        letters: list[DeadLetter] = []
+
+        def abandon(taken: list[tuple[float, _Entry]]) -> None:
+            for _, entry in taken:
+                task = entry.fn
+                assert isinstance(task, _RetryTask)
+                r = task.retry
+                with task.managed._lock:
+                    task.managed._c["pending"] -= 1
+                letters.append(task.managed._dead_letter(r.event, r.error, r.attempts, r.topic))
+
         if timeout is None:
             sched.wait(lambda: self._pending_total() == 0 and sched._active == 0, None)
         else:
@@ -1729,7 +1739,7 @@ class ListenerManager:
                            for d, _, e in sched._heap)
 
             while True:
-                abandoned += sched.take_all(lambda d, fn: isinstance(fn, _RetryTask) and d > deadline)
+                abandon(sched.take_all(lambda d, fn: isinstance(fn, _RetryTask) and d > deadline))
                 remaining = real_end - time.monotonic()
                 done = sched.wait(
                     lambda: (self._pending_total() == 0 and sched._active == 0) or late(),
@@ -1737,16 +1747,8 @@ class ListenerManager:
                 if done and not late():
                     break
                 if not done:
-                    abandoned += sched.take_all(lambda d, fn: isinstance(fn, _RetryTask))
+                    abandon(sched.take_all(lambda d, fn: isinstance(fn, _RetryTask)))
                     break
-        letters = []
-        for _, entry in abandoned:
-            task = entry.fn
-            assert isinstance(task, _RetryTask)
-            r = task.retry
-            with task.managed._lock:
-                task.managed._c["pending"] -= 1
-            letters.append(task.managed._dead_letter(r.event, r.error, r.attempts, r.topic))
         sched.stop()
         with self._lock:
             runners = [self._retry_runner_, self._call_runner_]
