@@ -950,6 +950,11 @@ class Emitter:
                 q.put(event, timeout)
             except QueueClosed:
                 raise self._closed_error() from None
+            except Timeout:
+                raise Timeout(
+                    f"Expected room in emitter {self._name!r}'s buffer within {_check_timeout(timeout)} s, "
+                    f"got it full ({self._buffer_size} events)"
+                ) from None
         else:
             return self._emit_async_slow(event, timeout, None)
         next(self._c_accepted)
@@ -1070,18 +1075,30 @@ class Emitter:
                 from nova.pool import WorkerPool
 
                 pool = self._pool = WorkerPool(self._workers, self._workers, name=f"nova-{self._name}")
-            self._drains = [pool.submit(self._drain_loop, q, i) for i in range(self._workers)]
+            # One drain loop per pool thread: the pool hands tasks out in batches, so
+            # submit the next loop only once the previous one runs on its own thread.
+            drains = []
+            for i in range(self._workers):
+                started = threading.Event()
+                drains.append(pool.submit(self._drain_loop, q, i, started))
+                if not started.wait(None if self._pool is not None else 1.0):
+                    _log.warning("emitter %r: drain loop %d waits for a free thread of pool %r", self._name, i, pool)
+            self._drains = drains
             self._queue = q
             return q
 
-    def _drain_loop(self, q: Any, wid: int) -> None:
+    def _drain_loop(self, q: Any, wid: int, started: threading.Event) -> None:
         """One worker: take batches from the buffer and deliver them until it closes."""
+        started.set()
         get_many = q.get_many
         done = self._wdone
         slots = self._wbatch
+        qsize = q.qsize
+        nworkers = self._workers
         while True:
+            # Share the waiting events between the workers; take big batches under load.
             try:
-                batch = get_many(_BATCH)
+                batch = get_many(min(_BATCH, max(1, qsize() // nworkers)))
             except QueueClosed:
                 return
             batch.reverse()
