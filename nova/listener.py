@@ -985,9 +985,14 @@ class ManagedListener:
         self._timeout = config.timeout
         self._lock = threading.Lock()
         # concurrency gate
-        self._limit = config.concurrency if config.concurrency is not None else 1 << 62
-        self._inflight = 0
-        self._waiters: collections.deque[Any] = collections.deque()
+        # The gate is a queue of tokens: taking and returning one are single C calls
+        # (atomic), and a thread waiting for one blocks in C without spinning.
+        self._tokens: queue.SimpleQueue[None] | None = None
+        if config.concurrency is not None:
+            self._tokens = queue.SimpleQueue()
+            for _ in range(config.concurrency):
+                self._tokens.put(None)
+        self._awaiters: collections.deque[Any] = collections.deque()  # asyncio waiters
         # rate limit
         rl = config.rate_limit
         if rl is None:
@@ -1006,14 +1011,17 @@ class ManagedListener:
         self._window = cc.window
         # counters
         self._c = dict.fromkeys(_STAT_FIELDS, 0)
-        self._calls = 0
-        self._processed = 0
+        # successful calls (== events handled): an itertools.count is an atomic counter
+        self._ok = itertools.count()
+        self._ok_next = self._ok.__next__
         self._last_failure = -math.inf
         # health buckets: calls and failures in _BUCKETS slices of the window
         self._bw = cc.window / _BUCKETS
         self._b_calls = [0] * _BUCKETS
         self._b_fail = [0] * _BUCKETS
         self._b_idx = 0
+        self._b_count = itertools.count()  # calls in the current slice (flushed on roll)
+        self._b_next = self._b_count.__next__
         self._b_end = self._now() + self._bw
         self._fast = self._compute_fast()
 
@@ -1053,11 +1061,14 @@ class ManagedListener:
         # with self._lock held
         steps = int((now - self._b_end) // self._bw) + 1
         if steps >= _BUCKETS:
+            self._new_slice()
             self._b_calls = [0] * _BUCKETS
             self._b_fail = [0] * _BUCKETS
             self._b_idx = 0
             self._b_end = now + self._bw
             return
+        self._b_calls[self._b_idx] = _count_value(self._b_count)
+        self._new_slice()
         idx = self._b_idx
         for _ in range(steps):
             idx = (idx + 1) % _BUCKETS
@@ -1066,67 +1077,79 @@ class ManagedListener:
         self._b_idx = idx
         self._b_end += steps * self._bw
 
-    def _release_gate_locked(self) -> None:
-        waiters = self._waiters
-        while waiters:
-            loop, w = waiters.popleft()
-            if loop is None:
-                w.release()  # hand the slot over to a blocked thread
-                return
-            try:
-                loop.call_soon_threadsafe(self._wake_async, w)
-                return
-            except RuntimeError:  # its loop is closed: try the next waiter
-                continue
-        self._inflight -= 1
+    def _new_slice(self) -> None:
+        self._b_count = itertools.count()
+        self._b_next = self._b_count.__next__
 
-    def _wake_async(self, fut: asyncio.Future[None]) -> None:
-        if fut.done():  # cancelled meanwhile: pass the slot on
-            with self._lock:
-                self._release_gate_locked()
-        else:
-            fut.set_result(None)
+    def _roll_now(self, now: float) -> None:
+        with self._lock:
+            if now >= self._b_end:
+                self._roll(now)
 
     def _acquire_gate(self) -> None:
-        with self._lock:
-            if self._inflight < self._limit and not self._waiters:
-                self._inflight += 1
-                return
-            w = threading.Lock()
-            w.acquire()
-            self._waiters.append((None, w))
-        w.acquire()
+        tokens = self._tokens
+        if tokens is not None:
+            tokens.get()
 
     async def _aacquire_gate(self) -> None:
-        with self._lock:
-            if self._inflight < self._limit and not self._waiters:
-                self._inflight += 1
-                return
-            fut = asyncio.get_running_loop().create_future()
-            item = (asyncio.get_running_loop(), fut)
-            self._waiters.append(item)
+        tokens = self._tokens
+        if tokens is None:
+            return
         try:
-            await fut
-        except BaseException:
+            tokens.get_nowait()
+            return
+        except queue.Empty:
+            pass
+        loop = asyncio.get_running_loop()
+        while True:
+            item = (loop, loop.create_future())
             with self._lock:
+                self._awaiters.append(item)
+            try:  # registered first, so a token returned from now on wakes us
+                tokens.get_nowait()
+            except queue.Empty:
+                pass
+            else:
+                self._forget_awaiter(item)
+                return
+            try:
+                await item[1]
+            except BaseException:
+                if not self._forget_awaiter(item):
+                    self._wake_awaiter()  # we were woken: pass the wake-up on
+                raise
+
+    def _forget_awaiter(self, item: Any) -> bool:
+        with self._lock:
+            try:
+                self._awaiters.remove(item)
+                return True
+            except ValueError:
+                return False
+
+    def _wake_awaiter(self) -> None:
+        with self._lock:
+            while self._awaiters:
+                loop, fut = self._awaiters.popleft()
                 try:
-                    self._waiters.remove(item)
-                except ValueError:  # the slot was handed to us: give it back
-                    if fut.done() and not fut.cancelled():
-                        self._release_gate_locked()
-            raise
+                    loop.call_soon_threadsafe(_set_if_pending, fut)
+                    return
+                except RuntimeError:  # that loop is closed
+                    continue
 
     def _release_gate(self) -> None:
-        with self._lock:
-            self._release_gate_locked()
+        tokens = self._tokens
+        if tokens is not None:
+            tokens.put(None)
+            if self._awaiters:
+                self._wake_awaiter()
 
     def _record(self, ok: bool, now: float, epoch: int, exc: BaseException | None, t0: float) -> None:
         with self._lock:
             c = self._c
-            self._calls += 1
             if now >= self._b_end:
                 self._roll(now)
-            self._b_calls[self._b_idx] += 1
+            self._b_next()
             if not ok:
                 c["failed"] += 1
                 self._b_fail[self._b_idx] += 1
@@ -1308,35 +1331,35 @@ class ManagedListener:
         the listener raised: failures are retried, then dead-lettered.
         """
         if self._fast:
-            lock = self._lock
-            lock.acquire()
-            if self._inflight < self._limit:
-                self._inflight += 1
-                lock.release()
+            tokens = self._tokens
+            if tokens is not None:
                 try:
-                    self._fn(event)
-                except Exception as exc:
-                    self._release_gate()
-                    self._record(False, self._now(), self._breaker._epoch if self._breaker else 0, exc, 0.0)
-                    self._after_failure(event, exc, 1, event.type, None)
-                    return None
-                except BaseException:
-                    self._release_gate()
-                    raise
-                now = self._now()
-                lock.acquire()
-                if self._waiters:
-                    self._release_gate_locked()
-                else:
-                    self._inflight -= 1
-                self._calls += 1
-                self._processed += 1
-                if now >= self._b_end:
-                    self._roll(now)
-                self._b_calls[self._b_idx] += 1
-                lock.release()
+                    tokens.get_nowait()
+                except queue.Empty:  # at the concurrency bound: wait on the slow path
+                    return self._handle_slow(event)
+            try:
+                self._fn(event)
+            except Exception as exc:
+                if tokens is not None:
+                    tokens.put(None)
+                br = self._breaker
+                self._record(False, self._now(), br._epoch if br is not None else 0, exc, 0.0)
+                self._after_failure(event, exc, 1, event.type, None)
                 return None
-            lock.release()
+            except BaseException:
+                if tokens is not None:
+                    tokens.put(None)
+                raise
+            if tokens is not None:
+                tokens.put(None)
+            self._ok_next()
+            if self._now() >= self._b_end:
+                self._roll_now(self._now())
+            self._b_next()
+            return None
+        return self._handle_slow(event)
+
+    def _handle_slow(self, event: Any) -> Any:
         if self.is_async:
             return self.ahandle(event)
         err = self._call_sync(event)
@@ -1364,8 +1387,7 @@ class ManagedListener:
             self._after_failure(event, err, 1, event.type, asyncio.get_running_loop())
 
     def _count_processed(self) -> None:
-        with self._lock:
-            self._processed += 1
+        self._ok_next()
 
     def _after_failure(self, event: Any, exc: BaseException, attempts: int, topic: str | None,
                        loop: asyncio.AbstractEventLoop | None) -> None:
@@ -1523,8 +1545,8 @@ class ManagedListener:
         """A snapshot of this listener's counters."""
         with self._lock:
             c = dict(self._c)
-            c["calls"] = self._calls
-            c["processed"] = self._processed
+            c["processed"] = _count_value(self._ok)
+            c["calls"] = c["processed"] + c["failed"]
         return ListenerStats(self._id, **c)
 
     def health(self) -> Health:
@@ -1536,6 +1558,7 @@ class ManagedListener:
         with self._lock:
             if now >= self._b_end:
                 self._roll(now)
+            self._b_calls[self._b_idx] = _count_value(self._b_count)
             calls = sum(self._b_calls)
             fails = sum(self._b_fail)
             recent_failure = now - self._last_failure < self._window
@@ -1548,6 +1571,12 @@ class ManagedListener:
 
     def __repr__(self) -> str:
         return f"<ManagedListener {self._id!r}>"
+
+
+def _count_value(counter: itertools.count[int]) -> int:
+    """How many times ``next`` was called on a fresh ``itertools.count()`` (its repr
+    is ``count(N)``; reading it this way is atomic, unlike a Python-level counter)."""
+    return int(repr(counter)[6:-1])
 
 
 def _set_if_pending(fut: asyncio.Future[None]) -> None:

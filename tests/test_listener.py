@@ -205,7 +205,7 @@ def test_base_exceptions_propagate(lm: ListenerManager) -> None:
     m = lm.register(interrupted, cfg())
     with pytest.raises(KeyboardInterrupt):
         m.handle(Event("a"))
-    assert m._inflight == 0
+    assert m._tokens is not None and m._tokens.qsize() == 10  # the token came back
 
 
 # -- the Bus path: run_inline ----------------------------------------------------------------
@@ -621,6 +621,27 @@ def test_async_concurrency_bound() -> None:
 
     asyncio.run(main())
     assert active["max"] == 3 and lm.stats().processed == 20
+    lm.stop()
+
+
+def test_async_gate_waiters_hold_no_threads_and_survive_cancellation() -> None:
+    lm = ListenerManager()
+
+    async def svc(ev: Event) -> None:
+        await asyncio.to_thread(lambda: None)  # needs the loop's default executor
+
+    m = lm.register(svc, cfg(concurrency=1))
+
+    async def main() -> None:
+        tasks = [asyncio.ensure_future(m.handle(Event("a", i))) for i in range(40)]
+        await asyncio.sleep(0)
+        tasks[5].cancel()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), WAIT)
+        assert tasks[5].cancelled()
+
+    asyncio.run(main())
+    assert lm.stats().processed == 39
+    assert m._tokens is not None and m._tokens.qsize() == 1
     lm.stop()
 
 
