@@ -697,6 +697,7 @@ class Bus:
         self._closed = False
         self._shutdown_result: bool | None = None
         self._abandoned = False
+        self._stopped_consumers: list[Any] = []
 
     # -- topics ------------------------------------------------------------------------
     def create_topic(self, name: str, config: TopicConfig | None = None) -> None:
@@ -1082,6 +1083,8 @@ class Bus:
             if self._shutdown_result is not None:
                 return self._shutdown_result
             self._closed = True
+            for t in self._topics.values():
+                t.log.close()  # publishes racing with this either land or raise BusClosed
         drained = self.flush(timeout)
         with self._lock:
             if not drained:
@@ -1092,13 +1095,32 @@ class Bus:
             for m in members:
                 m.sub._end("bus shut down")
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        stopped = self._transport.close([m.consumer for m in members], remaining if drained else min(remaining or 0.0, 1.0))
+        self._stopped_consumers = [m.consumer for m in members]
+        stopped = self._transport.close(self._stopped_consumers, remaining if drained else min(remaining or 0.0, 1.0))
         result = drained and stopped
         with self._lock:
             self._shutdown_result = result
         return result
 
     close = shutdown
+
+    def join(self, timeout: Any = None) -> bool:
+        """After :meth:`shutdown`, wait until every delivery thread has ended (after a
+        shutdown that timed out, a handler call that was running then finishes first).
+        Returns False if *timeout* passed first.
+
+        Raises:
+            RuntimeError: the bus was not shut down.
+        """
+        timeout = _check_timeout(timeout)
+        if self._shutdown_result is None:
+            raise RuntimeError("Expected a shut-down bus, got an open one (call shutdown() first)")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ok = True
+        for c in self._stopped_consumers:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ok = c.join(remaining) and ok
+        return ok
 
     @property
     def closed(self) -> bool:

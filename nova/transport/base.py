@@ -89,7 +89,14 @@ class TopicLog(abc.ABC):
             BufferFull: a lane is full and *overflow* is ``"error"`` (or blocking would
                 deadlock: the caller is that lane's own consumer).
             Timeout: *overflow* is ``"block"`` and no room came within *timeout*.
+            BusClosed: the log was closed.
         """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Refuse appends from now on: an append racing with this call either completes
+        (its event is in the lanes) or raises :class:`~nova.errors.BusClosed`.  Appends to
+        a partition without lanes (nobody to deliver to) may still be counted."""
 
     @abc.abstractmethod
     def offsets(self) -> list[int]:

@@ -33,7 +33,7 @@ from itertools import islice
 from queue import SimpleQueue
 from typing import Any
 
-from nova.errors import BufferFull, Timeout
+from nova.errors import BufferFull, BusClosed, Timeout
 from nova.transport.base import Consumer, Slot, TopicLog, Transport
 
 __all__ = (
@@ -146,6 +146,15 @@ class InProcessTopicLog(TopicLog):
         self.partitions = partitions
         self.capacity = capacity
         self.parts = [_Partition(self, i) for i in range(partitions)]
+        self.closed = False
+
+    def close(self) -> None:
+        """See :meth:`TopicLog.close`."""
+        for part in self.parts:
+            with part.lock:
+                self.closed = True
+                if part.waiting:
+                    part.cond.notify_all()
 
     def append(self, partition: int, event: Any, timeout: float | None, overflow: str) -> int:
         """See :meth:`TopicLog.append`."""
@@ -154,6 +163,8 @@ class InProcessTopicLog(TopicLog):
             # Nobody to deliver to: only the offset (itertools.count is atomic).
             return next(part.counter)
         with part.lock:
+            if self.closed:
+                raise BusClosed(f"Expected an open bus, got topic {self.name!r} closed for publishing")
             lanes = part.lanes
             if len(lanes) == 1:
                 lane = lanes[0]
@@ -225,6 +236,8 @@ class InProcessTopicLog(TopicLog):
                 part.cond.wait(remaining)
             finally:
                 part.waiting -= 1
+            if self.closed:
+                raise BusClosed(f"Expected an open bus, got topic {self.name!r} closed for publishing")
 
     def offsets(self) -> list[int]:
         """See :meth:`TopicLog.offsets`."""
