@@ -348,6 +348,7 @@ class Emitter:
 
         # async machinery (lazy)
         self._queue: Any = None
+        self._aq: Any = None
         self._pool: Any = None
         self._drains: list[Any] = []
         self._wdone: list[int] = [0] * self._workers
@@ -428,8 +429,6 @@ class Emitter:
         with self._lock:
             if self._closed:
                 raise EmitterClosed(f"Expected an open emitter, got {self._name!r} shut down: it takes no new subscriptions")
-            if not once and any(r.call is call for rs in self._subs.values() for r in rs):
-                rec.call = _alias(call)  # every call object in a route must be distinct
             self._subs.setdefault(event_type, []).append(rec)
             self._nsubs += 1
             self._refresh()
@@ -519,6 +518,10 @@ class Emitter:
         self._default = default
         fast_ok = not self._closed and not self._middleware and self._metrics is None and self._validator is None
         self._afast = fast_ok
+        self._aq = self._queue if (
+            not self._closed and self._overflow == "block" and not self._before
+            and self._validator is None and self._metrics is None
+        ) else None
         if fast_ok:
             self._fast = {t: r.fast for t, r in routes.items() if r.all_sync}
             self._fast_default = default.fast if default.all_sync else None
@@ -621,11 +624,11 @@ class Emitter:
             if route is not None:
                 next(route[1])
                 try:
-                    for fn in route[0]:
+                    for fn in (it := iter(route[0])):
                         if (res := fn(event)) is not None:
-                            self._returned(event, res, route[2], fn)
+                            self._returned(event, res, route[2], it)
                 except Exception as exc:
-                    self._fast_failed(event, route[2], fn, exc, True)
+                    self._fast_failed(event, route[2], it, exc, True)
                 return
         self._emit_slow(event)
 
@@ -646,11 +649,11 @@ class Emitter:
             if route is not None:
                 next(route[1])
                 try:
-                    for fn in route[0]:
+                    for fn in (it := iter(route[0])):
                         if (res := fn(event)) is not None:
-                            self._returned(event, res, route[2], fn)
+                            self._returned(event, res, route[2], it)
                 except Exception as exc:
-                    self._fast_failed(event, route[2], fn, exc, True)
+                    self._fast_failed(event, route[2], it, exc, True)
                 return
         self._prep(event)
         next(self._c_emitted)
@@ -720,7 +723,7 @@ class Emitter:
 
     # -- the fast path's exits -------------------------------------------------------
 
-    def _returned(self, event: Any, r: Any, route: _Route, fn: Any) -> None:
+    def _returned(self, event: Any, r: Any, route: _Route, it: Any) -> None:
         """A fast-path call returned something other than None: a once-listener that
         did not run, or an awaitable, which is run here (waited for when this thread
         has no running loop).  Raises the awaitable's error."""
@@ -730,7 +733,7 @@ class Emitter:
             return
         if not inspect.isawaitable(r):
             return
-        rec = route.recs[_index(route.calls, fn)]
+        rec = route.recs[route.n - it.__length_hint__() - 1]
         if _running_loop() is None:
             self._run_on_loop(r, rec, event, background=False)
         else:
@@ -738,12 +741,13 @@ class Emitter:
                 self._corrections += 1  # the completion callback counts it
             self._run_on_loop(r, rec, event, background=True)
 
-    def _fast_failed(self, event: Any, route: _Route, fn: Any, exc: BaseException, inline: bool) -> None:
-        """A fast-path call (*fn*) raised: count it, run the listeners after it, then
-        apply the error policy (*inline*: the caller's; otherwise report, as workers do)."""
+    def _fast_failed(self, event: Any, route: _Route, it: Any, exc: BaseException, inline: bool) -> None:
+        """A fast-path call raised (*it*: the route's iterator, just past that call):
+        count it, run the listeners after it, then apply the error policy (*inline*: the
+        caller's; otherwise report, as workers do)."""
         recs = route.recs
-        idx = _index(route.calls, fn)
-        rest = len(recs) - idx - 1
+        rest = it.__length_hint__()
+        idx = route.n - rest - 1
         with self._stats_lock:
             self._corrections += 1 + rest  # these were presumed processed
             self._failed += 1
@@ -942,10 +946,8 @@ class Emitter:
             BufferFull: ``overflow="error"`` and the buffer is full.
             Exception: a ``before`` hook's error (with ``error_policy="raise"``).
         """
-        q = self._queue
-        if type(event) is not Event or q is None or self._before or self._validator is not None or self._metrics is not None:
-            return self._emit_async_slow(event, timeout, None)
-        if self._overflow == "block":
+        q = self._aq  # the buffer, when the plain path applies (block, no hooks/validator/metrics)
+        if q is not None and type(event) is Event:
             try:
                 q.put(event, timeout)
             except QueueClosed:
@@ -955,10 +957,9 @@ class Emitter:
                     f"Expected room in emitter {self._name!r}'s buffer within {_check_timeout(timeout)} s, "
                     f"got it full ({self._buffer_size} events)"
                 ) from None
-        else:
-            return self._emit_async_slow(event, timeout, None)
-        next(self._c_accepted)
-        return True
+            next(self._c_accepted)
+            return True
+        return self._emit_async_slow(event, timeout, None)
 
     def emit_batch(self, events: Iterable[Any], timeout: float | timedelta | None = None) -> int:
         """:meth:`emit_async` each of *events* in order; *timeout* bounds the whole call.
@@ -1085,6 +1086,7 @@ class Emitter:
                     _log.warning("emitter %r: drain loop %d waits for a free thread of pool %r", self._name, i, pool)
             self._drains = drains
             self._queue = q
+            self._refresh()
             return q
 
     def _drain_loop(self, q: Any, wid: int, started: threading.Event) -> None:
@@ -1111,28 +1113,39 @@ class Emitter:
             wfast = self._wfast
             wdefault = self._wfast_default
             routes = self._routes
-            while True:
+            k = 0
+            event = None
+            while True:  # a BaseException from a listener never kills the drain loop
                 try:
-                    event = pop()
-                except IndexError:
+                    while True:
+                        try:
+                            event = pop()
+                        except IndexError:
+                            break
+                        route = wfast.get(event.type)
+                        if route is None and wdefault is not None and event.type not in routes:
+                            route = wdefault
+                        if route is not None:
+                            next(route[1])
+                            try:
+                                for fn in (it := iter(route[0])):
+                                    if (res := fn(event)) is not None:
+                                        self._returned(event, res, route[2], it)
+                            except BaseException as exc:  # noqa: BLE001 - workers report everything
+                                self._fast_failed(event, route[2], it, exc, False)
+                        elif wlayers:
+                            self._worker_chain(event, wlayers)
+                        else:
+                            for rec, e in self._deliver_thread(event, self._routes.get(event.type, self._default), True):
+                                self._report(event, e, rec)
+                        k += 1
                     break
-                route = wfast.get(event.type)
-                if route is None and wdefault is not None and event.type not in routes:
-                    route = wdefault
-                if route is not None:
-                    next(route[1])
-                    try:
-                        for fn in route[0]:
-                            if (res := fn(event)) is not None:
-                                self._returned(event, res, route[2], fn)
-                    except Exception as exc:
-                        self._fast_failed(event, route[2], fn, exc, False)
-                elif wlayers:
-                    self._worker_chain(event, wlayers)
-                else:
-                    for rec, e in self._deliver_thread(event, self._routes.get(event.type, self._default), True):
-                        self._report(event, e, rec)
-                done[wid] += 1
+                except BaseException as exc:  # noqa: BLE001
+                    k += 1
+                    with self._stats_lock:
+                        self._failed += 1
+                    self._report(event, exc, None)
+            done[wid] += k
             if self._drain_waiters:
                 self._wake_drainers()
 
@@ -1491,23 +1504,6 @@ class Emitter:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<Emitter {self._name!r} {state} subscriptions={self._nsubs}>"
-
-
-def _index(calls: tuple[Any, ...], fn: Any) -> int:
-    """Position of *fn* in *calls* by identity (calls in one route are distinct objects)."""
-    for i, c in enumerate(calls):
-        if c is fn:
-            return i
-    raise LookupError(f"Expected the failing listener in its route, got {fn!r} missing")
-
-
-def _alias(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """A distinct callable object for a listener subscribed more than once."""
-
-    def alias(event: Any) -> Any:
-        return fn(event)
-
-    return alias
 
 
 async def _await_it(aw: Awaitable[Any]) -> Any:
