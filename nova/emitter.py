@@ -326,6 +326,7 @@ class Emitter:
         self._fast_default: tuple[Any, ...] | None = self._default.fast
         self._wfast: dict[str, tuple[Any, ...]] = {}
         self._wfast_default: tuple[Any, ...] | None = self._default.wfast
+        self._compact_at = _RETIRED_COMPACT
         self._retired: list[tuple[itertools.count[int], itertools.count[int], int, float]] = []
         self._middleware: tuple[Any, ...] = ()
         self._before: tuple[HookMiddleware, ...] = ()  # hook middlewares with a before (emit_async)
@@ -431,7 +432,7 @@ class Emitter:
                 raise EmitterClosed(f"Expected an open emitter, got {self._name!r} shut down: it takes no new subscriptions")
             self._subs.setdefault(event_type, []).append(rec)
             self._nsubs += 1
-            self._refresh()
+            self._refresh(event_type)
             n = self._nsubs
         if self._metrics is not None:
             self._metrics.set_active_listeners(self._name, n)
@@ -464,7 +465,7 @@ class Emitter:
             if not recs:
                 del self._subs[sub.topic]
             self._nsubs -= 1
-            self._refresh()
+            self._refresh(sub.topic)
             n = self._nsubs
         if self._metrics is not None:
             self._metrics.set_active_listeners(self._name, n)
@@ -489,11 +490,46 @@ class Emitter:
         with self._lock:
             return list(self._subs)
 
-    def _refresh(self) -> None:
-        """Rebuild the routes (copy-on-write).  Call with ``self._lock`` held."""
+    def _refresh(self, changed: str | None = None) -> None:
+        """Rebuild the routes (copy-on-write).  Call with ``self._lock`` held.
+        *changed*: the one event type whose subscriptions changed (``None``: all)."""
         star = tuple(self._subs.get(WILDCARD, ()))
         old = self._routes
-        routes: dict[str, _Route] = {}
+        now = monotonic()
+        fast_ok = not self._closed and not self._middleware and self._metrics is None and self._validator is None
+        wfast_ok = not self._wlayers and self._metrics is None and not self._bound_workers
+        self._afast = fast_ok
+        self._aq = self._queue if (
+            not self._closed and self._overflow == "block" and not self._before
+            and self._validator is None and self._metrics is None
+        ) else None
+        if changed is not None and changed != WILDCARD:
+            # One type changed: copy the dicts and replace that entry only.
+            routes = dict(old)
+            prev = routes.pop(changed, None)
+            if prev is not None:
+                self._retire(prev, now)
+            recs = self._subs.get(changed)
+            fast = dict(self._fast) if fast_ok else {}
+            wfast = dict(self._wfast) if wfast_ok else {}
+            fast.pop(changed, None)
+            wfast.pop(changed, None)
+            if recs:
+                merged = tuple(sorted((*recs, *star), key=lambda r: r.seq)) if star else tuple(recs)
+                route = routes[changed] = _Route(merged)
+                if route.all_sync:
+                    if fast_ok:
+                        fast[changed] = route.fast
+                    if wfast_ok:
+                        wfast[changed] = route.wfast
+            self._routes = routes
+            self._fast = fast
+            self._wfast = wfast
+            default = self._default
+            self._fast_default = default.fast if fast_ok and default.all_sync else None
+            self._wfast_default = default.wfast if wfast_ok and default.all_sync else None
+            return
+        routes = {}
         for t, recs in self._subs.items():
             if t == WILDCARD:
                 continue
@@ -506,35 +542,32 @@ class Emitter:
         default = self._default
         if not (len(default.recs) == len(star) and all(a is b for a, b in zip(default.recs, star))):
             default = _Route(star)
-        now = monotonic()
         keep = {id(r) for r in routes.values()}
         keep.add(id(default))
         for r in (*old.values(), self._default):
             if id(r) not in keep:
-                self._retired.append((r.count, r.wcount, r.n, now))
-        if len(self._retired) > _RETIRED_COMPACT:
-            self._compact(now)
+                self._retire(r, now)
         self._routes = routes
         self._default = default
-        fast_ok = not self._closed and not self._middleware and self._metrics is None and self._validator is None
-        self._afast = fast_ok
-        self._aq = self._queue if (
-            not self._closed and self._overflow == "block" and not self._before
-            and self._validator is None and self._metrics is None
-        ) else None
         if fast_ok:
             self._fast = {t: r.fast for t, r in routes.items() if r.all_sync}
             self._fast_default = default.fast if default.all_sync else None
         else:
             self._fast = {}
             self._fast_default = None
-        wfast_ok = not self._wlayers and self._metrics is None and not self._bound_workers
         if wfast_ok:
             self._wfast = {t: r.wfast for t, r in routes.items() if r.all_sync}
             self._wfast_default = default.wfast if default.all_sync else None
         else:
             self._wfast = {}
             self._wfast_default = None
+
+    def _retire(self, route: _Route, now: float) -> None:
+        """Keep a replaced route's counters (emits holding it may still count)."""
+        self._retired.append((route.count, route.wcount, route.n, now))
+        if len(self._retired) > self._compact_at:
+            self._compact(now)
+            self._compact_at = max(_RETIRED_COMPACT, 2 * len(self._retired))
 
     def _compact(self, now: float) -> None:
         keep = []
