@@ -77,9 +77,12 @@ cdef class ColumnLog:
     cdef list _auto_seq
     cdef list _auto_ms
     cdef object _node
+    cdef object _mutex
+    cdef public bint fast
 
     cdef _Stream _state(self, object code)
     cdef int32_t _tcode(self, object name) except -1
+    cdef int64_t _append1(self, Py_ssize_t c, _Stream st, object event) except -1
     cdef int _reserve(self, Py_ssize_t k) except -1
     cdef int _set_arrays(self, ts, seq, pos, stream, type_, flags) except -1
     cdef int _commit(self, Py_ssize_t code, _Stream st, object ts, object tc, list objs, object ids, uint8_t flag) except -1

@@ -17,6 +17,8 @@ from libc.string cimport memcpy
 
 import os
 import sys
+import threading
+import time
 from bisect import bisect_right
 
 import numpy as np
@@ -43,7 +45,7 @@ cdef enum:
     C_EVENT = 1
     C_DEAD = 2
     MIN_CAPACITY = 16
-    MIN_GARBAGE = 1024
+    MIN_GARBAGE = 256
 
 cdef object _Event = _core.Event
 cdef object _now_ns = _core.now_ns
@@ -103,6 +105,81 @@ cdef inline Py_ssize_t _upper_bound(const int64_t* a, Py_ssize_t lo, Py_ssize_t 
 
 cdef inline void* _data(object arr):
     return cnp.PyArray_DATA(<cnp.ndarray>arr)
+
+
+_GIL = getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
+@cython.final
+cdef class _Mutex:
+    """A non-reentrant lock whose uncontended acquire/release cost a few ns.
+
+    Under the GIL, test-and-set of ``locked`` from compiled code is atomic, so the
+    fast path needs no system call (a ``threading.Lock`` costs ~100+ ns per
+    acquire/release pair on some virtualised hosts).  A contended acquire waits on a
+    condition variable with the GIL released.  Compatible with ``threading.Condition``.
+    """
+
+    cdef bint locked
+    cdef int waiters
+    cdef object _inner
+
+    def __cinit__(self):
+        self.locked = False
+        self.waiters = 0
+        self._inner = threading.Condition(threading.Lock())
+
+    def acquire(self, bint blocking=True, double timeout=-1):
+        """acquire(blocking=True, timeout=-1) -> bool
+
+        Take the lock; False when not *blocking* (or after *timeout* s) and it is held.
+        """
+        if not self.locked:
+            self.locked = True
+            return True
+        if not blocking:
+            return False
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        with self._inner:
+            while self.locked:
+                if deadline is None:
+                    wait = None
+                else:
+                    wait = deadline - time.monotonic()
+                    if wait <= 0:
+                        return False
+                self.waiters += 1
+                try:
+                    self._inner.wait(wait)
+                finally:
+                    self.waiters -= 1
+            self.locked = True
+        return True
+
+    def release(self):
+        """release() -> None
+
+        Release the lock.
+
+        Raises:
+            RuntimeError: the lock is not held.
+        """
+        if not self.locked:
+            raise RuntimeError("Expected a held lock to release, got an unlocked one")
+        self.locked = False
+        if self.waiters:
+            with self._inner:
+                self._inner.notify()
+
+    def locked_(self):
+        return self.locked
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
 
 
 @cython.final
@@ -349,6 +426,8 @@ cdef class ColumnLog:
         self._auto_seq = []
         self._auto_ms = []
         self._node = int.from_bytes(os.urandom(5), "big")
+        self._mutex = _Mutex() if _GIL else threading.Lock()
+        self.fast = False
 
     cdef int _set_arrays(self, ts, seq, pos, stream, type_, flags) except -1:
         self._ts = ts
@@ -466,23 +545,60 @@ cdef class ColumnLog:
             )
         return 0
 
-    def append_event(self, code, event):
-        """append_event(code, event) -> int
+    @property
+    def mutex(self):
+        """The lock callers serialise this log with (see :meth:`try_append`)."""
+        return self._mutex
 
-        Append one Event to stream *code*; return its position.
+    def try_append(self, name, event):
+        """try_append(name, event) -> int
+
+        The lock-free-when-uncontended single append: when :attr:`fast` is true and
+        :attr:`mutex` is free, take it, append *event* to the existing non-empty stream
+        *name* and return its position.  Return 0 (storing nothing) otherwise, for the
+        caller to take the ordinary path.
 
         Raises:
-            ValueError: unknown stream code.
             TypeError: *event* is not an Event.
         """
-        cdef _Stream st
-        cdef Py_ssize_t c
-        if type(code) is int and 0 <= <Py_ssize_t>code < PyList_GET_SIZE(self._streams):
-            c = code
-            st = <_Stream>PyList_GET_ITEM(self._streams, c)
-        else:
-            st = self._state(code)
-            c = code
+        if not self.fast or not _GIL:
+            return 0
+        cdef _Mutex m = <_Mutex>self._mutex
+        if m.locked:
+            return 0
+        m.locked = True
+        try:
+            code = self._stream_index.get(name)
+            if code is None:
+                return 0
+            st = <_Stream>PyList_GET_ITEM(self._streams, <Py_ssize_t>code)
+            if st.last_pos == 0:
+                return 0
+            return self._append1(<Py_ssize_t>code, st, event)
+        finally:
+            m.locked = False
+            if m.waiters:
+                with m._inner:
+                    m._inner.notify()
+
+    def append_named(self, name, event):
+        """append_named(name, event) -> int
+
+        Append one Event to the existing, non-empty stream *name*; return its
+        position, or 0 (storing nothing) when no event was ever appended to *name*.
+
+        Raises:
+            TypeError: *event* is not an Event.
+        """
+        code = self._stream_index.get(name)
+        if code is None:
+            return 0
+        cdef _Stream st = <_Stream>PyList_GET_ITEM(self._streams, <Py_ssize_t>code)
+        if st.last_pos == 0:
+            return 0
+        return self._append1(<Py_ssize_t>code, st, event)
+
+    cdef int64_t _append1(self, Py_ssize_t c, _Stream st, object event) except -1:
         if type(event) is not _Event and not isinstance(event, _EVENT_TYPES):
             raise TypeError(f"Expected an Event, got {_tname(event)}")
         cdef int64_t ts = event.timestamp
@@ -510,6 +626,25 @@ cdef class ColumnLog:
         self._n = n + 1
         self._live += 1
         return st.last_pos
+
+    def append_event(self, code, event):
+        """append_event(code, event) -> int
+
+        Append one Event to stream *code*; return its position.
+
+        Raises:
+            ValueError: unknown stream code.
+            TypeError: *event* is not an Event.
+        """
+        cdef _Stream st
+        cdef Py_ssize_t c
+        if type(code) is int and 0 <= <Py_ssize_t>code < PyList_GET_SIZE(self._streams):
+            c = code
+            st = <_Stream>PyList_GET_ITEM(self._streams, c)
+        else:
+            st = self._state(code)
+            c = code
+        return self._append1(c, st, event)
 
     def append_events(self, code, events):
         """append_events(code, events) -> int

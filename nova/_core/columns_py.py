@@ -31,6 +31,7 @@ Eviction
 from __future__ import annotations
 
 import os
+import threading
 from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any
@@ -49,7 +50,7 @@ FLAG_EVENT = 1
 FLAG_DEAD = 2
 
 _MIN_CAPACITY = 16
-_MIN_GARBAGE = 1024
+_MIN_GARBAGE = 256
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
@@ -174,6 +175,10 @@ def _types_list(types: object, n: int) -> list[str] | str:
 
 
 def _objects_list(values: object, n: int, name: str) -> list[Any]:
+    if type(values) is list:
+        if len(values) != n:
+            raise ValidationError(f"Expected {n} {name} (one per event), got {len(values)}")
+        return values
     if isinstance(values, np.ndarray):
         if values.ndim != 1:
             raise ValidationError(f"Expected 1-D {name}, got an array of shape {values.shape}")
@@ -375,6 +380,36 @@ class ColumnLog:
         self._auto_seq: list[int] = []
         self._auto_ms: list[int] = []
         self._node = int.from_bytes(os.urandom(5), "big")
+        self._mutex = threading.Lock()
+        #: Set by the owner: True while :meth:`try_append` may append (no limits, no
+        #: waiters to wake).  Change it only while holding :attr:`mutex`.
+        self.fast = False
+
+    @property
+    def mutex(self) -> Any:
+        """The lock callers serialise this log with (see :meth:`try_append`)."""
+        return self._mutex
+
+    def try_append(self, name: str, event: Any) -> int:
+        """The cheap single append: when :attr:`fast` is true and :attr:`mutex` is free,
+        take it, append *event* to the existing non-empty stream *name* and return its
+        position.  Return 0 (storing nothing) otherwise, for the caller to take the
+        ordinary path.
+
+        Raises:
+            TypeError: *event* is not an Event.
+        """
+        if not self.fast:
+            return 0
+        lock = self._mutex
+        if not lock.acquire(False):
+            return 0
+        try:
+            if not self.fast:
+                return 0
+            return self.append_named(name, event)
+        finally:
+            lock.release()
 
     # ---------------------------------------------------------------- names
     def stream_code(self, name: str, create: bool = True) -> int:
@@ -486,6 +521,18 @@ class ColumnLog:
         self._n = n + 1
         self._live += 1
         return pos
+
+    def append_named(self, name: str, event: Any) -> int:
+        """Append one Event to the existing, non-empty stream *name*; return its
+        position, or 0 (storing nothing) when no event was ever appended to *name*.
+
+        Raises:
+            TypeError: *event* is not an Event.
+        """
+        code = self._stream_index.get(name)
+        if code is None or self._streams[code].last_pos == 0:
+            return 0
+        return self.append_event(code, event)
 
     def append_events(self, code: int, events: Sequence[Any]) -> int:
         """Append Events to stream *code* (all or nothing); return the last position.

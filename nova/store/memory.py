@@ -68,7 +68,8 @@ def _wake_future(fut: asyncio.Future[None]) -> None:
 
 class MemoryStore:
     """MemoryStore(max_events_per_stream=None, retention=None, *, on_full="evict_oldest",
-    max_streams=None, clock=None, now_ns=None, sweep_interval=1.0, capacity=1024)
+    max_streams=None, clock=None, now_ns=None, sweep_interval=1.0, capacity=1024,
+    kernel=None)
 
     An in-memory, thread-safe, columnar :class:`~nova.store.EventStore`.
 
@@ -89,6 +90,8 @@ class MemoryStore:
         sweep_interval: seconds between background sweeps (``None``: no background
             thread; retention is then applied at reads and by :meth:`sweep`).
         capacity: rows to allocate up front (storage grows by half when full).
+        kernel: the ``ColumnLog`` class to store with (``None``: the active twin;
+            the tests pass the compiled and the pure one in turn).
 
     Evicted positions are never reused.  Closing the store ends its subscriptions;
     every later call except :meth:`close` and :meth:`stats` raises
@@ -109,6 +112,7 @@ class MemoryStore:
         now_ns: Callable[[], int] | None = None,
         sweep_interval: float | timedelta | None = 1.0,
         capacity: int = 1024,
+        kernel: Any = None,
     ) -> None:
         self._limit = _opt_int(max_events_per_stream, "max_events_per_stream", 1)
         if on_full not in ON_FULL_POLICIES:
@@ -127,21 +131,22 @@ class MemoryStore:
         interval = None if sweep_interval is None else to_seconds(sweep_interval, "sweep_interval")
         if interval is not None and interval <= 0:
             raise ValueError(f"Expected sweep_interval > 0 seconds or None, got {sweep_interval!r}")
-        self._log = _core.ColumnLog(capacity)
-        self._lock = threading.Lock()
+        self._log = (_core.ColumnLog if kernel is None else kernel)(capacity)
+        self._lock = self._log.mutex
         self._cond = threading.Condition(self._lock)
+        self._try_append = self._log.try_append
         self._closed = False
         self._codes: dict[str, int] = {}
         self._subs: list[StoreSubscription] = []
         self._block_subs: list[StoreSubscription] = []
-        self._waiting = 0
+        self._nwait = 0
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._evicted = 0
         self._rejected = 0
         self._blocked = 0
-        self._slow = self._limit is not None
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
+        self._refresh()
         if self._retention_ns is not None and interval is not None:
             self._sweeper = threading.Thread(
                 target=self._sweep_loop, args=(interval,), name="nova-store-sweep", daemon=True
@@ -158,12 +163,21 @@ class MemoryStore:
         if self._retention_ns is not None:
             self._evicted += self._log.evict_before(self._now_ns() - self._retention_ns)
 
+    def _refresh(self) -> None:
+        """Allow the kernel's lock-free single append only while nothing else must
+        happen on an append: no limit, no blocking subscriber, nobody waiting (lock
+        held)."""
+        self._log.fast = (
+            not self._closed and self._limit is None and not self._block_subs and not self._nwait
+        )
+
     def _wake(self) -> None:
         """Wake subscribers waiting for appends (lock held)."""
-        if self._waiting:
-            self._cond.notify_all()
+        self._cond.notify_all()
         if self._async_waiters:
             waiters, self._async_waiters = self._async_waiters, []
+            self._nwait -= len(waiters)
+            self._refresh()
             for loop, fut in waiters:
                 try:
                     loop.call_soon_threadsafe(_wake_future, fut)
@@ -200,9 +214,12 @@ class MemoryStore:
                 ``max_streams`` is reached and *stream* is new.
             StoreClosed: the store is closed.
         """
+        if len(events) == 1:
+            pos: int = self._try_append(stream, events[0])
+            if pos:
+                return pos
         with self._lock:
-            if self._closed:
-                self._check_open()
+            self._check_open()
             code = self._codes.get(stream)
             if code is None:
                 if not events:
@@ -211,15 +228,7 @@ class MemoryStore:
                 pos = self._append_slow(code, events, None)
                 self._codes[stream] = code
                 return pos
-            if self._slow or self._block_subs:
-                return self._append_slow(code, events, None)
-            if len(events) == 1:
-                pos = self._log.append_event(code, events[0])
-            else:
-                pos = self._log.append_events(code, events)
-            if self._waiting or self._async_waiters:
-                self._wake()
-            return pos
+            return self._append_slow(code, events, None)
 
     def append_many(self, stream: str, events: Iterable[Any]) -> int:
         """Append the Events of an iterable to *stream* (all or nothing); return the
@@ -523,6 +532,7 @@ class MemoryStore:
             self._subs.append(sub)
             if overflow == "block":
                 self._block_subs.append(sub)
+                self._refresh()
         return sub
 
     def _detach(self, sub: StoreSubscription) -> None:
@@ -531,6 +541,7 @@ class MemoryStore:
             self._subs.remove(sub)
         if sub in self._block_subs:
             self._block_subs.remove(sub)
+            self._refresh()
         self._cond.notify_all()
         self._wake()
 
@@ -542,6 +553,7 @@ class MemoryStore:
             if self._closed:
                 return
             self._closed = True
+            self._log.fast = False
             for sub in list(self._subs):
                 sub._ended("store closed")
             self._subs.clear()
@@ -724,11 +736,13 @@ class StoreSubscription:
                     wait = deadline - time.monotonic()
                     if wait <= 0:
                         return False
-                store._waiting += 1
+                store._nwait += 1
+                store._refresh()
                 try:
                     cond.wait(wait)
                 finally:
-                    store._waiting -= 1
+                    store._nwait -= 1
+                    store._refresh()
         self._accept(sl)
         self._pi = 0
         return True
@@ -806,6 +820,8 @@ class StoreSubscription:
                 if sl is None:
                     fut: asyncio.Future[None] = loop.create_future()
                     store._async_waiters.append((loop, fut))
+                    store._nwait += 1
+                    store._refresh()
             if sl is not None:
                 self._accept(sl)
                 self._pi = 1
@@ -817,6 +833,8 @@ class StoreSubscription:
                     with store._lock:
                         if (loop, fut) in store._async_waiters:
                             store._async_waiters.remove((loop, fut))
+                            store._nwait -= 1
+                            store._refresh()
 
     # -- lifecycle and introspection
     def close(self) -> None:

@@ -1,0 +1,684 @@
+"""The EventStore conformance suite, written once for every store backend.
+
+A backend's test module subclasses :class:`StoreConformance` and provides
+``make_store(**options)`` (options: ``max_events_per_stream``, ``retention``,
+``on_full``, ``max_streams``, ``now_ns``, ``sweep_interval``); pytest then runs every
+``test_*`` method below against it.  ``tests/test_store_memory.py`` does it for
+``MemoryStore`` on both kernel twins::
+
+    from store_conformance import StoreConformance
+
+    class TestSQLiteStore(StoreConformance):
+        def make_store(self, **options):
+            return SQLiteStore(":memory:", **options)
+
+:func:`stateful_test_case` builds the Hypothesis state machine that checks a store
+against a plain sorted-list model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from nova.errors import BufferFull, StoreClosed, StreamFull, Timeout, ValidationError
+from nova.events import Event
+from nova.store import Cursor, EventBatch, EventStore, StreamInfo
+
+__all__ = ("StoreConformance", "stateful_test_case", "ev")
+
+T0 = 1_700_000_000_000_000_000  # a fixed wall-clock time in ns
+
+
+def ev(ts: int, type: str = "t", data: Any = None, **kw: Any) -> Event:
+    """An Event at T0 + ts ns."""
+    return Event(type, data, timestamp=T0 + ts, **kw)
+
+
+def _key(e: Event) -> tuple[str, int, Any]:
+    return (e.type, e.timestamp, e.data)
+
+
+class StoreConformance:
+    """Every behaviour an EventStore promises.  Subclass and define ``make_store``."""
+
+    def make_store(self, **options: Any) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError("subclasses define make_store(**options)")
+
+    def store(self, **options: Any) -> Any:
+        s = self.make_store(**options)
+        self._stores.append(s)
+        return s
+
+    @pytest.fixture(autouse=True)
+    def _close_stores(self) -> Any:
+        self._stores: list[Any] = []
+        yield
+        for s in self._stores:
+            s.close()
+
+    # ------------------------------------------------------------------ protocol
+    def test_is_an_event_store(self) -> None:
+        s = self.store()
+        assert isinstance(s, EventStore)
+        with s as same:
+            assert same is s
+
+    # ------------------------------------------------------------------ append
+    def test_append_returns_last_position_from_1(self) -> None:
+        s = self.store()
+        assert s.append("a", ev(1)) == 1
+        assert s.append("a", ev(2), ev(3)) == 3
+        assert s.append("b", ev(4)) == 1
+        assert s.append("a") == 3
+        assert s.append("nope") == 0
+        assert s.streams() == ["a", "b"]
+
+    def test_append_many_and_generators(self) -> None:
+        s = self.store()
+        assert s.append_many("a", [ev(1), ev(2)]) == 2
+        assert s.append_many("a", (ev(i) for i in range(3, 6))) == 5
+        with pytest.raises(TypeError, match="Expected events as an iterable"):
+            s.append_many("a", 5)
+
+    def test_append_is_all_or_nothing(self) -> None:
+        s = self.store()
+        s.append("a", ev(1))
+        with pytest.raises(TypeError, match="Expected an Event at index 1, got dict"):
+            s.append("a", ev(2), {"type": "x"}, ev(3))
+        with pytest.raises(TypeError, match="Expected an Event at index 0, got str"):
+            s.append("new", "not an event")
+        assert s.streams() == ["a"]
+        assert [e.timestamp for e in s.replay()] == [T0 + 1]
+        assert s.stats().events == 1
+
+    @pytest.mark.parametrize("name", ["", 5, None, b"a"])
+    def test_bad_stream_name(self, name: Any) -> None:
+        s = self.store()
+        with pytest.raises(ValidationError, match="Expected a non-empty str stream name"):
+            s.append(name, ev(1))
+
+    def test_append_columns(self) -> None:
+        s = self.store()
+        ts = np.array([T0 + 3, T0 + 1, T0 + 2], dtype=np.int64)
+        assert s.append_columns("c", types=["x", "y", "x"], timestamps=ts, data=[1, 2, 3], ids=["i1", "i2", "i3"]) == 3
+        out = list(s.replay())
+        assert [(e.type, e.data, e.id) for e in out] == [("y", 2, "i2"), ("x", 3, "i3"), ("x", 1, "i1")]
+        # derived ids are unique and stable
+        assert s.append_columns("c", types="z", timestamps=[T0 + 10, T0 + 11]) == 5
+        ids1 = [e.id for e in s.replay(T0 + 10)]
+        ids2 = s.window(T0 + 10).ids
+        assert ids1 == ids2 and len(set(ids1)) == 2
+        assert all(isinstance(i, str) and len(i) == 32 for i in ids1)
+        assert [e.data for e in s.replay(T0 + 10)] == [None, None]
+
+    def test_append_columns_datetime64(self) -> None:
+        s = self.store()
+        ts = np.array(["2024-01-01T00:00:00", "2024-01-01T00:00:01"], dtype="datetime64[s]")
+        s.append_columns("c", types="x", timestamps=ts)
+        got = [e.timestamp for e in s.replay()]
+        assert got == [1704067200 * 10**9, 1704067201 * 10**9]
+
+    @pytest.mark.parametrize(
+        "kwargs,exc,match",
+        [
+            ({"types": "x", "timestamps": [1, 2], "data": [1]}, ValidationError, "Expected 2 data"),
+            ({"types": ["x"], "timestamps": [1, 2]}, ValidationError, "Expected 2 types"),
+            ({"types": ["x", ""], "timestamps": [1, 2]}, ValidationError, "non-empty str event types, got '' at index 1"),
+            ({"types": ["x", 3], "timestamps": [1, 2]}, ValidationError, "got int at index 1"),
+            ({"types": "x", "timestamps": np.array([1.5, 2.0])}, ValidationError, "got floats"),
+            ({"types": "x", "timestamps": [1, 2], "ids": ["a", None]}, ValidationError, "non-empty str event ids, got NoneType at index 1"),
+            ({"types": "x", "timestamps": 5}, TypeError, "Expected timestamps as a numpy array or a sequence"),
+            ({"types": "", "timestamps": [1]}, ValidationError, "non-empty str event type"),
+            ({"types": "x", "timestamps": np.array(["NaT"], dtype="datetime64[ns]")}, ValidationError, "NaT"),
+        ],
+    )
+    def test_append_columns_validates_everything_first(self, kwargs: dict[str, Any], exc: type, match: str) -> None:
+        s = self.store()
+        s.append("c", ev(0))
+        with pytest.raises(exc, match=match):
+            s.append_columns("c", **kwargs)
+        with pytest.raises(exc, match=match):
+            s.append_columns("fresh", **kwargs)
+        assert s.stats().events == 1
+        assert s.streams() == ["c"]
+
+    # ------------------------------------------------------------------ read
+    def test_read_pages_with_cursor(self) -> None:
+        s = self.store()
+        s.append("a", *[ev(i, data=i) for i in range(10)])
+        s.append("b", ev(100))
+        evs, cur = s.read("a", limit=4)
+        assert [e.data for e in evs] == [0, 1, 2, 3]
+        assert cur == Cursor("a", 4, T0 + 3)
+        evs, cur = s.read("a", cur, limit=4)
+        assert [e.data for e in evs] == [4, 5, 6, 7]
+        evs, cur = s.read("a", cur)
+        assert [e.data for e in evs] == [8, 9]
+        assert cur.position == 10
+        evs, cur2 = s.read("a", cur)
+        assert evs == [] and cur2 == cur
+        assert s.read("a", cur, limit=0) == ([], cur)
+
+    def test_read_unknown_stream_and_bad_cursor(self) -> None:
+        s = self.store()
+        assert s.read("none") == ([], Cursor("none", 0, None))
+        s.append("a", ev(1))
+        with pytest.raises(ValueError, match="Expected a cursor of stream 'a', got one of 'b'"):
+            s.read("a", Cursor("b", 1, None))
+        with pytest.raises(TypeError, match="Expected a Cursor or None, got int"):
+            s.read("a", 3)
+        with pytest.raises(ValueError, match="Expected limit >= 0"):
+            s.read("a", limit=-1)
+
+    def test_read_returns_the_appended_events(self) -> None:
+        s = self.store()
+        e1 = Event("user.created", {"name": "Ada"}, metadata={"trace": "x"})
+        s.append("u", e1)
+        (got,), _ = s.read("u")
+        assert got == e1
+        assert got.metadata == {"trace": "x"}
+
+    # ------------------------------------------------------------------ replay / window
+    def test_replay_half_open_and_ordered_with_late_events(self) -> None:
+        s = self.store()
+        s.append("a", ev(10, data="a10"), ev(30, data="a30"))
+        s.append("b", ev(20, data="b20"), ev(10, data="b10-late"))
+        s.append("a", ev(5, data="a5-late"), ev(30, data="a30-second"))
+        got = [e.data for e in s.replay()]
+        assert got == ["a5-late", "a10", "b10-late", "b20", "a30", "a30-second"]
+        assert [e.data for e in s.replay(T0 + 10, T0 + 30)] == ["a10", "b10-late", "b20"]
+        assert [e.data for e in s.replay(T0 + 30, None)] == ["a30", "a30-second"]
+        assert list(s.replay(T0 + 31)) == []
+        assert [e.data for e in s.replay(None, T0 + 10)] == ["a5-late"]
+
+    def test_replay_filters(self) -> None:
+        s = self.store()
+        s.append("a", ev(1, "x", 1), ev(2, "y", 2))
+        s.append("b", ev(3, "x", 3), ev(4, "z", 4))
+        assert [e.data for e in s.replay(streams="a")] == [1, 2]
+        assert [e.data for e in s.replay(streams=["b", "unknown"])] == [3, 4]
+        assert [e.data for e in s.replay(types="x")] == [1, 3]
+        assert [e.data for e in s.replay(streams=["a"], types=["x", "z"])] == [1]
+        assert list(s.replay(types="never")) == []
+        with pytest.raises(TypeError, match="Expected streams as a str"):
+            s.replay(streams=5)
+
+    def test_replay_accepts_event_timestamp_forms(self) -> None:
+        s = self.store()
+        base = datetime(2024, 1, 1, tzinfo=timezone.utc)
+        ns = int(base.timestamp()) * 10**9
+        s.append("a", Event("t", 1, timestamp=ns), Event("t", 2, timestamp=ns + 10**9))
+        assert [e.data for e in s.replay(base, base + timedelta(seconds=1))] == [1]
+        assert [e.data for e in s.replay(np.datetime64("2024-01-01T00:00:01", "s"))] == [2]
+        with pytest.raises(ValidationError, match="naive datetime"):
+            s.replay(datetime(2024, 1, 1))
+        with pytest.raises(ValidationError, match="got float"):
+            s.window(1.5)
+
+    def test_window_columns(self) -> None:
+        s = self.store()
+        s.append("a", ev(1, "x", "p1"), ev(3, "y", "p3"))
+        s.append("b", ev(2, "x", "p2"))
+        b = s.window(T0, T0 + 10)
+        assert isinstance(b, EventBatch)
+        assert len(b) == 3
+        assert b.timestamps.tolist() == [T0 + 1, T0 + 2, T0 + 3]
+        assert b.positions.tolist() == [1, 1, 2]
+        assert b.sequences.tolist() == [1, 3, 2]
+        assert [b.streams[c] for c in b.stream_codes] == ["a", "b", "a"]
+        assert [b.types[c] for c in b.type_codes] == ["x", "x", "y"]
+        assert b.data == ["p1", "p2", "p3"]
+        assert [e.data for e in b] == ["p1", "p2", "p3"]
+        assert b[-1].data == "p3" and b[0].id == b.ids[0]
+        with pytest.raises(IndexError):
+            b[3]
+        assert b.timestamps.dtype == np.int64 and b.stream_codes.dtype == np.int32
+
+    def test_window_is_a_snapshot(self) -> None:
+        s = self.store()
+        s.append("a", *[ev(i, data=i) for i in range(5)])
+        b = s.window()
+        s.append("a", *[ev(i, data=i) for i in range(5, 10)])
+        assert len(b) == 5 and b.data == [0, 1, 2, 3, 4]
+
+    def test_window_to_pandas(self) -> None:
+        import pandas as pd
+
+        s = self.store()
+        s.append("a", ev(1, "x", 10), ev(2, "y", 20))
+        df = s.window().to_pandas()
+        assert list(df.columns) == ["timestamp", "sequence", "stream", "position", "type", "id", "data", "metadata"]
+        assert df["timestamp"].iloc[0] == pd.Timestamp(T0 + 1, unit="ns", tz="UTC")
+        assert df["stream"].tolist() == ["a", "a"]
+        assert df["type"].tolist() == ["x", "y"]
+        assert df["data"].tolist() == [10, 20]
+
+    def test_window_to_arrow(self) -> None:
+        s = self.store()
+        s.append("a", ev(1, "x", 10), ev(2, "y", 20))
+        t = s.window().to_arrow()
+        assert t.num_rows == 2
+        assert t.column("data").to_pylist() == [10, 20]
+        assert t.column("stream").to_pylist() == ["a", "a"]
+        s.append("a", ev(3, "x", object()))
+        with pytest.raises(TypeError, match="Expected payloads pyarrow can type"):
+            s.window().to_arrow()
+        assert s.window().to_arrow(include_data=False).num_columns == 6
+
+    # ------------------------------------------------------------------ info
+    def test_stream_info_streams_stats(self) -> None:
+        s = self.store()
+        s.append("a", ev(1), ev(2))
+        s.append("b", ev(3))
+        assert s.stream_info("a") == StreamInfo("a", 2, 1, 2, 0)
+        with pytest.raises(KeyError):
+            s.stream_info("zzz")
+        st = s.stats()
+        assert (st.events, st.streams, st.appended) == (3, 2, 3)
+        assert st.memory_bytes > 0
+
+    # ------------------------------------------------------------------ retention
+    def test_max_events_evict_oldest_never_reuses_positions(self) -> None:
+        s = self.store(max_events_per_stream=3)
+        s.append("a", *[ev(i, data=i) for i in range(5)])
+        assert [e.data for e in s.read("a")[0]] == [2, 3, 4]
+        assert s.append("a", ev(9, data=9)) == 6
+        assert s.stream_info("a") == StreamInfo("a", 3, 4, 6, 3)
+        assert s.stats().evicted == 3
+
+    def test_max_events_reject(self) -> None:
+        s = self.store(max_events_per_stream=2, on_full="reject")
+        s.append("a", ev(1))
+        with pytest.raises(StreamFull, match="max_events_per_stream=2"):
+            s.append("a", ev(2), ev(3))
+        assert s.append("a", ev(2)) == 2
+        with pytest.raises(StreamFull):
+            s.append("a", ev(3))
+        assert s.stats().rejected == 2
+        assert s.append("b", ev(1)) == 1
+
+    def test_max_streams(self) -> None:
+        s = self.store(max_streams=2)
+        s.append("a", ev(1))
+        s.append("b", ev(1))
+        with pytest.raises(StreamFull, match="max_streams=2"):
+            s.append("c", ev(1))
+        assert s.append("a", ev(2)) == 2
+        assert s.streams() == ["a", "b"]
+
+    def test_retention_on_read_and_sweep(self) -> None:
+        now = [T0 + 100 * 10**9]
+        s = self.store(retention=timedelta(seconds=10), now_ns=lambda: now[0], sweep_interval=None)
+        s.append("a", Event("t", 1, timestamp=now[0] - 20 * 10**9), Event("t", 2, timestamp=now[0] - 5 * 10**9))
+        assert [e.data for e in s.replay()] == [2]
+        assert [e.data for e in s.read("a")[0]] == [2]
+        now[0] += 6 * 10**9
+        assert s.sweep() == 1
+        assert list(s.replay()) == []
+        assert s.stream_info("a") == StreamInfo("a", 0, None, 2, 2)
+        assert s.append("a", Event("t", 3, timestamp=now[0])) == 3
+
+    # ------------------------------------------------------------------ close
+    def test_close(self) -> None:
+        s = self.store()
+        s.append("a", ev(1))
+        s.close()
+        s.close()
+        for call in (
+            lambda: s.append("a", ev(2)),
+            lambda: s.read("a"),
+            lambda: s.replay(),
+            lambda: s.window(),
+            lambda: s.subscribe("a"),
+            lambda: s.append_columns("a", types="x", timestamps=[1]),
+        ):
+            with pytest.raises(StoreClosed):
+                call()
+        assert s.stats().events == 1
+
+    # ------------------------------------------------------------------ subscribe
+    def test_subscribe_history_then_live(self) -> None:
+        s = self.store()
+        s.append("a", ev(1, data=1), ev(2, data=2))
+        sub = s.subscribe("a")
+        assert [sub.get(timeout=5).data for _ in range(2)] == [1, 2]
+        s.append("a", ev(3, data=3))
+        s.append("b", ev(3, data="other"))
+        assert sub.get(timeout=5).data == 3
+        with pytest.raises(Timeout):
+            sub.get(timeout=0.01)
+        assert sub.cursor == Cursor("a", 3, T0 + 3)
+        sub.close()
+        assert list(sub) == []
+
+    def test_subscribe_from_cursor_and_all_streams(self) -> None:
+        s = self.store()
+        s.append("a", ev(1, data="a1"), ev(2, data="a2"))
+        s.append("b", ev(0, data="b1"))
+        sub = s.subscribe("a", Cursor("a", 1, None))
+        assert sub.get(timeout=5).data == "a2"
+        allsub = s.subscribe()
+        assert [e.data for e in allsub.get_many(10, timeout=5)] == ["a1", "a2", "b1"]
+        assert allsub.cursor == Cursor(None, 3, T0 + 0)
+        again = s.subscribe(None, allsub.cursor)
+        s.append("c", ev(5, data="c1"))
+        assert again.get(timeout=5).data == "c1"
+        assert allsub.get(timeout=5).data == "c1"
+
+    def test_subscribe_stream_that_does_not_exist_yet(self) -> None:
+        s = self.store()
+        sub = s.subscribe("later")
+        assert sub.get_many(5, timeout=0.01) == []
+        s.append("other", ev(1))
+        s.append("later", ev(2, data="x"))
+        assert sub.get(timeout=5).data == "x"
+
+    def test_subscribe_wakes_on_append_from_another_thread(self) -> None:
+        s = self.store()
+        sub = s.subscribe("a")
+        got: list[Any] = []
+        done = threading.Event()
+
+        def consume() -> None:
+            for e in sub:
+                got.append(e.data)
+                if len(got) == 3:
+                    break
+            done.set()
+
+        t = threading.Thread(target=consume)
+        t.start()
+        for i in range(3):
+            s.append("a", ev(i, data=i))
+        assert done.wait(10)
+        t.join(10)
+        assert got == [0, 1, 2]
+
+    def test_closing_store_ends_subscriptions(self) -> None:
+        s = self.store()
+        sub = s.subscribe("a")
+        ended = threading.Event()
+        got: list[Any] = []
+
+        def consume() -> None:
+            got.extend(sub)
+            ended.set()
+
+        t = threading.Thread(target=consume)
+        t.start()
+        s.append("a", ev(1))
+        s.close()
+        assert ended.wait(10)
+        t.join(10)
+        assert sub.closed and len(got) <= 1
+
+    def test_subscribe_async(self) -> None:
+        s = self.store()
+        s.append("a", ev(1, data=1))
+
+        async def main() -> list[Any]:
+            sub = s.subscribe("a")
+            out = []
+
+            async def produce() -> None:
+                for i in range(2, 5):
+                    await asyncio.sleep(0)
+                    s.append("a", ev(i, data=i))
+
+            task = asyncio.create_task(produce())
+            async for e in sub:
+                out.append(e.data)
+                if len(out) == 4:
+                    break
+            await task
+            sub.close()
+            return out
+
+        assert asyncio.run(main()) == [1, 2, 3, 4]
+
+    def test_subscribe_async_ends_on_close(self) -> None:
+        s = self.store()
+
+        async def main() -> list[Any]:
+            sub = s.subscribe("a")
+            loop = asyncio.get_running_loop()
+            loop.call_soon(s.close)
+            return [e async for e in sub]
+
+        assert asyncio.run(main()) == []
+
+    def test_subscribe_bad_arguments(self) -> None:
+        s = self.store()
+        with pytest.raises(ValueError, match="Expected overflow among"):
+            s.subscribe("a", overflow="drop-oldest")
+        with pytest.raises(ValueError, match="Expected buffer >= 1"):
+            s.subscribe("a", buffer=0)
+        with pytest.raises(TypeError, match="Expected buffer as an int"):
+            s.subscribe("a", buffer=1.5)
+        with pytest.raises(ValidationError):
+            s.subscribe("")
+
+    def test_subscribe_race_no_gap_no_duplicate(self) -> None:
+        """History catch-up races with appends: 20 runs, exact sequences."""
+        for run in range(20):
+            s = self.store()
+            n_hist, n_live = 300, 700
+            s.append_many("r", [ev(i, data=i) for i in range(n_hist)])
+            start = threading.Barrier(2)
+
+            def produce() -> None:
+                start.wait(10)
+                for i in range(n_hist, n_hist + n_live):
+                    s.append("r", ev(i, data=i))
+
+            t = threading.Thread(target=produce)
+            t.start()
+            sub = s.subscribe("r", buffer=10_000)
+            start.wait(10)
+            got = [sub.get(timeout=10).data for _ in range(n_hist + n_live)]
+            t.join(10)
+            assert got == list(range(n_hist + n_live)), f"run {run}"
+            with pytest.raises(Timeout):
+                sub.get(timeout=0.001)
+            s.close()
+
+    def test_overflow_drop_oldest_counts(self) -> None:
+        s = self.store()
+        s.append("a", ev(0, data=0))
+        sub = s.subscribe("a", buffer=3, overflow="drop_oldest")
+        s.append("a", *[ev(i, data=i) for i in range(1, 8)])
+        got = [e.data for e in sub.get_many(100, timeout=5)]
+        got += [e.data for e in sub.get_many(100, timeout=0.01)]
+        assert got == [0, 5, 6, 7]
+        st = sub.stats()
+        assert st.dropped == 4 and st.overflows >= 1 and st.delivered == 4
+
+    def test_overflow_error_raises_in_subscriber(self) -> None:
+        s = self.store()
+        sub = s.subscribe("a", buffer=2, overflow="error")
+        s.append("a", ev(1), ev(2), ev(3))
+        with pytest.raises(BufferFull, match="buffer=2"):
+            sub.get(timeout=5)
+        assert sub.closed and sub.stats().overflows == 1
+        assert s.append("a", ev(4)) == 4
+
+    def test_overflow_block_blocks_the_appender(self) -> None:
+        s = self.store()
+        sub = s.subscribe("a", buffer=2, overflow="block")
+        s.append("a", ev(1), ev(2))
+        appended = threading.Event()
+
+        def produce() -> None:
+            s.append("a", ev(3))
+            appended.set()
+
+        t = threading.Thread(target=produce)
+        t.start()
+        assert not appended.wait(0.05)
+        assert [e.timestamp - T0 for e in sub.get_many(10, timeout=5)] == [1, 2]
+        assert appended.wait(10)
+        t.join(10)
+        assert sub.get(timeout=5).timestamp == T0 + 3
+        assert sub.stats().blocked == 1 and s.stats().blocked == 1
+
+    def test_block_subscriber_close_releases_appender(self) -> None:
+        s = self.store()
+        sub = s.subscribe("a", buffer=1, overflow="block")
+        s.append("a", ev(1))
+        done = threading.Event()
+
+        def produce() -> None:
+            s.append("a", ev(2))
+            done.set()
+
+        t = threading.Thread(target=produce)
+        t.start()
+        assert not done.wait(0.05)
+        sub.close()
+        assert done.wait(10)
+        t.join(10)
+
+    # ------------------------------------------------------------------ threads
+    @pytest.mark.stress
+    def test_concurrent_appenders_and_readers(self) -> None:
+        s = self.store()
+        n_threads, per = 6, 500
+        streams = ["s0", "s1", "s2"]
+        errors: list[BaseException] = []
+        stop = threading.Event()
+        start = threading.Barrier(n_threads + 2)
+        positions: dict[str, list[int]] = {k: [] for k in streams}
+        plock = threading.Lock()
+
+        def appender(k: int) -> None:
+            try:
+                start.wait(10)
+                name = streams[k % len(streams)]
+                for i in range(per):
+                    p = s.append(name, ev(i, data=(k, i)))
+                    with plock:
+                        positions[name].append(p)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        def reader() -> None:
+            try:
+                start.wait(10)
+                while not stop.is_set():
+                    b = s.window()
+                    ts = b.timestamps
+                    assert bool((ts[1:] >= ts[:-1]).all())
+                    assert len(b.data) == len(b)
+                    s.read("s0", limit=50)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=appender, args=(k,)) for k in range(n_threads)]
+        threads += [threading.Thread(target=reader) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads[:n_threads]:
+            t.join(60)
+        stop.set()
+        for t in threads[n_threads:]:
+            t.join(60)
+        assert not errors, errors
+        total = n_threads * per
+        assert s.stats().events == total
+        for name in streams:
+            assert sorted(positions[name]) == list(range(1, len(positions[name]) + 1))
+        seen = [e.data for e in s.replay()]
+        assert len(seen) == total and len(set(seen)) == total
+
+
+# ---------------------------------------------------------------------- stateful
+def stateful_test_case(factory: Any, *, max_examples: int = 25, steps: int = 30) -> type:
+    """A Hypothesis ``TestCase`` checking ``factory(**options)`` stores against a
+    sorted-list model: appends in and out of order, windows, reads, retention."""
+
+    class StoreModel(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.now = T0 + 1_000
+            self.retention = 500
+            self.store = factory(retention=5e-7, now_ns=lambda: self.now, sweep_interval=None)
+            self.rows: list[tuple[int, int, str, int, Any]] = []  # (ts, seq, stream, pos, data)
+            self.seq = 0
+            self.last_pos: dict[str, int] = {}
+
+        def expire(self) -> None:
+            cutoff = self.now - self.retention
+            self.rows = [r for r in self.rows if r[0] >= cutoff]
+
+        @rule(stream=st.sampled_from(["a", "b", "c"]), offsets=st.lists(st.integers(-600, 400), min_size=1, max_size=5))
+        def append(self, stream: str, offsets: list[int]) -> None:
+            events = []
+            for off in offsets:
+                self.seq += 1
+                data = self.seq
+                events.append(Event("t", data, timestamp=self.now + off))
+                pos = self.last_pos.get(stream, 0) + 1
+                self.last_pos[stream] = pos
+                self.rows.append((self.now + off, self.seq, stream, pos, data))
+            assert self.store.append(stream, *events) == self.last_pos[stream]
+
+        @rule(stream=st.sampled_from(["a", "b"]), offsets=st.lists(st.integers(-600, 400), min_size=1, max_size=5))
+        def append_columns(self, stream: str, offsets: list[int]) -> None:
+            ts = []
+            datas = []
+            for off in offsets:
+                self.seq += 1
+                pos = self.last_pos.get(stream, 0) + 1
+                self.last_pos[stream] = pos
+                self.rows.append((self.now + off, self.seq, stream, pos, self.seq))
+                ts.append(self.now + off)
+                datas.append(self.seq)
+            assert self.store.append_columns(stream, types="t", timestamps=ts, data=datas) == self.last_pos[stream]
+
+        @rule(dt=st.integers(0, 300))
+        def tick(self, dt: int) -> None:
+            self.now += dt
+
+        @rule(lo=st.integers(-800, 500), width=st.integers(0, 800))
+        def window(self, lo: int, width: int) -> None:
+            start, end = self.now + lo, self.now + lo + width
+            self.expire()
+            want = sorted(r for r in self.rows if start <= r[0] < end)
+            b = self.store.window(start, end)
+            assert b.timestamps.tolist() == [r[0] for r in want]
+            assert b.data == [r[4] for r in want]
+            assert [e.data for e in self.store.replay(start, end)] == [r[4] for r in want]
+
+        @rule(stream=st.sampled_from(["a", "b", "c"]), after=st.integers(0, 20), limit=st.integers(1, 6))
+        def read(self, stream: str, after: int, limit: int) -> None:
+            self.expire()
+            want = [r for r in self.rows if r[2] == stream and r[3] > after][:limit]
+            evs, cur = self.store.read(stream, Cursor(stream, after, None), limit)
+            assert [e.data for e in evs] == [r[4] for r in want]
+            assert cur.position == (want[-1][3] if want else after)
+
+        @rule()
+        def sweep(self) -> None:
+            self.store.sweep()
+            self.expire()
+
+        @invariant()
+        def counts(self) -> None:
+            self.expire()
+            self.store.sweep()
+            assert self.store.stats().events == len(self.rows)
+
+        def teardown(self) -> None:
+            self.store.close()
+
+    StoreModel.TestCase.settings = settings(max_examples=max_examples, stateful_step_count=steps, deadline=None)
+    return StoreModel.TestCase
