@@ -538,7 +538,7 @@ class _Scheduler:
         self._gen = 0
         self._thread: threading.Thread | None = None
         self._targets: list[float] = []  # clock-sleep targets of sleeping threads
-        self._main_sleeping = False
+        self._main_sleeping = 0  # the generation of a main thread inside clock.sleep, or 0
         self._live = 0  # entries in the heap not cancelled
         self._active = 0  # dispatched, not done
 
@@ -567,7 +567,7 @@ class _Scheduler:
             self._thread = None
             self._gen += 1
             self._cond.notify_all()
-            sleeping = self._main_sleeping
+            sleeping = self._main_sleeping != 0
         if t is not None and not sleeping and t is not threading.current_thread():
             t.join(5.0)
 
@@ -579,7 +579,8 @@ class _Scheduler:
             self._live += 1
             if self._thread is None:
                 self._start_locked()
-            elif not self._real and self._main_sleeping and due < min(self._targets, default=math.inf):
+            elif (not self._real and self._main_sleeping == self._gen
+                  and due < min(self._targets, default=math.inf)):
                 threading.Thread(target=self._serve, args=(self._gen, False),
                                  name="nova-retry-alarm", daemon=True).start()
             self._cond.notify_all()
@@ -671,7 +672,7 @@ class _Scheduler:
                     target = heap[0][0]
                     self._targets.append(target)
                     if main:
-                        self._main_sleeping = True
+                        self._main_sleeping = gen
             if due:
                 for e in due:
                     self._run(e)
@@ -681,8 +682,8 @@ class _Scheduler:
             finally:
                 with cond:
                     self._targets.remove(target)
-                    if main:
-                        self._main_sleeping = False
+                    if main and self._main_sleeping == gen:
+                        self._main_sleeping = 0
                     cond.notify_all()
 
     def _run(self, entry: _Entry) -> None:
@@ -815,7 +816,7 @@ class CircuitBreaker:
                     if len(failures) == failures.maxlen and now - failures[0] < self.config.window:
                         self._move(CircuitState.OPEN, now)
             elif state is CircuitState.HALF_OPEN:
-                self._probes -= 1
+                self._probes = max(0, self._probes - 1)
                 if not ok:
                     self._move(CircuitState.OPEN, now)
                 else:
@@ -1161,7 +1162,7 @@ class ManagedListener:
             br._record(ok, epoch)
         if self._metrics_on:
             m = self._metrics
-            result = "success" if ok else ("timeout" if isinstance(exc, Timeout) else "error")
+            result = "ok" if ok else ("timeout" if isinstance(exc, Timeout) else "error")
             m.inc_events_processed(self._id, result)
             m.observe_listener_duration(self._id, max(0.0, now - t0))
 
@@ -1631,7 +1632,7 @@ class ListenerManager:
         pool: a :class:`nova.WorkerPool` (anything with ``submit(fn)``) to run scheduled
             retries on; by default the manager's own daemon threads run them.
         metrics: a metrics collector; ``nova_events_processed_total{listener,result}``
-            (results ``success``, ``error``, ``timeout``, ``rejected``,
+            (results ``ok``, ``error``, ``timeout``, ``rejected``,
             ``dead_letter``, ``dropped``) and ``nova_listener_duration_seconds``.
             ``None`` records nothing.
         clock: ``monotonic()`` + ``sleep()``; backoff delays, breaker windows and

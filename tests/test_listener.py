@@ -156,6 +156,23 @@ def test_handle_does_not_block_other_events_while_retrying(lm: ListenerManager, 
     assert lm.stats().pending == 0
 
 
+def test_an_earlier_retry_is_not_stuck_behind_a_later_one(lm: ListenerManager, clock: ManualClock) -> None:
+    slow = Flaky(clock, fail=1)
+    fast = Flaky(clock, fail=1)
+    fast.id = "fast"
+    ms = lm.register(slow, cfg(retry=RetryPolicy(max_attempts=2, initial_delay=10)))
+    mf = lm.register(fast, cfg(retry=RetryPolicy(max_attempts=2, initial_delay=1)))
+    ms.handle(Event("a"))
+    assert clock.wait_for_sleepers(1, WAIT)  # the scheduler sleeps toward t=10
+    mf.handle(Event("b"))  # due at t=1: must not wait for t=10
+    clock.advance(1)
+    assert lm.wait_idle(WAIT)
+    assert len(fast.ok) == 1 and slow.ok == []
+    clock.advance(9)
+    assert lm.wait_idle(WAIT)
+    assert len(slow.ok) == 1 and lm.stats().pending == 0
+
+
 def test_attempts_run_out_then_dead_letter(lm: ListenerManager, clock: ManualClock) -> None:
     letters: list[DeadLetter] = []
     flaky = Flaky(clock, fail=99)
@@ -686,7 +703,7 @@ def test_metrics(clock: ManualClock) -> None:
     name = "nova_events_processed_total"
     assert metrics.value(name, listener="flaky", result="error") == 2
     assert metrics.value(name, listener="flaky", result="dead_letter") == 2
-    assert metrics.value(name, listener="flaky", result="success") == 1
+    assert metrics.value(name, listener="flaky", result="ok") == 1
     assert metrics.value("nova_listener_duration_seconds", listener="flaky")["count"] == 3
     lm.stop()
 
