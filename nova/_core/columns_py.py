@@ -119,6 +119,8 @@ def timestamps_array(timestamps: object, n: int | None = None) -> np.ndarray:
     if n is not None and len(arr) != n:
         raise ValidationError(f"Expected {n} timestamps (one per event), got {len(arr)}")
     kind = arr.dtype.kind
+    if len(arr) == 0:
+        return np.empty(0, dtype=np.int64)
     if kind == "M":
         ns = arr.astype("datetime64[ns]")
         if np.isnat(ns).any():
