@@ -599,7 +599,8 @@ class _Scheduler:
     def take_all(self, predicate: Callable[[float, Any], bool]) -> list[tuple[float, _Entry]]:
         """Remove and return the live entries for which ``predicate(due, fn)`` holds."""
         with self._cond:
-            keep, taken = [], []
+            keep: list[tuple[float, int, _Entry]] = []
+            taken: list[tuple[float, int, _Entry]] = []
             for item in self._heap:
                 if item[2].state != 0:
                     continue
@@ -1025,6 +1026,8 @@ class ManagedListener:
         self._b_next = self._b_count.__next__
         self._b_end = self._now() + self._bw
         self._fast = self._compute_fast()
+        if not self.is_async and self._tokens is not None:
+            self.handle = self._make_fast_handle()  # type: ignore[method-assign,assignment]
 
     # -- properties -----------------------------------------------------------------
     @property
@@ -1185,7 +1188,8 @@ class ManagedListener:
     def _call_sync(self, event: Any) -> BaseException | None:
         """One attempt in this thread (an async listener runs on the manager's loop)."""
         if self.is_async:
-            return self._manager._run_coro(self._acall(event))
+            err: BaseException | None = self._manager._run_coro(self._acall(event))
+            return err
         br = self._breaker
         epoch = 0
         if br is not None:
@@ -1343,9 +1347,7 @@ class ManagedListener:
             except Exception as exc:
                 if tokens is not None:
                     tokens.put(None)
-                br = self._breaker
-                self._record(False, self._now(), br._epoch if br is not None else 0, exc, 0.0)
-                self._after_failure(event, exc, 1, event.type, None)
+                self._fast_failed(event, exc)
                 return None
             except BaseException:
                 if tokens is not None:
@@ -1359,6 +1361,52 @@ class ManagedListener:
             self._b_next()
             return None
         return self._handle_slow(event)
+
+    def _fast_failed(self, event: Any, exc: BaseException) -> None:
+        br = self._breaker
+        self._record(False, self._now(), br._epoch if br is not None else 0, exc, 0.0)
+        self._after_failure(event, exc, 1, event.type, None)
+
+    def _make_fast_handle(self) -> Callable[[Any], Any]:
+        """:meth:`handle` as a closure over its collaborators (about 100 ns cheaper per
+        call than the method); same behaviour.  Used for sync listeners with a bound."""
+        fn = self._fn
+        tokens = self._tokens
+        assert tokens is not None
+        take = tokens.get_nowait
+        give = tokens.put
+        ok_next = self._ok_next
+        now = self._now
+        slow = self._handle_slow
+        failed = self._fast_failed
+        roll = self._roll_now
+        empty = queue.Empty
+
+        def handle(event: Any) -> Any:
+            if not self._fast:
+                return slow(event)
+            try:
+                take()
+            except empty:
+                return slow(event)
+            try:
+                fn(event)
+            except Exception as exc:
+                give(None)
+                failed(event, exc)
+                return None
+            except BaseException:
+                give(None)
+                raise
+            give(None)
+            ok_next()
+            if now() >= self._b_end:
+                roll(now())
+            self._b_next()
+            return None
+
+        handle.__doc__ = ManagedListener.handle.__doc__
+        return handle
 
     def _handle_slow(self, event: Any) -> Any:
         if self.is_async:

@@ -173,6 +173,27 @@ def test_an_earlier_retry_is_not_stuck_behind_a_later_one(lm: ListenerManager, c
     assert len(slow.ok) == 1 and lm.stats().pending == 0
 
 
+def test_real_clock_scheduler_and_call_alias() -> None:
+    lm = ListenerManager()  # the system clock: the scheduler waits on a condition
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    def flaky(ev: Event) -> None:
+        with lock:
+            calls.append(ev.data)
+            n = calls.count(ev.data)
+        if n < 3:
+            raise ConnectionError("again")
+
+    m = lm.register(flaky, cfg(retry=RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.002)))
+    for i in range(5):
+        m(Event("a", i))  # __call__ is handle
+    assert lm.stop() == []  # drains: every retry ran
+    st = lm.stats()
+    assert (st.processed, st.retried, st.pending) == (5, 10, 0)
+    assert not lm.running
+
+
 def test_attempts_run_out_then_dead_letter(lm: ListenerManager, clock: ManualClock) -> None:
     letters: list[DeadLetter] = []
     flaky = Flaky(clock, fail=99)
