@@ -1,0 +1,612 @@
+"""Worker pool, weighted semaphore and rate limiter: what Go's "Ion" gave nova-go.
+
+* :class:`WorkerPool` runs callables on a fixed set of threads fed by a bounded
+  :class:`~nova._core.RingQueue`; workers take tasks in batches (``get_many``), which is
+  what makes submission cheap.
+* :class:`Semaphore` is a weighted, FIFO-fair semaphore usable from threads and from
+  asyncio code at the same time.
+* :class:`RateLimiter` is a small facade over :class:`~nova._core.TokenBucket`.
+
+Every class here is thread-safe.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from datetime import timedelta
+from time import monotonic
+from typing import Any, NamedTuple
+
+from nova._core import RingQueue, TokenBucket
+from nova.errors import PoolClosed, QueueClosed, Timeout
+from nova.testing import to_seconds
+
+__all__ = ("WorkerPool", "PoolMetrics", "Semaphore", "RateLimiter")
+
+_log = logging.getLogger("nova.pool")
+
+#: Most tasks a worker takes from the queue at once.
+BATCH = 64
+
+
+def _check_positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"Expected an int {name}, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"Expected {name} > 0, got {value}")
+    return value
+
+
+def _check_timeout(timeout: float | timedelta | None) -> float | None:
+    return None if timeout is None else to_seconds(timeout, "timeout")
+
+
+# ---------------------------------------------------------------------------------------
+# WorkerPool
+# ---------------------------------------------------------------------------------------
+
+
+class PoolMetrics(NamedTuple):
+    """A snapshot of a :class:`WorkerPool` (see :meth:`WorkerPool.metrics`)."""
+
+    size: int
+    queued: int
+    running: int
+    completed: int
+    failed: int
+    cancelled: int
+
+
+# Per-worker counter slots (a worker writes only its own list; metrics() sums them).
+_RUNNING, _COMPLETED, _FAILED, _TAKEN = 0, 1, 2, 3
+
+
+class WorkerPool:
+    """A fixed pool of worker threads fed by a bounded queue.
+
+    Args:
+        size: the number of worker threads (an int > 0).
+        queue_size: the most tasks waiting to run (an int > 0); ``submit`` blocks and
+            ``try_submit`` returns None while it is full.
+        name: the pool's name (worker threads are named ``<name>-<i>``).
+        on_error: ``on_error(exc, fn)`` is called in the worker when a task raises
+            (the exception is also set on the task's future). If the hook itself
+            raises, that error is logged on the ``nova.pool`` logger and ignored. A
+            task that raises never kills a worker.
+
+    Raises:
+        TypeError / ValueError: bad *size*, *queue_size*, *name* or *on_error*.
+
+    Use it as a context manager: leaving the ``with`` block drains the pool (every
+    accepted task runs) and stops the workers.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        queue_size: int,
+        name: str = "nova-pool",
+        on_error: Callable[[BaseException, Callable[..., Any]], Any] | None = None,
+    ) -> None:
+        self._size = _check_positive_int(size, "size")
+        _check_positive_int(queue_size, "queue_size")
+        if not isinstance(name, str):
+            raise TypeError(f"Expected a str name, got {type(name).__name__}")
+        if on_error is not None and not callable(on_error):
+            raise TypeError(f"Expected a callable on_error(exc, fn) or None, got {type(on_error).__name__}")
+        self._name = name
+        self._on_error = on_error
+        self._queue = RingQueue(queue_size)
+        self._lock = threading.Lock()
+        self._cancelling = False
+        self._cancelled: list[Future[Any]] = []
+        self._counters = [[0, 0, 0, 0] for _ in range(self._size)]
+        self._batches: list[list[Any]] = [[] for _ in range(self._size)]
+        self._threads = [
+            threading.Thread(target=self._work, args=(i,), name=f"{name}-{i}", daemon=True)
+            for i in range(self._size)
+        ]
+        for t in self._threads:
+            t.start()
+
+    # -- intake -----------------------------------------------------------------------
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, timeout: float | timedelta | None = None,
+               **kwargs: Any) -> Future[Any]:
+        """Queue ``fn(*args, **kwargs)`` and return a :class:`concurrent.futures.Future`
+        of its result.  Blocks while the queue is full, up to *timeout* seconds.
+
+        Raises:
+            TypeError: *fn* is not callable.
+            PoolClosed: the pool is draining or closed.
+            Timeout: the queue stayed full for *timeout* seconds.
+        """
+        if not callable(fn):
+            raise TypeError(f"Expected a callable task, got {type(fn).__name__}")
+        fut: Future[Any] = Future()
+        try:
+            self._queue.put((fut, fn, args, kwargs), timeout)
+        except QueueClosed:
+            raise PoolClosed(f"Expected an open pool, got pool {self._name!r} draining or closed") from None
+        except Timeout:
+            raise Timeout(
+                f"Expected room in pool {self._name!r}'s queue within {_check_timeout(timeout)} s, "
+                f"got a full queue ({self._queue.capacity} tasks)"
+            ) from None
+        return fut
+
+    def try_submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any] | None:
+        """Like :meth:`submit` but never waits: returns None when the queue is full.
+
+        Raises:
+            TypeError: *fn* is not callable.
+            PoolClosed: the pool is draining or closed.
+        """
+        if not callable(fn):
+            raise TypeError(f"Expected a callable task, got {type(fn).__name__}")
+        q = self._queue
+        if q.qsize() >= q.capacity and not q.closed:
+            return None
+        fut: Future[Any] = Future()
+        try:
+            q.put_nowait((fut, fn, args, kwargs))
+        except QueueClosed:
+            raise PoolClosed(f"Expected an open pool, got pool {self._name!r} draining or closed") from None
+        except Exception:  # BufferFull: lost a race with another producer
+            return None
+        return fut
+
+    # -- workers ----------------------------------------------------------------------
+
+    def _work(self, wid: int) -> None:
+        get_many = self._queue.get_many
+        counters = self._counters[wid]
+        on_error = self._on_error
+        while True:
+            try:
+                batch = get_many(BATCH)
+            except QueueClosed:
+                return
+            self._batches[wid] = batch
+            counters[_TAKEN] = len(batch)
+            for fut, fn, args, kwargs in batch:
+                counters[_TAKEN] -= 1
+                if not fut.set_running_or_notify_cancel():
+                    continue
+                counters[_RUNNING] = 1
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:  # noqa: BLE001 - a task never kills a worker
+                    counters[_RUNNING] = 0
+                    counters[_FAILED] += 1
+                    fut.set_exception(exc)
+                    if on_error is not None:
+                        try:
+                            on_error(exc, fn)
+                        except BaseException:  # noqa: BLE001
+                            _log.exception("on_error hook of pool %r raised", self._name)
+                    del exc
+                else:
+                    counters[_RUNNING] = 0
+                    counters[_COMPLETED] += 1
+                    fut.set_result(result)
+            self._batches[wid] = []
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    def _join(self, timeout: float | None) -> bool:
+        me = threading.current_thread()
+        if me in self._threads:
+            raise RuntimeError(f"Expected drain/close from outside pool {self._name!r}'s workers, got a call from {me.name}")
+        deadline = None if timeout is None else monotonic() + timeout
+        for t in self._threads:
+            if deadline is None:
+                t.join()
+            else:
+                t.join(max(0.0, deadline - monotonic()))
+            if t.is_alive():
+                return False
+        return True
+
+    def drain(self, timeout: float | timedelta | None = None) -> bool:
+        """Stop intake, then wait until every queued and running task has finished
+        and the workers have stopped.
+
+        Returns:
+            True when everything finished, False when *timeout* passed first (the
+            workers go on with the rest; :meth:`close` with ``cancel_pending=True``
+            cancels what has not started).
+
+        Raises:
+            RuntimeError: called from one of this pool's own workers (it would wait for itself).
+        """
+        t = _check_timeout(timeout)
+        self._queue.close()
+        return self._join(t)
+
+    def close(self, timeout: float | timedelta | None = None, cancel_pending: bool = False) -> list[Future[Any]]:
+        """Stop intake and shut the pool down.
+
+        Without *cancel_pending* every accepted task still runs (as :meth:`drain`).
+        With it, the tasks that have not started are cancelled instead and their
+        futures returned, never silently dropped; running tasks finish.  Waits up to
+        *timeout* seconds for the workers to stop.
+
+        Returns:
+            The futures of the cancelled tasks (in queue order per worker; ``[]``
+            without *cancel_pending*).
+        """
+        t = _check_timeout(timeout)
+        if not cancel_pending:
+            self._queue.close()
+            self._join(t)
+            return []
+        with self._lock:
+            self._cancelling = True
+            self._queue.close()
+            cancelled: list[Future[Any]] = []
+            q = self._queue
+            while True:
+                try:
+                    batch = q.get_many(q.capacity, 0)
+                except QueueClosed:
+                    break
+                if not batch:
+                    break
+                for item in batch:
+                    if item[0].cancel():
+                        cancelled.append(item[0])
+            for batch in list(self._batches):
+                for item in batch:
+                    if item[0].cancel():
+                        cancelled.append(item[0])
+            self._cancelled.extend(cancelled)
+        self._join(t)
+        return cancelled
+
+    @property
+    def closed(self) -> bool:
+        """True once the pool stopped taking tasks (drain or close was called)."""
+        return self._queue.closed
+
+    @property
+    def name(self) -> str:
+        """The pool's name."""
+        return self._name
+
+    @property
+    def size(self) -> int:
+        """The number of worker threads."""
+        return self._size
+
+    def metrics(self) -> PoolMetrics:
+        """A snapshot: size, queued (waiting to start), running, completed, failed, cancelled.
+
+        The counts are read without stopping the workers, so under load they are a
+        close snapshot rather than one instant.
+        """
+        running = completed = failed = taken = 0
+        for c in self._counters:
+            running += c[_RUNNING]
+            completed += c[_COMPLETED]
+            failed += c[_FAILED]
+            taken += c[_TAKEN]
+        return PoolMetrics(self._size, self._queue.qsize() + taken, running, completed, failed,
+                           len(self._cancelled))
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._queue.closed else "open"
+        return f"<WorkerPool {self._name!r} {state} size={self._size}>"
+
+
+# ---------------------------------------------------------------------------------------
+# Semaphore
+# ---------------------------------------------------------------------------------------
+
+
+class _Waiter:
+    __slots__ = ("n", "granted", "event", "loop", "future")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.granted = False
+        self.event: threading.Event | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.future: asyncio.Future[None] | None = None
+
+
+def _set_future(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class Semaphore:
+    """A weighted, FIFO-fair counting semaphore for threads and asyncio tasks at once.
+
+    ``acquire(n)`` takes *n* units; requests are served strictly in arrival order, so a
+    large request at the head of the line is not starved by a stream of small ones
+    (small requests behind it wait too).
+
+    Args:
+        capacity: the number of units (an int > 0).
+
+    Raises:
+        TypeError / ValueError: *capacity* is not an int > 0.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = _check_positive_int(capacity, "capacity")
+        self._value = self._capacity
+        self._lock = threading.Lock()
+        self._waiters: deque[_Waiter] = deque()
+
+    @property
+    def capacity(self) -> int:
+        """The total number of units."""
+        return self._capacity
+
+    @property
+    def available(self) -> int:
+        """Units free now."""
+        return self._value
+
+    @property
+    def waiting(self) -> int:
+        """How many acquirers are waiting now."""
+        return len(self._waiters)
+
+    def _check_n(self, n: object) -> int:
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"Expected an int n, got {type(n).__name__}")
+        if n <= 0:
+            raise ValueError(f"Expected n > 0, got {n}")
+        if n > self._capacity:
+            raise ValueError(f"Expected n <= capacity ({self._capacity}), got {n}: it could never be granted")
+        return n
+
+    def _grant(self) -> None:
+        # With the lock held: serve waiters from the head while they fit.
+        ws = self._waiters
+        while ws and ws[0].n <= self._value:
+            w = ws.popleft()
+            self._value -= w.n
+            w.granted = True
+            if w.event is not None:
+                w.event.set()
+            elif w.loop is not None and w.future is not None:
+                try:
+                    w.loop.call_soon_threadsafe(_set_future, w.future)
+                except RuntimeError:
+                    # The waiter's loop is closed: nobody will take the units; give them back.
+                    w.granted = False
+                    self._value += w.n
+
+    def try_acquire(self, n: int = 1) -> bool:
+        """Take *n* units if they are free and nobody is waiting; never waits.
+
+        Raises:
+            TypeError / ValueError: *n* is not an int with ``0 < n <= capacity``.
+        """
+        n = self._check_n(n)
+        with self._lock:
+            if not self._waiters and self._value >= n:
+                self._value -= n
+                return True
+            return False
+
+    def acquire(self, n: int = 1, timeout: float | timedelta | None = None) -> None:
+        """Take *n* units, waiting in FIFO order up to *timeout* seconds.
+
+        Raises:
+            TypeError / ValueError: *n* is not an int with ``0 < n <= capacity``, or a bad timeout.
+            Timeout: the units were not granted within *timeout* (nothing is taken then).
+        """
+        n = self._check_n(n)
+        t = _check_timeout(timeout)
+        with self._lock:
+            if not self._waiters and self._value >= n:
+                self._value -= n
+                return
+            if t == 0:
+                raise Timeout(f"Expected {n} free units within 0 s, got {self._value} and {len(self._waiters)} waiting")
+            w = _Waiter(n)
+            w.event = threading.Event()
+            self._waiters.append(w)
+        if w.event.wait(t):
+            return
+        with self._lock:
+            if w.granted:
+                return
+            self._waiters.remove(w)
+            self._grant()  # the head may have changed
+            raise Timeout(f"Expected {n} free units within {t} s, got {self._value} and {len(self._waiters)} waiting")
+
+    async def acquire_async(self, n: int = 1, timeout: float | timedelta | None = None) -> None:
+        """Like :meth:`acquire` from asyncio code: waits without blocking the loop.
+        If the waiting task is cancelled, nothing stays taken.
+
+        Raises:
+            the same as :meth:`acquire`; :class:`asyncio.CancelledError` on cancellation.
+        """
+        n = self._check_n(n)
+        t = _check_timeout(timeout)
+        with self._lock:
+            if not self._waiters and self._value >= n:
+                self._value -= n
+                return
+            if t == 0:
+                raise Timeout(f"Expected {n} free units within 0 s, got {self._value} and {len(self._waiters)} waiting")
+            loop = asyncio.get_running_loop()
+            w = _Waiter(n)
+            w.loop = loop
+            w.future = loop.create_future()
+            self._waiters.append(w)
+        try:
+            if t is None:
+                await w.future
+            else:
+                await asyncio.wait_for(asyncio.shield(w.future), t)
+        except BaseException as exc:
+            with self._lock:
+                if w.granted:
+                    # Granted while we were being cancelled / timing out: give it back.
+                    self._value += n
+                else:
+                    self._waiters.remove(w)
+                self._grant()
+                value, waiting = self._value, len(self._waiters)
+            if not w.future.done():
+                w.future.cancel()
+            if isinstance(exc, TimeoutError):
+                raise Timeout(f"Expected {n} free units within {t} s, got {value} and {waiting} waiting") from None
+            raise
+
+    def release(self, n: int = 1) -> None:
+        """Give back *n* units and wake the waiters they let through.
+
+        Raises:
+            TypeError / ValueError: *n* is not an int > 0, or more units would be given
+                back than are taken.
+        """
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"Expected an int n, got {type(n).__name__}")
+        if n <= 0:
+            raise ValueError(f"Expected n > 0, got {n}")
+        with self._lock:
+            taken = self._capacity - self._value
+            if n > taken:
+                raise ValueError(f"Expected to release at most the {taken} units taken, got {n}")
+            self._value += n
+            self._grant()
+
+    def __enter__(self) -> Semaphore:
+        self.acquire(1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release(1)
+
+    async def __aenter__(self) -> Semaphore:
+        await self.acquire_async(1)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release(1)
+
+    def __repr__(self) -> str:
+        return f"<Semaphore {self._value}/{self._capacity} free, {len(self._waiters)} waiting>"
+
+
+# ---------------------------------------------------------------------------------------
+# RateLimiter
+# ---------------------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """Allow *rate* operations per *per* seconds, with bursts up to *burst*.
+
+    A facade over :class:`~nova._core.TokenBucket` (the compiled kernel when built):
+    ``RateLimiter(100, per=60)`` allows 100 operations a minute, starting with a full
+    burst.
+
+    Args:
+        rate: operations per *per* seconds (a number >= 0; 0 = only the burst, ever).
+        burst: the most operations allowed at once; defaults to *rate* (at least 1).
+        per: the period in seconds (or a timedelta) that *rate* refers to.
+        clock: an object with ``monotonic()`` and ``sleep(seconds)`` (tests pass
+            :class:`nova.testing.ManualClock`).
+
+    Raises:
+        TypeError / ValueError: bad rate, burst, per or clock.
+    """
+
+    __slots__ = ("_bucket", "_per", "_rate")
+
+    def __init__(self, rate: float, burst: float | None = None, *, per: float | timedelta = 1.0,
+                 clock: Any = None) -> None:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+            raise TypeError(f"Expected rate as an int or float, got {type(rate).__name__}")
+        p = to_seconds(per, "per")
+        if p == 0:
+            raise ValueError(f"Expected per > 0 seconds, got {per!r}")
+        if burst is None:
+            burst = max(1.0, float(rate)) if rate == rate else 1.0
+        self._per = p
+        self._rate = rate
+        self._bucket = TokenBucket(rate / p, burst, clock)
+
+    @property
+    def bucket(self) -> Any:
+        """The underlying :class:`~nova._core.TokenBucket`."""
+        return self._bucket
+
+    @property
+    def rate(self) -> float:
+        """Operations allowed per :attr:`per` seconds."""
+        return float(self._rate)
+
+    @property
+    def per(self) -> float:
+        """The period, in seconds, that :attr:`rate` refers to."""
+        return self._per
+
+    @property
+    def burst(self) -> float:
+        """The most operations allowed at once."""
+        return float(self._bucket.burst)
+
+    @property
+    def available(self) -> float:
+        """Operations allowed right now."""
+        return float(self._bucket.available)
+
+    def try_acquire(self, n: float = 1) -> bool:
+        """Allow *n* operations now if the budget has them; never waits.
+
+        Raises:
+            TypeError / ValueError: *n* is not a number with ``0 < n <= burst``.
+        """
+        return bool(self._bucket.try_acquire(n))
+
+    def acquire(self, n: float = 1, timeout: float | timedelta | None = None) -> None:
+        """Wait (blocking the thread) until *n* operations are allowed.
+
+        Raises:
+            TypeError / ValueError: bad *n* or timeout.
+            Timeout: the budget cannot allow them within *timeout* seconds.
+        """
+        self._bucket.acquire(n, timeout)
+
+    async def acquire_async(self, n: float = 1, timeout: float | timedelta | None = None) -> None:
+        """Like :meth:`acquire`, awaiting instead of blocking the event loop."""
+        await self._bucket.acquire_async(n, timeout)
+
+    def __enter__(self) -> RateLimiter:
+        self.acquire(1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    async def __aenter__(self) -> RateLimiter:
+        await self.acquire_async(1)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"<RateLimiter {self._rate:g} per {self._per:g} s, burst {self.burst:g}>"

@@ -1,0 +1,157 @@
+"""The token bucket kernel (both twins), on a manual clock: no test sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from nova import errors
+from nova.testing import ManualClock
+
+
+def test_starts_full_then_refills(core):
+    clock = ManualClock()
+    b = core.TokenBucket(10, 5, clock=clock)
+    assert b.rate == 10 and b.burst == 5
+    assert [b.try_acquire() for _ in range(6)] == [True] * 5 + [False]
+    clock.advance(0.1)  # one token back
+    assert b.try_acquire() is True
+    assert b.try_acquire() is False
+    clock.advance(100)  # capped at burst
+    assert b.available == 5
+    assert b.try_acquire(5) is True
+    assert b.try_acquire(0.5) is False
+
+
+def test_weighted_and_fractional(core):
+    clock = ManualClock()
+    b = core.TokenBucket(2, 4, clock=clock)
+    assert b.try_acquire(3)
+    assert not b.try_acquire(2)
+    clock.advance(0.5)  # +1 -> 2 tokens
+    assert b.try_acquire(2)
+    assert b.available == 0
+
+
+@pytest.mark.parametrize("n", [0, -1, 6, 5.0001])
+def test_bad_n_is_value_error_not_hang(core, n):
+    b = core.TokenBucket(1, 5, clock=ManualClock())
+    with pytest.raises(ValueError, match="Expected n"):
+        b.try_acquire(n)
+    with pytest.raises(ValueError, match="Expected n"):
+        b.acquire(n)
+
+
+def test_bad_arguments(core):
+    with pytest.raises(ValueError, match="Expected rate >= 0"):
+        core.TokenBucket(-1, 1)
+    with pytest.raises(ValueError, match="Expected burst > 0"):
+        core.TokenBucket(1, 0)
+    with pytest.raises(ValueError, match="Expected a finite rate"):
+        core.TokenBucket(float("inf"), 1)
+    with pytest.raises(TypeError, match="Expected rate as an int or float, got str"):
+        core.TokenBucket("1", 1)
+    with pytest.raises(TypeError, match="Expected a clock"):
+        core.TokenBucket(1, 1, clock=object())
+    b = core.TokenBucket(1, 1)
+    with pytest.raises(TypeError, match="Expected n as an int or float, got str"):
+        b.try_acquire("1")
+    with pytest.raises(TypeError):
+        b.try_acquire(True)
+
+
+def test_rate_zero_grants_only_the_burst(core):
+    clock = ManualClock()
+    b = core.TokenBucket(0, 2, clock=clock)
+    assert b.try_acquire(2)
+    clock.advance(1e6)
+    assert not b.try_acquire()
+    with pytest.raises(errors.Timeout, match="rate is 0"):
+        b.acquire()  # raises at once rather than blocking forever
+    with pytest.raises(errors.Timeout, match="rate is 0"):
+        b.acquire(timeout=5)
+
+
+def test_acquire_sleeps_on_the_clock_exactly_as_needed(core):
+    clock = ManualClock(auto_advance=True)
+    b = core.TokenBucket(4, 4, clock=clock)
+    b.acquire(4)
+    t0 = clock.monotonic()
+    b.acquire(2)  # needs 0.5 s of refill
+    assert clock.monotonic() - t0 == pytest.approx(0.5)
+    b.acquire(1)
+    assert clock.monotonic() - t0 == pytest.approx(0.75)
+
+
+def test_acquire_timeout_is_raised_without_waiting(core):
+    clock = ManualClock()  # no auto-advance: a sleep would block this test
+    b = core.TokenBucket(1, 10, clock=clock)
+    b.acquire(10)
+    with pytest.raises(errors.Timeout, match="Expected 5 tokens within 1.0 s"):
+        b.acquire(5, timeout=1.0)
+    assert clock.monotonic() == 0.0
+    assert b.available == 0
+
+
+def test_blocked_acquire_wakes_when_clock_advances(core):
+    clock = ManualClock()
+    b = core.TokenBucket(10, 1, clock=clock)
+    b.acquire()
+    done = threading.Event()
+
+    def taker():
+        b.acquire(timeout=5)
+        done.set()
+
+    t = threading.Thread(target=taker)
+    t.start()
+    assert clock.wait_for_sleepers(1)
+    assert not done.is_set()
+    clock.advance(0.1)
+    assert done.wait(10)
+    t.join(10)
+
+
+def test_acquire_async(core):
+    clock = ManualClock(auto_advance=True)
+    b = core.TokenBucket(10, 2, clock=clock)
+
+    async def main():
+        await b.acquire_async(2)
+        await b.acquire_async(1)
+        with pytest.raises(errors.Timeout):
+            await b.acquire_async(2, timeout=0.05)
+        with pytest.raises(ValueError):
+            await b.acquire_async(3)
+
+    asyncio.run(main())
+    assert clock.monotonic() == pytest.approx(0.1)
+
+
+def test_acquire_async_system_clock(core):
+    b = core.TokenBucket(1000, 1)
+
+    async def main():
+        await b.acquire_async()
+        await b.acquire_async(timeout=1)  # ~1 ms of refill, awaited with asyncio.sleep
+
+    asyncio.run(main())
+
+
+def test_thread_safety_exact_grants(core):
+    clock = ManualClock()
+    b = core.TokenBucket(0, 5000, clock=clock)
+    counts = [0] * 4
+
+    def worker(i):
+        while b.try_acquire():
+            counts[i] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sum(counts) == 5000

@@ -1,0 +1,133 @@
+"""Semaphore: weighted, FIFO-fair, sync and async, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from nova import errors
+from nova.pool import Semaphore
+
+
+def wait_until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0)
+
+
+def test_weighted_acquire_release():
+    s = Semaphore(5)
+    s.acquire(3)
+    assert s.available == 2
+    assert not s.try_acquire(3)
+    assert s.try_acquire(2)
+    s.release(5)
+    assert s.available == 5
+    with s:
+        assert s.available == 4
+    assert s.available == 5
+
+
+def test_errors():
+    s = Semaphore(2)
+    with pytest.raises(ValueError, match="Expected to release at most the 0 units taken, got 1"):
+        s.release()
+    with pytest.raises(ValueError, match="never be granted"):
+        s.acquire(3)
+    with pytest.raises(ValueError, match="Expected n > 0"):
+        s.try_acquire(0)
+    with pytest.raises(TypeError, match="Expected an int n"):
+        s.acquire(1.0)
+    with pytest.raises(ValueError, match="Expected capacity > 0"):
+        Semaphore(0)
+    s.acquire(2)
+    with pytest.raises(errors.Timeout):
+        s.acquire(1, timeout=0.01)
+    with pytest.raises(errors.Timeout):
+        s.acquire(1, timeout=0)
+    assert s.waiting == 0
+
+
+def test_fifo_large_request_not_starved():
+    s = Semaphore(4)
+    s.acquire(3)
+    order = []
+    big = threading.Thread(target=lambda: (s.acquire(4, timeout=10), order.append("big"), s.release(4)))
+    big.start()
+    wait_until(lambda: s.waiting == 1)
+    # A small request now must queue behind the big one, even though 1 unit is free.
+    assert not s.try_acquire(1)
+    small = threading.Thread(target=lambda: (s.acquire(1, timeout=10), order.append("small"), s.release(1)))
+    small.start()
+    wait_until(lambda: s.waiting == 2)
+    s.release(3)
+    big.join(10)
+    small.join(10)
+    assert order == ["big", "small"]
+    assert s.available == 4
+
+
+def test_timed_out_head_lets_others_through():
+    s = Semaphore(2)
+    s.acquire(1)
+    with pytest.raises(errors.Timeout):
+        s.acquire(2, timeout=0.01)
+    assert s.try_acquire(1)
+
+
+def test_async_acquire_and_cancel():
+    s = Semaphore(2)
+
+    async def main():
+        async with s:
+            assert s.available == 1
+        await s.acquire_async(2)
+        waiter = asyncio.ensure_future(s.acquire_async(1))
+        await asyncio.sleep(0)
+        assert s.waiting == 1
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert s.waiting == 0
+        with pytest.raises(errors.Timeout):
+            await s.acquire_async(1, timeout=0.01)
+        got = asyncio.ensure_future(s.acquire_async(2))
+        await asyncio.sleep(0)
+        threading.Thread(target=s.release, args=(2,)).start()
+        await asyncio.wait_for(got, 10)
+        s.release(2)
+
+    asyncio.run(main())
+    assert s.available == 2
+
+
+def test_stress_threads_never_exceed_capacity():
+    s = Semaphore(3)
+    inside = [0]
+    peak = [0]
+    lock = threading.Lock()
+    total = [0]
+
+    def worker(w):
+        for _ in range(300):
+            s.acquire(w, timeout=30)
+            with lock:
+                inside[0] += w
+                peak[0] = max(peak[0], inside[0])
+                total[0] += 1
+            with lock:
+                inside[0] -= w
+            s.release(w)
+
+    threads = [threading.Thread(target=worker, args=(1 + i % 3,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert total[0] == 1800
+    assert peak[0] <= 3
+    assert s.available == 3
