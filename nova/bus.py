@@ -122,8 +122,12 @@ class DedupWindow:
     """How many / how long event ids are remembered for ``EXACTLY_ONCE`` dedup.
 
     Args:
-        max_ids: keep at most this many ids per subscriber (oldest forgotten first);
-            ``None`` for no count bound.
+        max_ids: a count bound per subscriber.  Alone (``max_age=None``) the window is
+            generational: the last ``max_ids`` ids are always remembered, and at most
+            ``2 * max_ids`` are kept (older ones are forgotten a generation at a time,
+            which keeps the per-event cost to two set lookups).  With ``max_age`` too,
+            at most ``max_ids`` are kept, the oldest forgotten first.  ``None`` for no
+            count bound.
         max_age: forget ids first seen more than this many seconds ago (float or
             ``timedelta``, measured on the bus clock); ``None`` for no age bound.
 
@@ -343,17 +347,24 @@ class _Topic:
 
 
 class _Dedup:
-    """The ids one subscriber has seen on one topic (see DedupWindow)."""
+    """The ids one subscriber has seen on one topic (see :class:`DedupWindow`).
 
-    __slots__ = ("seen", "order", "times", "max_ids", "max_age", "released", "lock", "clock")
+    A count-only window is generational: ids go into ``cur``; when it holds
+    ``max_ids`` it becomes ``prev`` (the older ``prev`` is dropped whole).  So the last
+    ``max_ids`` ids are always remembered and at most ``2 * max_ids`` are kept, with no
+    per-id eviction work.  A window with ``max_age`` keeps ids in arrival order with
+    their time and forgets them one by one (exactly ``max_ids`` at most)."""
+
+    __slots__ = ("cur", "prev", "seen", "order", "tokens", "max_ids", "max_age", "lock", "clock")
 
     def __init__(self, window: DedupWindow, clock: Any) -> None:
-        self.seen: set[str] = set()
-        self.order: deque[str] = deque()
-        self.times: deque[float] = deque()
-        self.max_ids = window.max_ids if window.max_ids is not None else 1 << 62
+        self.cur: set[str] = set()
+        self.prev: set[str] = set()
+        self.seen: dict[str, int] = {}
+        self.order: deque[tuple[float, int, str]] = deque()
+        self.tokens = itertools.count()
+        self.max_ids = window.max_ids
         self.max_age = window.max_age
-        self.released: set[str] = set()
         self.lock = threading.Lock()
         self.clock = clock
 
@@ -361,38 +372,38 @@ class _Dedup:
         """True if *eid* is new (and now remembered); False for a duplicate."""
         with self.lock:
             max_age = self.max_age
-            if max_age is not None:
-                now = self.clock.monotonic()
-                horizon = now - max_age
-                times, order, seen = self.times, self.order, self.seen
-                while times and times[0] <= horizon:
-                    times.popleft()
-                    old = order.popleft()
-                    seen.discard(old)
-                    self.released.discard(old)
-            if eid in self.seen:
-                if eid in self.released:
-                    self.released.discard(eid)
-                    return True
+            if max_age is None:
+                if eid in self.cur or eid in self.prev:
+                    return False
+                self.cur.add(eid)
+                if len(self.cur) >= self.max_ids:  # type: ignore[operator]
+                    self.prev = self.cur
+                    self.cur = set()
+                return True
+            now = self.clock.monotonic()
+            horizon = now - max_age
+            order, seen = self.order, self.seen
+            while order and order[0][0] <= horizon:
+                _, tok, old = order.popleft()
+                if seen.get(old) == tok:
+                    del seen[old]
+            if eid in seen:
                 return False
-            self.seen.add(eid)
-            self.order.append(eid)
-            if max_age is not None:
-                self.times.append(now)
-            if len(self.order) > self.max_ids:
-                old = self.order.popleft()
-                self.seen.discard(old)
-                if self.released:
-                    self.released.discard(old)
-                if max_age is not None:
-                    self.times.popleft()
+            tok = next(self.tokens)
+            seen[eid] = tok
+            order.append((now, tok, eid))
+            if self.max_ids is not None and len(order) > self.max_ids:
+                _, tok, old = order.popleft()
+                if seen.get(old) == tok:
+                    del seen[old]
             return True
 
     def release(self, eid: str) -> None:
         """Forget the claim of an event abandoned before it was processed."""
         with self.lock:
-            if eid in self.seen:
-                self.released.add(eid)
+            self.cur.discard(eid)
+            self.prev.discard(eid)
+            self.seen.pop(eid, None)
 
 
 class _Slot:
@@ -435,26 +446,20 @@ class _Slot:
         if not self.fast_dedup:
             return self._deliver_general(lane, consumer, m, batch)
         dd = self.dedup
-        seen, order, cap = dd.seen, dd.order, dd.max_ids
+        cur, prev, cap = dd.cur, dd.prev, dd.max_ids
         dups = 0
         for ev in batch:
             if lane.consumer is not consumer:
                 break
             eid = ev.id
-            if eid in seen:
-                if not dd.released or eid not in dd.released:
-                    dups += 1
-                    i += 1
-                    continue
-                dd.released.discard(eid)
-            else:
-                seen.add(eid)
-                order.append(eid)
-                if len(order) > cap:
-                    old = order.popleft()
-                    seen.discard(old)
-                    if dd.released:
-                        dd.released.discard(old)
+            if eid in cur or eid in prev:
+                dups += 1
+                i += 1
+                continue
+            cur.add(eid)
+            if len(cur) >= cap:
+                dd.prev = prev = cur
+                dd.cur = cur = set()
             try:
                 handle(ev)
             except Exception as exc:
@@ -693,7 +698,7 @@ class Bus:
         self._issued: weakref.WeakValueDictionary[str, Subscription] = weakref.WeakValueDictionary()
         self._retired: list[Any] = []  # lanes of removed slots, until they settle
         self._folded = {k: 0 for k in _LANE_COUNTERS}
-        self._deleted_published = 0
+        self._deleted_logs: list[Any] = []
         self._closed = False
         self._shutdown_result: bool | None = None
         self._abandoned = False
@@ -744,6 +749,7 @@ class Bus:
             t = self._topics.pop(name, None)
             if t is None:
                 raise TopicNotFound(f"Expected an existing topic, got {name!r}")
+            t.log.close(deleted=True)
             for slot in t.all_slots():
                 self._transport.remove_slot(slot.tslot)
                 self._retired.extend(slot.tslot.lanes)
@@ -755,7 +761,7 @@ class Bus:
                         stop.append(m.consumer)
             t.slots = []
             t.groups = {}
-            self._deleted_published += sum(t.log.offsets())
+            self._deleted_logs.append(t.log)
             self._transport.close_topic(t.log)
         for c in stop:
             c.stop()
@@ -1152,7 +1158,8 @@ class Bus:
             for lane in live + keep:
                 for k in _LANE_COUNTERS:
                     sums[k] += getattr(lane, k)
-            published = self._deleted_published + sum(sum(t.log.offsets()) for t in self._topics.values())
+            logs = [t.log for t in self._topics.values()] + self._deleted_logs
+            published = sum(sum(log.offsets()) for log in logs)
             pending = sum(lane.pending() for lane in live + keep)
             return BusStats(
                 topics=len(self._topics),

@@ -311,11 +311,13 @@ def test_dedup_window_by_count_and_by_age():
     b = _eo_bus(clock, window=2, partitions=1)
     got = []
     b.subscribe("eo", lambda e: got.append(e.data))
-    a, bb, c = Event("x", "a"), Event("x", "b"), Event("x", "c")
-    for e in (a, bb, a, c, bb, a):  # window of 2: a is forgotten once b and c came
+    a, bb, c, d = Event("x", "a"), Event("x", "b"), Event("x", "c"), Event("x", "d")
+    # the last 2 ids are always remembered (b after c); at most 4 are kept, so a is
+    # forgotten once b, c and d came
+    for e in (a, bb, a, c, bb, d, a):
         b.publish("eo", e)
     assert b.flush(10)
-    assert got == ["a", "b", "c", "a"]
+    assert got == ["a", "b", "c", "d", "a"]
     b.shutdown(5)
 
     clock = ManualClock()

@@ -93,10 +93,11 @@ class TopicLog(abc.ABC):
         """
 
     @abc.abstractmethod
-    def close(self) -> None:
+    def close(self, deleted: bool = False) -> None:
         """Refuse appends from now on: an append racing with this call either completes
-        (its event is in the lanes) or raises :class:`~nova.errors.BusClosed`.  Appends to
-        a partition without lanes (nobody to deliver to) may still be counted."""
+        (its event is in the lanes) or raises :class:`~nova.errors.BusClosed`
+        (:class:`~nova.errors.TopicNotFound` when *deleted*).  Appends to a partition
+        without lanes (nobody to deliver to) may still be counted."""
 
     @abc.abstractmethod
     def offsets(self) -> list[int]:

@@ -33,7 +33,7 @@ from itertools import islice
 from queue import SimpleQueue
 from typing import Any
 
-from nova.errors import BufferFull, BusClosed, Timeout
+from nova.errors import BufferFull, BusClosed, Timeout, TopicNotFound
 from nova.transport.base import Consumer, Slot, TopicLog, Transport
 
 __all__ = (
@@ -147,12 +147,19 @@ class InProcessTopicLog(TopicLog):
         self.capacity = capacity
         self.parts = [_Partition(self, i) for i in range(partitions)]
         self.closed = False
+        self.deleted = False
 
-    def close(self) -> None:
+    def _closed_error(self) -> Exception:
+        if self.deleted:
+            return TopicNotFound(f"Expected an existing topic, got {self.name!r} deleted while publishing")
+        return BusClosed(f"Expected an open bus, got topic {self.name!r} closed for publishing")
+
+    def close(self, deleted: bool = False) -> None:
         """See :meth:`TopicLog.close`."""
         for part in self.parts:
             with part.lock:
                 self.closed = True
+                self.deleted = self.deleted or deleted
                 if part.waiting:
                     part.cond.notify_all()
 
@@ -164,7 +171,7 @@ class InProcessTopicLog(TopicLog):
             return next(part.counter)
         with part.lock:
             if self.closed:
-                raise BusClosed(f"Expected an open bus, got topic {self.name!r} closed for publishing")
+                raise self._closed_error()
             lanes = part.lanes
             if len(lanes) == 1:
                 lane = lanes[0]
@@ -237,7 +244,7 @@ class InProcessTopicLog(TopicLog):
             finally:
                 part.waiting -= 1
             if self.closed:
-                raise BusClosed(f"Expected an open bus, got topic {self.name!r} closed for publishing")
+                raise self._closed_error()
 
     def offsets(self) -> list[int]:
         """See :meth:`TopicLog.offsets`."""
