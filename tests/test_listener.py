@@ -343,6 +343,38 @@ def test_breaker_closes_again_after_probes(clock: ManualClock, lm: ListenerManag
     assert lm.stats().processed == 3
 
 
+def test_half_open_admits_one_probe_at_a_time(clock: ManualClock, lm: ListenerManager) -> None:
+    state = {"fail": True}
+    inside, release = threading.Event(), threading.Event()
+    letters: list[DeadLetter] = []
+
+    def svc(ev: Event) -> None:
+        if state["fail"]:
+            raise ConnectionError("down")
+        if ev.data == "probe":
+            inside.set()
+            release.wait(WAIT)
+
+    m = lm.register(svc, ListenerConfig(
+        retry=RetryPolicy(max_attempts=1),
+        circuit=CircuitConfig(failure_threshold=1, success_threshold=1, timeout=5, half_open_max_calls=1),
+        dead_letter=DeadLetterConfig(handler=letters.append)))
+    m.handle(Event("e", "first"))  # opens
+    state["fail"] = False
+    clock.advance(5)
+    t = threading.Thread(target=m.handle, args=(Event("e", "probe"),))
+    t.start()
+    assert inside.wait(WAIT)  # the single probe is running
+    m.handle(Event("e", "second"))  # no probe slot: rejected, dead-lettered (1 attempt)
+    assert isinstance(letters[-1].error, errors.CircuitOpen) and letters[-1].event.data == "second"
+    assert "every probe slot taken" in str(letters[-1].error)
+    release.set()
+    t.join(WAIT)
+    assert m.breaker is not None and m.breaker.state.value == "closed"
+    st = lm.stats()
+    assert (st.rejected, st.processed, st.dead_lettered) == (1, 1, 2)
+
+
 # -- timeouts -------------------------------------------------------------------------------------
 
 
