@@ -49,6 +49,7 @@ _RETIRED_COMPACT = 256  # fold retired route counters when this many pile up
 _RETIRED_AGE = 2.0  # seconds a retired route counter must be idle before it is folded
 
 _SKIP = object()  # returned by a once-listener that lost the race (it did not run)
+_tls = threading.local()  # .emitter: the Emitter whose drain loop runs on this thread
 
 
 def _count_value(counter: itertools.count[int]) -> int:
@@ -210,8 +211,9 @@ class _Route:
         self.wcount = itertools.count()  # worker fast path: n calls presumed ok
         self.all_sync = not any(r.is_async for r in recs)
         self.single_async = len(recs) == 1 and recs[0].is_async
-        self.fast = (self.calls, self.count, self)
-        self.wfast = (self.calls, self.wcount, self)
+        # what the fast paths read: (callables, the counter's bound __next__, the route)
+        self.fast = (self.calls, self.count.__next__, self)
+        self.wfast = (self.calls, self.wcount.__next__, self)
 
 
 class _Ctx:
@@ -655,7 +657,7 @@ class Emitter:
         if type(event) is Event:
             route = self._fast.get(event.type)
             if route is not None:
-                next(route[1])
+                route[1]()
                 try:
                     for fn in (it := iter(route[0])):
                         if (res := fn(event)) is not None:
@@ -680,7 +682,7 @@ class Emitter:
         if type(event) is Event and event.type not in self._routes:
             route = self._fast_default  # an event type without its own subscriptions
             if route is not None:
-                next(route[1])
+                route[1]()
                 try:
                     for fn in (it := iter(route[0])):
                         if (res := fn(event)) is not None:
@@ -750,7 +752,8 @@ class Emitter:
         if self._raise:
             if len(errs) == 1:
                 raise errs[0][1]
-            raise ExceptionGroup(f"{len(errs)} listeners failed on event {event.type!r}", [e for _, e in errs])
+            # an ExceptionGroup when every error is an Exception (the usual case)
+            raise BaseExceptionGroup(f"{len(errs)} listeners failed on event {event.type!r}", [e for _, e in errs])
         for rec, exc in errs:
             self._report(event, exc, rec)
 
@@ -1016,6 +1019,18 @@ class Emitter:
         t = _check_timeout(timeout)
         deadline = None if t is None else monotonic() + t
         n = 0
+        q = self._aq
+        if q is not None and t is None:
+            put = q.put
+            accepted = self._c_accepted
+            try:
+                for ev in evs:
+                    put(ev)
+                    next(accepted)
+                    n += 1
+            except QueueClosed:
+                raise self._closed_error() from None
+            return n
         for ev in evs:
             if self._emit_async_slow(ev, t, deadline):
                 n += 1
@@ -1124,7 +1139,14 @@ class Emitter:
 
     def _drain_loop(self, q: Any, wid: int, started: threading.Event) -> None:
         """One worker: take batches from the buffer and deliver them until it closes."""
+        _tls.emitter = self
         started.set()
+        try:
+            self._drain(q, wid)
+        finally:
+            _tls.emitter = None
+
+    def _drain(self, q: Any, wid: int) -> None:
         get_many = q.get_many
         done = self._wdone
         slots = self._wbatch
@@ -1159,7 +1181,7 @@ class Emitter:
                         if route is None and wdefault is not None and event.type not in routes:
                             route = wdefault
                         if route is not None:
-                            next(route[1])
+                            route[1]()
                             try:
                                 for fn in (it := iter(route[0])):
                                     if (res := fn(event)) is not None:
@@ -1206,8 +1228,10 @@ class Emitter:
 
         Raises:
             ValueError / TypeError: a bad *timeout*.
+            RuntimeError: called from a listener running in this emitter's workers.
         """
         t = _check_timeout(timeout)
+        self._not_from_worker("drain")
         target = _count_value(self._c_accepted)
         deadline = None if t is None else monotonic() + t
         with self._drain_cond:
@@ -1224,6 +1248,13 @@ class Emitter:
             finally:
                 self._drain_waiters -= 1
         return True
+
+    def _not_from_worker(self, what: str) -> None:
+        if getattr(_tls, "emitter", None) is self:
+            raise RuntimeError(
+                f"Expected {what}() from outside emitter {self._name!r}'s workers, got a call from one "
+                "(it would wait for itself)"
+            )
 
     def _settled(self) -> int:
         """Accepted buffered events whose fate is known: delivered, dropped to make room,
@@ -1393,8 +1424,11 @@ class Emitter:
 
         Raises:
             TypeError / ValueError: a bad *timeout*.
+            RuntimeError: called from a listener running in this emitter's workers (it
+                would wait for itself).
         """
         t = _check_timeout(timeout)
+        self._not_from_worker("shutdown")
         with self._lock:
             first = not self._shutdown_started
             if first:

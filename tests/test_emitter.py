@@ -1043,3 +1043,43 @@ def test_stats_type_and_repr(make):
     em = make(name="x")
     assert isinstance(em.stats(), EmitterStats)
     assert "x" in repr(em) and em.name == "x"
+
+
+def test_shutdown_or_drain_from_a_worker_is_refused(make):
+    em = make(workers=1, error_policy="continue")
+    errors = []
+    done = threading.Event()
+    em2_errors = []
+
+    def lis(ev):
+        for call in (em.shutdown, em.drain):
+            try:
+                call(0)
+            except RuntimeError as exc:
+                errors.append(str(exc))
+        done.set()
+
+    em.subscribe("a", lis)
+    em.emit_async(Event("a"))
+    assert done.wait(WAIT)
+    assert len(errors) == 2 and all("outside emitter" in e for e in errors)
+    assert em2_errors == []
+
+
+def test_emit_batch_fast_and_slow_paths(make):
+    em = make(workers=2)
+    got = []
+    lock = threading.Lock()
+
+    def lis(ev):
+        with lock:
+            got.append(ev.data)
+
+    em.subscribe("a", lis)
+    assert em.emit_batch(Event("a", i) for i in range(100)) == 100  # a generator works
+    assert em.emit_batch([Event("a", i) for i in range(100, 150)], timeout=WAIT) == 50
+    assert em.drain(WAIT)
+    assert sorted(got) == list(range(150))
+    em.shutdown(WAIT)
+    with pytest.raises(EmitterClosed):
+        em.emit_batch([Event("a")])
