@@ -246,10 +246,6 @@ class RetryPolicy:
         return attempt < self.max_attempts and self.is_retryable(exc)
 
 
-#: A policy that never retries (one call).
-NO_RETRY = RetryPolicy(max_attempts=1, initial_delay=0.0, max_delay=0.0)
-
-
 @dataclass(frozen=True, slots=True)
 class CircuitConfig:
     """The circuit breaker of one listener.
@@ -962,7 +958,8 @@ class ManagedListener:
       sleeping on the manager's clock in between, so an ordered partition keeps order.
 
     ``managed`` is ``True``; ``id`` is the wrapped listener's id; ``is_async`` tells
-    whether :meth:`handle` returns an awaitable.  Thread-safe.
+    whether :meth:`handle` returns an awaitable; ``listener`` is the wrapped listener and
+    ``config`` its :class:`ListenerConfig`.  Thread-safe.
     """
 
     managed = True

@@ -894,6 +894,36 @@ def test_100k_events_30_percent_failures_none_lost_none_doubled(clock: ManualClo
     clock.advance(1e9)
 
 
+def test_many_threads_run_inline_exact_counts() -> None:
+    clock = ManualClock(auto_advance=True)
+    lm = ListenerManager(clock=clock)
+    lis = ThirtyPercent()
+    results: Counter[bool] = Counter()
+    lock = threading.Lock()
+    m = lm.register(lis, ListenerConfig(
+        concurrency=3, retry=RetryPolicy(max_attempts=3, initial_delay=0.01),
+        circuit=CircuitConfig(enabled=False)))
+    barrier = threading.Barrier(6)
+
+    def partition(k: int) -> None:
+        barrier.wait()
+        for i in range(1000):
+            ok = m.run_inline(Event("tick", (k, i)), topic=f"p{k}")
+            with lock:
+                results[ok] += 1
+
+    threads = [threading.Thread(target=partition, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    st = lm.stats()
+    assert results[True] == st.processed == len(lis.successes) == sum(lis.successes.values())
+    assert results[False] == st.dead_lettered and results[True] + results[False] == 6000
+    assert st.calls == sum(lis.calls.values()) and st.pending == 0
+    lm.stop()
+
+
 def test_many_threads_exact_counts(clock: ManualClock) -> None:
     lm = ListenerManager(clock=clock)
     lis = ThirtyPercent()
