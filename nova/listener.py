@@ -556,9 +556,15 @@ class _Scheduler:
     def running(self) -> bool:
         return self._thread is not None
 
-    def stop(self) -> None:
-        """Stop the threads (a thread inside a manual clock's sleep exits when woken)."""
+    def stop(self) -> bool:
+        """Stop the threads (a thread inside a manual clock's sleep exits when woken).
+
+        Entries still scheduled (timers of calls in flight) keep it running: returns
+        False then, and it stops by itself on the next :meth:`stop` once they are gone.
+        """
         with self._cond:
+            if self._live > 0:
+                return False
             t = self._thread
             self._thread = None
             self._gen += 1
@@ -566,6 +572,7 @@ class _Scheduler:
             sleeping = self._main_sleeping != 0
         if t is not None and not sleeping and t is not threading.current_thread():
             t.join(5.0)
+        return True
 
     # -- entries -------------------------------------------------------------------
     def schedule(self, due: float, fn: Callable[[], Any]) -> _Entry:
@@ -1786,7 +1793,8 @@ class ListenerManager:
         timeout (seconds on the manager's clock, and at most as many real seconds), the
         retries that cannot run before it ends are not run: their events are
         dead-lettered now with their last error, and their dead letters returned.
-        Retries needed later restart the scheduler (the manager is restartable).
+        Retries needed later restart the scheduler (the manager is restartable).  The
+        scheduler keeps serving the timeouts of listener calls still in flight.
 
         Raises:
             TypeError/ValueError: a bad *timeout*.

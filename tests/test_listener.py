@@ -405,6 +405,21 @@ def test_sync_timeout_on_the_clock_ignores_the_late_result(clock: ManualClock, l
     assert (st.timeouts, st.failed, st.processed, st.dead_lettered) == (1, 1, 0, 1)
 
 
+def test_stop_keeps_serving_the_timeout_of_a_call_in_flight(clock: ManualClock, lm: ListenerManager) -> None:
+    started, release = threading.Event(), threading.Event()
+    letters: list[DeadLetter] = []
+    m = lm.register(lambda ev: (started.set(), release.wait(WAIT)), cfg(
+        timeout=1.0, retry=RetryPolicy(max_attempts=1), dead_letter=DeadLetterConfig(handler=letters.append)))
+    t = threading.Thread(target=m.handle, args=(Event("a"),))
+    t.start()
+    assert started.wait(WAIT)
+    assert lm.stop(timeout=0) == []
+    clock.advance(1.0)  # the timeout still fires after stop()
+    t.join(WAIT)
+    assert not t.is_alive() and isinstance(letters[0].error, errors.Timeout)
+    release.set()
+
+
 def test_sync_timeout_fast_call_and_error_pass_through(clock: ManualClock, lm: ListenerManager) -> None:
     seen: list[int] = []
 
