@@ -547,6 +547,47 @@ class StoreConformance:
         assert done.wait(10)
         t.join(10)
 
+    def test_get_on_ended_subscription_raises_store_closed(self) -> None:
+        s = self.store()
+        sub = s.subscribe("a")
+        sub.close()
+        with pytest.raises(StoreClosed, match="ended"):
+            sub.get(timeout=1)
+        assert sub.get_many(5, timeout=0.01) == []
+
+    @pytest.mark.stress
+    def test_one_subscription_many_consumer_threads(self) -> None:
+        s = self.store()
+        sub = s.subscribe("a", buffer=100_000)
+        total = 4000
+        got: list[int] = []
+        glock = threading.Lock()
+        done = threading.Event()
+
+        def consume() -> None:
+            while not done.is_set():
+                try:
+                    e = sub.get(timeout=0.05)
+                except Timeout:
+                    continue
+                except StoreClosed:
+                    return
+                with glock:
+                    got.append(e.data)
+                    if len(got) == total:
+                        done.set()
+
+        threads = [threading.Thread(target=consume) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for i in range(total):
+            s.append("a", ev(i, data=i))
+        assert done.wait(60)
+        sub.close()
+        for t in threads:
+            t.join(60)
+        assert sorted(got) == list(range(total))
+
     # ------------------------------------------------------------------ threads
     @pytest.mark.stress
     def test_concurrent_appenders_and_readers(self) -> None:

@@ -1,4 +1,4 @@
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
 
 cdef class _Stream:
@@ -32,6 +32,10 @@ cdef class WindowSlice:
     cdef list _auto_ms
     cdef object _node
     cdef Py_ssize_t _n
+    cdef int64_t _c_lo
+    cdef int64_t _c_hi
+    cdef int64_t _c_ms
+    cdef uint64_t _c_node
 
     cdef Py_ssize_t _row(self, Py_ssize_t i)
     cdef str _auto_id(self, int64_t seq)

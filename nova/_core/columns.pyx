@@ -12,7 +12,7 @@ cimport numpy as cnp
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.ref cimport Py_INCREF
 from cpython.unicode cimport PyUnicode_DecodeASCII
-from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memcpy
 
 import os
@@ -252,6 +252,8 @@ cdef class WindowSlice:
         self._auto_seq = log._auto_seq
         self._auto_ms = log._auto_ms
         self._node = log._node
+        self._c_lo = 0
+        self._c_hi = 0
 
     def __len__(self):
         return self._n
@@ -262,8 +264,14 @@ cdef class WindowSlice:
         return (<int64_t*>_data(self._rows))[i]
 
     cdef str _auto_id(self, int64_t seq):
-        cdef Py_ssize_t k = bisect_right(self._auto_seq, seq) - 1
-        return _format_id(<int64_t>self._auto_ms[k], <uint64_t>self._node, <uint64_t>seq)
+        cdef Py_ssize_t k
+        if not (self._c_lo <= seq < self._c_hi):
+            k = bisect_right(self._auto_seq, seq) - 1
+            self._c_lo = self._auto_seq[k]
+            self._c_hi = self._auto_seq[k + 1] if k + 1 < len(self._auto_seq) else INT64_MAX
+            self._c_ms = self._auto_ms[k]
+            self._c_node = <uint64_t>self._node
+        return _format_id(self._c_ms, self._c_node, <uint64_t>seq)
 
     cdef object _id_at(self, Py_ssize_t i, Py_ssize_t row):
         cdef uint8_t* fp = <uint8_t*>_data(self._flags)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -612,10 +613,10 @@ class StoreSubscription:
         self._next = after + 1
         self._live_from = self._head() + 1
         self._skip: tuple[int, int] | None = None
-        self._pending: list[Any] = []
+        self._dq: deque[Any] = deque()
+        self._consumer = threading.Lock()
         self._keys: Any = None
         self._tss: Any = None
-        self._pi = 0
         self._closed = False
         self.end_reason: str | None = None
         self._delivered = 0
@@ -644,8 +645,7 @@ class StoreSubscription:
         if not self._closed:
             self._closed = True
             self.end_reason = reason
-            self._pending = []
-            self._pi = 0
+            self._dq.clear()
 
     def _fetch(self) -> Any:
         """Take the next events from the log (lock held); None when nothing new."""
@@ -709,42 +709,46 @@ class StoreSubscription:
         return sl
 
     def _accept(self, sl: Any) -> None:
-        """Make *sl* the pending batch (outside the lock: it is a snapshot)."""
+        """Make *sl* the pending batch (consumer lock held; outside the store lock:
+        a slice is a snapshot)."""
         if self._keys is not None and len(self._keys):
             self._base = (int(self._keys[-1]), int(self._tss[-1]))
+        events = sl.events(0, len(sl))
         self._keys = sl.seq if self._code == -1 else sl.pos
         self._tss = sl.ts
-        self._pending = sl.events(0, len(sl))
-        self._delivered += len(self._pending)
+        self._delivered += len(events)
+        self._dq.extend(events)
 
     def _take(self, timeout: float | None) -> bool:
-        """Fill the pending list, waiting up to *timeout* (None: forever).  Returns
+        """Refill the pending batch, waiting up to *timeout* (None: forever).  Returns
         False when the subscription ended or the timeout passed with nothing new."""
         store = self._store
         cond = store._cond
         deadline = None if timeout is None else time.monotonic() + timeout
-        with cond:
-            while True:
-                if self._closed:
-                    return False
-                sl = self._fetch()
-                if sl is not None:
-                    break
-                if deadline is None:
-                    wait = None
-                else:
-                    wait = deadline - time.monotonic()
-                    if wait <= 0:
+        with self._consumer:
+            if self._dq:
+                return True  # another consumer thread refilled it
+            with cond:
+                while True:
+                    if self._closed:
                         return False
-                store._nwait += 1
-                store._refresh()
-                try:
-                    cond.wait(wait)
-                finally:
-                    store._nwait -= 1
+                    sl = self._fetch()
+                    if sl is not None:
+                        break
+                    if deadline is None:
+                        wait = None
+                    else:
+                        wait = deadline - time.monotonic()
+                        if wait <= 0:
+                            return False
+                    store._nwait += 1
                     store._refresh()
-        self._accept(sl)
-        self._pi = 0
+                    try:
+                        cond.wait(wait)
+                    finally:
+                        store._nwait -= 1
+                        store._refresh()
+            self._accept(sl)
         return True
 
     # -- consumer API
@@ -752,34 +756,34 @@ class StoreSubscription:
         return self
 
     def __next__(self) -> Any:
-        pending = self._pending
-        i = self._pi
-        if i < len(pending):
-            self._pi = i + 1
-            return pending[i]
-        if not self._take(None):
-            raise StopIteration
-        self._pi = 1
-        return self._pending[0]
+        dq = self._dq
+        while True:
+            try:
+                return dq.popleft()
+            except IndexError:
+                if not self._take(None):
+                    raise StopIteration from None
 
     def get(self, timeout: float | timedelta | None = None) -> Any:
         """Take the next event, waiting up to *timeout* seconds (``None``: forever).
 
         Raises:
             Timeout: nothing came in time.
-            StopIteration: the subscription ended.
+            StoreClosed: the subscription ended (closed, or its store closed).
             BufferFull: ``overflow="error"`` and the buffer overflowed.
         """
         t = None if timeout is None else to_seconds(timeout, "timeout")
-        if self._pi < len(self._pending):
-            self._pi += 1
-            return self._pending[self._pi - 1]
-        if self._take(t):
-            self._pi = 1
-            return self._pending[0]
-        if self._closed:
-            raise StopIteration
-        raise Timeout(f"Expected an event within {t} s, got none")
+        dq = self._dq
+        while True:
+            try:
+                return dq.popleft()
+            except IndexError:
+                if not self._take(t):
+                    if self._closed:
+                        raise StoreClosed(
+                            f"Expected an open subscription, got one ended ({self.end_reason})"
+                        ) from None
+                    raise Timeout(f"Expected an event within {t} s, got none") from None
 
     def get_many(self, max_items: int, timeout: float | timedelta | None = None) -> list[Any]:
         """Take up to *max_items* events, waiting up to *timeout* for the first one;
@@ -791,10 +795,16 @@ class StoreSubscription:
         if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
             raise ValueError(f"Expected max_items as an int >= 1, got {max_items!r}")
         t = None if timeout is None else to_seconds(timeout, "timeout")
-        if self._pi >= len(self._pending) and not self._take(t):
+        dq = self._dq
+        if not dq and not self._take(t):
             return []
-        out = self._pending[self._pi : self._pi + max_items]
-        self._pi += len(out)
+        out = []
+        pop = dq.popleft
+        try:
+            for _ in range(max_items):
+                out.append(pop())
+        except IndexError:
+            pass
         return out
 
     def __aiter__(self) -> StoreSubscription:
@@ -807,25 +817,30 @@ class StoreSubscription:
             StopAsyncIteration: the subscription or the store was closed.
             BufferFull: ``overflow="error"`` and the buffer overflowed.
         """
-        if self._pi < len(self._pending):
-            self._pi += 1
-            return self._pending[self._pi - 1]
+        dq = self._dq
         store = self._store
         loop = asyncio.get_running_loop()
         while True:
-            with store._lock:
-                if self._closed:
-                    raise StopAsyncIteration
-                sl = self._fetch()
-                if sl is None:
-                    fut: asyncio.Future[None] = loop.create_future()
-                    store._async_waiters.append((loop, fut))
-                    store._nwait += 1
-                    store._refresh()
-            if sl is not None:
-                self._accept(sl)
-                self._pi = 1
-                return self._pending[0]
+            if dq:
+                try:
+                    return dq.popleft()
+                except IndexError:
+                    continue
+            with self._consumer:
+                if dq:
+                    continue
+                with store._lock:
+                    if self._closed:
+                        raise StopAsyncIteration
+                    sl = self._fetch()
+                    if sl is None:
+                        fut: asyncio.Future[None] = loop.create_future()
+                        store._async_waiters.append((loop, fut))
+                        store._nwait += 1
+                        store._refresh()
+                if sl is not None:
+                    self._accept(sl)
+                    continue
             try:
                 await fut
             finally:
@@ -855,9 +870,11 @@ class StoreSubscription:
     def cursor(self) -> Cursor:
         """The place of the last event taken (pass it to ``subscribe`` or ``read`` to
         resume after it).  For ``stream=None`` the position is the global sequence."""
-        i = self._pi
-        if i and self._keys is not None:
-            return Cursor(self.stream, int(self._keys[i - 1]), int(self._tss[i - 1]))
+        keys = self._keys
+        if keys is not None:
+            i = len(keys) - len(self._dq)
+            if i > 0:
+                return Cursor(self.stream, int(keys[i - 1]), int(self._tss[i - 1]))
         return Cursor(self.stream, *self._base)
 
     def stats(self) -> SubscriptionStats:
@@ -865,7 +882,7 @@ class StoreSubscription:
         with self._store._lock:
             backlog = 0 if self._closed else self._backlog()
             return SubscriptionStats(
-                delivered=self._delivered - (len(self._pending) - self._pi),
+                delivered=self._delivered - len(self._dq),
                 dropped=self._dropped,
                 overflows=self._overflows,
                 blocked=self._blocked,
