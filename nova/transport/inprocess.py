@@ -499,7 +499,8 @@ class InProcessTransport(Transport):
         for lane in slot.lanes:
             part = lane.partition
             with part.lock:
-                lane.consumer = consumers[lane.index % len(consumers)] if consumers else None  # type: ignore[assignment]
+                owner = consumers[lane.index % len(consumers)] if consumers else None
+                lane.consumer = owner
                 part.lanes = part.lanes + (lane,)
         return slot
 
