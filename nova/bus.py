@@ -337,6 +337,9 @@ class _Topic:
         self.dedup: DedupWindow = dw if isinstance(dw, DedupWindow) else DEFAULT_DEDUP_WINDOW
         self.dead_letter = cfg.dead_letter if cfg.dead_letter is not None else DeadLetterConfig()
         self.log = bus._transport.open_topic(name, self.partitions, self.buffer_size)
+        if bus._metrics_on and hasattr(self.log, "on_drop"):
+            metrics = bus._metrics
+            self.log.on_drop = lambda reason, n: metrics.inc_events_dropped(f"bus:{bus.name}", reason, n)
         self.append = self.log.append
         self.rr = itertools.count()
         self.slots: list[_Slot] = []  # ungrouped: one per member
@@ -667,8 +670,10 @@ class Bus:
         if overflow not in OVERFLOW_POLICIES:
             raise ValueError(f"Expected overflow among {', '.join(OVERFLOW_POLICIES)}, got {overflow!r}")
         self._overflow = overflow
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"Expected a non-empty str name, got {name!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"Expected a str name, got {type_name(name)}")
+        if not name:
+            raise ValueError("Expected a non-empty name, got ''")
         self.name = name
         if on_error is not None and not callable(on_error):
             raise TypeError(f"Expected on_error as a callable(event, exc, listener) or None, got {type_name(on_error)}")
@@ -826,6 +831,7 @@ class Bus:
             Timeout: overflow ``"block"`` and a buffer stayed full for *timeout* seconds.
             BufferFull: overflow ``"error"`` and a buffer is full (or a handler would
                 wait for its own buffer).
+            TopicNotFound: the topic was deleted while this call was publishing to it.
             Whatever ``ordering_key`` raises.
         """
         t = self._topics.get(topic) if type(topic) is str else None
@@ -1162,6 +1168,8 @@ class Bus:
             logs = [t.log for t in self._topics.values()] + self._deleted_logs
             published = sum(sum(log.offsets()) for log in logs)
             pending = sum(lane.pending() for lane in live + keep)
+            if self._metrics_on:
+                self._metrics.set_queue_size(f"bus:{self.name}", pending)
             return BusStats(
                 topics=len(self._topics),
                 subscriptions=len(self._members),

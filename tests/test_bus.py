@@ -58,7 +58,8 @@ def test_delivery_mode_values():
         ({"on_error": 5}, TypeError, "on_error"),
         ({"pool": object()}, TypeError, "WorkerPool"),
         ({"transport": object()}, TypeError, "Transport"),
-        ({"name": ""}, TypeError, "name"),
+        ({"name": ""}, ValueError, "non-empty name"),
+        ({"name": 3}, TypeError, "str name"),
     ],
 )
 def test_bad_bus_arguments(kwargs, exc, match):
@@ -475,6 +476,8 @@ def test_metrics_and_error_hooks():
         assert m.value("nova_events_emitted_total", type="t.x", result="ok") == 10
         assert m.value("nova_listener_duration_seconds", listener=lid)["count"] == 10
         assert sorted(hook_calls) == [(i, "RuntimeError", lid) for i in (1, 3, 5, 7, 9)]
+        b.stats()
+        assert m.value("nova_queue_size", component="bus:bus") == 0
         s = b.stats()
         assert (s.handled, s.failed, s.retried, s.dead_lettered) == (5, 5, 0, 0)
     finally:

@@ -9,6 +9,7 @@ from collections import defaultdict
 import pytest
 
 from nova import Bus, Event, RetryPolicy, TopicConfig, errors
+from nova.observability.metrics import SimpleMetricsCollector
 from nova.testing import ManualClock
 
 
@@ -236,7 +237,8 @@ def test_overflow_policies():
         gate.clear()
         started.clear()
         got.clear()
-        b = Bus(buffer_size=3, overflow=overflow)
+        metrics = SimpleMetricsCollector()
+        b = Bus(buffer_size=3, overflow=overflow, metrics=metrics)
         b.create_topic("t", TopicConfig(partitions=1))
         b.subscribe("t", blocked)
         b.publish("t", Event("x", -1))
@@ -264,6 +266,7 @@ def test_overflow_policies():
             assert (s.published, s.dropped, s.evicted, s.deliveries, s.handled) == (5, 1, 1, 5, 4)
             assert got == [-1, 1, 2, 3]
         assert _accounted(s) == s.deliveries
+        assert metrics.total("nova_events_dropped_total", component="bus:bus") == s.dropped
         assert b.shutdown(10)
 
 

@@ -148,6 +148,8 @@ class InProcessTopicLog(TopicLog):
         self.parts = [_Partition(self, i) for i in range(partitions)]
         self.closed = False
         self.deleted = False
+        #: ``on_drop(reason, n)``, called (under the partition lock) when overflow drops.
+        self.on_drop: Any = None
 
     def _closed_error(self) -> Exception:
         if self.deleted:
@@ -208,12 +210,19 @@ class InProcessTopicLog(TopicLog):
     def _make_room(self, part: _Partition, overflow: str, timeout: float | None) -> tuple[Lane, ...]:
         # Caller holds part.lock; some lane is full.
         if overflow == "drop_newest":
-            return tuple(lane for lane in part.lanes if len(lane.dq) >= lane.capacity)
+            skipped = tuple(lane for lane in part.lanes if len(lane.dq) >= lane.capacity)
+            if self.on_drop is not None:
+                self.on_drop("drop_newest", len(skipped))
+            return skipped
         if overflow == "drop_oldest":
+            n = 0
             for lane in part.lanes:
                 while len(lane.dq) >= lane.capacity:
                     lane.dq.popleft()
                     lane.evicted += 1
+                    n += 1
+            if self.on_drop is not None:
+                self.on_drop("drop_oldest", n)
             return ()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
