@@ -47,6 +47,9 @@ def test_window_views_share_memory(core: Any) -> None:
     a, b = log.window(10, 50), log.window(20, 90)
     assert np.shares_memory(a.ts, b.ts)
     assert a.ts.tolist() == list(range(10, 50))
+    for arr in (a.ts, a.seq, a.pos, a.stream, a.type):
+        with pytest.raises(ValueError, match="read-only"):
+            arr[0] = 1
 
 
 def test_slice_survives_growth(core: Any) -> None:

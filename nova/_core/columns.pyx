@@ -182,6 +182,13 @@ cdef class _Mutex:
         self.release()
 
 
+cdef inline object _view(object arr, Py_ssize_t lo, Py_ssize_t hi):
+    """A read-only view of arr[lo:hi]."""
+    v = arr[lo:hi]
+    cnp.PyArray_CLEARFLAGS(<cnp.ndarray>v, cnp.NPY_ARRAY_WRITEABLE)
+    return v
+
+
 @cython.final
 cdef class _Stream:
     """Per-stream state: the rows of the stream in position order."""
@@ -229,11 +236,11 @@ cdef class WindowSlice:
 
     def __init__(self, ColumnLog log, Py_ssize_t lo, Py_ssize_t hi, object rows):
         if rows is None:
-            self.ts = log._ts[lo:hi]
-            self.seq = log._seq[lo:hi]
-            self.pos = log._pos[lo:hi]
-            self.stream = log._stream[lo:hi]
-            self.type = log._type[lo:hi]
+            self.ts = _view(log._ts, lo, hi)
+            self.seq = _view(log._seq, lo, hi)
+            self.pos = _view(log._pos, lo, hi)
+            self.stream = _view(log._stream, lo, hi)
+            self.type = _view(log._type, lo, hi)
             self._n = hi - lo
         else:
             rows = np.ascontiguousarray(rows, dtype=np.int64)

@@ -203,6 +203,13 @@ def _ids_list(ids: object, n: int) -> list[str]:
     return items
 
 
+def _view(arr: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """A read-only view of arr[lo:hi]."""
+    v = arr[lo:hi]
+    v.flags.writeable = False
+    return v
+
+
 class _Stream:
     """Per-stream state: the rows of the stream in position order."""
 
@@ -246,11 +253,11 @@ class WindowSlice:
 
     def __init__(self, log: ColumnLog, lo: int, hi: int, rows: np.ndarray | None) -> None:
         if rows is None:
-            self.ts = log._ts[lo:hi]
-            self.seq = log._seq[lo:hi]
-            self.pos = log._pos[lo:hi]
-            self.stream = log._stream[lo:hi]
-            self.type = log._type[lo:hi]
+            self.ts = _view(log._ts, lo, hi)
+            self.seq = _view(log._seq, lo, hi)
+            self.pos = _view(log._pos, lo, hi)
+            self.stream = _view(log._stream, lo, hi)
+            self.type = _view(log._type, lo, hi)
             self._n = hi - lo
         else:
             self.ts = log._ts[rows]
