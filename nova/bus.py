@@ -271,6 +271,9 @@ def _check_timeout(timeout: object) -> float | None:
 
 _SYNC, _ASYNC, _MANAGED = 0, 1, 2
 _HANDLED, _SETTLED, _ABANDONED = 0, 1, 2
+# what a handler call may raise and still count as a failed call (an async handler can
+# end with CancelledError, a BaseException)
+_HANDLER_ERRORS = (Exception, asyncio.CancelledError)
 
 
 class _Member:
@@ -509,7 +512,7 @@ class _Slot:
                     lane.handled += 1
                     if metrics is not None:
                         metrics.inc_events_processed(m.listener_id, "ok")
-            except Exception as exc:
+            except _HANDLER_ERRORS as exc:
                 if kind == _MANAGED:
                     # run_inline applies the listener's own policy and should not raise;
                     # if it does, the event is dead-lettered through the topic's config.
@@ -537,7 +540,7 @@ class _Slot:
         else:
             m.handle(ev)
 
-    def _failed(self, lane: Any, consumer: Any, m: _Member, ev: Any, exc: Exception) -> int:
+    def _failed(self, lane: Any, consumer: Any, m: _Member, ev: Any, exc: BaseException) -> int:
         """The first call for *ev* raised *exc*.  Apply the delivery mode.
 
         Returns ``_HANDLED`` (a retry succeeded; not counted here), ``_SETTLED`` (counted
@@ -570,7 +573,7 @@ class _Slot:
                 metrics.inc_events_processed(m.listener_id, "retry")
             try:
                 self._call(consumer, m, ev)
-            except Exception as exc2:
+            except _HANDLER_ERRORS as exc2:
                 exc = exc2
                 self._hooks(lane, m, ev, exc)
                 continue
@@ -1074,13 +1077,16 @@ class Bus:
             RuntimeError: called from a handler of this bus (it would wait for itself).
         """
         timeout = _check_timeout(timeout)
-        c = current_consumer()
-        if c is not None and getattr(c, "transport", None) is self._transport:
-            raise RuntimeError("Expected flush() from outside this bus's handlers, got a call from a handler")
+        self._refuse_from_handler("flush")
         with self._lock:
             lanes = self._live_lanes() + [lane for lane in self._retired if lane.pending()]
         targets = [(lane, lane.enqueued) for lane in lanes]
         return self._transport.wait_settled(targets, timeout)
+
+    def _refuse_from_handler(self, what: str) -> None:
+        c = current_consumer()
+        if c is not None and getattr(c, "transport", None) is self._transport:
+            raise RuntimeError(f"Expected {what}() from outside this bus's handlers, got a call from a handler")
 
     def shutdown(self, timeout: Any = None) -> bool:
         """Stop intake (``publish``/``subscribe`` raise :class:`~nova.errors.BusClosed`),
@@ -1091,6 +1097,7 @@ class Bus:
         call returns the first result.
         """
         timeout = _check_timeout(timeout)
+        self._refuse_from_handler("shutdown")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             if self._shutdown_result is not None:

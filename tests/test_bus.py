@@ -538,10 +538,46 @@ def test_flush_from_a_handler_is_refused(bus):
     assert errs and "outside" in errs[0]
 
 
+def test_shutdown_from_a_handler_is_refused(bus):
+    errs = []
+
+    def h(e):
+        try:
+            bus.shutdown(1)
+        except RuntimeError as exc:
+            errs.append(str(exc))
+
+    bus.subscribe("t", h)
+    bus.publish("t", ev())
+    assert bus.flush(5)
+    assert errs and "shutdown() from outside" in errs[0] and not bus.closed
+
+
+def test_async_handler_cancelled_is_a_failure(bus):
+    bus.create_topic("t", TopicConfig(delivery="at-most-once"))
+
+    async def h(e):
+        raise asyncio.CancelledError()
+
+    got = []
+    bus.subscribe("t", h)
+    bus.subscribe("t", lambda e: got.append(e.data))
+    bus.publish("t", ev(1))
+    bus.publish("t", ev(2))
+    assert bus.flush(5)
+    s = bus.stats()
+    assert (s.failed, s.handled) == (2, 2) and got == [1, 2]
+
+
 def test_all_is_a_tuple():
-    assert isinstance(bus_module.__all__, tuple)
-    for name in bus_module.__all__:
-        assert getattr(bus_module, name).__doc__
+    import nova.transport
+    import nova.transport.base
+    import nova.transport.inprocess
+
+    for mod in (bus_module, nova.transport, nova.transport.base, nova.transport.inprocess):
+        assert isinstance(mod.__all__, tuple)
+        for name in mod.__all__:
+            assert getattr(mod, name).__doc__ or isinstance(getattr(mod, name), tuple), name
 
 
 def test_repr(bus):
