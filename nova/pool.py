@@ -20,12 +20,13 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING, RUNNING
 from datetime import timedelta
 from time import monotonic
 from typing import Any, NamedTuple
 
 from nova._core import RingQueue, TokenBucket
-from nova.errors import PoolClosed, QueueClosed, Timeout
+from nova.errors import BufferFull, PoolClosed, QueueClosed, Timeout
 from nova.testing import to_seconds
 
 __all__ = ("WorkerPool", "PoolMetrics", "Semaphore", "RateLimiter")
@@ -64,8 +65,67 @@ class PoolMetrics(NamedTuple):
     cancelled: int
 
 
-# Per-worker counter slots (a worker writes only its own list; metrics() sums them).
-_RUNNING, _COMPLETED, _FAILED, _TAKEN = 0, 1, 2, 3
+# A pool future is a real ``concurrent.futures.Future`` that costs almost nothing until
+# somebody looks at it.  A stock Future builds a threading.Condition and two lists in
+# __init__, which costs more than running a trivial task.  Here:
+#
+# * ``_state``/``_result``/``_exception`` start as class attributes (PENDING, None,
+#   None); the lists and the condition are made on first access (``__getattr__``).
+# * The claims that matter are single ``dict.setdefault`` calls, atomic under the GIL:
+#   the worker starts a task by claiming ``_state`` = RUNNING (``cancel`` claims it =
+#   CANCELLED, so exactly one of them wins); after writing the outcome and FINISHED it
+#   claims ``_condition`` with the shared ``_DONE_COND``.  If a waiter had already
+#   made a real condition (result(), add_done_callback, concurrent.futures.wait...),
+#   the worker notifies through it exactly as Future.set_result does; otherwise the
+#   future is finished and later callers find the shared condition and a final state.
+_DONE_COND = threading.Condition(threading.RLock())
+# A str equal to CANCELLED but a distinct object, so cancel() knows whether it won.
+_CANCEL_MARK = "".join(["CANC", "ELLED"])
+assert _CANCEL_MARK == CANCELLED and _CANCEL_MARK is not CANCELLED
+
+
+class _PoolFuture(Future):  # type: ignore[type-arg]
+    _state = PENDING
+    _result = None
+    _exception = None
+    __init__ = object.__init__  # type: ignore[assignment]
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for attributes not made yet.
+        if name == "_condition":
+            return self.__dict__.setdefault("_condition", threading.Condition())
+        if name == "_waiters" or name == "_done_callbacks":
+            return self.__dict__.setdefault(name, [])
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def cancel(self) -> bool:
+        """Cancel the task if it has not started; True if it is cancelled."""
+        with self._condition:
+            state = self.__dict__.setdefault("_state", _CANCEL_MARK)
+            if state is not _CANCEL_MARK:
+                return state in (CANCELLED, CANCELLED_AND_NOTIFIED)
+            self._condition.notify_all()
+        self._invoke_callbacks()
+        return True
+
+
+_EMPTY: tuple[Any, ...] = ()
+
+
+def _notify(fut: _PoolFuture) -> None:
+    """After FINISHED was written and a real condition found: wake its waiters and run
+    the done-callbacks, as Future.set_result/set_exception do."""
+    cond = fut._condition
+    with cond:
+        for waiter in fut._waiters:
+            if fut._exception is None:
+                waiter.add_result(fut)
+            else:
+                waiter.add_exception(fut)
+        cond.notify_all()
+    fut._invoke_callbacks()
+
+
 
 
 class WorkerPool:
@@ -83,6 +143,10 @@ class WorkerPool:
 
     Raises:
         TypeError / ValueError: bad *size*, *queue_size*, *name* or *on_error*.
+
+    Workers take up to 64 queued tasks at a time (one ``get_many``) and run them in
+    order.  A task's future says RUNNING only once that task has started, so
+    ``future.cancel()`` works until then.
 
     Use it as a context manager: leaving the ``with`` block drains the pool (every
     accepted task runs) and stops the workers.
@@ -104,14 +168,19 @@ class WorkerPool:
         self._name = name
         self._on_error = on_error
         self._queue = RingQueue(queue_size)
-        self._lock = threading.Lock()
-        self._cancelling = False
-        self._cancelled: list[Future[Any]] = []
-        self._counters = [[0, 0, 0, 0] for _ in range(self._size)]
-        self._batches: list[list[Any]] = [[] for _ in range(self._size)]
+        self._close_lock = threading.Lock()
+        self._close_cancelled = 0
+        # Per-worker slots, each written only by its worker; metrics() sums them.
+        n = self._size
+        self._started = [0] * n  # tasks started (running, completed or failed)
+        self._taken = [0] * n  # tasks taken from the queue
+        self._completed = [0] * n
+        self._failed = [0] * n
+        self._skipped = [0] * n  # taken but found cancelled
+        self._batches: list[Any] = [_EMPTY] * n
         self._threads = [
             threading.Thread(target=self._work, args=(i,), name=f"{name}-{i}", daemon=True)
-            for i in range(self._size)
+            for i in range(n)
         ]
         for t in self._threads:
             t.start()
@@ -130,9 +199,9 @@ class WorkerPool:
         """
         if not callable(fn):
             raise TypeError(f"Expected a callable task, got {type(fn).__name__}")
-        fut: Future[Any] = Future()
+        fut = _PoolFuture()
         try:
-            self._queue.put((fut, fn, args, kwargs), timeout)
+            self._queue.put((fut, fn, args, kwargs or None), timeout)
         except QueueClosed:
             raise PoolClosed(f"Expected an open pool, got pool {self._name!r} draining or closed") from None
         except Timeout:
@@ -151,15 +220,12 @@ class WorkerPool:
         """
         if not callable(fn):
             raise TypeError(f"Expected a callable task, got {type(fn).__name__}")
-        q = self._queue
-        if q.qsize() >= q.capacity and not q.closed:
-            return None
-        fut: Future[Any] = Future()
+        fut = _PoolFuture()
         try:
-            q.put_nowait((fut, fn, args, kwargs))
+            self._queue.put_nowait((fut, fn, args, kwargs or None))
         except QueueClosed:
             raise PoolClosed(f"Expected an open pool, got pool {self._name!r} draining or closed") from None
-        except Exception:  # BufferFull: lost a race with another producer
+        except BufferFull:
             return None
         return fut
 
@@ -167,26 +233,36 @@ class WorkerPool:
 
     def _work(self, wid: int) -> None:
         get_many = self._queue.get_many
-        counters = self._counters[wid]
+        started_slots, taken, batches = self._started, self._taken, self._batches
+        completed_slots, failed_slots = self._completed, self._failed
         on_error = self._on_error
+        setdefault = dict.setdefault
+        done_cond = _DONE_COND
+        started = completed = failed = 0
         while True:
             try:
                 batch = get_many(BATCH)
             except QueueClosed:
                 return
-            self._batches[wid] = batch
-            counters[_TAKEN] = len(batch)
+            batches[wid] = batch
+            taken[wid] += len(batch)
             for fut, fn, args, kwargs in batch:
-                counters[_TAKEN] -= 1
-                if not fut.set_running_or_notify_cancel():
+                d = fut.__dict__
+                if setdefault(d, "_state", RUNNING) is not RUNNING:
+                    self._skipped[wid] += 1
+                    fut.set_running_or_notify_cancel()  # cancelled: tell its waiters
                     continue
-                counters[_RUNNING] = 1
+                started += 1
+                started_slots[wid] = started
                 try:
-                    result = fn(*args, **kwargs)
+                    result = fn(*args) if kwargs is None else fn(*args, **kwargs)
                 except BaseException as exc:  # noqa: BLE001 - a task never kills a worker
-                    counters[_RUNNING] = 0
-                    counters[_FAILED] += 1
-                    fut.set_exception(exc)
+                    fut._exception = exc
+                    fut._state = FINISHED
+                    failed += 1
+                    failed_slots[wid] = failed
+                    if setdefault(d, "_condition", done_cond) is not done_cond:
+                        _notify(fut)
                     if on_error is not None:
                         try:
                             on_error(exc, fn)
@@ -194,17 +270,23 @@ class WorkerPool:
                             _log.exception("on_error hook of pool %r raised", self._name)
                     del exc
                 else:
-                    counters[_RUNNING] = 0
-                    counters[_COMPLETED] += 1
-                    fut.set_result(result)
-            self._batches[wid] = []
+                    fut._result = result
+                    fut._state = FINISHED
+                    completed += 1
+                    completed_slots[wid] = completed
+                    if setdefault(d, "_condition", done_cond) is not done_cond:
+                        _notify(fut)
+                    del result
+            batches[wid] = _EMPTY
 
     # -- shutdown ---------------------------------------------------------------------
 
     def _join(self, timeout: float | None) -> bool:
         me = threading.current_thread()
         if me in self._threads:
-            raise RuntimeError(f"Expected drain/close from outside pool {self._name!r}'s workers, got a call from {me.name}")
+            raise RuntimeError(
+                f"Expected drain/close from outside pool {self._name!r}'s workers, got a call from {me.name}"
+            )
         deadline = None if timeout is None else monotonic() + timeout
         for t in self._threads:
             if deadline is None:
@@ -235,46 +317,46 @@ class WorkerPool:
         """Stop intake and shut the pool down.
 
         Without *cancel_pending* every accepted task still runs (as :meth:`drain`).
-        With it, the tasks that have not started are cancelled instead and their
-        futures returned, never silently dropped; running tasks finish.  Waits up to
+        With it, every task that has not started is cancelled instead and its future
+        returned, never silently dropped; running tasks finish.  Waits up to
         *timeout* seconds for the workers to stop.
 
         Returns:
-            The futures of the cancelled tasks (in queue order per worker; ``[]``
-            without *cancel_pending*).
+            The futures of the tasks cancelled here (``[]`` without *cancel_pending*).
+
+        Raises:
+            RuntimeError: called from one of this pool's own workers.
         """
         t = _check_timeout(timeout)
         if not cancel_pending:
             self._queue.close()
             self._join(t)
             return []
-        with self._lock:
-            self._cancelling = True
-            self._queue.close()
-            cancelled: list[Future[Any]] = []
-            q = self._queue
+        cancelled: list[Future[Any]] = []
+        q = self._queue
+        with self._close_lock:
+            q.close()
             while True:
                 try:
                     batch = q.get_many(q.capacity, 0)
                 except QueueClosed:
                     break
-                if not batch:
-                    break
                 for item in batch:
                     if item[0].cancel():
                         cancelled.append(item[0])
+                        self._close_cancelled += 1
+            # Tasks a worker took but has not started yet: the worker skips them.
             for batch in list(self._batches):
                 for item in batch:
                     if item[0].cancel():
                         cancelled.append(item[0])
-            self._cancelled.extend(cancelled)
         self._join(t)
         return cancelled
 
     @property
     def closed(self) -> bool:
         """True once the pool stopped taking tasks (drain or close was called)."""
-        return self._queue.closed
+        return bool(self._queue.closed)
 
     @property
     def name(self) -> str:
@@ -287,19 +369,22 @@ class WorkerPool:
         return self._size
 
     def metrics(self) -> PoolMetrics:
-        """A snapshot: size, queued (waiting to start), running, completed, failed, cancelled.
+        """A snapshot: size, queued (accepted, not started), running, completed, failed,
+        cancelled (by ``close(cancel_pending=True)`` or ``future.cancel()``).
 
         The counts are read without stopping the workers, so under load they are a
         close snapshot rather than one instant.
         """
-        running = completed = failed = taken = 0
-        for c in self._counters:
-            running += c[_RUNNING]
-            completed += c[_COMPLETED]
-            failed += c[_FAILED]
-            taken += c[_TAKEN]
-        return PoolMetrics(self._size, self._queue.qsize() + taken, running, completed, failed,
-                           len(self._cancelled))
+        # Read the later counters first so no difference below can go negative.
+        completed = sum(self._completed)
+        failed = sum(self._failed)
+        started = sum(self._started)
+        skipped = sum(self._skipped)
+        taken = sum(self._taken)
+        qsize = self._queue.qsize()
+        running = max(0, started - completed - failed)
+        queued = max(0, qsize + taken - started - skipped)
+        return PoolMetrics(self._size, queued, running, completed, failed, skipped + self._close_cancelled)
 
     def __enter__(self) -> WorkerPool:
         return self

@@ -1,94 +1,91 @@
-# cython: freethreading_compatible = False, annotation_typing = False
-"""A bounded multi-producer, multi-consumer FIFO queue (pure-Python twin, the specification).
+# cython: freethreading_compatible = False
+"""A bounded multi-producer, multi-consumer FIFO queue (compiled kernel).
 
-:class:`RingQueue` holds at most ``capacity`` items.  Producers ``put`` (blocking while
-full, up to a timeout) or ``put_nowait``; consumers ``get``, ``get_nowait`` or
-``get_many`` (everything available up to a maximum, in one lock acquisition).
-``close()`` stops intake: getters drain what is left and then get
-:class:`~nova.errors.QueueClosed`; every blocked waiter wakes at once.
+Same names, results, exceptions and messages as ``ring_py`` (the specification).
 
-Waiting uses condition variables (no polling); a blocked thread releases the GIL.
-
-.. versionadded:: 0.1
+Design: a C ring buffer of ``PyObject*`` (a reference is taken on put and handed to
+the caller on get).  The buffer and counters are only touched with the GIL held, which
+makes each operation atomic without a lock on the fast path.  Blocking waits release
+the GIL and sleep on a pthread condition variable: a waiter registers itself and
+snapshots a wake-up sequence with the GIL held, then, with the GIL released, locks
+the mutex and waits until the sequence moves (a producer that sees a registered waiter
+bumps the sequence and signals under the mutex).  The mutex is never held while
+waiting for the GIL, and never waited for by a thread that would need to be running
+Python for the holder to make progress, so there is no lock-order deadlock.  Nothing
+polls: an idle blocked consumer is asleep in the kernel.
 """
 
-from __future__ import annotations
+cimport cython
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.pythread cimport PyThread_get_thread_ident
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
+from libc.errno cimport ETIMEDOUT
+from libc.math cimport floor
+from libc.stdint cimport uint64_t
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+from posix.types cimport clockid_t
 
 import threading
-from collections import deque
-from datetime import timedelta
-from time import monotonic
-from typing import Any, NamedTuple
 
-from nova.errors import BufferFull, QueueClosed, QueueEmpty, Timeout
-from nova.testing import to_seconds
+from nova._core.ring_py import (
+    RingStats,
+    check_capacity,
+    check_max_items,
+    check_timeout,
+    closed_get_error,
+    closed_put_error,
+    empty_error,
+    full_error,
+    get_timeout_error,
+    put_timeout_error,
+)
 
 __all__ = ("RingQueue", "RingStats")
 
 
-class RingStats(NamedTuple):
-    """A snapshot of a :class:`RingQueue`'s counters (see :meth:`RingQueue.stats`)."""
-
-    capacity: int
-    size: int
-    peak: int
-    puts: int
-    gets: int
-    getters: int
-    putters: int
-    closed: bool
-
-
-def check_capacity(capacity: object) -> int:
-    """Validate a queue capacity: an int > 0 (not a bool)."""
-    if isinstance(capacity, bool) or not isinstance(capacity, int):
-        raise TypeError(f"Expected an int capacity, got {type(capacity).__name__}")
-    if capacity <= 0:
-        raise ValueError(f"Expected capacity > 0, got {capacity}")
-    return capacity
+cdef extern from "<pthread.h>" nogil:
+    ctypedef struct pthread_condattr_t:
+        pass
+    int pthread_mutex_init(pthread_mutex_t* m, const void* attr)
+    int pthread_mutex_destroy(pthread_mutex_t* m)
+    int pthread_mutex_lock(pthread_mutex_t* m)
+    int pthread_mutex_unlock(pthread_mutex_t* m)
+    int pthread_condattr_init(pthread_condattr_t* a)
+    int pthread_condattr_setclock(pthread_condattr_t* a, clockid_t clock)
+    int pthread_condattr_destroy(pthread_condattr_t* a)
+    int pthread_cond_init(pthread_cond_t* c, const pthread_condattr_t* a)
+    int pthread_cond_destroy(pthread_cond_t* c)
+    int pthread_cond_wait(pthread_cond_t* c, pthread_mutex_t* m)
+    int pthread_cond_timedwait(pthread_cond_t* c, pthread_mutex_t* m, const timespec* t)
+    int pthread_cond_signal(pthread_cond_t* c)
+    int pthread_cond_broadcast(pthread_cond_t* c)
 
 
-def check_max_items(max_items: object) -> int:
-    """Validate ``get_many``'s *max_items*: an int > 0 (not a bool)."""
-    if isinstance(max_items, bool) or not isinstance(max_items, int):
-        raise TypeError(f"Expected an int max_items, got {type(max_items).__name__}")
-    if max_items <= 0:
-        raise ValueError(f"Expected max_items > 0, got {max_items}")
-    return max_items
+cdef unsigned long _MAIN_IDENT = <unsigned long>threading.main_thread().ident
+# The main thread wakes this often while blocked without a deadline, to run signal
+# handlers (Ctrl-C); other threads sleep until woken.
+cdef double _SIGNAL_SLICE = 0.1
 
 
-def check_timeout(timeout: float | timedelta | None) -> float | None:
-    """``None`` (wait forever) or the timeout in seconds (>= 0)."""
-    if timeout is None:
-        return None
-    return to_seconds(timeout, "timeout")
+cdef inline double _now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
 
 
-def put_timeout_error(timeout: float, capacity: int) -> Timeout:
-    return Timeout(f"Expected room in the queue within {timeout} s, got a full queue (capacity {capacity})")
+cdef inline void _to_timespec(double t, timespec* ts) noexcept nogil:
+    cdef double sec = floor(t)
+    ts.tv_sec = <long>sec
+    ts.tv_nsec = <long>((t - sec) * 1e9)
+    if ts.tv_nsec >= 1000000000:
+        ts.tv_sec += 1
+        ts.tv_nsec -= 1000000000
 
 
-def get_timeout_error(timeout: float) -> Timeout:
-    return Timeout(f"Expected an item within {timeout} s, got an empty queue")
-
-
-def full_error(capacity: int) -> BufferFull:
-    return BufferFull(f"Expected room in the queue, got a full queue (capacity {capacity})")
-
-
-def empty_error() -> QueueEmpty:
-    return QueueEmpty("Expected an item, got an empty queue")
-
-
-def closed_put_error() -> QueueClosed:
-    return QueueClosed("Expected an open queue, got a closed one: it takes no more items")
-
-
-def closed_get_error() -> QueueClosed:
-    return QueueClosed("Expected an item, got a closed and drained queue")
-
-
-class RingQueue:
+@cython.final
+cdef class RingQueue:
     """A bounded FIFO queue for many producers and many consumers.
 
     Args:
@@ -103,143 +100,251 @@ class RingQueue:
     timeout is a ``ValueError``.
     """
 
-    __slots__ = ("_cap", "_items", "_lock", "_not_empty", "_not_full", "_closed", "_puts", "_gets", "_peak",
-                 "_getters", "_putters")
+    def __cinit__(self, capacity):
+        cdef pthread_condattr_t attr
+        self.sync_ready = False
+        self.buf = NULL
+        cap = check_capacity(capacity)
+        self.buf = <PyObject**>PyMem_Malloc(<size_t>cap * sizeof(PyObject*))
+        if self.buf == NULL:
+            raise MemoryError(f"Expected memory for {cap} queue slots, got none")
+        self.cap = cap
+        self.head = 0
+        self.count = 0
+        self.peak = 0
+        self.puts = 0
+        self.gets = 0
+        self.getters = 0
+        self.putters = 0
+        self.get_seq = 0
+        self.put_seq = 0
+        self.closed_flag = False
+        if pthread_mutex_init(&self.mutex, NULL) != 0:
+            raise OSError("Expected pthread_mutex_init to succeed, got an error")
+        pthread_condattr_init(&attr)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        pthread_cond_init(&self.not_empty, &attr)
+        pthread_cond_init(&self.not_full, &attr)
+        pthread_condattr_destroy(&attr)
+        self.sync_ready = True
 
-    def __init__(self, capacity: int) -> None:
-        self._cap = check_capacity(capacity)
-        self._items: deque[Any] = deque()
-        self._lock = threading.Lock()
-        self._not_empty = threading.Condition(self._lock)
-        self._not_full = threading.Condition(self._lock)
-        self._closed = False
-        self._puts = 0
-        self._gets = 0
-        self._peak = 0
-        self._getters = 0
-        self._putters = 0
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        if self.buf != NULL:
+            for i in range(self.count):
+                Py_DECREF(<object>self.buf[(self.head + i) % self.cap])
+            PyMem_Free(self.buf)
+            self.buf = NULL
+        if self.sync_ready:
+            pthread_cond_destroy(&self.not_empty)
+            pthread_cond_destroy(&self.not_full)
+            pthread_mutex_destroy(&self.mutex)
+
+    # -- internals (GIL held) ---------------------------------------------------------
+
+    cdef int _push(self, object item) except -1:
+        cdef Py_ssize_t tail = self.head + self.count
+        if tail >= self.cap:
+            tail -= self.cap
+        Py_INCREF(item)
+        self.buf[tail] = <PyObject*>item
+        self.count += 1
+        self.puts += 1
+        if self.count > self.peak:
+            self.peak = self.count
+        if self.getters > 0:
+            self._wake_getters(1)
+        return 0
+
+    cdef object _pop(self):
+        cdef PyObject* p = self.buf[self.head]
+        self.buf[self.head] = NULL
+        self.head += 1
+        if self.head == self.cap:
+            self.head = 0
+        self.count -= 1
+        self.gets += 1
+        item = <object>p   # new reference...
+        Py_DECREF(item)    # ...and the buffer's reference handed over
+        if self.putters > 0:
+            self._wake_putters(1)
+        return item
+
+    # The wakers lock the mutex with the GIL held.  That is deadlock-free because the
+    # only other holders of the mutex are waiters inside their ``nogil`` section, which
+    # never need the GIL while they hold it; and releasing the GIL here would hand it to
+    # another thread at every wake-up.
+
+    cdef int _wake_getters(self, Py_ssize_t n) except -1:
+        pthread_mutex_lock(&self.mutex)
+        self.get_seq += 1
+        if n == 1:
+            pthread_cond_signal(&self.not_empty)
+        else:
+            pthread_cond_broadcast(&self.not_empty)
+        pthread_mutex_unlock(&self.mutex)
+        return 0
+
+    cdef int _wake_putters(self, Py_ssize_t n) except -1:
+        cdef Py_ssize_t i
+        pthread_mutex_lock(&self.mutex)
+        self.put_seq += 1
+        if n >= self.putters:
+            pthread_cond_broadcast(&self.not_full)
+        else:
+            for i in range(n):
+                pthread_cond_signal(&self.not_full)
+        pthread_mutex_unlock(&self.mutex)
+        return 0
+
+    cdef int _wait(self, bint getter, double timeout, bint has_timeout) except -1:
+        """Wait (GIL released) until an item (getter) or room (putter) is there:
+        return 1; or the timeout passed: return 0.  Raises QueueClosed when closed
+        (for a getter: once drained)."""
+        cdef double deadline = 0.0
+        cdef double slice_end
+        cdef timespec ts
+        cdef uint64_t seq0
+        cdef bint timed_out = False
+        cdef bint slice_out = False
+        cdef bint is_main = PyThread_get_thread_ident() == _MAIN_IDENT
+        cdef bint use_deadline
+        cdef int rc
+        if has_timeout:
+            deadline = _now() + timeout
+        while True:
+            if getter:
+                if self.count > 0:
+                    return 1
+                if self.closed_flag:
+                    raise closed_get_error()
+            else:
+                if self.closed_flag:
+                    raise closed_put_error()
+                if self.count < self.cap:
+                    return 1
+            if timed_out or (has_timeout and timeout <= 0.0):
+                return 0
+            if slice_out:
+                PyErr_CheckSignals()
+                slice_out = False
+            # Register, snapshot the wake-up sequence, then sleep without the GIL.
+            use_deadline = has_timeout
+            slice_end = deadline
+            if is_main:
+                slice_end = _now() + _SIGNAL_SLICE
+                if not has_timeout or slice_end < deadline:
+                    use_deadline = True
+                else:
+                    slice_end = deadline
+            _to_timespec(slice_end, &ts)
+            if getter:
+                self.getters += 1
+                seq0 = self.get_seq
+                with nogil:
+                    pthread_mutex_lock(&self.mutex)
+                    while self.get_seq == seq0 and not self.closed_flag:
+                        if use_deadline:
+                            rc = pthread_cond_timedwait(&self.not_empty, &self.mutex, &ts)
+                            if rc == ETIMEDOUT:
+                                if has_timeout and slice_end >= deadline:
+                                    timed_out = True
+                                else:
+                                    slice_out = True
+                                break
+                        else:
+                            pthread_cond_wait(&self.not_empty, &self.mutex)
+                    pthread_mutex_unlock(&self.mutex)
+                self.getters -= 1
+            else:
+                self.putters += 1
+                seq0 = self.put_seq
+                with nogil:
+                    pthread_mutex_lock(&self.mutex)
+                    while self.put_seq == seq0 and not self.closed_flag:
+                        if use_deadline:
+                            rc = pthread_cond_timedwait(&self.not_full, &self.mutex, &ts)
+                            if rc == ETIMEDOUT:
+                                if has_timeout and slice_end >= deadline:
+                                    timed_out = True
+                                else:
+                                    slice_out = True
+                                break
+                        else:
+                            pthread_cond_wait(&self.not_full, &self.mutex)
+                    pthread_mutex_unlock(&self.mutex)
+                self.putters -= 1
 
     # -- producers --------------------------------------------------------------------
 
-    def put(self, item: Any, timeout: float | timedelta | None = None) -> None:
+    def put(self, item, timeout=None):
         """Append *item*, waiting while the queue is full.
 
         Raises:
             QueueClosed: the queue is closed (also when it closes while waiting).
             Timeout: still full after *timeout* seconds.
         """
-        t = check_timeout(timeout)
-        with self._not_full:
-            if self._closed:
-                raise closed_put_error()
-            items = self._items
-            if len(items) >= self._cap:
-                deadline = None if t is None else monotonic() + t
-                self._putters += 1
-                try:
-                    while len(items) >= self._cap:
-                        if deadline is None:
-                            self._not_full.wait()
-                        else:
-                            remaining = deadline - monotonic()
-                            if remaining <= 0:
-                                raise put_timeout_error(t, self._cap)  # type: ignore[arg-type]
-                            self._not_full.wait(remaining)
-                        if self._closed:
-                            raise closed_put_error()
-                finally:
-                    self._putters -= 1
-            items.append(item)
-            self._puts += 1
-            n = len(items)
-            if n > self._peak:
-                self._peak = n
-            self._not_empty.notify()
+        cdef double t = 0.0
+        if self.closed_flag:
+            if timeout is not None:
+                check_timeout(timeout)
+            raise closed_put_error()
+        if self.count < self.cap:
+            if timeout is not None:
+                check_timeout(timeout)
+            self._push(item)
+            return None
+        if timeout is not None:
+            t = check_timeout(timeout)
+        if not self._wait(False, t, timeout is not None):
+            raise put_timeout_error(t, self.cap)
+        self._push(item)
 
-    def put_nowait(self, item: Any) -> None:
+    def put_nowait(self, item):
         """Append *item* if there is room.
 
         Raises:
             QueueClosed: the queue is closed.
             BufferFull: the queue is full.
         """
-        with self._lock:
-            if self._closed:
-                raise closed_put_error()
-            items = self._items
-            if len(items) >= self._cap:
-                raise full_error(self._cap)
-            items.append(item)
-            self._puts += 1
-            n = len(items)
-            if n > self._peak:
-                self._peak = n
-            self._not_empty.notify()
+        if self.closed_flag:
+            raise closed_put_error()
+        if self.count >= self.cap:
+            raise full_error(self.cap)
+        self._push(item)
 
     # -- consumers --------------------------------------------------------------------
 
-    def _wait_not_empty(self, t: float | None) -> bool:
-        """With the lock held: wait until an item is there (True) or the timeout
-        passed (False).  Raises QueueClosed once closed and drained."""
-        items = self._items
-        if items:
-            return True
-        if self._closed:
-            raise closed_get_error()
-        if t == 0:
-            return False
-        deadline = None if t is None else monotonic() + t
-        self._getters += 1
-        try:
-            while not items:
-                if self._closed:
-                    raise closed_get_error()
-                if deadline is None:
-                    self._not_empty.wait()
-                else:
-                    remaining = deadline - monotonic()
-                    if remaining <= 0:
-                        return False
-                    self._not_empty.wait(remaining)
-        finally:
-            self._getters -= 1
-        return True
-
-    def get(self, timeout: float | timedelta | None = None) -> Any:
+    def get(self, timeout=None):
         """Remove and return the oldest item, waiting while the queue is empty.
 
         Raises:
             QueueClosed: the queue is closed and drained (also when it closes while waiting).
             Timeout: still empty after *timeout* seconds.
         """
-        t = check_timeout(timeout)
-        with self._lock:
-            if not self._wait_not_empty(t):
-                raise get_timeout_error(t)  # type: ignore[arg-type]
-            item = self._items.popleft()
-            self._gets += 1
-            self._not_full.notify()
-            return item
+        cdef double t = 0.0
+        if timeout is not None:
+            t = check_timeout(timeout)
+        if self.count > 0:
+            return self._pop()
+        if not self._wait(True, t, timeout is not None):
+            raise get_timeout_error(t)
+        return self._pop()
 
-    def get_nowait(self) -> Any:
+    def get_nowait(self):
         """Remove and return the oldest item if there is one.
 
         Raises:
             QueueEmpty: the queue is empty (and not closed).
             QueueClosed: the queue is closed and drained.
         """
-        with self._lock:
-            items = self._items
-            if not items:
-                if self._closed:
-                    raise closed_get_error()
-                raise empty_error()
-            item = items.popleft()
-            self._gets += 1
-            self._not_full.notify()
-            return item
+        if self.count == 0:
+            if self.closed_flag:
+                raise closed_get_error()
+            raise empty_error()
+        return self._pop()
 
-    def get_many(self, max_items: int, timeout: float | timedelta | None = None) -> list[Any]:
+    def get_many(self, max_items, timeout=None):
         """Remove and return up to *max_items* of the oldest items, oldest first.
 
         Waits only while the queue is empty; then takes everything available (up to
@@ -250,61 +355,76 @@ class RingQueue:
             TypeError / ValueError: *max_items* is not an int > 0.
             QueueClosed: the queue is closed and drained.
         """
-        m = check_max_items(max_items)
-        t = check_timeout(timeout)
-        with self._lock:
-            if not self._wait_not_empty(t):
+        cdef Py_ssize_t m, n, i, h
+        cdef double t = 0.0
+        if type(max_items) is not int or max_items <= 0:
+            check_max_items(max_items)
+        if max_items < self.cap:
+            m = max_items
+        else:
+            m = self.cap
+        if timeout is not None:
+            t = check_timeout(timeout)
+        if self.count == 0:
+            if not self._wait(True, t, timeout is not None):
                 return []
-            items = self._items
-            n = len(items)
-            if n <= m:
-                out = list(items)
-                items.clear()
-            else:
-                popleft = items.popleft
-                out = [popleft() for _ in range(m)]
-                self._not_empty.notify()
-            self._gets += len(out)
-            self._not_full.notify(len(out))
-            return out
+        n = self.count if self.count < m else m
+        out = PyList_New(n)
+        h = self.head
+        for i in range(n):
+            PyList_SET_ITEM(out, i, <object>self.buf[h])  # steals the buffer's reference
+            self.buf[h] = NULL
+            h += 1
+            if h == self.cap:
+                h = 0
+        self.head = h
+        self.count -= n
+        self.gets += <uint64_t>n
+        if self.putters > 0:
+            self._wake_putters(n)
+        if self.count > 0 and self.getters > 0:
+            self._wake_getters(1)
+        return out
 
     # -- lifecycle and introspection ----------------------------------------------------
 
-    def close(self) -> None:
+    def close(self):
         """Stop intake and wake every waiter.  Idempotent.
 
         After ``close()``: ``put``/``put_nowait`` raise :class:`QueueClosed`; getters take
         the remaining items and then raise :class:`QueueClosed`.
         """
-        with self._lock:
-            self._closed = True
-            self._not_empty.notify_all()
-            self._not_full.notify_all()
+        pthread_mutex_lock(&self.mutex)
+        self.closed_flag = True
+        self.get_seq += 1
+        self.put_seq += 1
+        pthread_cond_broadcast(&self.not_empty)
+        pthread_cond_broadcast(&self.not_full)
+        pthread_mutex_unlock(&self.mutex)
 
     @property
-    def closed(self) -> bool:
+    def closed(self):
         """True once :meth:`close` was called."""
-        return self._closed
+        return self.closed_flag
 
     @property
-    def capacity(self) -> int:
+    def capacity(self):
         """The most items the queue holds."""
-        return self._cap
+        return self.cap
 
-    def qsize(self) -> int:
+    def qsize(self):
         """The number of items in the queue now."""
-        return len(self._items)
+        return self.count
 
-    def __len__(self) -> int:
-        return len(self._items)
+    def __len__(self):
+        return self.count
 
-    def stats(self) -> RingStats:
+    def stats(self):
         """A consistent snapshot: capacity, size now, peak size, total puts, total gets,
         threads blocked in a get / in a put now, and whether it is closed."""
-        with self._lock:
-            return RingStats(self._cap, len(self._items), self._peak, self._puts, self._gets,
-                             self._getters, self._putters, self._closed)
+        return RingStats(self.cap, self.count, self.peak, self.puts, self.gets,
+                         self.getters, self.putters, self.closed_flag)
 
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<RingQueue {state} {len(self._items)}/{self._cap}>"
+    def __repr__(self):
+        state = "closed" if self.closed_flag else "open"
+        return f"<RingQueue {state} {self.count}/{self.cap}>"

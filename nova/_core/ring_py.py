@@ -153,7 +153,8 @@ class RingQueue:
             n = len(items)
             if n > self._peak:
                 self._peak = n
-            self._not_empty.notify()
+            if self._getters:
+                self._not_empty.notify()
 
     def put_nowait(self, item: Any) -> None:
         """Append *item* if there is room.
@@ -173,7 +174,8 @@ class RingQueue:
             n = len(items)
             if n > self._peak:
                 self._peak = n
-            self._not_empty.notify()
+            if self._getters:
+                self._not_empty.notify()
 
     # -- consumers --------------------------------------------------------------------
 
@@ -217,7 +219,8 @@ class RingQueue:
                 raise get_timeout_error(t)  # type: ignore[arg-type]
             item = self._items.popleft()
             self._gets += 1
-            self._not_full.notify()
+            if self._putters:
+                self._not_full.notify()
             return item
 
     def get_nowait(self) -> Any:
@@ -235,7 +238,8 @@ class RingQueue:
                 raise empty_error()
             item = items.popleft()
             self._gets += 1
-            self._not_full.notify()
+            if self._putters:
+                self._not_full.notify()
             return item
 
     def get_many(self, max_items: int, timeout: float | timedelta | None = None) -> list[Any]:
@@ -262,9 +266,11 @@ class RingQueue:
             else:
                 popleft = items.popleft
                 out = [popleft() for _ in range(m)]
-                self._not_empty.notify()
+                if self._getters:
+                    self._not_empty.notify()
             self._gets += len(out)
-            self._not_full.notify(len(out))
+            if self._putters:
+                self._not_full.notify(len(out))
             return out
 
     # -- lifecycle and introspection ----------------------------------------------------
