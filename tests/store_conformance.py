@@ -94,7 +94,7 @@ class StoreConformance:
         s.append("a", ev(1))
         with pytest.raises(TypeError, match="Expected an Event at index 1, got dict"):
             s.append("a", ev(2), {"type": "x"}, ev(3))
-        with pytest.raises(TypeError, match="Expected an Event at index 0, got str"):
+        with pytest.raises(TypeError, match="Expected an Event.*, got str"):
             s.append("new", "not an event")
         assert s.streams() == ["a"]
         assert [e.timestamp for e in s.replay()] == [T0 + 1]

@@ -674,10 +674,12 @@ cdef class ColumnLog:
         cdef _Stream st = self._state(code)
         if not isinstance(events, (list, tuple)):
             raise TypeError(f"Expected events as a list or tuple, got {_tname(events)}")
-        cdef Py_ssize_t k = len(events)
+        cdef list lst = list(events)
+        cdef Py_ssize_t k = len(lst)
         cdef Py_ssize_t i
+        cdef object ev
         for i in range(k):
-            ev = events[i]
+            ev = <object>PyList_GET_ITEM(lst, i)
             if type(ev) is not _Event and not isinstance(ev, _EVENT_TYPES):
                 raise TypeError(f"Expected an Event at index {i}, got {_tname(ev)}")
         if k == 0:
@@ -687,10 +689,10 @@ cdef class ColumnLog:
         cdef int64_t* tsp = <int64_t*>_data(ts)
         cdef int32_t* tcp = <int32_t*>_data(tc)
         for i in range(k):
-            ev = events[i]
+            ev = <object>PyList_GET_ITEM(lst, i)
             tsp[i] = ev.timestamp
             tcp[i] = self._tcode(ev.type)
-        self._commit(code, st, ts, tc, list(events), None, C_EVENT)
+        self._commit(code, st, ts, tc, lst, None, C_EVENT)
         return st.last_pos
 
     def append_columns(self, code, types, timestamps, data=None, ids=None):
