@@ -66,6 +66,7 @@ __all__ = (
 _partition_for = _core.partition_for
 _tuple_new = tuple.__new__
 _WS = re.compile(r"\s")
+_PCACHE_SIZE = 16384  # keys remembered per topic by publish (cleared when full)
 
 
 class DeliveryMode(str, enum.Enum):
@@ -323,6 +324,7 @@ class _Topic:
         "log",
         "append",
         "rr",
+        "pcache",
         "slots",
         "groups",
     )
@@ -345,6 +347,7 @@ class _Topic:
             self.log.on_drop = lambda reason, n: metrics.inc_events_dropped(f"bus:{bus.name}", reason, n)
         self.append = self.log.append
         self.rr = itertools.count()
+        self.pcache: dict[Any, int] = {}  # recent key -> partition (keys repeat: customers, ...)
         self.slots: list[_Slot] = []  # ungrouped: one per member
         self.groups: dict[str, _Slot] = {}
 
@@ -850,7 +853,17 @@ class Bus:
         if key is None:
             p = next(t.rr) % n if n > 1 else 0
         else:
-            p = _partition_for(key, n)
+            cache = t.pcache
+            try:
+                p = cache.get(key)
+            except TypeError:  # an unhashable key (bytearray): no caching
+                p = _partition_for(key, n)
+            else:
+                if p is None:
+                    p = _partition_for(key, n)
+                    if len(cache) >= _PCACHE_SIZE:
+                        cache.clear()
+                    cache[key] = p
         if timeout is not None:
             timeout = _check_timeout(timeout)
         off = t.append(p, event, timeout, self._overflow)
