@@ -850,6 +850,7 @@ class Bus:
             if ok is not None:
                 key = ok(event)
         n = t.partitions
+        p: int | None
         if key is None:
             p = next(t.rr) % n if n > 1 else 0
         else:
