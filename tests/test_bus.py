@@ -8,6 +8,8 @@ import threading
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nova import Bus, DedupWindow, DeliveryMode, Event, PublishReceipt, RetryPolicy, TopicConfig, WorkerPool
 from nova import bus as bus_module
@@ -584,3 +586,43 @@ def test_repr(bus):
     bus.subscribe("t", print)
     assert "topics=1 subscriptions=1" in repr(bus)
     assert DeadLetterConfig().enabled
+
+
+def test_publish_many(bus):
+    got = []
+    bus.create_topic("m", TopicConfig(partitions=2))
+    bus.subscribe("m", lambda e: got.append(e.data))
+    receipts = bus.publish_many("m", (ev(i) for i in range(10)), key="same")
+    assert [r.offset for r in receipts] == list(range(10))
+    assert len({r.partition for r in receipts}) == 1
+    assert bus.publish_many("m", []) == []
+    with pytest.raises(TypeError, match="Expected an Event, got int"):
+        bus.publish_many("m", [ev(10), 11])
+    assert bus.flush(5)
+    assert got == list(range(11))  # the events before the bad one stay published
+
+
+def test_join_needs_a_shutdown_and_close_is_shutdown():
+    b = Bus()
+    with pytest.raises(RuntimeError, match="shut-down bus"):
+        b.join(1)
+    b.subscribe("t", print)
+    assert b.close(5) is True
+    assert b.join(5) is True
+    assert b.stats().subscriptions == 1 and b.closed
+
+
+@settings(max_examples=100, deadline=None)
+@given(key=st.one_of(st.binary(max_size=40), st.text(max_size=20)), n=st.integers(1, 300))
+def test_partition_for_is_the_kafka_spec(key, n):
+    from nova._core.hashing_py import partition_for as spec
+
+    b = Bus()
+    try:
+        b.create_topic("h", TopicConfig(partitions=n))
+        expected = spec(key, n)
+        assert b.partition_for("h", key) == expected
+        assert b.publish("h", ev(), key=key).partition == expected
+        assert b.publish("h", ev(), key=key).partition == expected  # cached path
+    finally:
+        b.shutdown(5)
