@@ -341,7 +341,7 @@ class _Topic:
         dw = cfg.dedup_window
         self.dedup: DedupWindow = dw if isinstance(dw, DedupWindow) else DEFAULT_DEDUP_WINDOW
         self.dead_letter = cfg.dead_letter if cfg.dead_letter is not None else DeadLetterConfig()
-        self.log = bus._transport.open_topic(name, self.partitions, self.buffer_size)
+        self.log = bus._transport.open_topic(name, self.partitions, self.buffer_size, bus._overflow)
         if bus._metrics_on and hasattr(self.log, "on_drop"):
             metrics = bus._metrics
             self.log.on_drop = lambda reason, n: metrics.inc_events_dropped(f"bus:{bus.name}", reason, n)
@@ -840,7 +840,10 @@ class Bus:
             TopicNotFound: the topic was deleted while this call was publishing to it.
             Whatever ``ordering_key`` raises.
         """
-        t = self._topics.get(topic) if type(topic) is str else None
+        try:
+            t = self._topics.get(topic)
+        except TypeError:  # unhashable: not a topic name
+            t = None
         if t is None or self._closed:
             t = self._intake_topic(topic)
         if not isinstance(event, Event):
@@ -867,7 +870,7 @@ class Bus:
                     cache[key] = p
         if timeout is not None:
             timeout = _check_timeout(timeout)
-        off = t.append(p, event, timeout, self._overflow)
+        off = t.append(p, event, timeout)
         if self._metrics_on:
             self._metrics.inc_events_emitted(event.type, "ok")
         return _tuple_new(PublishReceipt, (topic, p, off))

@@ -82,13 +82,14 @@ class TopicLog(abc.ABC):
     partitions: int
 
     @abc.abstractmethod
-    def append(self, partition: int, event: Any, timeout: float | None, overflow: str) -> int:
+    def append(self, partition: int, event: Any, timeout: float | None) -> int:
         """Append *event* to *partition* and to each of its lanes; return its offset.
+        A full lane is handled by the log's overflow policy (see :meth:`Transport.open_topic`).
 
         Raises:
-            BufferFull: a lane is full and *overflow* is ``"error"`` (or blocking would
+            BufferFull: a lane is full and the overflow is ``"error"`` (or blocking would
                 deadlock: the caller is that lane's own consumer).
-            Timeout: *overflow* is ``"block"`` and no room came within *timeout*.
+            Timeout: the overflow is ``"block"`` and no room came within *timeout*.
             BusClosed: the log was closed.
         """
 
@@ -108,8 +109,9 @@ class Transport(abc.ABC):
     """Where a Bus's partitions and delivery threads live."""
 
     @abc.abstractmethod
-    def open_topic(self, name: str, partitions: int, capacity: int) -> TopicLog:
-        """Create the log of a new topic (*capacity* = max events waiting per lane)."""
+    def open_topic(self, name: str, partitions: int, capacity: int, overflow: str) -> TopicLog:
+        """Create the log of a new topic (*capacity* = max events waiting per lane;
+        *overflow* one of :data:`OVERFLOW_POLICIES`, applied when a lane is full)."""
 
     @abc.abstractmethod
     def close_topic(self, log: TopicLog) -> None:

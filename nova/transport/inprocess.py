@@ -141,10 +141,11 @@ def _schedule(lane: Lane) -> None:
 class InProcessTopicLog(TopicLog):
     """The partitions of one topic, in memory."""
 
-    def __init__(self, name: str, partitions: int, capacity: int) -> None:
+    def __init__(self, name: str, partitions: int, capacity: int, overflow: str = "block") -> None:
         self.name = name
         self.partitions = partitions
         self.capacity = capacity
+        self.overflow = overflow
         self.parts = [_Partition(self, i) for i in range(partitions)]
         self.closed = False
         self.deleted = False
@@ -165,7 +166,7 @@ class InProcessTopicLog(TopicLog):
                 if part.waiting:
                     part.cond.notify_all()
 
-    def append(self, partition: int, event: Any, timeout: float | None, overflow: str) -> int:
+    def append(self, partition: int, event: Any, timeout: float | None) -> int:
         """See :meth:`TopicLog.append`."""
         part = self.parts[partition]
         if not part.lanes:
@@ -190,7 +191,7 @@ class InProcessTopicLog(TopicLog):
             skip: tuple[Lane, ...] = ()
             for lane in lanes:
                 if len(lane.dq) >= lane.capacity:
-                    skip = self._make_room(part, overflow, timeout)
+                    skip = self._make_room(part, self.overflow, timeout)
                     lanes = part.lanes
                     break
             off = next(part.counter)
@@ -488,9 +489,9 @@ class InProcessTransport(Transport):
                 return
             self.pool.submit(task)
 
-    def open_topic(self, name: str, partitions: int, capacity: int) -> InProcessTopicLog:
+    def open_topic(self, name: str, partitions: int, capacity: int, overflow: str) -> InProcessTopicLog:
         """See :meth:`Transport.open_topic`."""
-        return InProcessTopicLog(name, partitions, capacity)
+        return InProcessTopicLog(name, partitions, capacity, overflow)
 
     def close_topic(self, log: TopicLog) -> None:
         """See :meth:`Transport.close_topic`."""
