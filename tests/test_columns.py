@@ -206,6 +206,28 @@ def test_try_append_respects_fast_flag_and_mutex(core: Any) -> None:
     assert log.try_append("s", e) == 3
 
 
+def test_appender_falls_back(core: Any) -> None:
+    log, s = make(core)
+    calls: list[tuple[Any, ...]] = []
+
+    def fallback(stream: str, *events: Any) -> int:
+        calls.append((stream, len(events)))
+        if events:
+            return log.append_events(log.stream_code(stream), list(events))
+        return 0
+
+    ap = log.appender(fallback)
+    e = Event("t", 1, timestamp=1)
+    log.fast = True
+    assert ap("s", e) == 1  # empty stream: fallback
+    assert ap("s", e) == 2  # fast path
+    assert ap(stream="s") == 0  # no events: fallback
+    assert ap("s", e, e) == 4
+    log.fast = False
+    assert ap("s", e) == 5
+    assert calls == [("s", 1), ("s", 0), ("s", 2), ("s", 1)]
+
+
 @pytest.mark.stress
 def test_mutex_excludes_and_works_with_condition(core: Any) -> None:
     log, s = make(core)

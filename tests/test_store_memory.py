@@ -134,6 +134,20 @@ class TestMemoryStore(StoreConformance):
         sub.close()
         assert "closed" in repr(sub)
 
+    def test_subclass_append_override_is_honoured(self) -> None:
+        seen: list[int] = []
+
+        class Counting(MemoryStore):
+            def append(self, stream: str, *events: Any) -> int:
+                seen.append(len(events))
+                return super().append(stream, *events)
+
+        s = Counting(kernel=self.kernel)
+        self._stores.append(s)
+        s.append("a", ev(1))
+        s.append("a", ev(2))
+        assert seen == [1, 1] and s.stats().events == 2
+
     def test_replay_returns_the_appended_objects(self) -> None:
         s = self.store()
         evs = [ev(i) for i in range(10)]

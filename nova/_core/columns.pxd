@@ -85,6 +85,7 @@ cdef class ColumnLog:
     cdef public bint fast
 
     cdef _Stream _state(self, object code)
+    cpdef object try_append(self, object name, object event)
     cdef int32_t _tcode(self, object name) except -1
     cdef int64_t _append1(self, Py_ssize_t c, _Stream st, object event) except -1
     cdef int _reserve(self, Py_ssize_t k) except -1

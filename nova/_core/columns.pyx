@@ -10,6 +10,7 @@ is vectorised numpy, as in the pure twin.
 cimport cython
 cimport numpy as cnp
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.ref cimport Py_INCREF
 from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t, uint64_t
@@ -395,6 +396,27 @@ cdef class WindowSlice:
 
 
 @cython.final
+cdef class _Appender:
+    """See :meth:`ColumnLog.appender`."""
+
+    cdef ColumnLog log
+    cdef object fallback
+
+    def __cinit__(self, ColumnLog log, fallback):
+        self.log = log
+        self.fallback = fallback
+
+    def __call__(self, stream, *events):
+        cdef ColumnLog log = self.log
+        cdef object pos
+        if len(events) == 1:
+            pos = log.try_append(stream, <object>PyTuple_GET_ITEM(events, 0))
+            if pos:
+                return pos
+        return self.fallback(stream, *events)
+
+
+@cython.final
 cdef class ColumnLog:
     """ColumnLog(capacity=1024)
 
@@ -565,7 +587,7 @@ cdef class ColumnLog:
         """The lock callers serialise this log with (see :meth:`try_append`)."""
         return self._mutex
 
-    def try_append(self, name, event):
+    cpdef object try_append(self, object name, object event):
         """try_append(name, event) -> int
 
         The lock-free-when-uncontended single append: when :attr:`fast` is true and
@@ -595,6 +617,16 @@ cdef class ColumnLog:
             if m.waiters:
                 with m._inner:
                     m._inner.notify()
+
+    def appender(self, fallback):
+        """appender(fallback) -> callable
+
+        A callable ``f(name, *events)``: one event goes through :meth:`try_append`;
+        whatever that declines (several events, a busy lock, a new stream, ``fast``
+        off) is passed on as ``fallback(name, *events)``.  Lets an owner expose a
+        single append with no Python frame in the common case.
+        """
+        return _Appender(self, fallback)
 
     def append_named(self, name, event):
         """append_named(name, event) -> int

@@ -127,7 +127,7 @@ def timestamps_array(timestamps: object, n: int | None = None) -> np.ndarray:
             raise ValidationError("Expected valid timestamps, got NaT")
         return ns.view(np.int64).copy()
     if kind == "i":
-        return arr.astype(np.int64, copy=True)
+        return np.ascontiguousarray(arr, dtype=np.int64)
     if kind == "u":
         if len(arr) and int(arr.max()) > _INT64_MAX:
             raise ValidationError(
@@ -419,6 +419,22 @@ class ColumnLog:
             return self.append_named(name, event)
         finally:
             lock.release()
+
+    def appender(self, fallback: Any) -> Any:
+        """A callable ``f(name, *events)``: one event goes through :meth:`try_append`;
+        whatever that declines (several events, a busy lock, a new stream, ``fast``
+        off) is passed on as ``fallback(name, *events)``.  Lets an owner expose a
+        single append with no Python frame in the common case (compiled twin)."""
+        try_append = self.try_append
+
+        def append(stream: str, *events: Any) -> Any:
+            if len(events) == 1:
+                pos = try_append(stream, events[0])
+                if pos:
+                    return pos
+            return fallback(stream, *events)
+
+        return append
 
     # ---------------------------------------------------------------- names
     def stream_code(self, name: str, create: bool = True) -> int:

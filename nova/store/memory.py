@@ -135,6 +135,10 @@ class MemoryStore:
         self._lock = self._log.mutex
         self._cond = threading.Condition(self._lock)
         self._try_append = self._log.try_append
+        if type(self).append is MemoryStore.append:
+            # the same behaviour as MemoryStore.append, with no Python frame when one
+            # event goes to an existing stream and nothing else must happen
+            self.append = self._log.appender(self._append_locked)  # type: ignore[method-assign]
         self._closed = False
         self._codes: dict[str, int] = {}
         self._subs: list[StoreSubscription] = []
@@ -218,6 +222,10 @@ class MemoryStore:
             pos: int = self._try_append(stream, events[0])
             if pos:
                 return pos
+        return self._append_locked(stream, *events)
+
+    def _append_locked(self, stream: str, *events: Any) -> int:
+        """:meth:`append` through the store lock (limits, subscribers, new streams)."""
         with self._lock:
             self._check_open()
             code = self._codes.get(stream)
