@@ -109,7 +109,8 @@ class _PoolFuture(Future):  # type: ignore[type-arg]
         return True
 
 
-_EMPTY: tuple[Any, ...] = ()
+# Put in the queue to wake an idle worker so it takes tasks another worker holds.
+_WAKE = (None, None, None, None)
 
 
 def _notify(fut: _PoolFuture) -> None:
@@ -144,9 +145,12 @@ class WorkerPool:
     Raises:
         TypeError / ValueError: bad *size*, *queue_size*, *name* or *on_error*.
 
-    Workers take up to 64 queued tasks at a time (one ``get_many``) and run them in
-    order.  A task's future says RUNNING only once that task has started, so
-    ``future.cancel()`` works until then.
+    Workers take up to 64 queued tasks at a time (one ``get_many``, which is what
+    makes submission cheap) and keep the unstarted ones in a per-worker deque that
+    idle workers take from (work stealing; a worker waiting on the queue is woken
+    for it), so no task waits behind a slow one while a worker is free to run it.
+    Tasks start in submission order per worker, not globally.  A task's future says RUNNING only once that task has
+    started, so ``future.cancel()`` works until then.
 
     Use it as a context manager: leaving the ``with`` block drains the pool (every
     accepted task runs) and stops the workers.
@@ -173,11 +177,13 @@ class WorkerPool:
         # Per-worker slots, each written only by its worker; metrics() sums them.
         n = self._size
         self._started = [0] * n  # tasks started (running, completed or failed)
-        self._taken = [0] * n  # tasks taken from the queue
         self._completed = [0] * n
         self._failed = [0] * n
         self._skipped = [0] * n  # taken but found cancelled
-        self._batches: list[Any] = [_EMPTY] * n
+        self._locals: list[deque[Any]] = [deque() for _ in range(n)]  # taken, not started
+        self._idle = [0] * n  # 1 while the worker waits on the queue
+        self._wakes_sent = [0] * n
+        self._wakes_seen = [0] * n
         self._threads = [
             threading.Thread(target=self._work, args=(i,), name=f"{name}-{i}", daemon=True)
             for i in range(n)
@@ -231,53 +237,96 @@ class WorkerPool:
 
     # -- workers ----------------------------------------------------------------------
 
+    def _steal(self, wid: int) -> Any:
+        """Take the oldest unstarted task another worker holds, or None."""
+        locals_ = self._locals
+        n = len(locals_)
+        for k in range(1, n):
+            other = locals_[(wid + k) % n]
+            if other:
+                try:
+                    return other.popleft()
+                except IndexError:  # its owner (or another thief) took it first
+                    continue
+        return None
+
     def _work(self, wid: int) -> None:
-        get_many = self._queue.get_many
-        started_slots, taken, batches = self._started, self._taken, self._batches
-        completed_slots, failed_slots = self._completed, self._failed
+        q = self._queue
+        get_many, put_nowait = q.get_many, q.put_nowait
+        mine = self._locals[wid]
+        popleft = mine.popleft
+        idle = self._idle
+        started_slots, completed_slots, failed_slots = self._started, self._completed, self._failed
+        wakes_sent, wakes_seen = self._wakes_sent, self._wakes_seen
         on_error = self._on_error
         setdefault = dict.setdefault
         done_cond = _DONE_COND
         started = completed = failed = 0
         while True:
             try:
-                batch = get_many(BATCH)
-            except QueueClosed:
-                return
-            batches[wid] = batch
-            taken[wid] += len(batch)
-            for fut, fn, args, kwargs in batch:
-                d = fut.__dict__
-                if setdefault(d, "_state", RUNNING) is not RUNNING:
-                    self._skipped[wid] += 1
-                    fut.set_running_or_notify_cancel()  # cancelled: tell its waiters
-                    continue
-                started += 1
-                started_slots[wid] = started
-                try:
-                    result = fn(*args) if kwargs is None else fn(*args, **kwargs)
-                except BaseException as exc:  # noqa: BLE001 - a task never kills a worker
-                    fut._exception = exc
-                    fut._state = FINISHED
-                    failed += 1
-                    failed_slots[wid] = failed
-                    if setdefault(d, "_condition", done_cond) is not done_cond:
-                        _notify(fut)
-                    if on_error is not None:
-                        try:
-                            on_error(exc, fn)
-                        except BaseException:  # noqa: BLE001
-                            _log.exception("on_error hook of pool %r raised", self._name)
-                    del exc
-                else:
-                    fut._result = result
-                    fut._state = FINISHED
-                    completed += 1
-                    completed_slots[wid] = completed
-                    if setdefault(d, "_condition", done_cond) is not done_cond:
-                        _notify(fut)
-                    del result
-            batches[wid] = _EMPTY
+                task = popleft()
+            except IndexError:
+                task = self._steal(wid) if self._size > 1 else None
+                if task is None:
+                    idle[wid] = 1
+                    try:
+                        batch = get_many(BATCH)
+                    except QueueClosed:
+                        idle[wid] = 0
+                        task = self._steal(wid) if self._size > 1 else None
+                        if task is None:
+                            return
+                    else:
+                        idle[wid] = 0
+                        task = batch[0]
+                        if len(batch) > 1:
+                            mine.extend(batch[1:])
+                            # Workers waiting on the queue would not see the tasks now held
+                            # here: wake them (one wake item each) so they can take them.
+                            nidle = idle.count(1)
+                            if nidle:
+                                sent = 0
+                                for _ in range(min(nidle, len(batch) - 1)):
+                                    try:
+                                        put_nowait(_WAKE)
+                                    except (BufferFull, QueueClosed):
+                                        break
+                                    sent += 1
+                                wakes_sent[wid] += sent
+            fut, fn, args, kwargs = task
+            if fut is None:  # a wake item: go look for held tasks
+                wakes_seen[wid] += 1
+                continue
+            d = fut.__dict__
+            if setdefault(d, "_state", RUNNING) is not RUNNING:
+                self._skipped[wid] += 1
+                fut.set_running_or_notify_cancel()  # cancelled: tell its waiters
+                continue
+            started += 1
+            started_slots[wid] = started
+            try:
+                result = fn(*args) if kwargs is None else fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - a task never kills a worker
+                fut._exception = exc
+                fut._state = FINISHED
+                failed += 1
+                failed_slots[wid] = failed
+                if setdefault(d, "_condition", done_cond) is not done_cond:
+                    _notify(fut)
+                if on_error is not None:
+                    try:
+                        on_error(exc, fn)
+                    except BaseException:  # noqa: BLE001
+                        _log.exception("on_error hook of pool %r raised", self._name)
+                del exc
+            else:
+                fut._result = result
+                fut._state = FINISHED
+                completed += 1
+                completed_slots[wid] = completed
+                if setdefault(d, "_condition", done_cond) is not done_cond:
+                    _notify(fut)
+                del result
 
     # -- shutdown ---------------------------------------------------------------------
 
@@ -342,13 +391,15 @@ class WorkerPool:
                 except QueueClosed:
                     break
                 for item in batch:
+                    if item[0] is None:  # a wake item
+                        continue
                     if item[0].cancel():
                         cancelled.append(item[0])
                         self._close_cancelled += 1
             # Tasks a worker took but has not started yet: the worker skips them.
-            for batch in list(self._batches):
-                for item in batch:
-                    if item[0].cancel():
+            for held in self._locals:
+                for item in list(held):
+                    if item[0] is not None and item[0].cancel():
                         cancelled.append(item[0])
         self._join(t)
         return cancelled
@@ -379,11 +430,12 @@ class WorkerPool:
         completed = sum(self._completed)
         failed = sum(self._failed)
         started = sum(self._started)
+        held = sum(len(h) for h in self._locals)
+        wakes = sum(self._wakes_sent) - sum(self._wakes_seen)
         skipped = sum(self._skipped)
-        taken = sum(self._taken)
         qsize = self._queue.qsize()
         running = max(0, started - completed - failed)
-        queued = max(0, qsize + taken - started - skipped)
+        queued = max(0, qsize - wakes + held)
         return PoolMetrics(self._size, queued, running, completed, failed, skipped + self._close_cancelled)
 
     def __enter__(self) -> WorkerPool:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import collections
+import logging
+import operator
 import threading
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import CancelledError, Future, as_completed, wait
 
 import pytest
 
@@ -156,3 +159,182 @@ def test_rate_limiter_facade():
         RateLimiter(1, per=0)
     with pytest.raises(TypeError, match="Expected rate"):
         RateLimiter("1")
+
+
+def test_future_protocol_waiters_callbacks_wait_as_completed():
+    gate = threading.Event()
+    pool = WorkerPool(2, 64)
+    try:
+        slow = pool.submit(gate.wait, 10)
+        fast = [pool.submit(lambda i=i: i) for i in range(20)]
+        called = []
+        slow.add_done_callback(lambda f: called.append(f.result()))
+        waiter_result = []
+        waiter = threading.Thread(target=lambda: waiter_result.append(slow.result(timeout=10)))
+        waiter.start()
+        done, not_done = wait(fast, timeout=10)
+        assert len(done) == 20 and not not_done
+        assert sorted(f.result() for f in as_completed(fast, timeout=10)) == list(range(20))
+        assert not slow.done()
+        gate.set()
+        waiter.join(10)
+        assert waiter_result == [True] and called == [True]
+        assert slow.done() and not slow.running() and not slow.cancelled()
+        late = []
+        slow.add_done_callback(late.append)  # already done: called at once
+        assert late == [slow]
+        err = pool.submit(operator.truediv, 1, 0)
+        assert isinstance(err.exception(timeout=10), ZeroDivisionError)
+        assert "finished raised ZeroDivisionError" in repr(err)
+    finally:
+        gate.set()
+        assert pool.drain(10)
+
+
+def test_cancel_a_queued_future_skips_it():
+    gate = threading.Event()
+    started = threading.Event()
+    ran = []
+    pool = WorkerPool(1, 8)
+    try:
+        pool.submit(lambda: (started.set(), gate.wait(10)))
+        assert started.wait(10)
+        victim = pool.submit(ran.append, "victim")
+        other = pool.submit(ran.append, "other")
+        assert victim.cancel() and victim.cancelled()
+        waited = []
+        t = threading.Thread(target=lambda: waited.append(wait([victim], timeout=10)))
+        t.start()
+        gate.set()
+        assert other.result(timeout=10) is None
+        t.join(10)
+        assert len(waited[0].done) == 1
+    finally:
+        gate.set()
+        assert pool.drain(10)
+    assert ran == ["other"]
+    assert pool.metrics().cancelled == 1
+    with pytest.raises(CancelledError):
+        victim.result()
+
+
+def test_running_future_cannot_be_cancelled():
+    gate = threading.Event()
+    started = threading.Event()
+    with WorkerPool(1, 4) as pool:
+        f = pool.submit(lambda: (started.set(), gate.wait(10)))
+        assert started.wait(10)
+        assert f.running()
+        assert not f.cancel()
+        gate.set()
+        assert f.result(timeout=10)[1] is True
+
+
+def test_hook_that_raises_is_logged_and_worker_lives(caplog):
+    def hook(exc, fn):
+        raise RuntimeError("hook broke")
+
+    with WorkerPool(1, 4, on_error=hook) as pool:
+        with caplog.at_level(logging.ERROR, logger="nova.pool"):
+            f = pool.submit(operator.truediv, 1, 0)
+            with pytest.raises(ZeroDivisionError):
+                f.result(timeout=10)
+            assert pool.submit(lambda: "alive").result(timeout=10) == "alive"
+    assert any("on_error hook" in r.message for r in caplog.records)
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("mode", ["drain", "cancel"])
+def test_stress_shutdown_mid_load_loses_and_doubles_nothing(mode):
+    n_producers, per_producer = 4, 5000
+    runs = collections.Counter()
+    lock = threading.Lock()
+
+    def task(key):
+        with lock:
+            runs[key] += 1
+        return key
+
+    pool = WorkerPool(4, 256, name=f"stress-{mode}")
+    accepted: list[list] = [[] for _ in range(n_producers)]
+    rejected = [0] * n_producers
+    halfway = threading.Event()
+
+    def produce(p):
+        for i in range(per_producer):
+            try:
+                accepted[p].append(pool.submit(task, (p, i), timeout=60))
+            except errors.PoolClosed:
+                rejected[p] += 1
+            if p == 0 and i == per_producer // 2:
+                halfway.set()
+
+    ps = [threading.Thread(target=produce, args=(p,)) for p in range(n_producers)]
+    for t in ps:
+        t.start()
+    assert halfway.wait(60)
+    if mode == "drain":
+        assert pool.drain(60)
+        cancelled = []
+    else:
+        cancelled = pool.close(timeout=60, cancel_pending=True)
+    for t in ps:
+        t.join(60)
+        assert not t.is_alive()
+    futures = [f for fs in accepted for f in fs]
+    assert len(futures) + sum(rejected) == n_producers * per_producer
+    assert sum(rejected) > 0  # the shutdown really happened mid-load
+    cancelled_ids = {id(f) for f in cancelled}
+    assert len(cancelled_ids) == len(cancelled)
+    for f in futures:
+        assert f.done()  # nothing left pending
+        if id(f) in cancelled_ids:
+            assert f.cancelled()
+        else:
+            key = f.result(timeout=0)
+            assert runs[key] == 1  # ran exactly once
+    assert sum(runs.values()) == len(futures) - len(cancelled)
+    assert all(v == 1 for v in runs.values())
+    m = pool.metrics()
+    assert m.completed == sum(runs.values()) and m.queued == 0 and m.running == 0
+    assert m.cancelled == len(cancelled)
+    if mode == "drain":
+        assert cancelled == []
+
+
+@pytest.mark.stress
+def test_stress_many_submitters_exact_counts():
+    total = collections.Counter()
+    lock = threading.Lock()
+
+    def task(p):
+        with lock:
+            total[p] += 1
+
+    with WorkerPool(3, 128) as pool:
+        def produce(p):
+            for _ in range(5000):
+                if pool.try_submit(task, p) is None:
+                    pool.submit(task, p, timeout=60)
+
+        ps = [threading.Thread(target=produce, args=(p,)) for p in range(4)]
+        for t in ps:
+            t.start()
+        for t in ps:
+            t.join(60)
+    assert total == {0: 5000, 1: 5000, 2: 5000, 3: 5000}
+    assert pool.metrics().completed == 20000
+
+
+def test_no_task_waits_behind_a_slow_one_while_a_worker_is_free():
+    # Task A blocks until task B (submitted after it) has run.  With two workers this
+    # must finish even when one worker took both A and B in one batch.
+    for _ in range(20):
+        b_ran = threading.Event()
+        with WorkerPool(2, 64) as pool:
+            a = pool.submit(b_ran.wait, 10)
+            fillers = [pool.submit(int, i) for i in range(10)]
+            b = pool.submit(b_ran.set)
+            assert a.result(timeout=20) is True
+            b.result(timeout=10)
+            assert [f.result(timeout=10) for f in fillers] == list(range(10))

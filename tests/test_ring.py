@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import weakref
 from datetime import timedelta
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from nova import errors
+from nova import _core, errors
 
 
 def wait_until(predicate, timeout=10.0):
@@ -212,3 +217,250 @@ def test_close_wakes_every_waiter(core):
         t.join(10)
         assert not t.is_alive()
     assert sorted(results) == ["get", "get", "many", "put", "put"]
+
+
+def test_get_many_wakes_on_first_put_and_returns_what_is_there(core):
+    q = core.RingQueue(8)
+    out = []
+    t = threading.Thread(target=lambda: out.append(q.get_many(8, timeout=10)))
+    t.start()
+    wait_until(lambda: q.stats().getters == 1)
+    q.put("a")
+    t.join(10)
+    assert out and out[0][0] == "a" and len(out[0]) >= 1
+
+
+def test_references_are_kept_and_released(core):
+    class Item:
+        pass
+
+    q = core.RingQueue(4)
+    item = Item()
+    before = sys.getrefcount(item)
+    for _ in range(10):
+        q.put(item)
+        assert sys.getrefcount(item) == before + 1
+        assert q.get() is item
+    for _ in range(3):
+        q.put_nowait(item)
+    assert sys.getrefcount(item) == before + 3
+    got = q.get_many(2)
+    del got
+    assert sys.getrefcount(item) == before + 1
+    dead = []
+    other = Item()
+    ref = weakref.ref(other, dead.append)
+    q.put(other)
+    del other
+    assert ref() is not None  # the queue keeps it alive
+    del q  # dropping the queue releases what it holds
+    assert ref() is None
+    assert sys.getrefcount(item) == before
+
+
+def test_idle_blocked_consumer_uses_no_cpu(core):
+    q = core.RingQueue(4)
+    result = {}
+
+    def consumer():
+        c0 = time.thread_time()
+        w0 = time.monotonic()
+        with pytest.raises(errors.Timeout):
+            q.get(timeout=0.3)
+        result["cpu"] = time.thread_time() - c0
+        result["wall"] = time.monotonic() - w0
+
+    t = threading.Thread(target=consumer)
+    t.start()
+    t.join(10)
+    assert result["wall"] >= 0.29
+    # A polling wait would burn a large share of the 0.3 s; a real sleep costs ~nothing.
+    assert result["cpu"] < 0.02, result
+
+
+# ---------------------------------------------------------------------------------------
+# Stress: many producers and consumers, exact accounting.
+# ---------------------------------------------------------------------------------------
+
+
+def _stress(q, producers, consumers, per_producer, batch):
+    """Each producer puts (producer, seq) for seq in range(per_producer); consumers
+    drain with get_many (or get when batch == 1) until the queue is closed."""
+    received = [[] for _ in range(consumers)]
+    errors_seen = []
+    barrier = threading.Barrier(producers + consumers)
+
+    def produce(p):
+        barrier.wait()
+        put = q.put
+        for i in range(per_producer):
+            put((p, i), timeout=60)
+
+    def consume(c):
+        barrier.wait()
+        out = received[c]
+        try:
+            if batch == 1:
+                while True:
+                    out.append(q.get(timeout=60))
+            else:
+                while True:
+                    out.extend(q.get_many(batch, timeout=60))
+        except errors.QueueClosed:
+            pass
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors_seen.append(exc)
+
+    ps = [threading.Thread(target=produce, args=(p,)) for p in range(producers)]
+    cs = [threading.Thread(target=consume, args=(c,)) for c in range(consumers)]
+    for t in ps + cs:
+        t.start()
+    for t in ps:
+        t.join(120)
+        assert not t.is_alive()
+    q.close()
+    for t in cs:
+        t.join(120)
+        assert not t.is_alive()
+    assert errors_seen == []
+    return received
+
+
+def _check_exact(received, producers, per_producer, capacity, stats):
+    total = sum(len(r) for r in received)
+    assert total == producers * per_producer  # nothing lost, nothing doubled...
+    last = {}
+    for r in received:
+        # ...per-producer order holds within what each consumer saw...
+        seen = {}
+        for p, i in r:
+            assert seen.get(p, -1) < i
+            seen[p] = i
+        for p, i in seen.items():
+            last[p] = max(last.get(p, -1), i)
+    # ...and every (producer, seq) pair arrived exactly once.
+    merged = sorted(x for r in received for x in r)
+    assert merged == [(p, i) for p in range(producers) for i in range(per_producer)]
+    assert stats.peak <= capacity
+    assert stats.puts == stats.gets == total and stats.size == 0
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("batch", [1, 256])
+def test_stress_4x4_exact(core, batch):
+    # The full 4 x 4 x 200,000 on the compiled queue; a lighter load on the pure twin
+    # (same checks) keeps the suite's time budget.
+    per = 200_000 if core.name == "c" and batch > 1 else 20_000
+    cap = 1024
+    q = core.RingQueue(cap)
+    received = _stress(q, 4, 4, per, batch)
+    _check_exact(received, 4, per, cap, q.stats())
+
+
+@pytest.mark.stress
+def test_stress_tiny_capacity_blocks_both_sides(core):
+    q = core.RingQueue(2)
+    received = _stress(q, 3, 3, 3000, 2)
+    _check_exact(received, 3, 3000, 2, q.stats())
+
+
+@pytest.mark.stress
+def test_stress_close_while_producers_block(core):
+    q = core.RingQueue(16)
+    accepted = [0] * 4
+    closed_seen = [0] * 4
+    got = []
+
+    def produce(p):
+        try:
+            for i in range(100_000):
+                q.put((p, i), timeout=60)
+                accepted[p] += 1
+        except errors.QueueClosed:
+            closed_seen[p] = 1
+
+    ps = [threading.Thread(target=produce, args=(p,)) for p in range(4)]
+    for t in ps:
+        t.start()
+    while len(got) < 2000:
+        got.extend(q.get_many(64, timeout=60))
+    q.close()
+    for t in ps:
+        t.join(60)
+        assert not t.is_alive()
+    while True:
+        try:
+            got.extend(q.get_many(64))
+        except errors.QueueClosed:
+            break
+    assert closed_seen == [1, 1, 1, 1]
+    assert len(got) == sum(accepted)  # every accepted item came out, exactly once
+    assert len(set(got)) == len(got)
+
+
+# ---------------------------------------------------------------------------------------
+# Differential: the compiled queue against the pure twin (the specification).
+# ---------------------------------------------------------------------------------------
+
+
+def _outcome(fn, *args):
+    try:
+        return ("ok", fn(*args))
+    except Exception as exc:  # noqa: BLE001 - the type and message are compared
+        return (type(exc).__name__, str(exc))
+
+
+class RingDifferential(RuleBasedStateMachine):
+    def __init__(self):
+        super().__init__()
+        c, py = _core.implementation("c"), _core.implementation("py")
+        self.c = self.py = None
+        self.impls = (c, py)
+
+    @initialize(cap=st.integers(1, 6))
+    def make(self, cap):
+        c, py = self.impls
+        self.c, self.py = c.RingQueue(cap), py.RingQueue(cap)
+
+    def both(self, name, *args):
+        a = _outcome(getattr(self.c, name), *args)
+        b = _outcome(getattr(self.py, name), *args)
+        assert a == b, (name, args, a, b)
+
+    @rule(x=st.integers())
+    def put_nowait(self, x):
+        self.both("put_nowait", x)
+
+    @rule(x=st.integers())
+    def put_zero_timeout(self, x):
+        self.both("put", x, 0)
+
+    @rule()
+    def get_nowait(self):
+        self.both("get_nowait")
+
+    @rule()
+    def get_zero_timeout(self):
+        self.both("get", 0.0)
+
+    @rule(m=st.integers(-1, 8))
+    def get_many(self, m):
+        self.both("get_many", m, 0)
+
+    @rule()
+    def close(self):
+        self.both("close")
+
+    @invariant()
+    def same_state(self):
+        if self.c is not None:
+            assert self.c.qsize() == self.py.qsize()
+            assert self.c.stats() == self.py.stats()
+            assert self.c.closed == self.py.closed
+            assert len(self.c) == len(self.py)
+
+
+def test_differential_stateful(core_pair):
+    run_state_machine_as_test(
+        RingDifferential, settings=settings(max_examples=150, stateful_step_count=40, deadline=None)
+    )

@@ -1,85 +1,38 @@
-# cython: freethreading_compatible = False, annotation_typing = False
-"""A token bucket rate limiter (pure-Python twin, the specification).
+# cython: freethreading_compatible = False
+"""A token bucket rate limiter (compiled kernel).
 
-``TokenBucket(rate, burst)`` holds up to *burst* tokens and starts full; tokens flow
-back at *rate* per second.  ``try_acquire(n)`` takes *n* tokens if they are there;
-``acquire(n, timeout)`` waits for them (sleeping on the bucket's clock exactly as long
-as the missing tokens need, never polling); ``acquire_async`` does the same from
-asyncio code.  Asking for more than *burst* tokens, or for ``n <= 0``, is a
-``ValueError`` (it could never be granted), not a hang.  With ``rate=0`` nothing is
-granted once the burst is spent: a waiting ``acquire`` raises
-:class:`~nova.errors.Timeout` at once instead of blocking forever.
+Same names, results, exceptions and messages as ``bucket_py`` (the specification).
 
-The clock is injectable (an object with ``monotonic()`` and ``sleep(seconds)``, such as
-:class:`nova.testing.ManualClock`), so tests run without sleeping.
-
-.. versionadded:: 0.1
+With the system clock, ``try_acquire`` reads ``CLOCK_MONOTONIC`` (the clock behind
+:func:`time.monotonic`) in C and updates the bucket with no Python call in between,
+so the GIL makes each grant atomic without a lock.  With an injected clock its
+``monotonic()`` is read first and the update that follows is just as atomic.
 """
 
-from __future__ import annotations
+cimport cython
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import asyncio
-import math
-import threading
 import time
-from datetime import timedelta
-from typing import Any
 
-from nova.errors import Timeout
+from nova._core.bucket_py import EPS as _EPS_OBJ
+from nova._core.bucket_py import check_clock, check_n, check_number, timeout_error, zero_rate_error
 from nova.testing import SYSTEM_CLOCK, to_seconds
 
 __all__ = ("TokenBucket",)
 
-#: Tolerance (in tokens) for floating-point refill arithmetic, so that waiting exactly
-#: the computed time always suffices.
-EPS = 1e-9
+cdef double EPS = _EPS_OBJ
+cdef object _ONE = 1
 
 
-def check_number(value: object, name: str, *, positive: bool) -> float:
-    """Validate a finite int/float (not bool); > 0 if *positive*, else >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"Expected {name} as an int or float, got {type(value).__name__}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"Expected a finite {name}, got {value!r}")
-    if positive and v <= 0:
-        raise ValueError(f"Expected {name} > 0, got {value!r}")
-    if not positive and v < 0:
-        raise ValueError(f"Expected {name} >= 0, got {value!r}")
-    return v
+cdef inline double _now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
 
 
-def check_clock(clock: object) -> Any:
-    if clock is None:
-        return SYSTEM_CLOCK
-    if not callable(getattr(clock, "monotonic", None)) or not callable(getattr(clock, "sleep", None)):
-        raise TypeError(f"Expected a clock with monotonic() and sleep(seconds), got {type(clock).__name__}")
-    return clock
-
-
-def check_n(n: object, burst: float) -> float:
-    """Validate a token count: a number with 0 < n <= burst."""
-    if isinstance(n, bool) or not isinstance(n, (int, float)):
-        raise TypeError(f"Expected n as an int or float, got {type(n).__name__}")
-    v = float(n)
-    if not (v > 0):
-        raise ValueError(f"Expected n > 0, got {n!r}")
-    if v > burst:
-        raise ValueError(f"Expected n <= burst ({burst:g}), got {n!r}: it could never be granted")
-    return v
-
-
-def zero_rate_error(n: float, tokens: float) -> Timeout:
-    return Timeout(f"Expected {n:g} tokens, got {tokens:.6g}: the rate is 0, so tokens never come back")
-
-
-def timeout_error(n: float, timeout: float, tokens: float, rate: float) -> Timeout:
-    return Timeout(
-        f"Expected {n:g} tokens within {timeout} s, got {tokens:.6g} and a refill rate of {rate:g}/s"
-    )
-
-
-class TokenBucket:
+@cython.final
+cdef class TokenBucket:
     """A thread-safe token bucket: *rate* tokens per second, at most *burst*, starts full.
 
     Args:
@@ -93,50 +46,58 @@ class TokenBucket:
         ValueError: a negative, NaN or infinite rate, or burst <= 0.
     """
 
-    __slots__ = ("_rate", "_burst", "_tokens", "_last", "_clock", "_mono", "_lock")
+    cdef double _rate
+    cdef double _burst
+    cdef double _tokens
+    cdef double _last
+    cdef bint _c_clock
+    cdef object _clock
+    cdef object _mono
 
-    def __init__(self, rate: float, burst: float, clock: Any = None) -> None:
+    def __init__(self, rate, burst, clock=None):
         self._rate = check_number(rate, "rate", positive=False)
         self._burst = check_number(burst, "burst", positive=True)
         self._clock = check_clock(clock)
-        self._mono = time.monotonic if self._clock is SYSTEM_CLOCK else self._clock.monotonic
+        self._c_clock = self._clock is SYSTEM_CLOCK
+        self._mono = time.monotonic if self._c_clock else self._clock.monotonic
         self._tokens = self._burst
-        self._last = float(self._mono())
-        self._lock = threading.Lock()
+        self._last = self._read_clock()
 
-    @property
-    def rate(self) -> float:
-        """Tokens added per second."""
-        return self._rate
+    cdef inline double _read_clock(self) except? -1.0:
+        if self._c_clock:
+            return _now()
+        return float(self._mono())
 
-    @property
-    def burst(self) -> float:
-        """The bucket's size (the most tokens it holds)."""
-        return self._burst
-
-    @property
-    def clock(self) -> Any:
-        """The clock the bucket reads."""
-        return self._clock
-
-    def _refill(self, now: float) -> None:
-        # Called with the lock held.  A reading older than the last one (another
-        # thread read the clock later but took the lock first) adds nothing.
-        elapsed = now - self._last
+    cdef inline void _refill(self, double now) noexcept:
+        cdef double elapsed = now - self._last
+        cdef double t
         if elapsed > 0:
             t = self._tokens + elapsed * self._rate
             self._tokens = t if t < self._burst else self._burst
             self._last = now
 
     @property
-    def available(self) -> float:
-        """The tokens in the bucket now (after refilling)."""
-        now = float(self._mono())
-        with self._lock:
-            self._refill(now)
-            return self._tokens
+    def rate(self):
+        """Tokens added per second."""
+        return self._rate
 
-    def try_acquire(self, n: float = 1) -> bool:
+    @property
+    def burst(self):
+        """The bucket's size (the most tokens it holds)."""
+        return self._burst
+
+    @property
+    def clock(self):
+        """The clock the bucket reads."""
+        return self._clock
+
+    @property
+    def available(self):
+        """The tokens in the bucket now (after refilling)."""
+        self._refill(self._read_clock())
+        return self._tokens
+
+    def try_acquire(self, n=1):
         """Take *n* tokens if the bucket has them; never waits.
 
         Returns:
@@ -145,41 +106,41 @@ class TokenBucket:
         Raises:
             TypeError / ValueError: *n* is not a number with ``0 < n <= burst``.
         """
-        v = 1.0 if (type(n) is int and n == 1 and self._burst >= 1.0) else check_n(n, self._burst)
-        now = float(self._mono())
-        with self._lock:
-            self._refill(now)
-            if self._tokens + EPS >= v:
-                t = self._tokens - v
-                self._tokens = t if t > 0 else 0.0
-                return True
-            return False
+        cdef double v, now, t
+        if n is _ONE and self._burst >= 1.0:
+            v = 1.0
+        else:
+            v = check_n(n, self._burst)
+        now = self._read_clock()
+        # From here to the return: no Python call, so the GIL makes it atomic.
+        self._refill(now)
+        if self._tokens + EPS >= v:
+            t = self._tokens - v
+            self._tokens = t if t > 0 else 0.0
+            return True
+        return False
 
-    def _take_or_wait(self, v: float, t: float | None, start: list[float]) -> float:
-        """Take *v* tokens (return 0.0) or return how long to wait for them.
-
-        Raises Timeout when they cannot come within the deadline."""
-        now = float(self._mono())
-        with self._lock:
-            self._refill(now)
-            tokens = self._tokens
-            if tokens + EPS >= v:
-                left = tokens - v
-                self._tokens = left if left > 0 else 0.0
-                return 0.0
-            rate = self._rate
-        if rate == 0:
+    cdef double _take_or_wait(self, double v, object t, list start) except -1.0:
+        cdef double now = self._read_clock()
+        cdef double tokens, left, wait, remaining
+        self._refill(now)
+        tokens = self._tokens
+        if tokens + EPS >= v:
+            left = tokens - v
+            self._tokens = left if left > 0 else 0.0
+            return 0.0
+        if self._rate == 0:
             raise zero_rate_error(v, tokens)
-        wait = (v - tokens) / rate
+        wait = (v - tokens) / self._rate
         if t is not None:
             if not start:
                 start.append(now)
-            remaining = start[0] + t - now
+            remaining = <double>start[0] + <double>t - now
             if wait > remaining:
-                raise timeout_error(v, t, tokens, rate)
+                raise timeout_error(v, t, tokens, self._rate)
         return wait
 
-    def acquire(self, n: float = 1, timeout: float | timedelta | None = None) -> None:
+    def acquire(self, n=1, timeout=None):
         """Take *n* tokens, blocking the calling thread (on the bucket's clock) until
         they are there.
 
@@ -189,17 +150,18 @@ class TokenBucket:
                 as that is known, without sleeping first), or the rate is 0 and the
                 bucket lacks them.
         """
-        v = check_n(n, self._burst)
+        cdef double v = check_n(n, self._burst)
+        cdef double wait
         t = None if timeout is None else to_seconds(timeout, "timeout")
-        start: list[float] = []
+        cdef list start = []
         sleep = self._clock.sleep
         while True:
             wait = self._take_or_wait(v, t, start)
             if wait == 0.0:
-                return
+                return None
             sleep(wait)
 
-    async def acquire_async(self, n: float = 1, timeout: float | timedelta | None = None) -> None:
+    async def acquire_async(self, n=1, timeout=None):
         """Like :meth:`acquire`, but waits with ``await`` and never blocks the event loop.
 
         With the system clock it sleeps with :func:`asyncio.sleep`; a custom clock's
@@ -211,13 +173,13 @@ class TokenBucket:
         """
         v = check_n(n, self._burst)
         t = None if timeout is None else to_seconds(timeout, "timeout")
-        start: list[float] = []
+        start = []
         clock = self._clock
         asleep = getattr(clock, "asleep", None)
         while True:
             wait = self._take_or_wait(v, t, start)
             if wait == 0.0:
-                return
+                return None
             if clock is SYSTEM_CLOCK:
                 await asyncio.sleep(wait)
             elif asleep is not None:
@@ -225,5 +187,5 @@ class TokenBucket:
             else:
                 await asyncio.to_thread(clock.sleep, wait)
 
-    def __repr__(self) -> str:
+    def __repr__(self):
         return f"<TokenBucket rate={self._rate:g}/s burst={self._burst:g} tokens={self._tokens:.6g}>"
