@@ -683,14 +683,8 @@ cdef class ColumnLog:
             ValueError: unknown stream code.
             TypeError: *event* is not an Event.
         """
-        cdef _Stream st
-        cdef Py_ssize_t c
-        if type(code) is int and 0 <= <Py_ssize_t>code < PyList_GET_SIZE(self._streams):
-            c = code
-            st = <_Stream>PyList_GET_ITEM(self._streams, c)
-        else:
-            st = self._state(code)
-            c = code
+        cdef _Stream st = self._state(code)
+        cdef Py_ssize_t c = code
         return self._append1(c, st, event)
 
     def append_events(self, code, events):
@@ -840,8 +834,6 @@ cdef class ColumnLog:
 
         The last position ever given in stream *code* (0 when none).
         """
-        if type(code) is int and 0 <= <Py_ssize_t>code < PyList_GET_SIZE(self._streams):
-            return (<_Stream>PyList_GET_ITEM(self._streams, <Py_ssize_t>code)).last_pos
         return self._state(code).last_pos
 
     def time_bounds(self):
