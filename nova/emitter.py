@@ -482,7 +482,8 @@ class Emitter:
         """
         _check_type(event_type)
         if event_type == WILDCARD:
-            return [r.listener for r in self._subs.get(WILDCARD, ())]
+            with self._lock:
+                return [r.listener for r in self._subs.get(WILDCARD, ())]
         route = self._routes.get(event_type, self._default)
         return [r.listener for r in route.recs]
 
@@ -949,15 +950,16 @@ class Emitter:
         if not background:
             fut.result()
             return
+        t0 = perf_counter()
 
         def done(f: Any) -> None:
             exc = None if f.cancelled() else f.exception()
             if f.cancelled():
                 exc = EmitterClosed(f"Expected listener {rec.lid} to finish, got it cancelled by the shutdown of {self._name!r}")
             if exc is None:
-                self._count(rec, True, None, 0.0)
+                self._count(rec, True, self._metrics, t0)
             else:
-                self._count(rec, False, None, 0.0)
+                self._count(rec, False, self._metrics, t0)
                 self._report(event, exc, rec)
 
         fut.add_done_callback(done)
@@ -1250,7 +1252,7 @@ class Emitter:
         return True
 
     def _not_from_worker(self, what: str) -> None:
-        if getattr(_tls, "emitter", None) is self:
+        if getattr(_tls, "emitter", None) is self or threading.current_thread() is self._loop_thread:
             raise RuntimeError(
                 f"Expected {what}() from outside emitter {self._name!r}'s workers, got a call from one "
                 "(it would wait for itself)"

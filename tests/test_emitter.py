@@ -1083,3 +1083,72 @@ def test_emit_batch_fast_and_slow_paths(make):
     em.shutdown(WAIT)
     with pytest.raises(EmitterClosed):
         em.emit_batch([Event("a")])
+
+
+def test_max_concurrency_async_listener_from_threads(make):
+    em = make(max_concurrency=2)
+    lock = threading.Lock()
+    state = {"now": 0, "peak": 0}
+
+    async def alis(ev):
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        for _ in range(5):
+            await asyncio.sleep(0)
+        with lock:
+            state["now"] -= 1
+
+    em.subscribe("a", alis)
+    barrier = threading.Barrier(6)
+
+    def fire():
+        barrier.wait(WAIT)
+        for _ in range(5):
+            em.emit(Event("a"))
+
+    ts = [threading.Thread(target=fire) for _ in range(6)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(WAIT)
+    assert state["peak"] <= 2
+    assert em.stats().processed == 30
+
+
+def test_subscribe_and_unsubscribe_from_a_listener(make):
+    em = make()
+    calls = []
+    subs = {}
+
+    def first(ev):
+        calls.append(("first", ev.data))
+        if ev.data == 1:
+            subs["late"] = em.subscribe("a", lambda e: calls.append(("late", e.data)))
+            subs["self"].unsubscribe()
+
+    subs["self"] = em.subscribe("a", first)
+    em.emit(Event("a", 1))  # the plan of this emit is fixed: "late" is not called yet
+    em.emit(Event("a", 2))
+    assert calls == [("first", 1), ("late", 2)]
+
+
+def test_stats_exact_with_failures_once_and_wildcard(make):
+    em = make(error_policy="continue", on_error=lambda *a: None)
+    em.subscribe("*", lambda ev: None)
+
+    def sometimes(ev):
+        if ev.data % 3 == 0:
+            raise ValueError
+
+    em.subscribe("a", sometimes)
+    em.once("a", lambda ev: None)
+    em.subscribe("a", lambda ev: None)
+    for i in range(30):
+        em.emit(Event("a", i))
+    for i in range(5):
+        em.emit(Event("other", i))  # only the wildcard
+    st = em.stats()
+    assert st.emitted == 35
+    assert st.failed == 10
+    assert st.processed == 30 * 3 - 10 + 1 + 5
