@@ -482,7 +482,8 @@ class StoreConformance:
 
             t = threading.Thread(target=produce)
             t.start()
-            sub = s.subscribe("r", buffer=10_000)
+            # alternate: a big buffer, a small blocking one, and the all-streams form
+            sub = s.subscribe(None if run % 4 == 3 else "r", buffer=10_000 if run % 2 else 50)
             start.wait(10)
             got = [sub.get(timeout=10).data for _ in range(n_hist + n_live)]
             t.join(10)
@@ -589,6 +590,30 @@ class StoreConformance:
         assert sorted(got) == list(range(total))
 
     # ------------------------------------------------------------------ threads
+    @pytest.mark.stress
+    def test_all_streams_subscriber_with_concurrent_appenders(self) -> None:
+        s = self.store()
+        n_threads, per = 4, 400
+        sub = s.subscribe(None, buffer=64)
+        start = threading.Barrier(n_threads)
+
+        def appender(k: int) -> None:
+            start.wait(10)
+            for i in range(per):
+                s.append(f"s{k % 2}", ev(i, data=(k, i)))
+
+        threads = [threading.Thread(target=appender, args=(k,)) for k in range(n_threads)]
+        for t in threads:
+            t.start()
+        got = [sub.get(timeout=30) for _ in range(n_threads * per)]
+        for t in threads:
+            t.join(30)
+        datas = [e.data for e in got]
+        assert sorted(datas) == sorted((k, i) for k in range(n_threads) for i in range(per))
+        for k in range(n_threads):  # each appender's events arrive in its order
+            assert [i for (kk, i) in datas if kk == k] == list(range(per))
+        assert sub.cursor.position == n_threads * per
+
     @pytest.mark.stress
     def test_concurrent_appenders_and_readers(self) -> None:
         s = self.store()
