@@ -53,6 +53,13 @@ class StoreConformance:
     def make_store(self, **options: Any) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError("subclasses define make_store(**options)")
 
+    def wait_until_blocked(self, store: Any, n: int, timeout: float = 10.0) -> bool:
+        """Wait until *n* appends have blocked on "block" subscribers (stats().blocked).
+        Backends override this with their own wake-up; MemoryStore notifies its
+        condition when an appender starts waiting."""
+        with store._cond:
+            return bool(store._cond.wait_for(lambda: store._blocked >= n, timeout=timeout))
+
     def store(self, **options: Any) -> Any:
         s = self.make_store(**options)
         self._stores.append(s)
@@ -524,7 +531,8 @@ class StoreConformance:
 
         t = threading.Thread(target=produce)
         t.start()
-        assert not appended.wait(0.05)
+        assert self.wait_until_blocked(s, 1)
+        assert not appended.is_set()
         assert [e.timestamp - T0 for e in sub.get_many(10, timeout=5)] == [1, 2]
         assert appended.wait(10)
         t.join(10)
@@ -543,7 +551,8 @@ class StoreConformance:
 
         t = threading.Thread(target=produce)
         t.start()
-        assert not done.wait(0.05)
+        assert self.wait_until_blocked(s, 1)
+        assert not done.is_set()
         sub.close()
         assert done.wait(10)
         t.join(10)

@@ -77,13 +77,11 @@ class TestMemoryStore(StoreConformance):
         now[0] += 2 * 10**9
         assert clock.wait_for_sleepers(1, timeout=10)
         clock.advance(0.5)
-        # the sweeper evicts, then wakes waiters; wait for it through the store's stats
-        deadline = threading.Event()
-        for _ in range(1000):
-            if s.stats().evicted == 1:
-                break
-            deadline.wait(0.01)
+        # the sweeper evicts under the store's lock, then notifies its condition
+        with s._cond:
+            assert s._cond.wait_for(lambda: s._evicted == 1, timeout=10)
         assert s.stats().evicted == 1
+        assert list(s.replay()) == []
         s.close()
         clock.advance(1.0)
 
@@ -103,7 +101,8 @@ class TestMemoryStore(StoreConformance):
 
         t = threading.Thread(target=produce)
         t.start()
-        assert not done.wait(0.05)
+        assert self.wait_until_blocked(s, 1)
+        assert not done.is_set()
         s.close()
         assert done.wait(10)
         t.join(10)

@@ -172,9 +172,6 @@ cdef class _Mutex:
             with self._inner:
                 self._inner.notify()
 
-    def locked_(self):
-        return self.locked
-
     def __enter__(self):
         self.acquire()
         return self

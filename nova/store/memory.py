@@ -348,6 +348,7 @@ class MemoryStore:
                 counted.add(id(full))
                 full._blocked += 1
                 self._blocked += 1
+                self._cond.notify_all()  # lets observers see that an appender waits
             self._cond.wait()
 
     # ------------------------------------------------------------------ reads
