@@ -173,14 +173,16 @@ def _types_list(types: object, n: int) -> list[str] | str:
             got = repr(t) if isinstance(t, str) else _tname(t)
             raise ValidationError(f"Expected non-empty str event types, got {got} at index {i}")
         items[i] = str(t)
-    return items
+    out: list[str] = items
+    return out
 
 
 def _objects_list(values: object, n: int, name: str) -> list[Any]:
     if type(values) is list:
         if len(values) != n:
             raise ValidationError(f"Expected {n} {name} (one per event), got {len(values)}")
-        return values
+        same: list[Any] = values
+        return same
     if isinstance(values, np.ndarray):
         if values.ndim != 1:
             raise ValidationError(f"Expected 1-D {name}, got an array of shape {values.shape}")
@@ -191,7 +193,8 @@ def _objects_list(values: object, n: int, name: str) -> list[Any]:
         raise TypeError(f"Expected {name} as a sequence, got {_tname(values)}")
     if len(items) != n:
         raise ValidationError(f"Expected {n} {name} (one per event), got {len(items)}")
-    return items
+    result: list[Any] = items
+    return result
 
 
 def _ids_list(ids: object, n: int) -> list[str]:
@@ -443,7 +446,7 @@ class ColumnLog:
         Raises:
             ValidationError: *name* is not a non-empty ``str``.
         """
-        code = self._stream_index.get(name)  # type: ignore[arg-type]
+        code = self._stream_index.get(name)
         if code is not None:
             return code
         if not isinstance(name, str) or not name:
@@ -463,7 +466,7 @@ class ColumnLog:
         Raises:
             ValidationError: *name* is not a non-empty ``str``.
         """
-        code = self._type_index.get(name)  # type: ignore[arg-type]
+        code = self._type_index.get(name)
         if code is not None:
             return code
         if not isinstance(name, str) or not name:
@@ -521,8 +524,9 @@ class ColumnLog:
         st = self._stream_state(code)
         if not isinstance(event, _EVENT_TYPES):
             raise TypeError(f"Expected an Event, got {_tname(event)}")
-        ts = event.timestamp
-        tcode = self.type_code(event.type)
+        ev: Any = event
+        ts = ev.timestamp
+        tcode = self.type_code(ev.type)
         n = self._n
         self._reserve(1)
         self._ts[n] = ts
@@ -772,7 +776,8 @@ class ColumnLog:
         self._perm_rows = n
 
     def _alive_mask(self, rows: np.ndarray) -> np.ndarray:
-        return (rows >= self._start) & ((self._flags[rows] & FLAG_DEAD) == 0)
+        mask: np.ndarray = (rows >= self._start) & ((self._flags[rows] & FLAG_DEAD) == 0)
+        return mask
 
     def _range(self, start: int | None, end: int | None) -> tuple[int, int]:
         """Physical rows [lo, hi) with start <= ts < end (sorted mode)."""
@@ -797,7 +802,8 @@ class ColumnLog:
         a = s if start is None else s + int(np.searchsorted(pts[s:e], start, side="left"))
         b = e if end is None else s + int(np.searchsorted(pts[s:e], end, side="left"))
         rows = self._perm[a : max(a, b)]
-        return rows[self._alive_mask(rows)]
+        alive: np.ndarray = rows[self._alive_mask(rows)]
+        return alive
 
     # ---------------------------------------------------------------- reads
     def window(

@@ -298,7 +298,7 @@ class EventBatch:
             ImportError: pandas is not installed (``pip install 'nova[pandas]'``).
         """
         try:
-            import pandas as pd
+            import pandas as pd  # type: ignore[import-untyped, unused-ignore]
         except ImportError as exc:  # pragma: no cover - pandas is a test dependency
             raise ImportError(
                 "EventBatch.to_pandas() needs pandas; install it with `pip install 'nova[pandas]'`"
@@ -331,7 +331,7 @@ class EventBatch:
                 ``include_data=False``, or export with :meth:`to_pandas`).
         """
         try:
-            import pyarrow as pa
+            import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
         except ImportError as exc:  # pragma: no cover - pyarrow is a test dependency
             raise ImportError(
                 "EventBatch.to_arrow() needs pyarrow; install it with `pip install 'nova[arrow]'`"

@@ -46,8 +46,6 @@ def _tname(value: object) -> str:
 def _bound(value: object, name: str) -> int | None:
     if value is None:
         return None
-    if type(value) is int:
-        return to_timestamp_ns(value, name) if not -(2**63) <= value < 2**63 else value  # type: ignore[operator]
     return to_timestamp_ns(value, name)
 
 
