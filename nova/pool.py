@@ -551,8 +551,9 @@ class Semaphore:
             TypeError / ValueError: *n* is not an int with ``0 < n <= capacity``, or a bad timeout.
             Timeout: the units were not granted within *timeout* (nothing is taken then).
         """
-        n = self._check_n(n)
-        t = _check_timeout(timeout)
+        if type(n) is not int or not 0 < n <= self._capacity:
+            self._check_n(n)
+        t = None if timeout is None else _check_timeout(timeout)
         with self._lock:
             if not self._waiters and self._value >= n:
                 self._value -= n
@@ -618,7 +619,7 @@ class Semaphore:
             TypeError / ValueError: *n* is not an int > 0, or more units would be given
                 back than are taken.
         """
-        if isinstance(n, bool) or not isinstance(n, int):
+        if type(n) is not int:
             raise TypeError(f"Expected an int n, got {type(n).__name__}")
         if n <= 0:
             raise ValueError(f"Expected n > 0, got {n}")
@@ -630,11 +631,21 @@ class Semaphore:
             self._grant()
 
     def __enter__(self) -> Semaphore:
+        with self._lock:
+            if not self._waiters and self._value:
+                self._value -= 1
+                return self
         self.acquire(1)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.release(1)
+        with self._lock:
+            if self._value < self._capacity:
+                self._value += 1
+                if self._waiters:
+                    self._grant()
+                return
+        self.release(1)  # raises the over-release error
 
     async def __aenter__(self) -> Semaphore:
         await self.acquire_async(1)

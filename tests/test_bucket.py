@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nova import errors
-from nova.testing import ManualClock
+from nova.testing import SYSTEM_CLOCK, ManualClock
 
 
 def test_starts_full_then_refills(core):
@@ -155,3 +158,62 @@ def test_thread_safety_exact_grants(core):
     for t in threads:
         t.join(30)
     assert sum(counts) == 5000
+
+
+def test_repr_and_clock(core):
+    clock = ManualClock()
+    b = core.TokenBucket(2.5, 3, clock=clock)
+    assert b.clock is clock
+    assert repr(b) == "<TokenBucket rate=2.5/s burst=3 tokens=3>"
+    assert core.TokenBucket(1, 1).clock is SYSTEM_CLOCK
+
+
+def test_timedelta_timeout(core):
+    clock = ManualClock(auto_advance=True)
+    b = core.TokenBucket(1, 1, clock=clock)
+    b.acquire()
+    b.acquire(timeout=timedelta(seconds=1))
+    with pytest.raises(errors.Timeout):
+        b.acquire(timeout=timedelta(milliseconds=500))
+    with pytest.raises(ValueError, match="Expected timeout >= 0"):
+        b.acquire(timeout=-1)
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("advance"), st.floats(0, 5, allow_nan=False)),
+        st.tuples(st.just("try"), st.one_of(st.integers(-1, 12), st.floats(-1, 12, allow_nan=False))),
+        st.tuples(st.just("acquire0"), st.integers(1, 3)),
+    ),
+    max_size=60,
+)
+
+
+@given(
+    rate=st.one_of(st.just(0), st.floats(0, 50, allow_nan=False), st.integers(0, 50)),
+    burst=st.one_of(st.floats(0.5, 10), st.integers(1, 10)),
+    ops=ops,
+)
+@settings(max_examples=200, deadline=None)
+def test_differential_c_vs_py(core_pair, rate, burst, ops):
+    c, py = core_pair
+    clocks = (ManualClock(), ManualClock())
+    buckets = (c.TokenBucket(rate, burst, clock=clocks[0]), py.TokenBucket(rate, burst, clock=clocks[1]))
+
+    def outcome(b, op, arg):
+        try:
+            if op == "try":
+                return ("ok", b.try_acquire(arg))
+            return ("ok", b.acquire(arg, timeout=0))
+        except Exception as exc:  # noqa: BLE001 - the type and message are compared
+            return (type(exc).__name__, str(exc))
+
+    for op, arg in ops:
+        if op == "advance":
+            for clock in clocks:
+                clock.advance(arg)
+            continue
+        a, b = outcome(buckets[0], op, arg), outcome(buckets[1], op, arg)
+        assert a == b, (op, arg)
+        assert buckets[0].available == buckets[1].available
+    assert repr(buckets[0]) == repr(buckets[1])

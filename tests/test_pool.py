@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import operator
@@ -338,3 +339,36 @@ def test_no_task_waits_behind_a_slow_one_while_a_worker_is_free():
             assert a.result(timeout=20) is True
             b.result(timeout=10)
             assert [f.result(timeout=10) for f in fillers] == list(range(10))
+
+
+def test_rate_limiter_context_managers_and_defaults():
+    clock = ManualClock(auto_advance=True)
+    rl = RateLimiter(10, clock=clock)
+    assert rl.burst == 10 and rl.available == 10
+    for _ in range(10):
+        with rl:
+            pass
+    t0 = clock.monotonic()
+    with rl:  # waits 0.1 s of manual time for one token
+        pass
+    assert clock.monotonic() - t0 == pytest.approx(0.1)
+
+    async def main():
+        async with rl:
+            pass
+        await rl.acquire_async(1, timeout=1)
+
+    asyncio.run(main())
+    assert "RateLimiter 10 per 1 s" in repr(rl)
+    assert RateLimiter(0.5).burst == 1.0
+    assert RateLimiter(0, burst=3).try_acquire(3)
+
+
+def test_public_names():
+    import nova.pool as pool_mod
+    from nova._core import bucket_py, ring_py
+
+    for mod in (pool_mod, ring_py, bucket_py):
+        assert isinstance(mod.__all__, tuple)
+        for name in mod.__all__:
+            assert getattr(mod, name).__doc__

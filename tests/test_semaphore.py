@@ -131,3 +131,40 @@ def test_stress_threads_never_exceed_capacity():
     assert total[0] == 1800
     assert peak[0] <= 3
     assert s.available == 3
+
+
+def test_fifo_across_async_and_threads():
+    s = Semaphore(2)
+    s.acquire(2)
+    order = []
+
+    async def main():
+        task = asyncio.ensure_future(s.acquire_async(2))
+        await asyncio.sleep(0)
+        assert s.waiting == 1
+
+        def thread_waiter():
+            s.acquire(1, timeout=10)
+            order.append("thread")
+            s.release(1)
+
+        t = threading.Thread(target=thread_waiter)
+        t.start()
+        await asyncio.to_thread(wait_until, lambda: s.waiting == 2)
+        s.release(2)
+        await asyncio.wait_for(task, 10)
+        order.append("async")
+        assert s.waiting == 1  # the thread still waits: the async task holds both units
+        s.release(2)
+        await asyncio.to_thread(t.join, 10)
+
+    asyncio.run(main())
+    assert order == ["async", "thread"]
+    assert s.available == 2
+
+
+def test_repr():
+    s = Semaphore(3)
+    s.acquire(1)
+    assert repr(s) == "<Semaphore 2/3 free, 0 waiting>"
+    assert s.capacity == 3

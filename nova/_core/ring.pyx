@@ -285,17 +285,14 @@ cdef class RingQueue:
             Timeout: still full after *timeout* seconds.
         """
         cdef double t = 0.0
-        if self.closed_flag:
-            if timeout is not None:
-                check_timeout(timeout)
-            raise closed_put_error()
-        if self.count < self.cap:
-            if timeout is not None:
-                check_timeout(timeout)
-            self._push(item)
-            return None
         if timeout is not None:
             t = check_timeout(timeout)
+        # No Python call from the checks to the push: the GIL keeps them atomic.
+        if self.closed_flag:
+            raise closed_put_error()
+        if self.count < self.cap:
+            self._push(item)
+            return None
         if not self._wait(False, t, timeout is not None):
             raise put_timeout_error(t, self.cap)
         self._push(item)
@@ -365,11 +362,17 @@ cdef class RingQueue:
             m = self.cap
         if timeout is not None:
             t = check_timeout(timeout)
-        if self.count == 0:
-            if not self._wait(True, t, timeout is not None):
-                return []
-        n = self.count if self.count < m else m
-        out = PyList_New(n)
+        while True:
+            if self.count == 0:
+                if not self._wait(True, t, timeout is not None):
+                    return []
+            n = self.count if self.count < m else m
+            # Allocating the list may run the garbage collector, hence arbitrary Python
+            # code and a thread switch: check again that the n items are still there.
+            out = PyList_New(n)
+            if self.count >= n:
+                break
+        # From here on no Python code runs until the items are moved: atomic under the GIL.
         h = self.head
         for i in range(n):
             PyList_SET_ITEM(out, i, <object>self.buf[h])  # steals the buffer's reference
