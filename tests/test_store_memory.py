@@ -87,7 +87,7 @@ class TestMemoryStore(StoreConformance):
 
     def test_close_releases_blocked_appender_with_store_closed(self) -> None:
         s = self.store()
-        s.subscribe("a", buffer=1)
+        sub = s.subscribe("a", buffer=1)
         s.append("a", ev(1))
         raised: list[BaseException] = []
         done = threading.Event()
@@ -106,7 +106,19 @@ class TestMemoryStore(StoreConformance):
         s.close()
         assert done.wait(10)
         t.join(10)
-        assert len(raised) == 1
+        assert len(raised) == 1 and sub.closed
+
+    def test_dropped_blocking_subscription_stops_blocking(self) -> None:
+        import gc
+
+        s = self.store()
+        sub = s.subscribe("a", buffer=1)
+        s.append("a", ev(1))
+        assert s.stats().subscriptions == 1
+        del sub
+        gc.collect()
+        assert s.stats().subscriptions == 0
+        assert s.append("a", ev(2), ev(3)) == 3
 
     def test_arguments_are_checked(self) -> None:
         with pytest.raises(ValueError, match="Expected on_full among"):

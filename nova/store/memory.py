@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
@@ -139,8 +140,9 @@ class MemoryStore:
             self.append = self._log.appender(self._append_locked)  # type: ignore[method-assign]
         self._closed = False
         self._codes: dict[str, int] = {}
-        self._subs: list[StoreSubscription] = []
-        self._block_subs: list[StoreSubscription] = []
+        # weak: a subscription dropped without close() stops counting (and blocking)
+        self._subs: weakref.WeakSet[StoreSubscription] = weakref.WeakSet()
+        self._block_subs: weakref.WeakSet[StoreSubscription] = weakref.WeakSet()
         self._nwait = 0
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._evicted = 0
@@ -347,7 +349,10 @@ class MemoryStore:
                 full._blocked += 1
                 self._blocked += 1
                 self._cond.notify_all()  # lets observers see that an appender waits
-            self._cond.wait()
+            # Hold no reference while waiting: a subscription dropped without close()
+            # is collected, and the periodic re-check then lets the append through.
+            full = None
+            self._cond.wait(1.0)
 
     # ------------------------------------------------------------------ reads
     def read(
@@ -533,18 +538,17 @@ class MemoryStore:
         with self._lock:
             self._check_open()
             sub = StoreSubscription(self, stream, after, buffer, overflow)
-            self._subs.append(sub)
+            self._subs.add(sub)
             if overflow == "block":
-                self._block_subs.append(sub)
+                self._block_subs.add(sub)
                 self._refresh()
         return sub
 
     def _detach(self, sub: StoreSubscription) -> None:
         """Remove *sub* (lock held)."""
-        if sub in self._subs:
-            self._subs.remove(sub)
+        self._subs.discard(sub)
         if sub in self._block_subs:
-            self._block_subs.remove(sub)
+            self._block_subs.discard(sub)
             self._refresh()
         self._cond.notify_all()
         self._wake()
