@@ -22,6 +22,7 @@ import inspect
 import itertools
 import logging
 import threading
+import types
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from time import monotonic, perf_counter
@@ -432,6 +433,8 @@ class Emitter:
         with self._lock:
             if self._closed:
                 raise EmitterClosed(f"Expected an open emitter, got {self._name!r} shut down: it takes no new subscriptions")
+            if not once and any(r.call is call for rs in self._subs.values() for r in rs):
+                rec.call = _alias(call)  # the calls of a route are distinct objects
             self._subs.setdefault(event_type, []).append(rec)
             self._nsubs += 1
             self._refresh(event_type)
@@ -660,11 +663,11 @@ class Emitter:
             if route is not None:
                 route[1]()
                 try:
-                    for fn in (it := iter(route[0])):
+                    for fn in route[0]:
                         if (res := fn(event)) is not None:
-                            self._returned(event, res, route[2], it)
+                            self._returned(event, res, route[2], fn)
                 except Exception as exc:
-                    self._fast_failed(event, route[2], it, exc, True)
+                    self._fast_failed(event, route[2], fn, exc, True)
                 return
         self._emit_slow(event)
 
@@ -685,11 +688,11 @@ class Emitter:
             if route is not None:
                 route[1]()
                 try:
-                    for fn in (it := iter(route[0])):
+                    for fn in route[0]:
                         if (res := fn(event)) is not None:
-                            self._returned(event, res, route[2], it)
+                            self._returned(event, res, route[2], fn)
                 except Exception as exc:
-                    self._fast_failed(event, route[2], it, exc, True)
+                    self._fast_failed(event, route[2], fn, exc, True)
                 return
         self._prep(event)
         next(self._c_emitted)
@@ -760,7 +763,7 @@ class Emitter:
 
     # -- the fast path's exits -------------------------------------------------------
 
-    def _returned(self, event: Any, r: Any, route: _Route, it: Any) -> None:
+    def _returned(self, event: Any, r: Any, route: _Route, fn: Any) -> None:
         """A fast-path call returned something other than None: a once-listener that
         did not run, or an awaitable, which is run here (waited for when this thread
         has no running loop).  Raises the awaitable's error."""
@@ -770,7 +773,7 @@ class Emitter:
             return
         if not inspect.isawaitable(r):
             return
-        rec = route.recs[route.n - it.__length_hint__() - 1]
+        rec = route.recs[_index(route.calls, fn)]
         if _running_loop() is None:
             self._run_on_loop(r, rec, event, background=False)
         else:
@@ -778,13 +781,12 @@ class Emitter:
                 self._corrections += 1  # the completion callback counts it
             self._run_on_loop(r, rec, event, background=True)
 
-    def _fast_failed(self, event: Any, route: _Route, it: Any, exc: BaseException, inline: bool) -> None:
-        """A fast-path call raised (*it*: the route's iterator, just past that call):
-        count it, run the listeners after it, then apply the error policy (*inline*: the
-        caller's; otherwise report, as workers do)."""
+    def _fast_failed(self, event: Any, route: _Route, fn: Any, exc: BaseException, inline: bool) -> None:
+        """A fast-path call (*fn*) raised: count it, run the listeners after it, then
+        apply the error policy (*inline*: the caller's; otherwise report, as workers do)."""
         recs = route.recs
-        rest = it.__length_hint__()
-        idx = route.n - rest - 1
+        idx = _index(route.calls, fn)
+        rest = route.n - idx - 1
         with self._stats_lock:
             self._corrections += 1 + rest  # these were presumed processed
             self._failed += 1
@@ -1185,11 +1187,11 @@ class Emitter:
                         if route is not None:
                             route[1]()
                             try:
-                                for fn in (it := iter(route[0])):
+                                for fn in route[0]:
                                     if (res := fn(event)) is not None:
-                                        self._returned(event, res, route[2], it)
+                                        self._returned(event, res, route[2], fn)
                             except BaseException as exc:  # noqa: BLE001 - workers report everything
-                                self._fast_failed(event, route[2], it, exc, False)
+                                self._fast_failed(event, route[2], fn, exc, False)
                         elif wlayers:
                             self._worker_chain(event, wlayers)
                         else:
@@ -1573,6 +1575,32 @@ class Emitter:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<Emitter {self._name!r} {state} subscriptions={self._nsubs}>"
+
+
+def _index(calls: tuple[Any, ...], fn: Any) -> int:
+    """The position of *fn* in *calls*, by identity (a route's calls are distinct)."""
+    for i, c in enumerate(calls):
+        if c is fn:
+            return i
+    raise LookupError(f"Expected the listener call in its route, got {fn!r} missing")
+
+
+def _alias(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A distinct, equally fast callable for a listener subscribed more than once (the
+    fast path finds a failing call by identity, so a route holds no object twice)."""
+    if isinstance(fn, types.FunctionType):
+        g = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+        g.__kwdefaults__ = fn.__kwdefaults__
+        g.__qualname__ = fn.__qualname__
+        g.__dict__.update(fn.__dict__)
+        return g
+    if isinstance(fn, types.MethodType):
+        return types.MethodType(fn.__func__, fn.__self__)
+
+    def alias(event: Any) -> Any:
+        return fn(event)
+
+    return alias
 
 
 async def _await_it(aw: Awaitable[Any]) -> Any:

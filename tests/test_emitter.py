@@ -1152,3 +1152,29 @@ def test_stats_exact_with_failures_once_and_wildcard(make):
     assert st.emitted == 35
     assert st.failed == 10
     assert st.processed == 30 * 3 - 10 + 1 + 5
+
+
+def test_same_callable_subscribed_twice_errors_attributed(make):
+    hook = []
+    em = make(error_policy="continue", on_error=lambda ev, exc, lis: hook.append(lis))
+    calls = []
+
+    def twice(ev):
+        calls.append(ev.data)
+        if len(calls) % 2 == 0:
+            raise ValueError("second call fails")
+
+    s1 = em.subscribe("a", twice)
+    s2 = em.subscribe("a", twice)
+    after = []
+    em.subscribe("a", after.append)
+    append = calls.append
+    em.subscribe("b", append)
+    em.subscribe("b", append)  # the very same bound method object twice
+    em.emit(Event("a", 1))
+    assert calls == [1, 1] and len(after) == 1
+    assert hook == [s2.listener] and s1.listener is not s2.listener
+    em.emit(Event("b", 2))
+    assert calls == [1, 1, 2, 2]
+    st = em.stats()
+    assert (st.processed, st.failed) == (4, 1)
