@@ -1175,6 +1175,6 @@ def test_same_callable_subscribed_twice_errors_attributed(make):
     assert calls == [1, 1] and len(after) == 1
     assert hook == [s2.listener] and s1.listener is not s2.listener
     em.emit(Event("b", 2))
-    assert calls == [1, 1, 2, 2]
+    assert calls[:2] == [1, 1] and [e.data for e in calls[2:]] == [2, 2]
     st = em.stats()
     assert (st.processed, st.failed) == (4, 1)
