@@ -186,7 +186,7 @@ def hooks(before: Callable[[Any], Any] | None = None, after: Callable[[Any, Base
 class _Rec:
     """One subscription as the emitter sees it."""
 
-    __slots__ = ("seq", "sub", "listener", "lid", "call", "is_async", "sem", "event_type")
+    __slots__ = ("seq", "sub", "listener", "lid", "call", "is_async", "sem", "event_type", "checked")
 
     def __init__(self, seq: int, sub: Subscription, listener: Any, call: Callable[[Any], Any], is_async: bool, sem: Any, event_type: str) -> None:
         self.seq = seq
@@ -197,12 +197,16 @@ class _Rec:
         self.is_async = is_async
         self.sem = sem
         self.event_type = event_type
+        # True when the call may return something to act on: an awaitable (a Listener's
+        # handle, e.g. a managed listener) or the once-gate's "did not run".  A plain
+        # function's return value is ignored.
+        self.checked = not isinstance(listener, FunctionListener) or is_async
 
 
 class _Route:
     """The immutable delivery plan of one event type (copy-on-write)."""
 
-    __slots__ = ("recs", "calls", "n", "count", "wcount", "all_sync", "single_async", "fast", "wfast")
+    __slots__ = ("recs", "calls", "n", "count", "wcount", "all_sync", "single_async", "checked", "fast", "wfast")
 
     def __init__(self, recs: tuple[_Rec, ...]) -> None:
         self.recs = recs
@@ -213,8 +217,9 @@ class _Route:
         self.all_sync = not any(r.is_async for r in recs)
         self.single_async = len(recs) == 1 and recs[0].is_async
         # what the fast paths read: (callables, the counter's bound __next__, the route)
-        self.fast = (self.calls, self.count.__next__, self)
-        self.wfast = (self.calls, self.wcount.__next__, self)
+        self.checked = any(r.checked for r in recs)
+        self.fast = (self.calls, self.count.__next__, self, self.checked)
+        self.wfast = (self.calls, self.wcount.__next__, self, self.checked)
 
 
 class _Ctx:
@@ -325,7 +330,8 @@ class Emitter:
         self._nsubs = 0
         self._routes: dict[str, _Route] = {}
         self._default = _Route(())
-        self._fast: dict[str, tuple[Any, ...]] = {}
+        self._fast: dict[str, tuple[Any, ...]] = {}  # plain routes: return values ignored
+        self._fastc: dict[str, tuple[Any, ...]] = {}  # checked routes: return values acted on
         self._fast_default: tuple[Any, ...] | None = self._default.fast
         self._wfast: dict[str, tuple[Any, ...]] = {}
         self._wfast_default: tuple[Any, ...] | None = self._default.wfast
@@ -379,7 +385,9 @@ class Emitter:
         :class:`~nova.events.Listener` (``id`` + ``handle``; a managed listener from a
         :class:`~nova.listener.ListenerManager` too).  *max_concurrency* overrides the
         emitter's bound for this subscription.  Subscribing the same listener twice
-        makes two subscriptions (it is then called twice per event).
+        makes two subscriptions (it is then called twice per event).  nova awaits what an
+        ``async def`` listener or a Listener's ``handle`` returns; a plain function's
+        return value is ignored.
 
         Returns:
             the :class:`~nova.events.Subscription`; ``sub.unsubscribe()`` removes this
@@ -430,6 +438,7 @@ class Emitter:
         rec = _Rec(next(self._seq), sub, lis, call, is_async, sem, event_type)
         if once:
             rec.call = self._once_call(rec, call)
+            rec.checked = True
         with self._lock:
             if self._closed:
                 raise EmitterClosed(f"Expected an open emitter, got {self._name!r} shut down: it takes no new subscriptions")
@@ -517,19 +526,22 @@ class Emitter:
                 self._retire(prev, now)
             recs = self._subs.get(changed)
             fast = dict(self._fast) if fast_ok else {}
+            fastc = dict(self._fastc) if fast_ok else {}
             wfast = dict(self._wfast) if wfast_ok else {}
             fast.pop(changed, None)
+            fastc.pop(changed, None)
             wfast.pop(changed, None)
             if recs:
                 merged = tuple(sorted((*recs, *star), key=lambda r: r.seq)) if star else tuple(recs)
                 route = routes[changed] = _Route(merged)
                 if route.all_sync:
                     if fast_ok:
-                        fast[changed] = route.fast
+                        (fastc if route.checked else fast)[changed] = route.fast
                     if wfast_ok:
                         wfast[changed] = route.wfast
             self._routes = routes
             self._fast = fast
+            self._fastc = fastc
             self._wfast = wfast
             default = self._default
             self._fast_default = default.fast if fast_ok and default.all_sync else None
@@ -556,10 +568,12 @@ class Emitter:
         self._routes = routes
         self._default = default
         if fast_ok:
-            self._fast = {t: r.fast for t, r in routes.items() if r.all_sync}
+            self._fast = {t: r.fast for t, r in routes.items() if r.all_sync and not r.checked}
+            self._fastc = {t: r.fast for t, r in routes.items() if r.all_sync and r.checked}
             self._fast_default = default.fast if default.all_sync else None
         else:
             self._fast = {}
+            self._fastc = {}
             self._fast_default = None
         if wfast_ok:
             self._wfast = {t: r.wfast for t, r in routes.items() if r.all_sync}
@@ -664,8 +678,7 @@ class Emitter:
                 route[1]()
                 try:
                     for fn in route[0]:
-                        if (res := fn(event)) is not None:
-                            self._returned(event, res, route[2], fn)
+                        fn(event)
                 except Exception as exc:
                     self._fast_failed(event, route[2], fn, exc, True)
                 return
@@ -683,8 +696,10 @@ class Emitter:
                 raise ValidationError(f"Expected an event the validator accepts, got {event.type!r} rejected")
 
     def _emit_slow(self, event: Any) -> None:
-        if type(event) is Event and event.type not in self._routes:
-            route = self._fast_default  # an event type without its own subscriptions
+        if type(event) is Event:
+            route = self._fastc.get(event.type)
+            if route is None and event.type not in self._routes:
+                route = self._fast_default  # an event type without its own subscriptions
             if route is not None:
                 route[1]()
                 try:
@@ -828,7 +843,7 @@ class Emitter:
                 sem.acquire(1, self._acquire_timeout)
             try:
                 r = rec.call(event)
-                if r is not None:
+                if r is not None and rec.checked:
                     if r is _SKIP:
                         return None
                     if inspect.isawaitable(r):
@@ -1187,9 +1202,13 @@ class Emitter:
                         if route is not None:
                             route[1]()
                             try:
-                                for fn in route[0]:
-                                    if (res := fn(event)) is not None:
-                                        self._returned(event, res, route[2], fn)
+                                if route[3]:
+                                    for fn in route[0]:
+                                        if (res := fn(event)) is not None:
+                                            self._returned(event, res, route[2], fn)
+                                else:
+                                    for fn in route[0]:
+                                        fn(event)
                             except BaseException as exc:  # noqa: BLE001 - workers report everything
                                 self._fast_failed(event, route[2], fn, exc, False)
                         elif wlayers:
@@ -1356,7 +1375,7 @@ class Emitter:
                 self._count(rec, False, m, t0)
                 errs.append((rec, exc))
                 continue
-            if r is not None and r is not _SKIP and inspect.isawaitable(r):
+            if r is not None and rec.checked and r is not _SKIP and inspect.isawaitable(r):
                 later.append((rec, r))
             elif r is not _SKIP:
                 self._count(rec, True, m, t0)
