@@ -1308,6 +1308,15 @@ class Emitter:
         """
         if type(event) is Event and self._afast:
             route = self._routes.get(event.type, self._default)
+            if route.all_sync and not route.checked:  # plain sync listeners: as emit()
+                route.count.__next__()
+                fn = None
+                try:
+                    for fn in route.calls:
+                        fn(event)
+                except Exception as exc:
+                    self._fast_failed(event, route, fn, exc, True)
+                return
             if route.single_async:
                 rec = route.recs[0]
                 next(route.count)

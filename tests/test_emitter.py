@@ -1178,3 +1178,21 @@ def test_same_callable_subscribed_twice_errors_attributed(make):
     assert calls[:2] == [1, 1] and [e.data for e in calls[2:]] == [2, 2]
     st = em.stats()
     assert (st.processed, st.failed) == (4, 1)
+
+
+def test_aemit_plain_sync_listeners(make):
+    em = make()
+    calls = []
+    em.subscribe("a", lambda ev: calls.append(1))
+    em.subscribe("a", lambda ev: 1 / 0)
+    em.subscribe("a", lambda ev: calls.append(3))
+
+    async def main():
+        await em.aemit(Event("b"))  # no listener at all
+        with pytest.raises(ZeroDivisionError):
+            await em.aemit(Event("a"))
+
+    asyncio.run(main())
+    assert calls == [1, 3]
+    st = em.stats()
+    assert (st.emitted, st.processed, st.failed) == (2, 2, 1)
