@@ -10,7 +10,10 @@ cdef class _Stream:
     cdef int64_t last_pos
     cdef int64_t live
     cdef int64_t evicted
+    cdef bint implicit
 
+    cdef int materialize(self) except -1
+    cdef int64_t row_at(self, Py_ssize_t i) noexcept
     cdef int push(self, int64_t row) except -1
     cdef int push_range(self, int64_t first, Py_ssize_t count) except -1
     cdef int set_rows(self, object rows) except -1
@@ -83,11 +86,13 @@ cdef class ColumnLog:
     cdef object _node
     cdef object _mutex
     cdef public bint fast
+    cdef Py_ssize_t _solo
 
     cdef _Stream _state(self, object code)
     cpdef object try_append(self, object name, object event)
     cdef int32_t _tcode(self, object name) except -1
     cdef int64_t _append1(self, Py_ssize_t c, _Stream st, object event) except -1
+    cdef int _solo_check(self, Py_ssize_t code, _Stream st) except -1
     cdef int _reserve(self, Py_ssize_t k) except -1
     cdef int _set_arrays(self, ts, seq, pos, stream, type_, flags) except -1
     cdef int _commit(self, Py_ssize_t code, _Stream st, object ts, object tc, list objs, object ids, uint8_t flag) except -1

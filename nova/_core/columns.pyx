@@ -198,6 +198,7 @@ cdef class _Stream:
         self.last_pos = 0
         self.live = 0
         self.evicted = 0
+        self.implicit = False
 
     cdef int set_rows(self, object rows) except -1:
         self.rows = rows
@@ -205,7 +206,23 @@ cdef class _Stream:
         self.cap = len(rows)
         return 0
 
+    cdef int materialize(self) except -1:
+        """Leave implicit mode: write out rows 0..n-1."""
+        cdef Py_ssize_t i
+        if self.implicit:
+            self.set_rows(np.empty(max(self.n + self.n // 2, MIN_CAPACITY), dtype=np.int64))
+            for i in range(self.n):
+                self.p[i] = i
+            self.implicit = False
+        return 0
+
+    cdef inline int64_t row_at(self, Py_ssize_t i) noexcept:
+        return i if self.implicit else self.p[i]
+
     cdef int push(self, int64_t row) except -1:
+        if self.implicit:
+            self.n += 1
+            return 0
         if self.n == self.cap:
             self.set_rows(_grow_array(self.rows, self.n, self.n + 1))
         self.p[self.n] = row
@@ -214,6 +231,9 @@ cdef class _Stream:
 
     cdef int push_range(self, int64_t first, Py_ssize_t count) except -1:
         cdef Py_ssize_t i
+        if self.implicit:
+            self.n += count
+            return 0
         if self.n + count > self.cap:
             self.set_rows(_grow_array(self.rows, self.n, self.n + count))
         for i in range(count):
@@ -462,6 +482,7 @@ cdef class ColumnLog:
         self._node = int.from_bytes(os.urandom(5), "big")
         self._mutex = _Mutex() if _GIL else threading.Lock()
         self.fast = False
+        self._solo = -1
 
     cdef int _set_arrays(self, ts, seq, pos, stream, type_, flags) except -1:
         self._ts = ts
@@ -568,6 +589,21 @@ cdef class ColumnLog:
         return <_Stream>self._streams[code]
 
     # ---------------------------------------------------------------- appends
+    cdef int _solo_check(self, Py_ssize_t code, _Stream st) except -1:
+        """While a single stream holds every row, its row index is implicit (row i is
+        physical row i) and costs nothing per append; the first row of another stream
+        writes it out."""
+        if self._solo == code:
+            return 0
+        if self._solo == -1 and self._n == 0:
+            self._solo = code
+            st.implicit = True
+            return 0
+        if self._solo >= 0:
+            (<_Stream>self._streams[self._solo]).materialize()
+        self._solo = -2
+        return 0
+
     cdef int _reserve(self, Py_ssize_t k) except -1:
         cdef Py_ssize_t need = self._n + k
         cdef Py_ssize_t n = self._n
@@ -647,6 +683,8 @@ cdef class ColumnLog:
             raise TypeError(f"Expected an Event, got {_tname(event)}")
         cdef int64_t ts = event.timestamp
         cdef int32_t tcode = self._tcode(event.type)
+        if self._solo != c:
+            self._solo_check(c, st)
         cdef Py_ssize_t n = self._n
         if n == self._cap:
             self._reserve(1)
@@ -758,6 +796,8 @@ cdef class ColumnLog:
         cdef const int64_t* tsp = <int64_t*>_data(ts)
         cdef bint in_order = self._sorted
         cdef int64_t mx = self._max_ts
+        if self._solo != code:
+            self._solo_check(code, st)
         self._reserve(k)
         memcpy(self._ts_p + n, tsp, k * sizeof(int64_t))
         memcpy(self._type_p + n, _data(tc), k * sizeof(int32_t))
@@ -818,7 +858,7 @@ cdef class ColumnLog:
         cdef Py_ssize_t i = st.head
         cdef int64_t row
         while i < st.n:
-            row = st.p[i]
+            row = st.row_at(i)
             if row >= self._start and not self._flags_p[row] & C_DEAD:
                 first = self._pos_p[row]
                 break
@@ -986,11 +1026,11 @@ cdef class ColumnLog:
         cdef Py_ssize_t mid
         while lo < hi:
             mid = lo + (hi - lo) // 2
-            if self._pos_p[st.p[mid]] <= after_position:
+            if self._pos_p[st.row_at(mid)] <= after_position:
                 lo = mid + 1
             else:
                 hi = mid
-        return WindowSlice(self, 0, 0, self._collect(st.rows, lo, st.n, limit))
+        return WindowSlice(self, 0, 0, self._collect(None if st.implicit else st.rows, lo, st.n, limit))
 
     def since_sequence(self, int64_t after_seq, limit=None):
         """since_sequence(after_seq, limit=None) -> WindowSlice
@@ -1106,7 +1146,7 @@ cdef class ColumnLog:
         cdef Py_ssize_t done = 0
         cdef int64_t row
         while done < want and i < st.n:
-            row = st.p[i]
+            row = st.row_at(i)
             if row >= self._start and not self._flags_p[row] & C_DEAD:
                 self._flags_p[row] |= C_DEAD
                 done += 1
@@ -1156,6 +1196,10 @@ cdef class ColumnLog:
             self._ids = [ids[i] for i in keep_list]
         for s in self._streams:
             st = <_Stream>s
+            if st.implicit:  # still the only stream: its rows are the kept rows
+                st.n = m
+                st.head = 0
+                continue
             r = st.rows[st.head:st.n]
             r = newrow[r[alive[r]]]
             rows = np.empty(max(len(r) + len(r) // 2, MIN_CAPACITY), dtype=np.int64)
