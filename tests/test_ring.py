@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -464,3 +465,23 @@ def test_differential_stateful(core_pair):
     run_state_machine_as_test(
         RingDifferential, settings=settings(max_examples=150, stateful_step_count=40, deadline=None)
     )
+
+
+def test_blocked_main_thread_get_is_interruptible(core):
+    # A get() blocked in the main thread still runs signal handlers (Ctrl-C works).
+    assert threading.current_thread() is threading.main_thread()
+    q = core.RingQueue(1)
+    main_ident = threading.main_thread().ident
+
+    def interrupter():
+        wait_until(lambda: q.stats().getters == 1)
+        signal.pthread_kill(main_ident, signal.SIGINT)
+
+    t = threading.Thread(target=interrupter)
+    t.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            q.get(timeout=30)
+    finally:
+        t.join(10)
+    assert q.stats().getters == 0

@@ -87,6 +87,30 @@ def closed_get_error() -> QueueClosed:
     return QueueClosed("Expected an item, got a closed and drained queue")
 
 
+_MAIN_IDENT = threading.main_thread().ident
+#: The main thread wakes this often while blocked, to run signal handlers (Ctrl-C);
+#: other threads sleep until notified.
+SIGNAL_SLICE = 0.1
+
+
+def _wait(cond: threading.Condition, deadline: float | None) -> bool:
+    """Wait on *cond* (held) once: until notified, or the *deadline* (monotonic seconds,
+    None = none) passed: then return False."""
+    if deadline is None:
+        if threading.get_ident() == _MAIN_IDENT:
+            cond.wait(SIGNAL_SLICE)
+        else:
+            cond.wait()
+        return True
+    remaining = deadline - monotonic()
+    if remaining <= 0:
+        return False
+    if remaining > SIGNAL_SLICE and threading.get_ident() == _MAIN_IDENT:
+        remaining = SIGNAL_SLICE
+    cond.wait(remaining)
+    return True
+
+
 class RingQueue:
     """A bounded FIFO queue for many producers and many consumers.
 
@@ -137,13 +161,8 @@ class RingQueue:
                 self._putters += 1
                 try:
                     while len(items) >= self._cap:
-                        if deadline is None:
-                            self._not_full.wait()
-                        else:
-                            remaining = deadline - monotonic()
-                            if remaining <= 0:
-                                raise put_timeout_error(t, self._cap)  # type: ignore[arg-type]
-                            self._not_full.wait(remaining)
+                        if not _wait(self._not_full, deadline):
+                            raise put_timeout_error(t, self._cap)  # type: ignore[arg-type]
                         if self._closed:
                             raise closed_put_error()
                 finally:
@@ -195,13 +214,8 @@ class RingQueue:
             while not items:
                 if self._closed:
                     raise closed_get_error()
-                if deadline is None:
-                    self._not_empty.wait()
-                else:
-                    remaining = deadline - monotonic()
-                    if remaining <= 0:
-                        return False
-                    self._not_empty.wait(remaining)
+                if not _wait(self._not_empty, deadline):
+                    return False
         finally:
             self._getters -= 1
         return True
