@@ -79,9 +79,6 @@ class PoolMetrics(NamedTuple):
 #   the worker notifies through it exactly as Future.set_result does; otherwise the
 #   future is finished and later callers find the shared condition and a final state.
 _DONE_COND = threading.Condition(threading.RLock())
-# A str equal to CANCELLED but a distinct object, so cancel() knows whether it won.
-_CANCEL_MARK = "".join(["CANC", "ELLED"])
-assert _CANCEL_MARK == CANCELLED and _CANCEL_MARK is not CANCELLED
 
 
 class _PoolFuture(Future):  # type: ignore[type-arg]
@@ -100,9 +97,11 @@ class _PoolFuture(Future):  # type: ignore[type-arg]
 
     def cancel(self) -> bool:
         """Cancel the task if it has not started; True if it is cancelled."""
+        # A str equal to CANCELLED but a new object, so we know whether our claim won.
+        mark = "".join(("CANC", "ELLED"))
         with self._condition:
-            state = self.__dict__.setdefault("_state", _CANCEL_MARK)
-            if state is not _CANCEL_MARK:
+            state = self.__dict__.setdefault("_state", mark)
+            if state is not mark:
                 return state in (CANCELLED, CANCELLED_AND_NOTIFIED)
             self._condition.notify_all()
         self._invoke_callbacks()
@@ -125,8 +124,6 @@ def _notify(fut: _PoolFuture) -> None:
                 waiter.add_exception(fut)
         cond.notify_all()
     fut._invoke_callbacks()
-
-
 
 
 class WorkerPool:

@@ -372,3 +372,17 @@ def test_public_names():
         assert isinstance(mod.__all__, tuple)
         for name in mod.__all__:
             assert getattr(mod, name).__doc__
+
+
+def test_cancel_twice_calls_callbacks_once():
+    gate = threading.Event()
+    started = threading.Event()
+    calls = []
+    with WorkerPool(1, 4) as pool:
+        pool.submit(lambda: (started.set(), gate.wait(10)))
+        assert started.wait(10)
+        f = pool.submit(int)
+        f.add_done_callback(calls.append)
+        assert f.cancel() and f.cancel()
+        gate.set()
+    assert calls == [f]
