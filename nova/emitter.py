@@ -1394,7 +1394,18 @@ class Emitter:
             if e is not None:
                 errs.append((rec, e))
         elif later:
-            results = await asyncio.gather(*(self._arun(rec, event, aw) for rec, aw in later))
+            # Run them concurrently: the first in this task, the others as tasks (one
+            # task fewer than gather); cancelling aemit cancels them all.
+            loop = asyncio.get_running_loop()
+            tasks = [loop.create_task(self._arun(rec, event, aw)) for rec, aw in later[1:]]
+            try:
+                results = [await self._arun(later[0][0], event, later[0][1])]
+                for task in tasks:
+                    results.append(await task)
+            except BaseException:
+                for task in tasks:
+                    task.cancel()
+                raise
             for (rec, _), e in zip(later, results):
                 if e is not None:
                     errs.append((rec, e))

@@ -1196,3 +1196,34 @@ def test_aemit_plain_sync_listeners(make):
     assert calls == [1, 3]
     st = em.stats()
     assert (st.emitted, st.processed, st.failed) == (2, 2, 1)
+
+
+def test_aemit_cancelled_cancels_its_listeners(make):
+    em = make()
+    cancelled = []
+
+    def waiter(tag):
+        async def lis(ev):
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.append(tag)
+                raise
+
+        return lis
+
+    em.subscribe("a", waiter("one"))
+    em.subscribe("a", waiter("two"))
+
+    async def main():
+        task = asyncio.ensure_future(em.aemit(Event("a")))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert sorted(cancelled) == ["one", "two"]
