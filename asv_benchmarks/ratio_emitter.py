@@ -255,8 +255,8 @@ def _latency_queue(rate: float, seconds: float) -> float:
 
 
 def _latency_rows(quick: bool) -> list[Row]:
-    seconds = 0.5 if quick else 2.0
-    rounds = 2 if quick else 3
+    seconds = 0.5 if quick else 1.5
+    rounds = 2 if quick else 4
     nova50 = min(_latency_nova(50_000, seconds) for _ in range(rounds))
     queue50 = min(_latency_queue(50_000, seconds) for _ in range(rounds))
     nova200 = min(_latency_nova(200_000, seconds) for _ in range(rounds))
@@ -326,8 +326,8 @@ def run(quick: bool) -> list[Row]:
     reps = 3 if quick else 9
     # many short interleaved repeats: the best of them is what the code costs when the
     # shared machine lets it run
-    rows = _emit_rows(5 if quick else 31, 20_000)
+    rows = _emit_rows(9 if quick else 81, 5_000)
     rows += _aemit_rows(reps, 5_000 if quick else 20_000)
-    rows += _throughput_rows(3 if quick else 5, 100_000 if quick else 500_000)
+    rows += _throughput_rows(3 if quick else 9, 100_000 if quick else 200_000)
     rows += _latency_rows(quick)
     return rows
