@@ -186,7 +186,7 @@ def hooks(before: Callable[[Any], Any] | None = None, after: Callable[[Any, Base
 class _Rec:
     """One subscription as the emitter sees it."""
 
-    __slots__ = ("seq", "sub", "listener", "lid", "call", "is_async", "sem", "event_type", "checked")
+    __slots__ = ("seq", "sub", "listener", "lid", "call", "is_async", "sem", "event_type", "checked", "bounded")
 
     def __init__(self, seq: int, sub: Subscription, listener: Any, call: Callable[[Any], Any], is_async: bool, sem: Any, event_type: str) -> None:
         self.seq = seq
@@ -201,6 +201,7 @@ class _Rec:
         # handle, e.g. a managed listener) or the once-gate's "did not run".  A plain
         # function's return value is ignored.
         self.checked = not isinstance(listener, FunctionListener) or is_async
+        self.bounded = False  # the call acquires its own concurrency slot
 
 
 class _Route:
@@ -248,7 +249,8 @@ class Emitter:
             the subscription saturated waits (up to *acquire_timeout*, then the call
             fails with :class:`~nova.errors.Timeout`, reported like a listener error).
             ``None``: no bound.  Sync listeners called inline by ``emit()`` run in the
-            calling thread and are not counted.
+            calling thread and are not counted, unless the subscription gave its own
+            ``max_concurrency`` (see :meth:`subscribe`).
         overflow: what ``emit_async`` does when the buffer is full: ``"block"`` (wait up
             to the call's timeout, then :class:`~nova.errors.Timeout`), ``"error"``
             (:class:`~nova.errors.BufferFull` at once), ``"drop_newest"`` (the new event
@@ -384,7 +386,10 @@ class Emitter:
         *listener* is any callable ``fn(event)``, an ``async def``, or a
         :class:`~nova.events.Listener` (``id`` + ``handle``; a managed listener from a
         :class:`~nova.listener.ListenerManager` too).  *max_concurrency* overrides the
-        emitter's bound for this subscription.  Subscribing the same listener twice
+        emitter's bound for this subscription, and then bounds every call of it, the
+        sync calls made inline by ``emit()`` in many threads too (a caller waits for a
+        slot up to ``acquire_timeout``, then that call fails with
+        :class:`~nova.errors.Timeout`).  Subscribing the same listener twice
         makes two subscriptions (it is then called twice per event).  nova awaits what an
         ``async def`` listener or a Listener's ``handle`` returns; a plain function's
         return value is ignored.
@@ -439,11 +444,15 @@ class Emitter:
         if once:
             rec.call = self._once_call(rec, call)
             rec.checked = True
+        elif max_concurrency is not None and not is_async:
+            # An explicit bound covers every call of this subscription, inline ones too.
+            rec.call = self._bounded_call(call, sem)
+            rec.bounded = True
         with self._lock:
             if self._closed:
                 raise EmitterClosed(f"Expected an open emitter, got {self._name!r} shut down: it takes no new subscriptions")
-            if not once and any(r.call is call for rs in self._subs.values() for r in rs):
-                rec.call = _alias(call)  # the calls of a route are distinct objects
+            if any(r.call is rec.call for rs in self._subs.values() for r in rs):
+                rec.call = _alias(rec.call)  # the calls of a route are distinct objects
             self._subs.setdefault(event_type, []).append(rec)
             self._nsubs += 1
             self._refresh(event_type)
@@ -451,6 +460,18 @@ class Emitter:
         if self._metrics is not None:
             self._metrics.set_active_listeners(self._name, n)
         return sub
+
+    def _bounded_call(self, call: Callable[[Any], Any], sem: Any) -> Callable[[Any], Any]:
+        acquire, release, timeout = sem.acquire, sem.release, self._acquire_timeout
+
+        def bounded_call(event: Any) -> Any:
+            acquire(1, timeout)
+            try:
+                return call(event)
+            finally:
+                release(1)
+
+        return bounded_call
 
     @staticmethod
     def _once_call(rec: _Rec, call: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -836,7 +857,7 @@ class Emitter:
     def _invoke(self, rec: _Rec, event: Any, wait: bool, worker: bool) -> BaseException | None:
         """One listener call from a thread, counted.  Returns its error or None."""
         m = self._metrics
-        sem = rec.sem if (worker and self._bound_workers and not rec.is_async) else None
+        sem = rec.sem if (worker and self._bound_workers and not rec.is_async and not rec.bounded) else None
         t0 = perf_counter() if m is not None else 0.0
         try:
             if sem is not None:

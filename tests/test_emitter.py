@@ -1227,3 +1227,25 @@ def test_aemit_cancelled_cancels_its_listeners(make):
 
     asyncio.run(main())
     assert sorted(cancelled) == ["one", "two"]
+
+
+def test_explicit_max_concurrency_bounds_inline_sync_calls(make):
+    em = make(acquire_timeout=0.05)
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def slow(ev):
+        inside.set()
+        assert leave.wait(WAIT)
+
+    em.subscribe("a", slow, max_concurrency=1)
+    t = threading.Thread(target=em.emit, args=(Event("a", 1),))
+    t.start()
+    assert inside.wait(WAIT)
+    with pytest.raises(Timeout):  # the second caller waited for the slot, then gave up
+        em.emit(Event("a", 2))
+    leave.set()
+    t.join(WAIT)
+    em.emit(Event("a", 3))  # the slot is free again
+    st = em.stats()
+    assert (st.processed, st.failed) == (2, 1)
