@@ -85,6 +85,19 @@ class TestMemoryStore(StoreConformance):
         s.close()
         clock.advance(1.0)
 
+    def test_dropped_store_ends_its_sweeper(self) -> None:
+        import gc
+
+        clock = ManualClock()
+        s = MemoryStore(retention=1.0, clock=clock, sweep_interval=0.5, kernel=self.kernel)
+        sweeper = s._sweeper
+        assert sweeper is not None and clock.wait_for_sleepers(1, timeout=10)
+        del s
+        gc.collect()
+        clock.advance(0.5)
+        sweeper.join(10)
+        assert not sweeper.is_alive()
+
     def test_close_releases_blocked_appender_with_store_closed(self) -> None:
         s = self.store()
         sub = s.subscribe("a", buffer=1)

@@ -153,7 +153,10 @@ class MemoryStore:
         self._refresh()
         if self._retention_ns is not None and interval is not None:
             self._sweeper = threading.Thread(
-                target=self._sweep_loop, args=(interval,), name="nova-store-sweep", daemon=True
+                target=_sweep_loop,
+                args=(weakref.ref(self), self._stop, clock, interval),
+                name="nova-store-sweep",
+                daemon=True,
             )
             self._sweeper.start()
 
@@ -489,20 +492,6 @@ class MemoryStore:
             self._expire()
             return self._evicted - before
 
-    def _sweep_loop(self, interval: float) -> None:
-        clock = self._clock
-        while not self._stop.is_set():
-            if clock is None:
-                if self._stop.wait(interval):
-                    return
-            else:
-                clock.sleep(interval)
-            with self._lock:
-                if self._closed:
-                    return
-                self._expire()
-                self._cond.notify_all()
-
     # ------------------------------------------------------------------ subscriptions
     def subscribe(
         self,
@@ -589,6 +578,26 @@ class MemoryStore:
         return f"<MemoryStore events={len(self._log)} streams={len(self._codes)} {state}>"
 
 
+
+
+def _sweep_loop(ref: Any, stop: threading.Event, clock: Any, interval: float) -> None:
+    """The background retention sweep.  It holds the store only weakly between
+    sweeps, so a store dropped without close() is collected and the thread ends."""
+    while not stop.is_set():
+        if clock is None:
+            if stop.wait(interval):
+                return
+        else:
+            clock.sleep(interval)
+        store = ref()
+        if store is None:
+            return
+        with store._lock:
+            if store._closed:
+                return
+            store._expire()
+            store._cond.notify_all()
+        del store
 
 
 def _iter_slice(sl: Any) -> Iterator[Any]:
