@@ -192,3 +192,20 @@ TestStoreModelPy = stateful_test_case(_factory(True))
 
 if not _core.NO_EXTENSIONS and _core.compiled_available():
     TestStoreModelC = stateful_test_case(_factory(False))
+
+
+def test_event_batch_from_events() -> None:
+    from nova.store import EventBatch
+
+    evs = [Event("x", 1, timestamp=5), Event("y", 2, timestamp=6), Event("x", 3, timestamp=7)]
+    b = EventBatch.from_events(evs, streams=["a", "b", "a"], positions=[1, 1, 2], sequences=[1, 2, 3])
+    assert len(b) == 3 and list(b) == evs and b[-1] is evs[2]
+    assert b.timestamps.tolist() == [5, 6, 7]
+    assert [b.streams[c] for c in b.stream_codes] == ["a", "b", "a"]
+    assert [b.types[c] for c in b.type_codes] == ["x", "y", "x"]
+    assert b.ids == [e.id for e in evs] and b.data == [1, 2, 3]
+    assert b.to_pandas()["position"].tolist() == [1, 1, 2]
+    with pytest.raises(ValueError, match="Expected streams, positions and sequences of length 3"):
+        EventBatch.from_events(evs, streams=["a"], positions=[1, 1, 2], sequences=[1, 2, 3])
+    with pytest.raises(TypeError, match="Expected an int row index, got str"):
+        b["0"]
