@@ -1076,23 +1076,55 @@ class Emitter:
                 n += 1
         return n
 
+    async def aemit_async(self, event: Any, timeout: float | timedelta | None = None) -> bool:
+        """:meth:`emit_async` from asyncio code: never blocks the event loop.
+
+        With ``overflow="block"`` and a full buffer, the wait for room (up to *timeout*)
+        happens in a helper thread while the loop goes on; the other policies never
+        wait.  Returns and raises as :meth:`emit_async`.
+        """
+        t = _check_timeout(timeout)
+        admitted = self._admit(event)
+        if admitted is None:
+            return False
+        if self._overflow != "block":
+            return self._enqueue(admitted, t)
+        try:
+            return self._enqueue(admitted, 0.0, first_try=t != 0)
+        except Timeout:
+            if t == 0:
+                raise
+        return await asyncio.to_thread(self._enqueue, admitted, t)
+
     def _closed_error(self) -> EmitterClosed:
         return EmitterClosed(f"Expected an open emitter, got {self._name!r} shut down: it accepts no more events")
 
     def _emit_async_slow(self, event: Any, timeout: float | timedelta | None, deadline: float | None) -> bool:
-        self._prep(event)
         t = _check_timeout(timeout)
         if deadline is not None:
             t = max(0.0, deadline - monotonic())
+        admitted = self._admit(event)
+        if admitted is None:
+            return False
+        return self._enqueue(admitted, t)
+
+    def _admit(self, event: Any) -> Any:
+        """Intake checks and ``before`` hooks for the buffer: the event to enqueue, or
+        None when a hook stopped it (or failed, with ``error_policy="continue"``)."""
+        self._prep(event)
         for hook in self._before:
             try:
                 ev = hook.run_before(event)
             except Exception as exc:
                 self._middleware_failed(event, exc)
-                return False
+                return None
             if ev is None:
-                return False
+                return None
             event = ev
+        return event
+
+    def _enqueue(self, event: Any, t: float | None, first_try: bool = False) -> bool:
+        """Put an admitted event in the buffer under the overflow policy."""
         q = self._queue if self._queue is not None else self._start()
         m = self._metrics
         overflow = self._overflow
@@ -1101,7 +1133,7 @@ class Emitter:
                 try:
                     q.put(event, t)
                 except Timeout:
-                    if m is not None:
+                    if m is not None and not first_try:
                         m.inc_events_emitted(event.type, "rejected")
                     raise Timeout(
                         f"Expected room in emitter {self._name!r}'s buffer within {t} s, "

@@ -1249,3 +1249,41 @@ def test_explicit_max_concurrency_bounds_inline_sync_calls(make):
     em.emit(Event("a", 3))  # the slot is free again
     st = em.stats()
     assert (st.processed, st.failed) == (2, 1)
+
+
+def test_aemit_async_never_blocks_the_loop(make):
+    em = make(workers=1, buffer_size=1)
+    gate = Gate()
+    em.subscribe("a", gate)
+
+    async def main():
+        assert await em.aemit_async(Event("a", 0))
+        await asyncio.to_thread(gate.entered.wait, WAIT)
+        assert await em.aemit_async(Event("a", 1))  # fills the buffer
+        ticks = []
+
+        async def ticker():
+            while not gate.release.is_set():
+                ticks.append(1)
+                await asyncio.sleep(0)
+                if len(ticks) == 50:
+                    gate.release.set()  # the loop kept running while aemit_async waited
+
+        waiting = asyncio.ensure_future(em.aemit_async(Event("a", 2), timeout=WAIT))
+        await ticker()
+        assert await waiting is True
+        with pytest.raises(Timeout):
+            em2_full = make(workers=1, buffer_size=1)
+            g2 = Gate()
+            em2_full.subscribe("b", g2)
+            await em2_full.aemit_async(Event("b", 0))
+            await asyncio.to_thread(g2.entered.wait, WAIT)
+            await em2_full.aemit_async(Event("b", 1))
+            try:
+                await em2_full.aemit_async(Event("b", 2), timeout=0.05)
+            finally:
+                g2.release.set()
+
+    asyncio.run(main())
+    assert em.drain(WAIT)
+    assert gate.seen == [0, 1, 2]
