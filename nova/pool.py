@@ -81,11 +81,11 @@ class PoolMetrics(NamedTuple):
 _DONE_COND = threading.Condition(threading.RLock())
 
 
-class _PoolFuture(Future):  # type: ignore[type-arg]
+class _PoolFuture(Future[Any]):
     _state = PENDING
     _result = None
     _exception = None
-    __init__ = object.__init__  # type: ignore[assignment]
+    __init__ = object.__init__
 
     def __getattr__(self, name: str) -> Any:
         # Only called for attributes not made yet.
@@ -202,7 +202,7 @@ class WorkerPool:
         """
         if not callable(fn):
             raise TypeError(f"Expected a callable task, got {type(fn).__name__}")
-        fut = _PoolFuture()
+        fut: Future[Any] = _PoolFuture()
         try:
             self._queue.put((fut, fn, args, kwargs or None), timeout)
         except QueueClosed:
@@ -223,7 +223,7 @@ class WorkerPool:
         """
         if not callable(fn):
             raise TypeError(f"Expected a callable task, got {type(fn).__name__}")
-        fut = _PoolFuture()
+        fut: Future[Any] = _PoolFuture()
         try:
             self._queue.put_nowait((fut, fn, args, kwargs or None))
         except QueueClosed:

@@ -151,8 +151,8 @@ class RingQueue:
             QueueClosed: the queue is closed (also when it closes while waiting).
             Timeout: still full after *timeout* seconds.
         """
-        t = check_timeout(timeout)
-        with self._not_full:
+        t = None if timeout is None else to_seconds(timeout, "timeout")
+        with self._lock:
             if self._closed:
                 raise closed_put_error()
             items = self._items
@@ -172,8 +172,8 @@ class RingQueue:
             n = len(items)
             if n > self._peak:
                 self._peak = n
-            if self._getters:
-                self._not_empty.notify()
+            if self._getters or self._putters:
+                self._after_put(n)
 
     def put_nowait(self, item: Any) -> None:
         """Append *item* if there is room.
@@ -193,8 +193,26 @@ class RingQueue:
             n = len(items)
             if n > self._peak:
                 self._peak = n
-            if self._getters:
-                self._not_empty.notify()
+            if self._getters or self._putters:
+                self._after_put(n)
+
+    # Wake-ups (with the lock held).  A getter waits only while the queue is empty and a
+    # putter only while it is full, so a notify is due only when that changes; a woken
+    # thread that leaves items (or room) behind passes the wake-up on to the next
+    # waiter.  Notifying on every call would cost more than the rest of the call.
+
+    def _after_put(self, n: int) -> None:
+        if self._getters and n == 1:
+            self._not_empty.notify()
+        if self._putters and n < self._cap:
+            self._not_full.notify()
+
+    def _after_get(self, k: int) -> None:
+        n = len(self._items)
+        if self._putters and n + k >= self._cap:
+            self._not_full.notify(k)
+        if self._getters and n:
+            self._not_empty.notify()
 
     # -- consumers --------------------------------------------------------------------
 
@@ -227,14 +245,14 @@ class RingQueue:
             QueueClosed: the queue is closed and drained (also when it closes while waiting).
             Timeout: still empty after *timeout* seconds.
         """
-        t = check_timeout(timeout)
+        t = None if timeout is None else to_seconds(timeout, "timeout")
         with self._lock:
-            if not self._wait_not_empty(t):
+            if not self._items and not self._wait_not_empty(t):
                 raise get_timeout_error(t)  # type: ignore[arg-type]
             item = self._items.popleft()
             self._gets += 1
-            if self._putters:
-                self._not_full.notify()
+            if self._getters or self._putters:
+                self._after_get(1)
             return item
 
     def get_nowait(self) -> Any:
@@ -252,8 +270,8 @@ class RingQueue:
                 raise empty_error()
             item = items.popleft()
             self._gets += 1
-            if self._putters:
-                self._not_full.notify()
+            if self._getters or self._putters:
+                self._after_get(1)
             return item
 
     def get_many(self, max_items: int, timeout: float | timedelta | None = None) -> list[Any]:
@@ -267,12 +285,12 @@ class RingQueue:
             TypeError / ValueError: *max_items* is not an int > 0.
             QueueClosed: the queue is closed and drained.
         """
-        m = check_max_items(max_items)
-        t = check_timeout(timeout)
+        m = max_items if type(max_items) is int and max_items > 0 else check_max_items(max_items)
+        t = None if timeout is None else to_seconds(timeout, "timeout")
         with self._lock:
-            if not self._wait_not_empty(t):
-                return []
             items = self._items
+            if not items and not self._wait_not_empty(t):
+                return []
             n = len(items)
             if n <= m:
                 out = list(items)
@@ -280,11 +298,9 @@ class RingQueue:
             else:
                 popleft = items.popleft
                 out = [popleft() for _ in range(m)]
-                if self._getters:
-                    self._not_empty.notify()
             self._gets += len(out)
-            if self._putters:
-                self._not_full.notify(len(out))
+            if self._getters or self._putters:
+                self._after_get(len(out))
             return out
 
     # -- lifecycle and introspection ----------------------------------------------------
