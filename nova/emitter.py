@@ -1621,10 +1621,12 @@ class Emitter:
     def stats(self) -> EmitterStats:
         """A snapshot of the counters (see :class:`EmitterStats`); each event and each
         listener call is counted exactly once."""
-        with self._lock:
+        with self._lock:  # compaction (under this lock) moves retired counts into the base
             live = [*self._routes.values(), self._default]
             retired = list(self._retired)
             n_active = self._nsubs
+            with self._stats_lock:
+                base_emitted, base_processed = self._base_emitted, self._base_processed
         emitted = _count_value(self._c_emitted) + _count_value(self._c_accepted)
         processed = 0
         for r in live:
@@ -1636,8 +1638,8 @@ class Emitter:
             emitted += ce
             processed += (ce + cw) * n
         with self._stats_lock:
-            emitted += self._base_emitted
-            processed += self._base_processed + self._processed - self._corrections
+            emitted += base_emitted
+            processed += base_processed + self._processed - self._corrections
             failed = self._failed
             mw = self._mw_errors
             und = self._undelivered

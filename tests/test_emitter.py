@@ -1287,3 +1287,21 @@ def test_aemit_async_never_blocks_the_loop(make):
     asyncio.run(main())
     assert em.drain(WAIT)
     assert gate.seen == [0, 1, 2]
+
+
+def test_retired_route_counters_are_folded_exactly(make, monkeypatch):
+    import nova.emitter as emitter_mod
+
+    monkeypatch.setattr(emitter_mod, "_RETIRED_AGE", 0.0)  # fold at once (single thread here)
+    monkeypatch.setattr(emitter_mod, "_RETIRED_COMPACT", 16)
+    em = make()
+    calls = []
+    em.subscribe("a", calls.append)
+    for i in range(300):
+        sub = em.subscribe("a", lambda ev: None)
+        em.emit(Event("a", i))
+        sub.unsubscribe()
+        em.emit(Event("a", i))
+    st = em.stats()
+    assert st.emitted == 600 and st.processed == 600 + 300 and len(calls) == 600
+    assert len(em._retired) <= 64  # white-box: compaction keeps the list bounded
