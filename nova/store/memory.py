@@ -191,19 +191,36 @@ class MemoryStore:
                 except RuntimeError:  # the loop was closed: nobody waits there any more
                     pass
 
-    def _codes_of(self, names: object, index: dict[str, int] | None, what: str) -> list[int] | None:
+    @staticmethod
+    def _names(names: object, what: str) -> list[str] | None:
+        """*names* (None, a str or an iterable of str) as a list, checked at the call."""
         if names is None:
             return None
         if isinstance(names, str):
-            names = (names,)
-        elif not isinstance(names, Iterable):
+            return [names]
+        if not isinstance(names, Iterable):
             raise TypeError(f"Expected {what} as a str, an iterable of str or None, got {_tname(names)}")
-        out = []
-        for name in names:
+        out = list(names)
+        for name in out:
             if not isinstance(name, str):
                 raise TypeError(f"Expected {what} as str names, got {_tname(name)}")
-            code = index.get(name) if index is not None else self._log.type_code(name, False)
-            if code is not None and code >= 0:
+        return out
+
+    def _stream_codes(self, names: list[str] | None) -> list[int] | None:
+        """Codes of the known streams among *names* (lock held)."""
+        if names is None:
+            return None
+        codes = self._codes
+        return [codes[n] for n in names if n in codes]
+
+    def _type_codes(self, names: list[str] | None) -> list[int] | None:
+        """Codes of the known event types among *names* (lock held)."""
+        if names is None:
+            return None
+        out = []
+        for name in names:
+            code = self._log.type_code(name, False) if name else -1
+            if code >= 0:
                 out.append(code)
         return out
 
@@ -402,12 +419,14 @@ class MemoryStore:
     def _slice(self, start: Any, end: Any, streams: Any, types: Any) -> Any:
         s = _bound(start, "start")
         e = _bound(end, "end")
+        snl = self._names(streams, "streams")
+        tnl = self._names(types, "types")
         with self._lock:
             self._check_open()
             if self._retention_ns is not None:
                 self._expire()
-            sc = self._codes_of(streams, self._codes, "streams")
-            tc = self._codes_of(types, None, "types")
+            sc = self._stream_codes(snl)
+            tc = self._type_codes(tnl)
             snames, tnames = self._log.name_lists()
             return self._log.window(s, e, sc, tc), snames, tnames
 
