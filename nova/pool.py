@@ -462,6 +462,28 @@ class _Waiter:
         self.future: asyncio.Future[None] | None = None
 
 
+_MAIN_IDENT = threading.main_thread().ident
+_SIGNAL_SLICE = 0.1
+
+
+def _wait_event(event: threading.Event, timeout: float | None) -> bool:
+    """``event.wait(timeout)``, but the main thread wakes every 0.1 s so signal
+    handlers (Ctrl-C) run while it waits."""
+    if threading.get_ident() != _MAIN_IDENT:
+        return event.wait(timeout)
+    deadline = None if timeout is None else monotonic() + timeout
+    while True:
+        if deadline is None:
+            if event.wait(_SIGNAL_SLICE):
+                return True
+        else:
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                return event.is_set()
+            if event.wait(min(remaining, _SIGNAL_SLICE)):
+                return True
+
+
 def _set_future(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
@@ -560,8 +582,18 @@ class Semaphore:
             w = _Waiter(n)
             w.event = threading.Event()
             self._waiters.append(w)
-        if w.event.wait(t):
-            return
+        try:
+            if _wait_event(w.event, t):
+                return
+        except BaseException:
+            # Interrupted (e.g. KeyboardInterrupt): leave the line and take nothing.
+            with self._lock:
+                if w.granted:
+                    self._value += n
+                else:
+                    self._waiters.remove(w)
+                self._grant()
+            raise
         with self._lock:
             if w.granted:
                 return

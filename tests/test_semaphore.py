@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import time
 
@@ -168,3 +169,25 @@ def test_repr():
     s.acquire(1)
     assert repr(s) == "<Semaphore 2/3 free, 0 waiting>"
     assert s.capacity == 3
+
+
+def test_interrupted_waiter_leaves_the_line():
+    assert threading.current_thread() is threading.main_thread()
+    s = Semaphore(2)
+    s.acquire(2)
+    main_ident = threading.main_thread().ident
+
+    def interrupter():
+        wait_until(lambda: s.waiting == 1)
+        signal.pthread_kill(main_ident, signal.SIGINT)
+
+    t = threading.Thread(target=interrupter)
+    t.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            s.acquire(2, timeout=30)
+    finally:
+        t.join(10)
+    assert s.waiting == 0
+    s.release(2)
+    assert s.try_acquire(2)  # nothing was left taken or queued
