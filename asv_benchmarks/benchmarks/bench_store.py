@@ -102,25 +102,28 @@ class Window:
 
 
 class Replay:
-    """Iterate 100 k Events of a window: rows appended as Events, or as columns."""
+    """Iterate a 100 k-event window at the end of a store of n events: rows appended
+    as Events (handed back as they are), or as columns (made into Events)."""
 
-    params = (IMPLS, ["events", "columns"])
-    param_names = ["impl", "kind"]
+    params = (IMPLS, SIZES, ["events", "columns"])
+    param_names = ["impl", "n", "kind"]
     timeout = 300
 
-    def setup(self, name, kind):
-        self.store = MemoryStore(kernel=impl(name).ColumnLog)
-        n = 100_000
+    def setup(self, name, n, kind):
+        self.store = _store(name, n)
+        m = 100_000
+        self.t0 = T0 + n * 1000
         if kind == "events":
-            self.store.append_many("s", [Event("t", i, timestamp=T0 + i) for i in range(n)])
+            self.store.append_many("tail", [Event("t", i, timestamp=self.t0 + i) for i in range(m)])
         else:
-            self.store.append_columns("s", types="t", timestamps=T0 + np.arange(n, dtype=np.int64), data=list(range(n)))
+            self.store.append_columns("tail", types="t", timestamps=self.t0 + np.arange(m, dtype=np.int64),
+                                      data=list(range(m)))
 
-    def teardown(self, name, kind):
+    def teardown(self, name, n, kind):
         self.store.close()
 
-    def time_replay_100k(self, name, kind):
-        for _ in self.store.replay(T0, None):
+    def time_replay_100k(self, name, n, kind):
+        for _ in self.store.replay(self.t0, None):
             pass
 
 
