@@ -778,7 +778,7 @@ cdef class ColumnLog:
             return st.last_pos
         cdef int32_t* tcp
         if isinstance(tl, str):
-            tc = np.full(k, self._tcode(tl), dtype=np.int32)
+            tc = self._tcode(tl)  # one code for every row: written by _commit
         else:
             tc = np.empty(k, dtype=np.int32)
             tcp = <int32_t*>_data(tc)
@@ -800,7 +800,13 @@ cdef class ColumnLog:
             self._solo_check(code, st)
         self._reserve(k)
         memcpy(self._ts_p + n, tsp, k * sizeof(int64_t))
-        memcpy(self._type_p + n, _data(tc), k * sizeof(int32_t))
+        cdef int32_t one_type
+        if isinstance(tc, int):
+            one_type = tc
+            for i in range(k):
+                self._type_p[n + i] = one_type
+        else:
+            memcpy(self._type_p + n, _data(tc), k * sizeof(int32_t))
         for i in range(k):
             self._seq_p[n + i] = first_seq + i
             self._pos_p[n + i] = first_pos + i
