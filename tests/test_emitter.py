@@ -1305,3 +1305,57 @@ def test_retired_route_counters_are_folded_exactly(make, monkeypatch):
     st = em.stats()
     assert st.emitted == 600 and st.processed == 600 + 300 and len(calls) == 600
     assert len(em._retired) <= 64  # white-box: compaction keeps the list bounded
+
+
+# ------------------------------------------------------------------ model-based check
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_TYPES = ["a", "b", "*"]
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("sub"), st.sampled_from(_TYPES)),
+        st.tuples(st.just("once"), st.sampled_from(_TYPES)),
+        st.tuples(st.just("unsub"), st.integers(0, 30)),
+        st.tuples(st.just("emit"), st.sampled_from(["a", "b", "c"])),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_ops)
+def test_subscriptions_match_a_simple_model(ops):
+    """Order, wildcard merging, once and unsubscribe against a list-based model."""
+    em = Emitter()
+    try:
+        log = []
+        model_subs = []  # [sub_index, type, once, active]
+        handles = []
+        model_log = []
+        emits = 0
+        for op, arg in ops:
+            if op in ("sub", "once"):
+                k = len(handles)
+                fn = (lambda k: lambda ev: log.append((k, ev.data)))(k)
+                handles.append(em.once(arg, fn) if op == "once" else em.subscribe(arg, fn))
+                model_subs.append([k, arg, op == "once", True])
+            elif op == "unsub":
+                if arg < len(handles):
+                    handles[arg].unsubscribe()
+                    model_subs[arg][3] = False
+            else:
+                emits += 1
+                em.emit(Event(arg, emits))
+                for entry in model_subs:  # subscription order, wildcard merged in
+                    k, t, once, active = entry
+                    if active and (t == arg or t == "*"):
+                        model_log.append((k, emits))
+                        if once:
+                            entry[3] = False
+        assert log == model_log
+        assert em.stats().active_listeners == sum(1 for e in model_subs if e[3])
+        assert em.stats().processed == len(model_log)
+    finally:
+        em.shutdown()
