@@ -318,6 +318,7 @@ class Emitter:
         self._acquire_timeout = _check_timeout(acquire_timeout)
         self._user_pool = pool
         self._overflow = overflow
+        self._block = overflow == "block"
         self._raise = error_policy == "raise"
         self._error_policy = error_policy
         self._metrics = metrics
@@ -536,8 +537,7 @@ class Emitter:
         wfast_ok = not self._wlayers and self._metrics is None and not self._bound_workers
         self._afast = fast_ok
         self._aq = self._queue if (
-            not self._closed and self._overflow == "block" and not self._before
-            and self._validator is None and self._metrics is None
+            not self._closed and not self._before and self._validator is None and self._metrics is None
         ) else None
         if changed is not None and changed != WILDCARD:
             # One type changed: copy the dicts and replace that entry only.
@@ -1022,17 +1022,25 @@ class Emitter:
             BufferFull: ``overflow="error"`` and the buffer is full.
             Exception: a ``before`` hook's error (with ``error_policy="raise"``).
         """
-        q = self._aq  # the buffer, when the plain path applies (block, no hooks/validator/metrics)
+        q = self._aq  # the buffer, when the plain path applies (no hooks/validator/metrics)
         if q is not None and type(event) is Event:
-            try:
-                q.put(event, timeout)
-            except QueueClosed:
-                raise self._closed_error() from None
-            except Timeout:
-                raise Timeout(
-                    f"Expected room in emitter {self._name!r}'s buffer within {_check_timeout(timeout)} s, "
-                    f"got it full ({self._buffer_size} events)"
-                ) from None
+            if self._block:
+                try:
+                    q.put(event, timeout)
+                except QueueClosed:
+                    raise self._closed_error() from None
+                except Timeout:
+                    raise Timeout(
+                        f"Expected room in emitter {self._name!r}'s buffer within {_check_timeout(timeout)} s, "
+                        f"got it full ({self._buffer_size} events)"
+                    ) from None
+            else:
+                try:
+                    q.put_nowait(event)
+                except QueueClosed:
+                    raise self._closed_error() from None
+                except BufferFull:
+                    return self._enqueue(event, None)  # the overflow policy decides
             next(self._c_accepted)
             return True
         return self._emit_async_slow(event, timeout, None)
@@ -1060,7 +1068,7 @@ class Emitter:
         deadline = None if t is None else monotonic() + t
         n = 0
         q = self._aq
-        if q is not None and t is None:
+        if q is not None and t is None and self._block:
             put = q.put
             accepted = self._c_accepted
             try:

@@ -1359,3 +1359,14 @@ def test_subscriptions_match_a_simple_model(ops):
         assert em.stats().processed == len(model_log)
     finally:
         em.shutdown()
+
+
+@pytest.mark.parametrize("overflow,accepted,seen", [("drop_newest", False, [0, 1, 2]), ("drop_oldest", True, [0, 2, 3])])
+def test_drop_policies_on_the_plain_path(make, overflow, accepted, seen):
+    em, gate = _filled(make, overflow)  # no metrics, no hooks: the plain emit_async path
+    assert em.emit_async(Event("a", 3)) is accepted
+    gate.release.set()
+    assert em.drain(WAIT)
+    assert gate.seen == seen
+    st = em.stats()
+    assert st.dropped == 1 and st.delivered == 3
