@@ -702,6 +702,9 @@ class Emitter:
                         fn(event)
                 except Exception as exc:
                     self._fast_failed(event, route[2], fn, exc, True)
+                except BaseException:  # KeyboardInterrupt...: fix the counts, propagate
+                    self._fast_aborted(route[2], fn)
+                    raise
                 return
         self._emit_slow(event)
 
@@ -729,6 +732,9 @@ class Emitter:
                             self._returned(event, res, route[2], fn)
                 except Exception as exc:
                     self._fast_failed(event, route[2], fn, exc, True)
+                except BaseException:  # KeyboardInterrupt...: fix the counts, propagate
+                    self._fast_aborted(route[2], fn)
+                    raise
                 return
         self._prep(event)
         next(self._c_emitted)
@@ -816,6 +822,14 @@ class Emitter:
             with self._stats_lock:
                 self._corrections += 1  # the completion callback counts it
             self._run_on_loop(r, rec, event, background=True)
+
+    def _fast_aborted(self, route: _Route, fn: Any) -> None:
+        """A fast-path call raised a BaseException (not an Exception) that propagates at
+        once: that call failed and the later ones never ran."""
+        rest = route.n - _index(route.calls, fn) - 1
+        with self._stats_lock:
+            self._corrections += 1 + rest
+            self._failed += 1
 
     def _fast_failed(self, event: Any, route: _Route, fn: Any, exc: BaseException, inline: bool) -> None:
         """A fast-path call (*fn*) raised: count it, run the listeners after it, then
@@ -1377,6 +1391,9 @@ class Emitter:
                         fn(event)
                 except Exception as exc:
                     self._fast_failed(event, route, fn, exc, True)
+                except BaseException:
+                    self._fast_aborted(route, fn)
+                    raise
                 return
             if route.single_async:
                 rec = route.recs[0]

@@ -1370,3 +1370,23 @@ def test_drop_policies_on_the_plain_path(make, overflow, accepted, seen):
     assert gate.seen == seen
     st = em.stats()
     assert st.dropped == 1 and st.delivered == 3
+
+
+def test_base_exception_propagates_with_exact_counts(make):
+    em = make()
+    calls = []
+
+    class Stop(BaseException):
+        pass
+
+    def stop(ev):
+        raise Stop
+
+    em.subscribe("a", calls.append)
+    em.subscribe("a", stop)
+    em.subscribe("a", calls.append)
+    with pytest.raises(Stop):
+        em.emit(Event("a"))
+    assert len(calls) == 1
+    st = em.stats()
+    assert (st.processed, st.failed) == (1, 1)
