@@ -265,6 +265,8 @@ class WorkerPool:
             except IndexError:
                 task = self._steal(wid) if self._size > 1 else None
                 if task is None:
+                    # Hold no reference to the last task's objects while waiting.
+                    fut = fn = args = kwargs = d = task = batch = None
                     idle[wid] = 1
                     try:
                         batch = get_many(BATCH)

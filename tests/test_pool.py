@@ -7,6 +7,8 @@ import collections
 import logging
 import operator
 import threading
+import time
+import weakref
 from concurrent.futures import CancelledError, Future, as_completed, wait
 
 import pytest
@@ -386,3 +388,20 @@ def test_cancel_twice_calls_callbacks_once():
         assert f.cancel() and f.cancel()
         gate.set()
     assert calls == [f]
+
+
+def test_idle_worker_keeps_no_reference_to_finished_tasks():
+    class Payload:
+        pass
+
+    payload = Payload()
+    ref = weakref.ref(payload)
+    with WorkerPool(1, 4) as pool:
+        f = pool.submit(id, payload)
+        f.result(timeout=10)
+        del f, payload
+        # The worker went back to waiting on the queue: nothing pins the argument.
+        deadline = time.monotonic() + 10
+        while ref() is not None:
+            assert time.monotonic() < deadline
+            time.sleep(0)
