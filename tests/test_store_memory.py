@@ -85,6 +85,26 @@ class TestMemoryStore(StoreConformance):
         s.close()
         clock.advance(1.0)
 
+    def test_dropped_store_is_freed_without_the_cycle_collector(self) -> None:
+        import gc
+        import weakref
+
+        gc.disable()
+        try:
+            s = MemoryStore(kernel=self.kernel)
+            s.append("a", ev(1))
+            s.append("a", ev(2))
+            sub = s.subscribe("a")
+            assert sub.get(timeout=5).timestamp == T0 + 1
+            ref = weakref.ref(s)
+            kept = s.append
+            del s, sub
+            assert ref() is None
+            with pytest.raises(StoreClosed, match="already collected"):
+                kept("a", ev(3))
+        finally:
+            gc.enable()
+
     def test_dropped_store_ends_its_sweeper(self) -> None:
         import gc
 

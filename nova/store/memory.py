@@ -137,7 +137,9 @@ class MemoryStore:
         if type(self).append is MemoryStore.append:
             # the same behaviour as MemoryStore.append, with no Python frame when one
             # event goes to an existing stream and nothing else must happen
-            self.append = self._log.appender(self._append_locked)  # type: ignore[method-assign]
+            self.append = self._log.appender(_locked_append(weakref.ref(self)))  # type: ignore[method-assign]
+            # a kept `store.append` outliving its store must not write to the orphan log
+            weakref.finalize(self, _orphan, self._log)
         self._closed = False
         self._codes: dict[str, int] = {}
         # weak: a subscription dropped without close() stops counting (and blocking)
@@ -597,6 +599,26 @@ class MemoryStore:
         return f"<MemoryStore events={len(self._log)} streams={len(self._codes)} {state}>"
 
 
+
+
+def _orphan(log: Any) -> None:
+    """Called when a store is collected: its log takes no more fast appends."""
+    log.fast = False
+
+
+def _locked_append(ref: Any) -> Callable[..., int]:
+    """``MemoryStore._append_locked`` through a weak reference, so the compiled
+    appender bound to a store makes no reference cycle (a dropped store is freed at
+    once, without waiting for the cyclic garbage collector)."""
+
+    def append(stream: str, *events: Any) -> int:
+        store = ref()
+        if store is None:
+            raise StoreClosed("Expected an open store, got one already collected")
+        pos: int = store._append_locked(stream, *events)
+        return pos
+
+    return append
 
 
 def _sweep_loop(ref: Any, stop: threading.Event, clock: Any, interval: float) -> None:
