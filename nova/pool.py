@@ -15,8 +15,10 @@ Every class here is thread-safe.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -126,6 +128,17 @@ def _notify(fut: _PoolFuture) -> None:
     fut._invoke_callbacks()
 
 
+# Pools not yet drained: at interpreter exit their accepted tasks still run (as
+# ThreadPoolExecutor does), instead of dying with the daemon worker threads.
+_LIVE_POOLS: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+
+
+@atexit.register
+def _drain_at_exit() -> None:
+    for pool in list(_LIVE_POOLS):
+        pool.drain()
+
+
 class WorkerPool:
     """A fixed pool of worker threads fed by a bounded queue.
 
@@ -150,7 +163,8 @@ class WorkerPool:
     started, so ``future.cancel()`` works until then.
 
     Use it as a context manager: leaving the ``with`` block drains the pool (every
-    accepted task runs) and stops the workers.
+    accepted task runs) and stops the workers.  A pool still open when the interpreter
+    exits is drained then, so its accepted tasks are not lost with the process.
     """
 
     def __init__(
@@ -187,6 +201,7 @@ class WorkerPool:
         ]
         for t in self._threads:
             t.start()
+        _LIVE_POOLS.add(self)
 
     # -- intake -----------------------------------------------------------------------
 
@@ -359,7 +374,10 @@ class WorkerPool:
         """
         t = _check_timeout(timeout)
         self._queue.close()
-        return self._join(t)
+        done = self._join(t)
+        if done:
+            _LIVE_POOLS.discard(self)
+        return done
 
     def close(self, timeout: float | timedelta | None = None, cancel_pending: bool = False) -> list[Future[Any]]:
         """Stop intake and shut the pool down.
@@ -377,8 +395,7 @@ class WorkerPool:
         """
         t = _check_timeout(timeout)
         if not cancel_pending:
-            self._queue.close()
-            self._join(t)
+            self.drain(t)
             return []
         cancelled: list[Future[Any]] = []
         q = self._queue
@@ -400,7 +417,8 @@ class WorkerPool:
                 for item in list(held):
                     if item[0] is not None and item[0].cancel():
                         cancelled.append(item[0])
-        self._join(t)
+        if self._join(t):
+            _LIVE_POOLS.discard(self)
         return cancelled
 
     @property

@@ -6,6 +6,8 @@ import asyncio
 import collections
 import logging
 import operator
+import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -405,3 +407,25 @@ def test_idle_worker_keeps_no_reference_to_finished_tasks():
         while ref() is not None:
             assert time.monotonic() < deadline
             time.sleep(0)
+
+
+def test_open_pool_is_drained_at_interpreter_exit():
+    # atexit runs callbacks last-in first-out: the report registered before nova.pool
+    # is imported runs after the pool's drain, and the gate (registered last) opens
+    # before it, so every task is still pending when the interpreter starts exiting.
+    code = (
+        "import atexit, threading\n"
+        "done = []\n"
+        "atexit.register(lambda: print(sorted(done) == list(range(50))))\n"
+        "from nova.pool import WorkerPool\n"
+        "gate = threading.Event()\n"
+        "pool = WorkerPool(2, 100)\n"
+        "pool.submit(gate.wait, 30)\n"
+        "pool.submit(gate.wait, 30)\n"
+        "for i in range(50):\n"
+        "    pool.submit(done.append, i)\n"
+        "atexit.register(gate.set)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
