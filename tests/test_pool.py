@@ -429,3 +429,16 @@ def test_open_pool_is_drained_at_interpreter_exit():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
+
+
+def test_pool_futures_work_with_asyncio_wrap_future():
+    async def main(pool):
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(*(asyncio.wrap_future(pool.submit(pow, i, 2)) for i in range(50)))
+        assert results == [i * i for i in range(50)]
+        with pytest.raises(ZeroDivisionError):
+            await asyncio.wrap_future(pool.submit(operator.truediv, 1, 0))
+        assert await loop.run_in_executor(None, lambda: pool.submit(abs, -3).result(10)) == 3
+
+    with WorkerPool(2, 64) as pool:
+        asyncio.run(main(pool))
