@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import threading
@@ -485,3 +486,18 @@ def test_blocked_main_thread_get_is_interruptible(core):
     finally:
         t.join(10)
     assert q.stats().getters == 0
+
+
+def test_garbage_collector_frees_cycles_through_queued_items(core):
+    class Node:
+        pass
+
+    dead = []
+    q = core.RingQueue(4)
+    node = Node()
+    node.queue = q  # item -> queue -> item: a cycle only the collector can free
+    q.put(node)
+    ref = weakref.ref(node, dead.append)
+    del q, node
+    gc.collect()
+    assert ref() is None and len(dead) == 1

@@ -11,7 +11,11 @@ cdef extern from "<pthread.h>" nogil:
 
 
 @cython.final
+@cython.no_gc_clear
 cdef class RingQueue:
+    # The slots live in a private list (so the garbage collector sees the items, via
+    # the list); ``buf`` points at its item array.  An empty slot holds None.
+    cdef list slots
     cdef PyObject** buf
     cdef Py_ssize_t cap
     cdef Py_ssize_t head

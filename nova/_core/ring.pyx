@@ -18,7 +18,6 @@ polls: an idle blocked consumer is asleep in the kernel.
 cimport cython
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.list cimport PyList_New, PyList_SET_ITEM
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.errno cimport ETIMEDOUT
@@ -43,6 +42,15 @@ from nova._core.ring_py import (
 )
 
 __all__ = ("RingQueue", "RingStats")
+
+
+cdef extern from "Python.h":
+    ctypedef struct PyListObject:
+        PyObject** ob_item
+    void _incref "Py_INCREF"(PyObject* o)
+    void _decref "Py_DECREF"(PyObject* o)
+
+cdef PyObject* _NONE = <PyObject*>None
 
 
 cdef extern from "<pthread.h>" nogil:
@@ -85,6 +93,7 @@ cdef inline void _to_timespec(double t, timespec* ts) noexcept nogil:
 
 
 @cython.final
+@cython.no_gc_clear
 cdef class RingQueue:
     """A bounded FIFO queue for many producers and many consumers.
 
@@ -105,9 +114,8 @@ cdef class RingQueue:
         self.sync_ready = False
         self.buf = NULL
         cap = check_capacity(capacity)
-        self.buf = <PyObject**>PyMem_Malloc(<size_t>cap * sizeof(PyObject*))
-        if self.buf == NULL:
-            raise MemoryError(f"Expected memory for {cap} queue slots, got none")
+        self.slots = [None] * cap
+        self.buf = (<PyListObject*>self.slots).ob_item
         self.cap = cap
         self.head = 0
         self.count = 0
@@ -129,12 +137,8 @@ cdef class RingQueue:
         self.sync_ready = True
 
     def __dealloc__(self):
-        cdef Py_ssize_t i
-        if self.buf != NULL:
-            for i in range(self.count):
-                Py_DECREF(<object>self.buf[(self.head + i) % self.cap])
-            PyMem_Free(self.buf)
-            self.buf = NULL
+        # The items go with the slots list, which Cython releases after this.
+        self.buf = NULL
         if self.sync_ready:
             pthread_cond_destroy(&self.not_empty)
             pthread_cond_destroy(&self.not_full)
@@ -146,7 +150,9 @@ cdef class RingQueue:
         cdef Py_ssize_t tail = self.head + self.count
         if tail >= self.cap:
             tail -= self.cap
-        Py_INCREF(item)
+        # Replace the None in the slot; dropping a reference to None runs no code.
+        _incref(<PyObject*>item)
+        _decref(self.buf[tail])
         self.buf[tail] = <PyObject*>item
         self.count += 1
         self.puts += 1
@@ -158,7 +164,8 @@ cdef class RingQueue:
 
     cdef object _pop(self):
         cdef PyObject* p = self.buf[self.head]
-        self.buf[self.head] = NULL
+        _incref(_NONE)
+        self.buf[self.head] = _NONE
         self.head += 1
         if self.head == self.cap:
             self.head = 0
@@ -375,8 +382,9 @@ cdef class RingQueue:
         # From here on no Python code runs until the items are moved: atomic under the GIL.
         h = self.head
         for i in range(n):
-            PyList_SET_ITEM(out, i, <object>self.buf[h])  # steals the buffer's reference
-            self.buf[h] = NULL
+            PyList_SET_ITEM(out, i, <object>self.buf[h])  # steals the slot's reference
+            _incref(_NONE)
+            self.buf[h] = _NONE
             h += 1
             if h == self.cap:
                 h = 0
