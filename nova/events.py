@@ -53,7 +53,10 @@ class Listener(Protocol):
     @property
     def id(self) -> str: ...
 
-    def handle(self, event: Event) -> Any: ...
+    def handle(self, event: Event) -> Any:
+        """Handle one event; may return an awaitable (``async def``). Raising reports an
+        error to the component that delivered the event (see its error policy)."""
+        ...
 
 
 def _qualname(fn: Callable[..., Any]) -> str:

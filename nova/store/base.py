@@ -375,25 +375,44 @@ class EventStore(Protocol):
     * ``stream_info(stream)``, ``streams()``, ``stats()``, ``close()``, context manager.
     """
 
-    def append(self, stream: str, *events: Any) -> int: ...
+    def append(self, stream: str, *events: Any) -> int:
+        """Append *events* to *stream*; return the stream's last position.
 
-    def append_many(self, stream: str, events: Iterable[Any]) -> int: ...
+        Raises ValidationError (nothing stored) if any event is invalid, StreamFull when
+        ``on_full="reject"`` and the stream is full, StoreClosed after close().
+        """
+        ...
+
+    def append_many(self, stream: str, events: Iterable[Any]) -> int:
+        """Append every event of *events* to *stream*, all or nothing; return the last position."""
+        ...
 
     def append_columns(
         self, stream: str, *, types: Any, timestamps: Any, data: Any = None, ids: Any = None
-    ) -> int: ...
+    ) -> int:
+        """Append rows given as columns (types, int64 ns timestamps, optional data and
+        ids), all or nothing; return the stream's last position."""
+        ...
 
     def read(
         self, stream: str, cursor: Cursor | None = None, limit: int | None = None
-    ) -> tuple[list[Any], Cursor]: ...
+    ) -> tuple[list[Any], Cursor]:
+        """Return up to *limit* events after *cursor* (None: the stream's start) and the
+        cursor to continue from; past the end, no events and the same cursor."""
+        ...
 
     def replay(
         self, start: Any = None, end: Any = None, *, streams: Any = None, types: Any = None
-    ) -> Iterator[Any]: ...
+    ) -> Iterator[Any]:
+        """Iterate the Events with ``start <= timestamp < end`` (None: open) in
+        (timestamp, sequence) order, optionally only some streams and types."""
+        ...
 
     def window(
         self, start: Any = None, end: Any = None, *, streams: Any = None, types: Any = None
-    ) -> EventBatch: ...
+    ) -> EventBatch:
+        """Return the events of ``[start, end)`` as columns (an :class:`EventBatch`)."""
+        ...
 
     def subscribe(
         self,
@@ -402,15 +421,27 @@ class EventStore(Protocol):
         *,
         buffer: int = 1000,
         overflow: str = "block",
-    ) -> Any: ...
+    ) -> Any:
+        """Follow *stream* (None: every stream): the history after *cursor*, then live
+        appends, with no gap and no duplicate; a full buffer follows *overflow*
+        (``"block"``, ``"drop_oldest"`` or ``"error"``)."""
+        ...
 
-    def stream_info(self, stream: str) -> StreamInfo: ...
+    def stream_info(self, stream: str) -> StreamInfo:
+        """Return the counts, positions and time range of *stream* (KeyError if unknown)."""
+        ...
 
-    def streams(self) -> list[str]: ...
+    def streams(self) -> list[str]:
+        """Return the names of every stream ever appended to, in creation order."""
+        ...
 
-    def stats(self) -> StoreStats: ...
+    def stats(self) -> StoreStats:
+        """Return the store's counters (events, streams, evictions, memory...)."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close the store: end its subscriptions; later calls raise StoreClosed. Idempotent."""
+        ...
 
     def __enter__(self) -> Any: ...
 
