@@ -3,9 +3,11 @@
 
 Same names, results, exceptions and messages as ``ring_py`` (the specification).
 
-Design: a C ring buffer of ``PyObject*`` (a reference is taken on put and handed to
-the caller on get).  The buffer and counters are only touched with the GIL held, which
-makes each operation atomic without a lock on the fast path.  Blocking waits release
+Design: a ring of ``PyObject*`` slots (the item array of a private list, so the
+garbage collector sees queued items; an empty slot holds None).  A reference is taken
+on put and handed to the caller on get.  The slots and counters are only touched with
+the GIL held and no Python code running in between, which makes each operation atomic
+without a lock on the fast path.  Blocking waits release
 the GIL and sleep on a pthread condition variable: a waiter registers itself and
 snapshots a wake-up sequence with the GIL held, then, with the GIL released, locks
 the mutex and waits until the sequence moves (a producer that sees a registered waiter
