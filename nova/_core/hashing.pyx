@@ -163,9 +163,9 @@ cdef extern from *:
         while (len > 0 && item[len - 1] == 0) len--;
         return len;
     }
-    static void nova_hash_fixed(const unsigned char* buf, Py_ssize_t count,
-                                Py_ssize_t itemsize, Py_ssize_t stride,
-                                uint32_t parts, int32_t* out) {
+    static void nova_hash_fixed_scalar(const unsigned char* buf, Py_ssize_t count,
+                                       Py_ssize_t itemsize, Py_ssize_t stride,
+                                       uint32_t parts, int32_t* out) {
         uint64_t M = UINT64_C(0xFFFFFFFFFFFFFFFF) / parts + 1;
         Py_ssize_t i = 0;
         for (; i + 1 < count; i += 2) {
@@ -181,6 +181,200 @@ cdef extern from *:
             uint32_t ha = (uint32_t)nova_murmur2(a, nova_strip(a, itemsize)) & 0x7fffffffu;
             out[i] = (int32_t)nova_fastmod_u32(ha, M, parts);
         }
+    }
+
+    #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
+        (!defined(__BYTE_ORDER__) || __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+    #define NOVA_HAVE_AVX2_PATH 1
+    #include <immintrin.h>
+
+    /* AVX2 kernel for contiguous arrays (stride == itemsize), one 32-bit lane per key,
+       8 keys per group. Each key's 16-byte chunks are read with 128-bit loads (keys i
+       and i+4 share a ymm) and a 4x4 transpose within each 128-bit lane yields four ymm,
+       ymm j holding word j of the 8 keys in input order. murmur2 runs on them with
+       vpmulld (exact uint32 multiply). The w % 16 rest is read with one more 16-byte
+       load per key that may run into the next key (those bytes are masked off or
+       unused); a group takes the SIMD path only if that load stays inside the array
+       data. The SIMD result assumes full-width keys: lanes whose key ends in NUL (so
+       numpy strips it) are recomputed with the scalar code. Several groups are hashed
+       per step so their serial multiply chains (h = h * m ^ k) overlap. */
+    #define NOVA_MM_STEP(h, kin, mv) do {                                   \
+            __m256i k_ = _mm256_mullo_epi32((kin), (mv));                   \
+            k_ = _mm256_xor_si256(k_, _mm256_srli_epi32(k_, 24));           \
+            k_ = _mm256_mullo_epi32(k_, (mv));                              \
+            (h) = _mm256_xor_si256(_mm256_mullo_epi32((h), (mv)), k_);      \
+        } while (0)
+
+    #define NOVA_MM_LOAD_PAIR(p, a, b) _mm256_inserti128_si256(                   \
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i*)((p) + (a)))), \
+            _mm_loadu_si128((const __m128i*)((p) + (b))), 1)
+
+    /* W0..W3 = words 0..3 of the 16 bytes at offset off of the 8 keys at p. */
+    #define NOVA_MM_LOAD8(W0, W1, W2, W3, p, w, off) do {                          \
+            __m256i r0_ = NOVA_MM_LOAD_PAIR(p, (off), 4 * (w) + (off));            \
+            __m256i r1_ = NOVA_MM_LOAD_PAIR(p, (w) + (off), 5 * (w) + (off));      \
+            __m256i r2_ = NOVA_MM_LOAD_PAIR(p, 2 * (w) + (off), 6 * (w) + (off));  \
+            __m256i r3_ = NOVA_MM_LOAD_PAIR(p, 3 * (w) + (off), 7 * (w) + (off));  \
+            __m256i t0_ = _mm256_unpacklo_epi32(r0_, r1_);                         \
+            __m256i t1_ = _mm256_unpackhi_epi32(r0_, r1_);                         \
+            __m256i t2_ = _mm256_unpacklo_epi32(r2_, r3_);                         \
+            __m256i t3_ = _mm256_unpackhi_epi32(r2_, r3_);                         \
+            W0 = _mm256_unpacklo_epi64(t0_, t2_);                                  \
+            W1 = _mm256_unpackhi_epi64(t0_, t2_);                                  \
+            W2 = _mm256_unpacklo_epi64(t1_, t3_);                                  \
+            W3 = _mm256_unpackhi_epi64(t1_, t3_);                                  \
+        } while (0)
+
+    typedef struct {
+        __m256i mv, hinit, m31, nv, nm1, tmask, lbshift;
+        __m256d inv;
+        Py_ssize_t w, nc16, rest, rw, tb, lastidx;
+        uint64_t fm;
+        uint32_t parts;
+        int pow2;
+    } nova_avx2_ctx;
+
+    /* Hash G (1..4, a constant after inlining) consecutive groups of 8 keys at p. */
+    __attribute__((target("avx2"), always_inline))
+    static inline void nova_avx2_groups(const unsigned char* p, int32_t* out, const int G,
+                                        const nova_avx2_ctx* cx) {
+        const __m256i mv = cx->mv;
+        const Py_ssize_t w = cx->w;
+        __m256i h[4];
+        int nul[4] = {0, 0, 0, 0};
+        Py_ssize_t c;
+        int u;
+    #pragma GCC unroll 4
+        for (u = 0; u < G; u++) h[u] = cx->hinit;
+        for (c = 0; c < cx->nc16; c++) {
+    #pragma GCC unroll 4
+            for (u = 0; u < G; u++) {
+                __m256i W0, W1, W2, W3;
+                NOVA_MM_LOAD8(W0, W1, W2, W3, p + (Py_ssize_t)u * 8 * w, w, c * 16);
+                NOVA_MM_STEP(h[u], W0, mv);
+                NOVA_MM_STEP(h[u], W1, mv);
+                NOVA_MM_STEP(h[u], W2, mv);
+                NOVA_MM_STEP(h[u], W3, mv);
+                if (!cx->rest) {  /* the key's last byte is byte 3 of W3 */
+                    __m256i z = _mm256_cmpeq_epi32(_mm256_srli_epi32(W3, 24),
+                                                   _mm256_setzero_si256());
+                    nul[u] = _mm256_movemask_ps(_mm256_castsi256_ps(z));
+                }
+            }
+        }
+        if (cx->rest) {
+    #pragma GCC unroll 4
+            for (u = 0; u < G; u++) {
+                __m256i W0, W1, W2, W3, last, z;
+                NOVA_MM_LOAD8(W0, W1, W2, W3, p + (Py_ssize_t)u * 8 * w, w, cx->nc16 * 16);
+                last = cx->lastidx == 0 ? W0 : cx->lastidx == 1 ? W1 :
+                       cx->lastidx == 2 ? W2 : W3;
+                z = _mm256_and_si256(_mm256_srlv_epi32(last, cx->lbshift),
+                                     _mm256_set1_epi32(0xff));
+                z = _mm256_cmpeq_epi32(z, _mm256_setzero_si256());
+                nul[u] = _mm256_movemask_ps(_mm256_castsi256_ps(z));
+                if (cx->rw > 0) NOVA_MM_STEP(h[u], W0, mv);
+                if (cx->rw > 1) NOVA_MM_STEP(h[u], W1, mv);
+                if (cx->rw > 2) NOVA_MM_STEP(h[u], W2, mv);
+                if (cx->tb) {  /* the tail word is word rw == lastidx */
+                    h[u] = _mm256_xor_si256(h[u], _mm256_and_si256(last, cx->tmask));
+                    h[u] = _mm256_mullo_epi32(h[u], mv);
+                }
+            }
+        }
+    #pragma GCC unroll 4
+        for (u = 0; u < G; u++) {
+            __m256i x = h[u];
+            x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 13));
+            x = _mm256_mullo_epi32(x, mv);
+            x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
+            x = _mm256_and_si256(x, cx->m31);
+            if (cx->pow2) {
+                x = _mm256_and_si256(x, cx->nm1);
+            } else {
+                /* x < 2^31 and n < 2^31: the double quotient x * (1/n) is within 1 of
+                   x / n, so its truncation is off by at most one; one correction step
+                   each way makes the remainder exact. */
+                __m128i qlo = _mm256_cvttpd_epi32(_mm256_mul_pd(
+                    _mm256_cvtepi32_pd(_mm256_castsi256_si128(x)), cx->inv));
+                __m128i qhi = _mm256_cvttpd_epi32(_mm256_mul_pd(
+                    _mm256_cvtepi32_pd(_mm256_extracti128_si256(x, 1)), cx->inv));
+                __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(qlo), qhi, 1);
+                __m256i r = _mm256_sub_epi32(x, _mm256_mullo_epi32(q, cx->nv));
+                r = _mm256_add_epi32(r, _mm256_and_si256(
+                    _mm256_cmpgt_epi32(_mm256_setzero_si256(), r), cx->nv));
+                r = _mm256_sub_epi32(r, _mm256_andnot_si256(_mm256_cmpgt_epi32(cx->nv, r), cx->nv));
+                x = r;
+            }
+            _mm256_storeu_si256((__m256i*)(out + 8 * u), x);
+            if (nul[u]) {  /* keys ending in NUL: strip and hash in scalar */
+                int bits = nul[u];
+                while (bits) {
+                    int i = __builtin_ctz(bits);
+                    const unsigned char* a = p + (Py_ssize_t)(8 * u + i) * w;
+                    uint32_t ha = (uint32_t)nova_murmur2(a, nova_strip(a, w)) & 0x7fffffffu;
+                    out[8 * u + i] = (int32_t)nova_fastmod_u32(ha, cx->fm, cx->parts);
+                    bits &= bits - 1;
+                }
+            }
+        }
+    }
+
+    __attribute__((target("avx2")))
+    static void nova_hash_fixed_avx2(const unsigned char* buf, Py_ssize_t count,
+                                     Py_ssize_t w, uint32_t parts, int32_t* out) {
+        nova_avx2_ctx cx;
+        Py_ssize_t g = 0, lastbyte;
+        const Py_ssize_t total = count * w;
+        cx.w = w;
+        cx.nc16 = w >> 4;
+        cx.rest = w & 15;
+        cx.rw = cx.rest >> 2;
+        cx.tb = cx.rest & 3;
+        lastbyte = cx.rest ? cx.rest - 1 : 15;  /* in the last 16-byte load */
+        cx.lastidx = lastbyte >> 2;
+        cx.lbshift = _mm256_set1_epi32((int)(8 * (lastbyte & 3)));
+        cx.mv = _mm256_set1_epi32((int)0x5bd1e995u);
+        cx.hinit = _mm256_set1_epi32((int)(0x9747b28cu ^ (uint32_t)w));
+        cx.m31 = _mm256_set1_epi32(0x7fffffff);
+        cx.nv = _mm256_set1_epi32((int)parts);
+        cx.nm1 = _mm256_set1_epi32((int)(parts - 1));
+        cx.tmask = _mm256_set1_epi32((int)((1u << (8 * cx.tb)) - 1u));
+        cx.inv = _mm256_set1_pd(1.0 / (double)parts);
+        cx.fm = UINT64_C(0xFFFFFFFFFFFFFFFF) / parts + 1;
+        cx.parts = parts;
+        cx.pow2 = (parts & (parts - 1)) == 0;
+        /* A group starting at key g may read up to byte (g + 7) * w + nc16 * 16 + 16. */
+    #define NOVA_GROUP_OK(g) (!cx.rest || ((g) + 7) * w + cx.nc16 * 16 + 16 <= total)
+        for (; g + 32 <= count && NOVA_GROUP_OK(g + 24); g += 32)
+            nova_avx2_groups(buf + g * w, out + g, 4, &cx);
+        for (; g + 8 <= count && NOVA_GROUP_OK(g); g += 8)
+            nova_avx2_groups(buf + g * w, out + g, 1, &cx);
+    #undef NOVA_GROUP_OK
+        if (g < count)
+            nova_hash_fixed_scalar(buf + g * w, count - g, w, w, parts, out + g);
+    }
+
+    static int nova_avx2_state = -1;
+    static int nova_has_avx2(void) {
+        if (nova_avx2_state < 0) {
+            __builtin_cpu_init();
+            nova_avx2_state = __builtin_cpu_supports("avx2") ? 1 : 0;
+        }
+        return nova_avx2_state;
+    }
+    #endif
+
+    static void nova_hash_fixed(const unsigned char* buf, Py_ssize_t count,
+                                Py_ssize_t itemsize, Py_ssize_t stride,
+                                uint32_t parts, int32_t* out) {
+    #ifdef NOVA_HAVE_AVX2_PATH
+        if (stride == itemsize && itemsize >= 1 && count >= 8 && nova_has_avx2()) {
+            nova_hash_fixed_avx2(buf, count, itemsize, parts, out);
+            return;
+        }
+    #endif
+        nova_hash_fixed_scalar(buf, count, itemsize, stride, parts, out);
     }
     """
     void nova_hash_fixed(const unsigned char* buf, Py_ssize_t count, Py_ssize_t itemsize,
