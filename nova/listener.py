@@ -1062,6 +1062,10 @@ class ManagedListener:
         with self._lock:
             self._c[key] += 1
         self._fast = self._compute_fast() if new is CircuitState.CLOSED else False
+        if self._metrics_on:
+            report = getattr(self._metrics, "inc_circuit_transitions", None)
+            if report is not None:  # collectors written before 0.1 may lack it
+                report(self._id, new.value)
         _log.info("nova: circuit of listener %r: %s -> %s", self._id, old.value, new.value)
 
     # -- bookkeeping -------------------------------------------------------------------

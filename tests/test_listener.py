@@ -776,6 +776,30 @@ def test_metrics(clock: ManualClock) -> None:
     lm.stop()
 
 
+def test_breaker_transitions_reach_metrics(clock: ManualClock) -> None:
+    metrics = SimpleMetricsCollector()
+    lm = ListenerManager(metrics=metrics, clock=clock)
+    flaky = Flaky(clock, fail=1)
+    m = lm.register(flaky, ListenerConfig(
+        retry=RetryPolicy(max_attempts=1),
+        circuit=CircuitConfig(failure_threshold=2, success_threshold=1, timeout=5, window=60)))
+    m.handle(Event("a"))
+    m.handle(Event("a"))  # second failure inside the window: the breaker opens
+    name = "nova_circuit_transitions_total"
+    assert metrics.value(name, listener="flaky", state="open") == 1
+    clock.advance(5)
+    m.handle(Event("b"))  # the probe (first call of a new event id) fails: open again
+    assert metrics.value(name, listener="flaky", state="half-open") == 1
+    assert metrics.value(name, listener="flaky", state="open") == 2
+    flaky.fail = 0
+    clock.advance(5)
+    m.handle(Event("c"))  # a successful probe closes it
+    assert metrics.value(name, listener="flaky", state="closed") == 1
+    s = lm.stats()
+    assert (s.circuit_opened, s.circuit_half_opened, s.circuit_closed) == (2, 2, 1)
+    lm.stop()
+
+
 # -- lifecycle ----------------------------------------------------------------------------------------------
 
 

@@ -33,6 +33,7 @@ def test_noop_records_nothing_and_accepts_every_call():
     assert m.observe_store_read_duration(0.1) is None
     assert m.set_queue_size("c", 1) is None
     assert m.set_active_listeners("e", 1) is None
+    assert m.inc_circuit_transitions("l", "open") is None
 
 
 def test_simple_keeps_labels():
@@ -48,6 +49,7 @@ def test_simple_keeps_labels():
     m.set_active_listeners("em", 3)
     m.observe_store_append_duration(0.01)
     m.observe_store_read_duration(0.02, store="sqlite")
+    m.inc_circuit_transitions("l1", "open")
     assert m.value(EVENTS_EMITTED, type="a", result="ok") == 3
     assert m.value(EVENTS_EMITTED, result="error", type="a") == 1
     assert m.value(EVENTS_EMITTED, type="b", result="ok") == 0
@@ -56,6 +58,7 @@ def test_simple_keeps_labels():
     assert m.value(LISTENER_DURATION, listener="l1") == {"count": 2, "sum": 2.0, "min": 0.5, "max": 1.5}
     assert m.value(QUEUE_SIZE, component="emitter") == 7
     assert m.value(QUEUE_SIZE, component="nope") is None
+    assert m.value("nova_circuit_transitions_total", listener="l1", state="open") == 1
     snap = m.snapshot()
     assert {"labels": {"listener": "l1", "result": "ok"}, "value": 1} in snap[EVENTS_PROCESSED]
     assert snap["nova_store_read_duration_seconds"][0]["labels"] == {"store": "sqlite"}

@@ -16,6 +16,8 @@ name                                   labels                 operation
 ``nova_store_read_duration_seconds``   ``store``              :meth:`observe_store_read_duration`
 ``nova_queue_size``                    ``component``          :meth:`set_queue_size`
 ``nova_active_listeners``              ``emitter``            :meth:`set_active_listeners`
+``nova_circuit_transitions_total``     ``listener``,          :meth:`inc_circuit_transitions`
+                                       ``state``
 =====================================  =====================  ==========================
 
 * :class:`NoOpMetricsCollector` does nothing; its ``enabled`` attribute is ``False`` so
@@ -44,6 +46,7 @@ __all__ = (
     "STORE_READ_DURATION",
     "QUEUE_SIZE",
     "ACTIVE_LISTENERS",
+    "CIRCUIT_TRANSITIONS",
 )
 
 EVENTS_EMITTED = "nova_events_emitted_total"
@@ -54,6 +57,7 @@ STORE_APPEND_DURATION = "nova_store_append_duration_seconds"
 STORE_READ_DURATION = "nova_store_read_duration_seconds"
 QUEUE_SIZE = "nova_queue_size"
 ACTIVE_LISTENERS = "nova_active_listeners"
+CIRCUIT_TRANSITIONS = "nova_circuit_transitions_total"
 
 
 @runtime_checkable
@@ -89,6 +93,10 @@ class MetricsCollector(Protocol):
     def set_active_listeners(self, emitter: str, count: int) -> None:
         """Set the number of active listeners of *emitter*."""
 
+    def inc_circuit_transitions(self, listener: str, state: str, n: int = 1) -> None:
+        """Count a circuit breaker of *listener* entering *state* (``"open"``,
+        ``"half-open"`` or ``"closed"``)."""
+
 
 class NoOpMetricsCollector:
     """A collector that records nothing (the default). ``enabled`` is ``False``."""
@@ -117,6 +125,9 @@ class NoOpMetricsCollector:
         """Do nothing."""
 
     def set_active_listeners(self, emitter: str, count: int) -> None:
+        """Do nothing."""
+
+    def inc_circuit_transitions(self, listener: str, state: str, n: int = 1) -> None:
         """Do nothing."""
 
 
@@ -213,6 +224,10 @@ class SimpleMetricsCollector:
     def set_active_listeners(self, emitter: str, count: int) -> None:
         """Set ``nova_active_listeners{emitter}``."""
         self._set(ACTIVE_LISTENERS, (("emitter", emitter),), count)
+
+    def inc_circuit_transitions(self, listener: str, state: str, n: int = 1) -> None:
+        """Count breaker transitions (``nova_circuit_transitions_total{listener,state}``)."""
+        self._inc(CIRCUIT_TRANSITIONS, (("listener", listener), ("state", state)), n)
 
     def value(self, name: str, **labels: str) -> Any:
         """Return one series' value (0 for a counter never incremented, ``None`` for an
