@@ -3,6 +3,8 @@ the in-memory columnar store (zero-copy windows, compaction, background sweep)."
 
 from __future__ import annotations
 
+import re
+import sys
 import threading
 from typing import Any
 
@@ -229,3 +231,19 @@ def test_event_batch_from_events() -> None:
         EventBatch.from_events(evs, streams=["a"], positions=[1, 1, 2], sequences=[1, 2, 3])
     with pytest.raises(TypeError, match="Expected an int row index, got str"):
         b["0"]
+
+
+@pytest.mark.parametrize(
+    "module,method,extra",
+    [("pandas", "to_pandas", "nova-events[pandas]"), ("pyarrow", "to_arrow", "nova-events[arrow]")],
+)
+def test_export_without_the_library_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, module: str, method: str, extra: str
+) -> None:
+    store = MemoryStore()
+    store.append("s", Event("t", 1, timestamp=5))
+    batch = store.window()
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
+    with pytest.raises(ImportError, match=re.escape(extra)):
+        getattr(batch, method)()
+    store.close()

@@ -295,13 +295,13 @@ class EventBatch:
         ``id``, ``data`` and ``metadata``.
 
         Raises:
-            ImportError: pandas is not installed (``pip install 'nova[pandas]'``).
+            ImportError: pandas is not installed (``pip install 'nova-events[pandas]'``).
         """
         try:
             import pandas as pd  # type: ignore[import-untyped, unused-ignore]
-        except ImportError as exc:  # pragma: no cover - pandas is a test dependency
+        except ImportError as exc:
             raise ImportError(
-                "EventBatch.to_pandas() needs pandas; install it with `pip install 'nova[pandas]'`"
+                "EventBatch.to_pandas() needs pandas; install it with `pip install 'nova-events[pandas]'`"
             ) from exc
         return pd.DataFrame(
             {
@@ -326,15 +326,15 @@ class EventBatch:
         and, if *include_data*, ``data`` (typed by pyarrow's inference).
 
         Raises:
-            ImportError: pyarrow is not installed (``pip install 'nova[arrow]'``).
+            ImportError: pyarrow is not installed (``pip install 'nova-events[arrow]'``).
             TypeError: the payloads have no common Arrow type (pass
                 ``include_data=False``, or export with :meth:`to_pandas`).
         """
         try:
             import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
-        except ImportError as exc:  # pragma: no cover - pyarrow is a test dependency
+        except ImportError as exc:
             raise ImportError(
-                "EventBatch.to_arrow() needs pyarrow; install it with `pip install 'nova[arrow]'`"
+                "EventBatch.to_arrow() needs pyarrow; install it with `pip install 'nova-events[arrow]'`"
             ) from exc
         streams = pa.array(list(self.streams), pa.string())
         types = pa.array(list(self.types), pa.string())
