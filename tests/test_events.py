@@ -212,6 +212,11 @@ def test_repr(core):
     assert r == "Event(type='t', data=1, id='i', timestamp=5, metadata={'k': 'v'})"
 
 
+def test_event_is_final(core):
+    with pytest.raises(TypeError, match="not an acceptable base type"):
+        type("Sub", (core.Event,), {})
+
+
 def test_pickle_roundtrip(core):
     a = core.Event("t", {"x": [1, 2]}, metadata={"k": "v"})
     b = pickle.loads(pickle.dumps(a))

@@ -169,6 +169,10 @@ class Event:
 
     __slots__ = ("_type", "_data", "_id", "_timestamp", "_metadata")
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The compiled Event is a final type; the twin refuses subclasses the same way.
+        raise TypeError(f"type '{__name__}.Event' is not an acceptable base type")
+
     def __init__(
         self,
         type: str,
