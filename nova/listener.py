@@ -196,10 +196,11 @@ class RetryPolicy:
         elif self.backoff is Backoff.LINEAR:
             base = d * attempt
         else:
-            # 2 ** (n - 1) overflows float for huge n: past 1100 doublings the cap wins.
-            base = d * 2.0 ** (attempt - 1) if attempt <= 1100 else math.inf
-            if d == 0.0:
-                base = 0.0
+            # d * 2 ** (n - 1) overflows a float for huge n: the cap wins then.
+            try:
+                base = math.ldexp(d, attempt - 1)
+            except OverflowError:
+                base = math.inf
         return base if base < self.max_delay else self.max_delay
 
     def delay(self, attempt: int, rng: Any = None) -> float:
@@ -828,6 +829,13 @@ class CircuitBreaker:
                     if self._successes >= self.config.success_threshold:
                         self._move(CircuitState.CLOSED, now)
 
+    def _abandon(self, epoch: int) -> None:
+        """An admitted call ended without a result (cancelled, or a BaseException such as
+        KeyboardInterrupt): give its half-open probe slot back, recording nothing."""
+        with self._lock:
+            if epoch == self._epoch and self._state is CircuitState.HALF_OPEN:
+                self._probes = max(0, self._probes - 1)
+
     def allow(self) -> bool:
         """Whether a call may run now (a half-open admission takes a probe slot).
 
@@ -1204,15 +1212,21 @@ class ManagedListener:
             epoch = br._admit()
             if epoch < 0:
                 return self._rejected()
-        self._acquire_gate()
         try:
-            if self._bucket is not None:
-                while (wait := self._bucket.take()) > 0:
-                    self._clock.sleep(wait)
-            elif self._limiter is not None:
-                self._limiter.acquire(1)
+            self._acquire_gate()
+        except BaseException:
+            if br is not None:
+                br._abandon(epoch)
+            raise
+        try:
             t0 = self._now()
             try:
+                if self._bucket is not None:
+                    while (wait := self._bucket.take()) > 0:
+                        self._clock.sleep(wait)
+                elif self._limiter is not None:
+                    self._limiter.acquire(1)
+                t0 = self._now()
                 if self._timeout is None:
                     self._fn(event)
                 else:
@@ -1220,6 +1234,10 @@ class ManagedListener:
             except Exception as exc:
                 self._record(False, self._now(), epoch, exc, t0)
                 return exc
+            except BaseException:  # no result: a half-open probe slot must not leak
+                if br is not None:
+                    br._abandon(epoch)
+                raise
             self._record(True, self._now(), epoch, None, t0)
             return None
         finally:
@@ -1277,15 +1295,21 @@ class ManagedListener:
             epoch = br._admit()
             if epoch < 0:
                 return self._rejected()
-        await self._aacquire_gate()
         try:
-            if self._bucket is not None:
-                while (wait := self._bucket.take()) > 0:
-                    await self._manager._asleep(wait)
-            elif self._limiter is not None:
-                await asyncio.to_thread(self._limiter.acquire, 1)
+            await self._aacquire_gate()
+        except BaseException:  # cancelled while waiting for the gate
+            if br is not None:
+                br._abandon(epoch)
+            raise
+        try:
             t0 = self._now()
             try:
+                if self._bucket is not None:
+                    while (wait := self._bucket.take()) > 0:
+                        await self._manager._asleep(wait)
+                elif self._limiter is not None:
+                    await asyncio.to_thread(self._limiter.acquire, 1)
+                t0 = self._now()
                 result = self._fn(event)
                 if self._timeout is None:
                     if inspect.isawaitable(result):
@@ -1295,6 +1319,10 @@ class ManagedListener:
             except Exception as exc:
                 self._record(False, self._now(), epoch, exc, t0)
                 return exc
+            except BaseException:  # cancelled: no result, a half-open probe slot must not leak
+                if br is not None:
+                    br._abandon(epoch)
+                raise
             self._record(True, self._now(), epoch, None, t0)
             return None
         finally:
@@ -1488,12 +1516,38 @@ class ManagedListener:
         try:
             err = await self._acall(retry.event)
         except asyncio.CancelledError as exc:
+            # Nobody holds this task: it was cancelled because the loop it ran on is
+            # going away (asyncio.run ending, an Emitter's shutdown closing its loop).
+            # The attempt has no result: run it again on the manager's own loop.
+            if self._hand_over(retry):
+                return
             err = exc
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # pragma: no cover
             loop = None
         self._finish_retry(retry, err, loop)
+
+    def _hand_over(self, retry: _Retry) -> bool:
+        """Move an attempt interrupted by the end of a foreign loop to the manager's own
+        loop.  False when it already ran there (it then ends cancelled)."""
+        mgr = self._manager
+        try:
+            if asyncio.get_running_loop() is mgr._loop:
+                return False
+        except RuntimeError:  # pragma: no cover
+            return False
+        retry.loop = None
+        sched = mgr._scheduler
+        with sched._cond:
+            sched._active += 1  # the new run counts as dispatched until it ends
+        try:
+            fut = mgr._submit_coro(self._aretry(retry))
+        except BaseException:  # pragma: no cover - the manager's loop cannot start
+            sched.task_done()
+            return False
+        fut.add_done_callback(lambda f: sched.task_done())
+        return True
 
     def _finish_retry(self, retry: _Retry, err: BaseException | None,
                       loop: asyncio.AbstractEventLoop | None) -> None:
@@ -1874,7 +1928,8 @@ class ListenerManager:
         ``wait_idle()`` returns once everything due by then has run.  *timeout* is in
         real seconds; returns False if it passed first.
         """
-        return self._scheduler.wait(self._scheduler.idle_now, timeout)
+        t = None if timeout is None else _check_duration(timeout, "timeout")
+        return self._scheduler.wait(self._scheduler.idle_now, t)
 
     def _pending_total(self) -> int:
         with self._lock:
@@ -1977,16 +2032,22 @@ class ListenerManager:
 
         Raises:
             nova.errors.ListenerNotFound: no listener has that id.
+            TypeError: *event* is not an Event.
         """
-        return self.get(listener_id).run_inline(event, topic=topic)
+        managed = self.get(listener_id)
+        _check_event(event)
+        return managed.run_inline(event, topic=topic)
 
     async def aprocess(self, listener_id: str, event: Any, *, topic: str | None = None) -> bool:
         """:meth:`process` for asyncio code.
 
         Raises:
             nova.errors.ListenerNotFound: no listener has that id.
+            TypeError: *event* is not an Event.
         """
-        return await self.get(listener_id).arun_inline(event, topic=topic)
+        managed = self.get(listener_id)
+        _check_event(event)
+        return await managed.arun_inline(event, topic=topic)
 
     # -- health and stats ------------------------------------------------------------------------
     def listener_health(self, listener_id: str) -> Health:
@@ -2049,7 +2110,10 @@ class ListenerManager:
 
         Raises:
             nova.errors.ListenerNotFound: *listener_id* is not registered.
+            TypeError: *store* is not an EventStore.
         """
+        if not callable(getattr(store, "replay", None)):
+            raise TypeError(f"Expected an EventStore (with replay) to redrive from, got {type_name(store)}")
         if listener_id is not None:
             self.get(listener_id)
         count = 0
@@ -2068,6 +2132,14 @@ class ListenerManager:
 
     def __repr__(self) -> str:
         return f"<ListenerManager listeners={len(self._listeners)} health={self.health().value}>"
+
+
+def _check_event(event: object) -> None:
+    from nova.events import Event
+    from nova._core import event_py
+
+    if not isinstance(event, (Event, event_py.Event)):
+        raise TypeError(f"Expected a nova Event, got {type_name(event)}")
 
 
 def _dead_letters(store: Any, start: Any, end: Any) -> list[Any]:

@@ -108,6 +108,20 @@ def test_manager_bad_arguments() -> None:
         ListenerManager(clock=object())
     with pytest.raises(ValueError, match="Expected timeout >= 0 seconds"):
         ListenerManager().stop(timeout=-1)
+    lm = ListenerManager()
+    lm.register(lambda ev: None, id="x")
+    with pytest.raises(TypeError, match="Expected a nova Event, got str"):
+        lm.process("x", "not an event")
+    with pytest.raises(TypeError, match="Expected a nova Event, got NoneType"):
+        asyncio.run(lm.aprocess("x", None))
+    with pytest.raises(TypeError, match="Expected an EventStore \\(with replay\\) to redrive from, got int"):
+        lm.redrive(3)
+    with pytest.raises(ValueError, match="Expected timeout >= 0 seconds"):
+        lm.wait_idle(-1)
+    with pytest.raises(TypeError, match="Expected timeout as float seconds or a timedelta, got str"):
+        lm.wait_idle("1")
+    assert lm.stats("x").calls == 0
+    lm.stop()
 
 
 # -- the Emitter path: handle() with scheduled retries ------------------------------------------
@@ -373,6 +387,102 @@ def test_half_open_admits_one_probe_at_a_time(clock: ManualClock, lm: ListenerMa
     assert m.breaker is not None and m.breaker.state.value == "closed"
     st = lm.stats()
     assert (st.rejected, st.processed, st.dead_lettered) == (1, 1, 2)
+
+
+def test_a_cancelled_half_open_probe_gives_its_slot_back(clock: ManualClock, lm: ListenerManager) -> None:
+    # A probe that ends without a result (cancelled) must not keep its slot: the breaker
+    # would stay half-open with every slot taken, rejecting every call for ever.
+    state = {"fail": True}
+
+    async def svc(ev: Event) -> None:
+        if state["fail"]:
+            raise ConnectionError("down")
+        if ev.data == "hang":
+            await asyncio.Event().wait()
+
+    m = lm.register(svc, ListenerConfig(
+        retry=RetryPolicy(max_attempts=1),
+        circuit=CircuitConfig(failure_threshold=1, success_threshold=1, timeout=5, half_open_max_calls=1),
+        dead_letter=DeadLetterConfig(handler=lambda dl: None)))
+    breaker = m.breaker
+    assert breaker is not None
+
+    async def main() -> None:
+        await m.ahandle(Event("e", "first"))  # opens
+        state["fail"] = False
+        clock.advance(5)
+        probe = asyncio.ensure_future(m.ahandle(Event("e", "hang")))
+        while breaker._probes == 0:
+            await asyncio.sleep(0)
+        probe.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        await m.ahandle(Event("e", "ok"))  # admitted as a probe, closes the breaker
+
+    asyncio.run(main())
+    assert breaker.state.value == "closed"
+    assert lm.stats().rejected == 0
+
+
+def test_a_base_exception_in_a_half_open_probe_gives_its_slot_back(clock: ManualClock,
+                                                                   lm: ListenerManager) -> None:
+    state = {"mode": "fail"}
+
+    def svc(ev: Event) -> None:
+        if state["mode"] == "fail":
+            raise ConnectionError("down")
+        if state["mode"] == "interrupt":
+            raise KeyboardInterrupt
+
+    m = lm.register(svc, ListenerConfig(
+        retry=RetryPolicy(max_attempts=1),
+        circuit=CircuitConfig(failure_threshold=1, success_threshold=1, timeout=5),
+        dead_letter=DeadLetterConfig(handler=lambda dl: None)))
+    m.handle(Event("e"))  # opens
+    clock.advance(5)
+    state["mode"] = "interrupt"
+    with pytest.raises(KeyboardInterrupt):
+        m.handle(Event("e"))  # the probe ends without a result
+    state["mode"] = "ok"
+    m.handle(Event("e"))
+    assert m.breaker is not None and m.breaker.state.value == "closed"
+    assert lm.stats().rejected == 0
+
+
+def test_async_retry_cut_off_by_the_end_of_its_loop_runs_again_on_the_managers_loop(
+        clock: ManualClock, lm: ListenerManager) -> None:
+    # The retry runs on the caller's loop; asyncio.run ends while it is in flight and
+    # cancels it.  The attempt had no result: it is run again on the manager's loop,
+    # not dead-lettered with the CancelledError.
+    letters: list[DeadLetter] = []
+    calls: list[Any] = []
+    started = threading.Event()
+    user_loop: list[Any] = []
+
+    async def flaky(ev: Event) -> None:
+        calls.append(asyncio.get_running_loop())
+        if len(calls) == 1:
+            raise ConnectionError("down")
+        if asyncio.get_running_loop() is user_loop[0]:
+            started.set()
+            await asyncio.Event().wait()  # cut off when asyncio.run ends
+
+    m = lm.register(flaky, cfg(retry=RetryPolicy(max_attempts=3, initial_delay=1),
+                               dead_letter=DeadLetterConfig(handler=letters.append)))
+
+    async def main() -> None:
+        user_loop.append(asyncio.get_running_loop())
+        await m.handle(Event("a"))
+        clock.advance(1)
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+
+    asyncio.run(main())
+    assert lm.wait_idle(WAIT)
+    st = lm.stats()
+    assert letters == []
+    assert len(calls) == 3 and calls[2] is not user_loop[0]
+    assert (st.processed, st.dead_lettered, st.retried, st.pending) == (1, 0, 1, 0)
 
 
 # -- timeouts -------------------------------------------------------------------------------------

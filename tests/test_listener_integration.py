@@ -98,6 +98,40 @@ def test_emitter_async_managed_listener_via_aemit() -> None:
     lm.stop()
 
 
+def test_emitter_shutdown_does_not_kill_a_managed_retry_in_flight() -> None:
+    # emit() runs an async managed listener on the emitter's own loop, and its retry is
+    # scheduled there.  The emitter's shutdown closes that loop while the retry runs:
+    # the retry goes on on the manager's loop instead of being dead-lettered.
+    clock = ManualClock()
+    lm = ListenerManager(clock=clock)
+    letters: list[DeadLetter] = []
+    loops: list[Any] = []
+    started = threading.Event()
+
+    async def flaky(ev: Event) -> None:
+        loops.append(asyncio.get_running_loop())
+        if len(loops) == 1:
+            raise ConnectionError("down")
+        if loops[-1] is loops[0]:
+            started.set()
+            await asyncio.Event().wait()  # cut off by the emitter's shutdown
+
+    managed = lm.register(flaky, ListenerConfig(retry=RetryPolicy(max_attempts=3, initial_delay=1),
+                                                dead_letter=DeadLetterConfig(handler=letters.append)))
+    em = Emitter()
+    em.subscribe("job", managed)
+    em.emit(Event("job"))
+    clock.advance(1)
+    assert started.wait(WAIT)
+    assert em.shutdown(timeout=WAIT) is True
+    assert lm.wait_idle(WAIT)
+    st = lm.stats()
+    assert letters == [] and len(loops) == 3 and loops[2] is not loops[0]
+    assert (st.processed, st.dead_lettered, st.pending) == (1, 0, 0)
+    lm.stop(timeout=0)
+    clock.advance(1e9)
+
+
 def test_bus_partition_keeps_order_while_the_manager_retries() -> None:
     clock = ManualClock(auto_advance=True)  # run_inline sleeps on the manager's clock
     lm = ListenerManager(clock=clock)

@@ -46,6 +46,12 @@ def test_exponential_huge_attempt_is_capped_not_overflowing() -> None:
     p = RetryPolicy(max_attempts=5000, initial_delay=1.0, max_delay=60.0)
     assert p.delay(4999) == 60.0
     assert RetryPolicy(max_attempts=5000, initial_delay=0.0, max_delay=0.0).delay(4999) == 0.0
+    # between 1025 and 1100 doublings 2.0 ** (n - 1) alone overflows a float
+    for n in (1025, 1050, 1100, 1101):
+        exact = 1e-300 * 2.0 ** 1000 * 2.0 ** (n - 1001)
+        assert RetryPolicy(max_attempts=2000, initial_delay=1e-300, max_delay=1e300).delay(n) == exact
+    assert RetryPolicy(max_attempts=2000, initial_delay=1.0, max_delay=1e300).delay(1025) == 1e300
+    assert RetryPolicy(max_attempts=3000, initial_delay=5e-324, max_delay=1.0).delay(2000) == 1.0
 
 
 def test_backoff_from_string_and_timedelta() -> None:
