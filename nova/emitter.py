@@ -1412,6 +1412,10 @@ class Emitter:
                             self._corrections += 1
                             self._failed += 1
                         self._conclude(event, [(rec, exc)])
+                    except BaseException:  # cancelled: the call did not return (as in _arun)
+                        with self._stats_lock:
+                            self._corrections += 1
+                        raise
                     finally:
                         if sem is not None:
                             sem.release()

@@ -1229,6 +1229,31 @@ def test_aemit_cancelled_cancels_its_listeners(make):
     assert sorted(cancelled) == ["one", "two"]
 
 
+@pytest.mark.parametrize("n", [1, 2])
+def test_a_cancelled_aemit_counts_its_calls_neither_processed_nor_failed(make, n):
+    # One async listener takes a fast path that presumed the call processed; a cancelled
+    # call did not return, so it is counted as on the general path: not at all.
+    em = make()
+    for _ in range(n):
+        em.subscribe("a", _hang)
+
+    async def main():
+        task = asyncio.ensure_future(em.aemit(Event("a")))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    st = em.stats()
+    assert (st.emitted, st.processed, st.failed) == (1, 0, 0)
+
+
+async def _hang(ev):
+    await asyncio.Event().wait()
+
+
 def test_explicit_max_concurrency_bounds_inline_sync_calls(make):
     em = make(acquire_timeout=0.05)
     inside = threading.Event()
