@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextvars
 import enum
 import heapq
 import inspect
@@ -1733,6 +1734,9 @@ class _RetryTask:
         return self.managed._run_retry(self.retry)
 
 
+#: The manager whose scheduled task (a retry) runs in this thread or asyncio task.
+_IN_TASK: contextvars.ContextVar[Any] = contextvars.ContextVar("nova_listener_task", default=None)
+
 _HEALTH_ORDER = {Health.HEALTHY: 0, Health.DEGRADED: 1, Health.UNHEALTHY: 2, Health.CIRCUIT_OPEN: 3}
 
 
@@ -1852,13 +1856,18 @@ class ListenerManager:
         retries that cannot run before it ends are not run: their events are
         dead-lettered now with their last error, and their dead letters returned.
         Retries needed later restart the scheduler (the manager is restartable).  The
-        scheduler keeps serving the timeouts of listener calls still in flight.
+        scheduler keeps serving the timeouts of listener calls still in flight.  Called by
+        a listener from inside one of this manager's retries, it does not wait for that
+        retry (which ends after it returns).
 
         Raises:
             TypeError/ValueError: a bad *timeout*.
         """
         sched = self._scheduler
         letters: list[DeadLetter] = []
+        # Called by a listener from inside one of this manager's retries: that retry
+        # cannot end before stop() returns, so stop() does not wait for it.
+        me = 1 if _IN_TASK.get() is self else 0
 
         def abandon(taken: list[tuple[float, _Entry]]) -> None:
             for _, entry in taken:
@@ -1870,7 +1879,7 @@ class ListenerManager:
                 letters.append(task.managed._dead_letter(r.event, r.error, r.attempts, r.topic))
 
         if timeout is None:
-            sched.wait(lambda: self._pending_total() == 0 and sched._active == 0, None)
+            sched.wait(lambda: self._pending_total() <= me and sched._active <= me, None)
         else:
             t = _check_duration(timeout, "timeout")
             deadline = self._now() + t
@@ -1884,7 +1893,7 @@ class ListenerManager:
                 abandon(sched.take_all(lambda d, fn: isinstance(fn, _RetryTask) and d > deadline))
                 remaining = real_end - time.monotonic()
                 done = sched.wait(
-                    lambda: (self._pending_total() == 0 and sched._active == 0) or late(),
+                    lambda: (self._pending_total() <= me and sched._active <= me) or late(),
                     max(0.0, remaining))
                 if done and not late():
                     break
@@ -1946,12 +1955,15 @@ class ListenerManager:
         sched = self._scheduler
 
         def task() -> None:
+            token = _IN_TASK.set(self)  # an async retry's task inherits it too
             try:
                 result = fn()
             except BaseException:
                 sched.task_done()
                 _log.exception("nova: a scheduled task failed")
                 return
+            finally:
+                _IN_TASK.reset(token)
             if isinstance(result, concurrent.futures.Future):
                 result.add_done_callback(lambda f: sched.task_done())
             else:

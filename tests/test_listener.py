@@ -949,6 +949,45 @@ def test_stop_drains_retries_due_before_the_deadline(clock: ManualClock) -> None
     clock.advance(1e9)
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_stop_from_inside_a_retry_does_not_wait_for_itself(kind: str) -> None:
+    # A listener that stops its manager during a retry: stop() used to wait for every
+    # running retry, its caller's too, and never returned.
+    clock = ManualClock()
+    lm = ListenerManager(clock=clock)
+    calls: list[int] = []
+    results: list[Any] = []
+    returned = threading.Event()
+
+    def body() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("down")
+        results.append(lm.stop())
+        returned.set()
+
+    if kind == "sync":
+        def lis(ev: Event) -> None:
+            body()
+    else:
+        async def lis(ev: Event) -> None:  # type: ignore[misc]
+            body()
+
+    m = lm.register(lis, cfg(retry=RetryPolicy(max_attempts=3, initial_delay=1)))
+    if kind == "sync":
+        m.handle(Event("a"))
+    else:
+        asyncio.run(m.handle(Event("a")))
+    clock.advance(1)
+    assert returned.wait(WAIT)
+    assert results == [[]]
+    assert lm.wait_idle(WAIT)
+    st = lm.stats()
+    assert (st.processed, st.retried, st.pending, st.dead_lettered) == (1, 1, 0, 0)
+    assert lm.stop(timeout=0) == []
+    clock.advance(1e9)
+
+
 def test_context_manager_and_explicit_start() -> None:
     clock = ManualClock(auto_advance=True)
     with ListenerManager(clock=clock) as lm:
