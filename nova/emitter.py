@@ -1072,9 +1072,10 @@ class Emitter:
             accepted).
         """
         try:
-            evs = list(events)
+            it = iter(events)
         except TypeError:
             raise TypeError(f"Expected an iterable of Events, got {type_name(events)}") from None
+        evs = list(it)  # an error raised while iterating is the iterable's own: it propagates
         for i, ev in enumerate(evs):
             if type(ev) is not Event and not isinstance(ev, _EVENT_CLASSES):
                 raise TypeError(f"Expected a nova Event at index {i}, got {type_name(ev)}")

@@ -99,6 +99,13 @@ def test_bad_inputs(make):
         em.emit_batch([Event("a"), 1])
     with pytest.raises(TypeError, match="iterable of Events"):
         em.emit_batch(5)
+
+    def broken():  # the iterable's own error is not disguised as "not an iterable"
+        yield Event("a")
+        raise TypeError("bug inside the generator")
+
+    with pytest.raises(TypeError, match="bug inside the generator"):
+        em.emit_batch(broken())
     with pytest.raises(TypeError, match="middleware"):
         em.use(5)
     with pytest.raises(TypeError, match="async def"):
