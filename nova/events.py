@@ -144,12 +144,36 @@ def as_listener(fn: Any, id: str | None = None) -> Any:
     if handle is not None and callable(handle) and isinstance(getattr(fn, "id", None), str):
         if id is None or id == fn.id:
             return fn
-        return FunctionListener(handle, id=id, on_error=getattr(fn, "on_error", None))
+        if not isinstance(id, str) or not id:
+            raise ValidationError(f"Expected a non-empty str listener id, got {id!r}")
+        return _RenamedListener(fn, id)
     if not callable(fn):
         raise TypeError(
             f"Expected a callable, an async def or a Listener (with id and handle), got {type(fn).__name__}"
         )
     return FunctionListener(fn, id=id)
+
+
+class _RenamedListener:
+    """A :class:`Listener` under another id.  Not a plain function wrapper: what its
+    ``handle`` returns (an awaitable, for a Listener that returns one) is still acted on."""
+
+    __slots__ = ("_id", "listener", "handle", "is_async", "on_error")
+
+    def __init__(self, listener: Any, id: str) -> None:
+        self._id = id
+        self.listener = listener
+        self.handle = listener.handle
+        self.is_async = is_async_listener(listener)
+        self.on_error = getattr(listener, "on_error", None)
+
+    @property
+    def id(self) -> str:
+        """The listener id."""
+        return self._id
+
+    def __repr__(self) -> str:
+        return f"<Listener {self._id!r} for {self.listener!r}>"
 
 
 def is_async_listener(listener: Any) -> bool:

@@ -981,13 +981,16 @@ class ManagedListener:
     managed = True
 
     def __init__(self, manager: ListenerManager, listener: Any, config: ListenerConfig) -> None:
-        from nova.events import is_async_listener
+        from nova.events import FunctionListener, is_async_listener
 
         self._manager = manager
         self.listener = listener
         self.config = config
         self._id: str = listener.id
         self.is_async: bool = is_async_listener(listener)
+        # A Listener object whose plain ``handle`` may return an awaitable (the Listener
+        # protocol allows it): what it returns is awaited, never dropped.
+        self._check_result = not self.is_async and not isinstance(listener, FunctionListener)
         self._fn = listener.handle
         self._on_error = getattr(listener, "on_error", None)
         clock = manager._clock
@@ -1062,6 +1065,7 @@ class ManagedListener:
             and self._limiter is None
             and not self._metrics_on
             and (br is None or br._state is CircuitState.CLOSED)
+            and (self._tokens is not None or not self._check_result)
         )
 
     def _on_transition(self, old: CircuitState, new: CircuitState) -> None:
@@ -1229,7 +1233,9 @@ class ManagedListener:
                     self._limiter.acquire(1)
                 t0 = self._now()
                 if self._timeout is None:
-                    self._fn(event)
+                    r = self._fn(event)
+                    if r is not None and self._check_result and inspect.isawaitable(r):
+                        self._manager._run_coro(_await_it(r))
                 else:
                     self._call_with_timeout(event)
             except Exception as exc:
@@ -1247,13 +1253,17 @@ class ManagedListener:
     def _call_with_timeout(self, event: Any) -> None:
         box = _Box()
         fn = self._fn
+        check = self._check_result
+        mgr = self._manager
 
         def run() -> None:
             if box.abandoned:
                 return
             error = None
             try:
-                fn(event)
+                r = fn(event)
+                if r is not None and check and inspect.isawaitable(r):
+                    mgr._run_coro(_await_it(r))
             except BaseException as exc:
                 error = exc
             with box.lock:
@@ -1269,7 +1279,6 @@ class ManagedListener:
                     box.abandoned = True
             box.done.set()
 
-        mgr = self._manager
         timeout = self._timeout
         assert timeout is not None
         entry = None if self._real else mgr._scheduler.schedule(self._now() + timeout, expire)
@@ -1442,6 +1451,36 @@ class ManagedListener:
             self._b_next()
             return None
 
+        if self._check_result:
+            # What the Listener's handle returns may be an awaitable: run it to the end.
+            run_coro = self._manager._run_coro
+            isawaitable = inspect.isawaitable
+
+            def handle(event: Any) -> Any:  # noqa: F811 - the checking variant
+                if not self._fast:
+                    return slow(event)
+                try:
+                    take()
+                except empty:
+                    return slow(event)
+                try:
+                    r = fn(event)
+                    if r is not None and isawaitable(r):
+                        run_coro(_await_it(r))
+                except Exception as exc:
+                    give(None)
+                    failed(event, exc)
+                    return None
+                except BaseException:
+                    give(None)
+                    raise
+                give(None)
+                ok_next()
+                if now() >= self._b_end:
+                    roll(now())
+                self._b_next()
+                return None
+
         handle.__doc__ = ManagedListener.handle.__doc__
         return handle
 
@@ -1464,6 +1503,14 @@ class ManagedListener:
         listener runs inline (its retries on the scheduler's threads).
         """
         if not self.is_async:
+            if self._check_result and self._timeout is None:
+                # what the Listener's handle returns is awaited on this loop
+                err = await self._acall(event)
+                if err is None:
+                    self._count_processed()
+                else:
+                    self._after_failure(event, err, 1, getattr(event, "type", None), None)
+                return
             self.handle(event)
             return
         err = await self._acall(event)
@@ -1591,8 +1638,8 @@ class ManagedListener:
         attempts = 0
         while True:
             attempts += 1
-            if self.is_async:
-                err = await self._acall(event)
+            if self.is_async or (self._check_result and self._timeout is None):
+                err = await self._acall(event)  # what handle returns is awaited on this loop
             else:
                 err = self._call_sync(event)
             if attempts > 1:
@@ -1690,6 +1737,10 @@ def _count_value(counter: itertools.count[int]) -> int:
     """How many times ``next`` was called on a fresh ``itertools.count()`` (its repr
     is ``count(N)``; reading it this way is atomic, unlike a Python-level counter)."""
     return int(repr(counter)[6:-1])
+
+
+async def _await_it(aw: Any) -> Any:
+    return await aw
 
 
 def _set_if_pending(fut: asyncio.Future[None]) -> None:

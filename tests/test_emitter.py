@@ -1236,6 +1236,39 @@ def test_aemit_cancelled_cancels_its_listeners(make):
     assert sorted(cancelled) == ["one", "two"]
 
 
+def test_a_renamed_listener_whose_handle_returns_an_awaitable_is_awaited(make):
+    # as_listener(obj, id=...) wrapped obj.handle as a plain function, whose return
+    # value the emitter ignores: the coroutine was never run.
+    from nova.events import as_listener
+
+    done = []
+
+    class Svc:
+        id = "svc"
+
+        def handle(self, ev):
+            return self.work(ev)
+
+        async def work(self, ev):
+            done.append(ev.data)
+
+        def on_error(self, ev, exc):
+            done.append(("error", ev.data))
+
+    em = make(error_policy="continue")
+    renamed = as_listener(Svc(), id="svc-2")
+    assert renamed.id == "svc-2" and em.listeners("a") == []
+    em.subscribe("a", renamed)
+    em.emit(Event("a", 1))
+
+    async def main():
+        await em.aemit(Event("a", 2))
+
+    asyncio.run(main())
+    assert done == [1, 2]
+    assert em.stats().processed == 2
+
+
 @pytest.mark.parametrize("n", [1, 2])
 def test_a_cancelled_aemit_counts_its_calls_neither_processed_nor_failed(make, n):
     # One async listener takes a fast path that presumed the call processed; a cancelled

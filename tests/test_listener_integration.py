@@ -132,6 +132,53 @@ def test_emitter_shutdown_does_not_kill_a_managed_retry_in_flight() -> None:
     clock.advance(1e9)
 
 
+class _ReturnsCoroutine:
+    """A Listener whose plain handle returns an awaitable (the protocol allows it)."""
+
+    id = "returns-coroutine"
+
+    def __init__(self) -> None:
+        self.done: list[Any] = []
+        self.attempts = 0
+        self.loops: list[Any] = []
+
+    def handle(self, ev: Event) -> Any:
+        return self._work(ev)
+
+    async def _work(self, ev: Event) -> None:
+        self.attempts += 1
+        self.loops.append(asyncio.get_running_loop())
+        if ev.data == "flaky" and "failed once" not in self.done:
+            self.done.append("failed once")
+            raise ConnectionError("down")
+        self.done.append(ev.data)
+
+
+def test_a_listener_whose_handle_returns_an_awaitable_is_awaited_when_managed() -> None:
+    # The manager called handle() and ignored the coroutine it returned: never run,
+    # counted as processed.
+    clock = ManualClock(auto_advance=True)
+    lm = ListenerManager(clock=clock)
+    lis = _ReturnsCoroutine()
+    managed = lm.register(lis, ListenerConfig(retry=RetryPolicy(max_attempts=3, initial_delay=0)))
+    assert lm.process(lis.id, Event("t", "process")) is True
+    with Emitter() as em:
+        em.subscribe("t", managed)
+        em.emit(Event("t", "emit"))
+
+        async def main() -> None:
+            await em.aemit(Event("t", "aemit"))
+            assert await lm.aprocess(lis.id, Event("t", "aprocess")) is True
+            assert lis.loops[-1] is asyncio.get_running_loop()
+
+        asyncio.run(main())
+    assert lm.process(lis.id, Event("t", "flaky")) is True  # fails once, then retried
+    assert lis.done == ["process", "emit", "aemit", "aprocess", "failed once", "flaky"]
+    st = lm.stats()
+    assert (st.processed, st.failed, st.dead_lettered) == (5, 1, 0)
+    lm.stop()
+
+
 def test_bus_partition_keeps_order_while_the_manager_retries() -> None:
     clock = ManualClock(auto_advance=True)  # run_inline sleeps on the manager's clock
     lm = ListenerManager(clock=clock)
