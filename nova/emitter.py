@@ -953,12 +953,18 @@ class Emitter:
             lp.run_forever()
         finally:
             try:
-                pending = asyncio.all_tasks(lp)
-                for task in pending:
-                    task.cancel()
-                if pending:
-                    lp.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                # Tasks created while others finish (e.g. a ListenerManager retry sent to
+                # this loop) are finished too: a task left pending at close() never
+                # completes its future.
                 lp.run_until_complete(lp.shutdown_asyncgens())
+                for _ in range(100):
+                    lp.run_until_complete(asyncio.sleep(0))  # callbacks queued may make tasks
+                    pending = asyncio.all_tasks(lp)
+                    if not pending:
+                        break
+                    for task in pending:
+                        task.cancel()
+                    lp.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             finally:
                 asyncio.set_event_loop(None)
                 lp.close()

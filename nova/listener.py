@@ -1544,15 +1544,7 @@ class ManagedListener:
         with self._lock:
             self._c["retried"] += 1
         if self.is_async:
-            loop = retry.loop
-            coro = self._aretry(retry)
-            if loop is not None and loop.is_running() and not loop.is_closed():
-                try:
-                    return asyncio.run_coroutine_threadsafe(coro, loop)
-                except RuntimeError:  # closed meanwhile
-                    coro.close()
-                    coro = self._aretry(retry)
-            return self._manager._submit_coro(coro)
+            return self._submit_attempt(retry)
         try:
             err = self._call_sync(retry.event)
             self._finish_retry(retry, err, None)
@@ -1560,14 +1552,52 @@ class ManagedListener:
             self._finish_retry(retry, exc, None)
         return None
 
-    async def _aretry(self, retry: _Retry) -> None:
+    def _submit_attempt(self, retry: _Retry) -> concurrent.futures.Future[Any]:
+        """Start an async retry attempt on its original loop while that runs, else on the
+        manager's loop; returns the future of its task.
+
+        A task cancelled before it started (its loop closing) never runs the attempt's
+        code: the attempt then moves to the manager's loop, or, if it was already there,
+        ends with that error (dead-lettered), never silently lost."""
+        loop = retry.loop
+        started: list[bool] = []
+        own = True
+        fut: concurrent.futures.Future[Any] | None = None
+        if loop is not None and loop.is_running() and not loop.is_closed():
+            coro = self._aretry(retry, False, started)
+            try:
+                fut = asyncio.run_coroutine_threadsafe(coro, loop)
+                own = False
+            except RuntimeError:  # closed meanwhile
+                coro.close()
+        if fut is None:
+            retry.loop = None
+            fut = self._manager._submit_coro(self._aretry(retry, True, started))
+
+        def check(f: concurrent.futures.Future[Any]) -> None:
+            if started or not f.cancelled():
+                return
+            if own:
+                self._finish_retry(retry, asyncio.CancelledError(
+                    f"Expected the retry of listener {self._id!r} to run, got it cancelled "
+                    "before it started (the manager's loop closed)"), None)
+            else:
+                self._resubmit(retry)
+
+        fut.add_done_callback(check)
+        return fut
+
+    async def _aretry(self, retry: _Retry, own: bool = True, started: list[bool] | None = None) -> None:
+        if started is not None:
+            started.append(True)
         try:
             err = await self._acall(retry.event)
         except asyncio.CancelledError as exc:
             # Nobody holds this task: it was cancelled because the loop it ran on is
             # going away (asyncio.run ending, an Emitter's shutdown closing its loop).
             # The attempt has no result: run it again on the manager's own loop.
-            if self._hand_over(retry):
+            if not own:
+                self._resubmit(retry)
                 return
             err = exc
         try:
@@ -1576,26 +1606,20 @@ class ManagedListener:
             loop = None
         self._finish_retry(retry, err, loop)
 
-    def _hand_over(self, retry: _Retry) -> bool:
-        """Move an attempt interrupted by the end of a foreign loop to the manager's own
-        loop.  False when it already ran there (it then ends cancelled)."""
-        mgr = self._manager
-        try:
-            if asyncio.get_running_loop() is mgr._loop:
-                return False
-        except RuntimeError:  # pragma: no cover
-            return False
+    def _resubmit(self, retry: _Retry) -> None:
+        """Run an attempt cut off by the end of a foreign loop again on the manager's loop
+        (it counts as a dispatched scheduler task until it ends)."""
         retry.loop = None
-        sched = mgr._scheduler
+        sched = self._manager._scheduler
         with sched._cond:
-            sched._active += 1  # the new run counts as dispatched until it ends
+            sched._active += 1
         try:
-            fut = mgr._submit_coro(self._aretry(retry))
-        except BaseException:  # pragma: no cover - the manager's loop cannot start
+            fut = self._submit_attempt(retry)
+        except BaseException as exc:  # pragma: no cover - the manager's loop cannot start
             sched.task_done()
-            return False
+            self._finish_retry(retry, exc, None)
+            return
         fut.add_done_callback(lambda f: sched.task_done())
-        return True
 
     def _finish_retry(self, retry: _Retry, err: BaseException | None,
                       loop: asyncio.AbstractEventLoop | None) -> None:

@@ -132,6 +132,47 @@ def test_emitter_shutdown_does_not_kill_a_managed_retry_in_flight() -> None:
     clock.advance(1e9)
 
 
+def test_emitter_shutdown_racing_managed_retries_loses_no_event() -> None:
+    # Retries sent to the emitter's loop while it shuts down: a task cancelled before it
+    # started never ran the attempt's code, and was neither handled nor dead-lettered.
+    clock = ManualClock()
+    lm = ListenerManager(clock=clock)
+    lock = threading.Lock()
+    handled: list[int] = []
+    letters: list[DeadLetter] = []
+    seen: set[int] = set()
+
+    async def flaky(ev: Event) -> None:
+        with lock:
+            first = ev.data not in seen
+            seen.add(ev.data)
+        if first:
+            raise ConnectionError("down")
+        await asyncio.sleep(0)
+        with lock:
+            handled.append(ev.data)
+
+    managed = lm.register(flaky, ListenerConfig(retry=RetryPolicy(max_attempts=2, initial_delay=1),
+                                                circuit=CircuitConfig(enabled=False),
+                                                dead_letter=DeadLetterConfig(handler=letters.append)))
+    n = 300
+    for _ in range(3):
+        handled.clear()
+        letters.clear()
+        seen.clear()
+        em = Emitter()
+        em.subscribe("job", managed)
+        for i in range(n):
+            em.emit(Event("job", i))  # every first call fails on the emitter's loop
+        clock.advance(1)  # the retries go to the emitter's loop ...
+        assert em.shutdown(timeout=WAIT) is True  # ... while it closes
+        assert lm.wait_idle(WAIT)
+        assert lm.stats().pending == 0
+        assert sorted(handled + [dl.event.data for dl in letters]) == list(range(n))
+    lm.stop(timeout=0)
+    clock.advance(1e9)
+
+
 class _ReturnsCoroutine:
     """A Listener whose plain handle returns an awaitable (the protocol allows it)."""
 
