@@ -93,7 +93,9 @@ class EmitterStats(NamedTuple):
 
     Attributes:
         emitted: events accepted by ``emit``, ``emit_async``/``emit_batch`` and ``aemit``.
-        processed: listener calls that returned without error.
+        processed: listener calls that returned without error (a call on the fast path
+            is counted when it starts and taken back if it raises, so a snapshot taken
+            meanwhile includes calls still running).
         failed: listener calls that raised (or timed out waiting for a concurrency slot).
         dropped: events dropped by the ``drop_newest``/``drop_oldest`` overflow policies.
         queued: events waiting in the buffer now.
@@ -262,8 +264,9 @@ class Emitter:
             returns normally.  Worker threads always report (there is no caller to raise to).
         metrics: a :class:`~nova.observability.metrics.MetricsCollector`; ``None`` (or
             a collector whose ``enabled`` is False) reports nothing and costs nothing.
-        validator: ``validator(event)`` runs on every emitted event; raising, or
-            returning ``False``, rejects the event at the call (``ValidationError``).
+        validator: ``validator(event)`` runs on every emitted event; returning
+            ``False`` rejects the event at the call with ``ValidationError``; an error it
+            raises rejects it too and propagates as is.
         name: the emitter's name (metrics labels, thread names).
         on_error: ``on_error(event, exc, listener)``: the emitter-level error hook
             (``listener`` is ``None`` for a middleware error).  When an error is reported
