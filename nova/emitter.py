@@ -241,7 +241,7 @@ class Emitter:
     Args:
         pool: a :class:`~nova.pool.WorkerPool` to run the buffer's drain loops on (the
             emitter then occupies *workers* of its threads until shutdown, and does not
-            close it).  ``None`` (default): the emitter makes its own pool of *workers*
+            close it; *workers* must not exceed its ``size``).  ``None`` (default): the emitter makes its own pool of *workers*
             threads on the first ``emit_async`` and closes it on shutdown.
         workers: drain loops (threads) serving the buffer.
         buffer_size: the most events waiting in the buffer.
@@ -311,6 +311,14 @@ class Emitter:
             raise TypeError(f"Expected a non-empty str name, got {name!r}")
         if pool is not None and not (callable(getattr(pool, "submit", None))):
             raise TypeError(f"Expected a WorkerPool (with submit) or None, got {type_name(pool)}")
+        size = getattr(pool, "size", None)
+        if isinstance(size, int) and not isinstance(size, bool) and self._workers > size:
+            # each drain loop holds a pool thread until shutdown: the extra ones would
+            # never run (and the first emit_async would wait for them)
+            raise ValueError(
+                f"Expected workers <= the {size} threads of the given pool (each drain loop "
+                f"holds one until shutdown), got workers={self._workers}"
+            )
         if metrics is not None:
             for op in ("inc_events_emitted", "inc_events_processed", "observe_listener_duration",
                        "set_queue_size", "set_active_listeners", "inc_events_dropped"):

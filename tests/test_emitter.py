@@ -610,6 +610,10 @@ def test_user_pool(make):
         assert em.shutdown(WAIT)
         assert sorted(got) == list(range(100))
         assert not pool.closed  # the emitter does not close a pool it was given
+        # more drain loops than pool threads: the extra loops would never run, and the
+        # first emit_async used to wait a second for each of them
+        with pytest.raises(ValueError, match="Expected workers <= the 2 threads of the given pool"):
+            Emitter(pool=pool, workers=3)
 
 
 # ------------------------------------------------------------------ max_concurrency
