@@ -272,9 +272,12 @@ def _check_timeout(timeout: object) -> float | None:
 
 _SYNC, _ASYNC, _MANAGED = 0, 1, 2
 _HANDLED, _SETTLED, _ABANDONED = 0, 1, 2
-# what a handler call may raise and still count as a failed call (an async handler can
-# end with CancelledError, a BaseException)
-_HANDLER_ERRORS = (Exception, asyncio.CancelledError)
+# what a handler call may raise and still count as a failed call: anything.  Handlers
+# run on delivery threads (never the main thread), where a BaseException (an async
+# handler's CancelledError, a SystemExit or KeyboardInterrupt raised by the handler)
+# would otherwise kill the thread: the batch would be counted as settled without being
+# handled and the subscriber would never be served again.  Hooks likewise.
+_HANDLER_ERRORS = BaseException
 
 
 class _Member:
@@ -446,7 +449,7 @@ class _Slot:
                     break
                 try:
                     handle(ev)
-                except Exception as exc:
+                except _HANDLER_ERRORS as exc:
                     if self._failed(lane, consumer, m, ev, exc) == _ABANDONED:
                         break
                 i += 1
@@ -472,7 +475,7 @@ class _Slot:
                 dd.cur = cur = set()
             try:
                 handle(ev)
-            except Exception as exc:
+            except _HANDLER_ERRORS as exc:
                 if self._failed(lane, consumer, m, ev, exc) == _ABANDONED:
                     dd.release(eid)
                     break
@@ -562,7 +565,7 @@ class _Slot:
         while True:
             try:
                 again = policy.should_retry(exc, attempt)
-            except Exception:  # a retry_if predicate that raised: no retry
+            except _HANDLER_ERRORS:  # a retry_if predicate that raised: no retry
                 lane.hook_errors += 1
                 again = False
             if not again:
@@ -590,13 +593,13 @@ class _Slot:
         if m.on_error is not None:
             try:
                 m.on_error(ev, exc)
-            except Exception:
+            except _HANDLER_ERRORS:
                 lane.hook_errors += 1
         hook = self.bus._on_error
         if hook is not None:
             try:
                 hook(ev, exc, m.listener)
-            except Exception:
+            except _HANDLER_ERRORS:
                 lane.hook_errors += 1
 
     def _dead_letter(self, lane: Any, m: _Member, ev: Any, exc: BaseException, attempts: int) -> None:
@@ -611,12 +614,12 @@ class _Slot:
         if cfg.handler is not None:
             try:
                 cfg.handler(dl)
-            except Exception:
+            except _HANDLER_ERRORS:
                 lane.dl_errors += 1
         if cfg.store is not None:
             try:
                 cfg.store.append(DEAD_LETTER_STREAM, dead_letter_event(dl))
-            except Exception:
+            except _HANDLER_ERRORS:
                 lane.dl_errors += 1
 
 
@@ -845,7 +848,7 @@ class Bus:
         except TypeError:  # unhashable: not a topic name
             t = None
         if t is None or self._closed:
-            t = self._intake_topic(topic)
+            t = self._intake_topic(topic, event, key, timeout)
         if not isinstance(event, Event):
             raise TypeError(f"Expected an Event, got {type_name(event)}")
         if key is None:
@@ -875,9 +878,16 @@ class Bus:
             self._metrics.inc_events_emitted(event.type, "ok")
         return _tuple_new(PublishReceipt, (topic, p, off))
 
-    def _intake_topic(self, name: object) -> _Topic:
+    def _intake_topic(self, name: object, event: object = None, key: object = None, timeout: object = None) -> _Topic:
+        # The slow path of publish: a new topic (or a closed bus).  The other arguments
+        # are checked first, so a bad publish does not leave a topic behind.
         _check_topic_name(name)
         assert isinstance(name, str)
+        if not isinstance(event, Event):
+            raise TypeError(f"Expected an Event, got {type_name(event)}")
+        if key is not None:
+            _partition_for(key, 1)  # raises TypeError for a key that is not str/bytes
+        _check_timeout(timeout)
         with self._lock:
             self._check_open()
             t = self._topics.get(name)
@@ -918,6 +928,7 @@ class Bus:
         """
         if self._overflow != "block":
             return self.publish(topic, event, key=key, timeout=timeout)
+        timeout = _check_timeout(timeout)  # at the call, even when the first try lands
         try:
             return self.publish(topic, event, key=key, timeout=0)
         except Timeout:
@@ -1068,6 +1079,7 @@ class Bus:
             TopicNotFound: no such topic.  SubscriptionNotFound: no such group on it.
         """
         t = self._get_topic(topic)
+        self._check_group(group)
         with self._lock:
             slot = t.groups.get(group)
             if slot is None:

@@ -165,6 +165,37 @@ def test_bad_publish_and_subscribe_arguments(bus):
     assert bus.stats().published == 0
 
 
+def test_a_bad_publish_to_a_new_topic_leaves_no_topic_behind(bus):
+    # the checks of event, key and timeout ran after the topic was created
+    with pytest.raises(TypeError, match="Expected an Event, got str"):
+        bus.publish("fresh", "not an event")
+    with pytest.raises(TypeError, match="Expected a bytes or str key, got int"):
+        bus.publish("fresh", ev(), key=5)
+    with pytest.raises(TypeError, match="timeout"):
+        bus.publish("fresh", ev(), timeout="soon")
+    assert bus.topics() == []
+    assert bus.publish("fresh", ev(), key="k").offset == 0
+
+
+def test_assignment_checks_the_group_argument(bus):
+    bus.subscribe("t", print, group="g")
+    with pytest.raises(TypeError, match="Expected group as a str or None, got list"):
+        bus.assignment("t", [])
+    with pytest.raises(TypeError, match="Expected group as a str or None, got int"):
+        bus.assignment("t", 5)
+
+
+def test_apublish_checks_its_timeout_at_the_call(bus):
+    async def main():
+        with pytest.raises(TypeError, match="Expected timeout as float seconds"):
+            await bus.apublish("t", ev(), timeout="soon")
+        with pytest.raises(ValueError, match="timeout"):
+            await bus.apublish("t", ev(), timeout=-1)
+
+    asyncio.run(main())
+    assert bus.stats().published == 0
+
+
 def test_ordering_key_errors_reach_the_publisher(bus):
     bus.create_topic("t", TopicConfig(partitions=2, ordering_key=lambda e: e.metadata["cid"]))
     with pytest.raises(KeyError):

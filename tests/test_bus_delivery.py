@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 from collections import defaultdict
@@ -184,6 +185,72 @@ def test_non_retryable_errors_and_dead_letter_edge_cases():
         assert len(letters) == 1 and letters[0].attempts == 1 and letters[0].topic == "a"
         s = b.stats()
         assert (s.dead_lettered, s.retried, s.dead_letter_errors) == (3, 2, 1)
+
+
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once", "at-most-once"])
+@pytest.mark.parametrize("kind", ["sync", "async", "metrics"])
+@pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt, asyncio.CancelledError])
+def test_a_base_exception_from_a_handler_is_a_failure_not_a_dead_thread(delivery, kind, raised):
+    # A handler raising a BaseException killed the delivery thread: its whole batch was
+    # counted as settled without being handled, and later events were never delivered
+    # (flush returned True over the loss, then hung).
+    from nova.observability.metrics import SimpleMetricsCollector
+
+    clock = ManualClock(auto_advance=True)
+    letters, calls, hooks = [], [], []
+    metrics = SimpleMetricsCollector() if kind == "metrics" else None
+    b = Bus(clock=clock, metrics=metrics, on_error=lambda e, exc, lst: hooks.append(type(exc)))
+    try:
+        b.create_topic("t", TopicConfig(delivery=delivery, dead_letter=DeadLetterConfig(handler=letters.append)))
+
+        def sync_h(e):
+            calls.append(e.data)
+            if e.data == 1:
+                raise raised()
+
+        async def async_h(e):
+            sync_h(e)
+
+        b.subscribe("t", async_h if kind == "async" else sync_h)
+        for i in range(3):
+            b.publish("t", Event("x", i))
+        assert b.flush(10)
+        for i in range(3, 5):
+            b.publish("t", Event("x", i))
+        assert b.flush(10)
+        s = b.stats()
+    finally:
+        b.shutdown(5)  # bounded: the old code's dead thread never drained
+    assert calls == [0, 1, 2, 3, 4]  # not retried: the default retry_on is Exception
+    assert hooks == [raised]
+    if delivery == "at-most-once":
+        assert (s.handled, s.failed, s.dead_lettered, s.pending) == (4, 1, 0, 0)
+        assert letters == []
+    else:
+        assert (s.handled, s.failed, s.dead_lettered, s.pending) == (4, 0, 1, 0)
+        assert len(letters) == 1 and isinstance(letters[0].error, raised)
+
+
+def test_a_base_exception_from_a_hook_is_counted():
+    clock = ManualClock(auto_advance=True)
+
+    def hook(e, exc, lst):
+        raise SystemExit("hook")
+
+    def dl(letter):
+        raise KeyboardInterrupt
+
+    b = Bus(clock=clock, on_error=hook)
+    try:
+        b.create_topic("t", TopicConfig(retry=RetryPolicy(max_attempts=1), dead_letter=DeadLetterConfig(handler=dl)))
+        b.subscribe("t", lambda e: 1 / 0)
+        b.publish("t", Event("x"))
+        b.publish("t", Event("x"))
+        assert b.flush(10)
+        s = b.stats()
+    finally:
+        b.shutdown(5)
+    assert (s.dead_lettered, s.hook_errors, s.dead_letter_errors, s.pending) == (2, 2, 2, 0)
 
 
 def test_at_most_once_never_retries():
