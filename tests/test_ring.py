@@ -280,6 +280,52 @@ def test_idle_blocked_consumer_uses_no_cpu(core):
     assert result["cpu"] < 0.02, result
 
 
+
+@pytest.mark.parametrize("huge", [float("inf"), 1e300, 1e12, timedelta.max], ids=["inf", "1e300", "1e12", "tdmax"])
+@pytest.mark.parametrize("op", ["put", "get", "get_many"])
+def test_huge_timeout_waits_without_limit(core, op, huge):
+    # A timeout too long for a lock wait (inf included) means "no limit", as None does:
+    # it used to raise OverflowError (pure), time out at once or spin (compiled).
+    q = core.RingQueue(1)
+    if op == "put":
+        q.put(0)
+    result = {}
+
+    def waiter():
+        c0 = time.thread_time()
+        w0 = time.monotonic()
+        try:
+            if op == "put":
+                result["value"] = q.put(1, timeout=huge)
+            elif op == "get":
+                result["value"] = q.get(timeout=huge)
+            else:
+                result["value"] = q.get_many(4, timeout=huge)
+        except BaseException as exc:  # recorded, asserted below
+            result["error"] = exc
+        result["cpu"] = time.thread_time() - c0
+        result["wall"] = time.monotonic() - w0
+
+    t = threading.Thread(target=waiter, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 10
+    while (q.stats().putters if op == "put" else q.stats().getters) == 0 and t.is_alive():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    time.sleep(0.1)  # let it wait a while: a spinning wait would burn this in CPU
+    assert t.is_alive() and "error" not in result, result
+    if op == "put":
+        assert q.get() == 0
+    else:
+        q.put("x")
+    t.join(10)
+    assert "error" not in result, result
+    assert result["value"] == {"put": None, "get": "x", "get_many": ["x"]}[op]
+    assert result["cpu"] < 0.5 * result["wall"], result
+    if op == "put":
+        assert q.get_nowait() == 1
+
+
 # ---------------------------------------------------------------------------------------
 # Stress: many producers and consumers, exact accounting.
 # ---------------------------------------------------------------------------------------

@@ -107,8 +107,8 @@ cdef class RingQueue:
         ValueError: *capacity* <= 0.
 
     Every method is thread-safe.  Timeouts are float seconds or a
-    :class:`datetime.timedelta`; ``None`` waits without limit; a negative or NaN
-    timeout is a ``ValueError``.
+    :class:`datetime.timedelta`; ``None`` (or ``inf``, or any timeout too long for a
+    lock wait) waits without limit; a negative or NaN timeout is a ``ValueError``.
     """
 
     def __cinit__(self, capacity):
@@ -295,7 +295,9 @@ cdef class RingQueue:
         """
         cdef double t = 0.0
         if timeout is not None:
-            t = check_timeout(timeout)
+            timeout = check_timeout(timeout)   # None when too long to be a limit
+            if timeout is not None:
+                t = timeout
         # No Python call from the checks to the push: the GIL keeps them atomic.
         if self.closed_flag:
             raise closed_put_error()
@@ -330,7 +332,9 @@ cdef class RingQueue:
         """
         cdef double t = 0.0
         if timeout is not None:
-            t = check_timeout(timeout)
+            timeout = check_timeout(timeout)
+            if timeout is not None:
+                t = timeout
         if self.count > 0:
             return self._pop()
         if not self._wait(True, t, timeout is not None):
@@ -370,7 +374,9 @@ cdef class RingQueue:
         else:
             m = self.cap
         if timeout is not None:
-            t = check_timeout(timeout)
+            timeout = check_timeout(timeout)
+            if timeout is not None:
+                t = timeout
         while True:
             if self.count == 0:
                 if not self._wait(True, t, timeout is not None):

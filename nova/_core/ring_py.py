@@ -56,11 +56,18 @@ def check_max_items(max_items: object) -> int:
     return max_items
 
 
+#: Timeouts at or beyond this many seconds (about 292 years, the most a lock wait takes;
+#: infinity included) wait without limit, as ``None`` does.
+MAX_TIMEOUT = float(threading.TIMEOUT_MAX)
+
+
 def check_timeout(timeout: float | timedelta | None) -> float | None:
-    """``None`` (wait forever) or the timeout in seconds (>= 0)."""
+    """``None`` (wait forever) or the timeout in seconds (>= 0); a timeout of
+    :data:`MAX_TIMEOUT` or more (``inf`` included) is ``None``."""
     if timeout is None:
         return None
-    return to_seconds(timeout, "timeout")
+    t = to_seconds(timeout, "timeout")
+    return None if t >= MAX_TIMEOUT else t
 
 
 def put_timeout_error(timeout: float, capacity: int) -> Timeout:
@@ -122,8 +129,8 @@ class RingQueue:
         ValueError: *capacity* <= 0.
 
     Every method is thread-safe.  Timeouts are float seconds or a
-    :class:`datetime.timedelta`; ``None`` waits without limit; a negative or NaN
-    timeout is a ``ValueError``.
+    :class:`datetime.timedelta`; ``None`` (or ``inf``, or any timeout too long for a
+    lock wait) waits without limit; a negative or NaN timeout is a ``ValueError``.
     """
 
     __slots__ = ("_cap", "_items", "_lock", "_not_empty", "_not_full", "_closed", "_puts", "_gets", "_peak",
@@ -151,7 +158,7 @@ class RingQueue:
             QueueClosed: the queue is closed (also when it closes while waiting).
             Timeout: still full after *timeout* seconds.
         """
-        t = None if timeout is None else to_seconds(timeout, "timeout")
+        t = None if timeout is None else check_timeout(timeout)
         with self._lock:
             if self._closed:
                 raise closed_put_error()
@@ -245,7 +252,7 @@ class RingQueue:
             QueueClosed: the queue is closed and drained (also when it closes while waiting).
             Timeout: still empty after *timeout* seconds.
         """
-        t = None if timeout is None else to_seconds(timeout, "timeout")
+        t = None if timeout is None else check_timeout(timeout)
         with self._lock:
             if not self._items and not self._wait_not_empty(t):
                 raise get_timeout_error(t)  # type: ignore[arg-type]
@@ -286,7 +293,7 @@ class RingQueue:
             QueueClosed: the queue is closed and drained.
         """
         m = max_items if type(max_items) is int and max_items > 0 else check_max_items(max_items)
-        t = None if timeout is None else to_seconds(timeout, "timeout")
+        t = None if timeout is None else check_timeout(timeout)
         with self._lock:
             items = self._items
             if not items and not self._wait_not_empty(t):
