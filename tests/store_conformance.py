@@ -334,6 +334,18 @@ class StoreConformance:
         assert s.stream_info("a") == StreamInfo("a", 0, None, 2, 2)
         assert s.append("a", Event("t", 3, timestamp=now[0])) == 3
 
+    @pytest.mark.parametrize("retention", [float("inf"), timedelta.max, 1e12], ids=["inf", "tdmax", "1e12"])
+    def test_retention_longer_than_the_int64_range_keeps_everything(self, retention: object) -> None:
+        # inf raised OverflowError at construction; a retention reaching past the int64
+        # minimum made every read fail with "Expected cutoff within the int64 ... range".
+        s = self.store(retention=retention, now_ns=lambda: T0, sweep_interval=None)
+        s.append("a", Event("t", 1, timestamp=-(2**63) + 1), Event("t", 2, timestamp=T0))
+        assert [e.data for e in s.replay()] == [1, 2]
+        assert [e.data for e in s.read("a")[0]] == [1, 2]
+        assert len(s.window()) == 2
+        assert s.sweep() == 0
+        assert s.stream_info("a") == StreamInfo("a", 2, 1, 2, 0)
+
     # ------------------------------------------------------------------ close
     def test_close(self) -> None:
         s = self.store()

@@ -38,6 +38,7 @@ from nova.testing import to_seconds
 __all__ = ("MemoryStore", "StoreSubscription")
 
 _FETCH = 512
+_INT64_MIN = -(2**63)
 
 
 def _tname(value: object) -> str:
@@ -79,7 +80,7 @@ class MemoryStore:
             :class:`~nova.errors.StreamFull`.
         retention: a duration (float seconds or ``timedelta``): events whose timestamp
             is older than now minus it are dropped, by a background sweep every
-            *sweep_interval* and, lazily, at every read.  ``None``: kept forever.
+            *sweep_interval* and, lazily, at every read.  ``None`` (or ``inf``): kept forever.
         max_streams: at most this many streams; an append to a new stream beyond it
             raises :class:`~nova.errors.StreamFull` (it is never merged into another).
         clock: what the background sweep sleeps with (``monotonic()``/``sleep()``;
@@ -120,7 +121,9 @@ class MemoryStore:
         self._max_streams = _opt_int(max_streams, "max_streams", 1)
         self._retention_ns: int | None = None
         if retention is not None:
-            self._retention_ns = int(round(to_seconds(retention, "retention") * 1e9))
+            seconds = to_seconds(retention, "retention")
+            if seconds != float("inf"):  # an infinite retention keeps everything, as None
+                self._retention_ns = int(round(seconds * 1e9))
         if clock is not None and not (callable(getattr(clock, "monotonic", None)) and callable(getattr(clock, "sleep", None))):
             raise TypeError(f"Expected a clock with monotonic() and sleep(), got {_tname(clock)}")
         self._clock = clock
@@ -170,7 +173,10 @@ class MemoryStore:
     def _expire(self) -> None:
         """Apply retention now (lock held)."""
         if self._retention_ns is not None:
-            self._evicted += self._log.evict_before(self._now_ns() - self._retention_ns)
+            # A retention longer than the time since the int64 minimum evicts nothing.
+            cutoff = self._now_ns() - self._retention_ns
+            if cutoff > _INT64_MIN:
+                self._evicted += self._log.evict_before(cutoff)
 
     def _refresh(self) -> None:
         """Allow the kernel's lock-free single append only while nothing else must
