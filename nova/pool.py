@@ -48,7 +48,12 @@ def _check_positive_int(value: object, name: str) -> int:
 
 
 def _check_timeout(timeout: float | timedelta | None) -> float | None:
-    return None if timeout is None else to_seconds(timeout, "timeout")
+    """None (no limit) or the timeout in seconds; a timeout too long for a lock wait
+    (``inf`` included) is no limit too."""
+    if timeout is None:
+        return None
+    t = to_seconds(timeout, "timeout")
+    return None if t >= threading.TIMEOUT_MAX else t
 
 
 # ---------------------------------------------------------------------------------------

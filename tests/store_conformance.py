@@ -346,6 +346,28 @@ class StoreConformance:
         assert s.sweep() == 0
         assert s.stream_info("a") == StreamInfo("a", 2, 1, 2, 0)
 
+    @pytest.mark.parametrize("huge", [float("inf"), 1e12, timedelta.max], ids=["inf", "1e12", "tdmax"])
+    def test_subscription_huge_timeout_waits_without_limit(self, huge: Any) -> None:
+        # get/get_many with a timeout too long for a lock wait used to raise OverflowError.
+        s = self.store()
+        sub = s.subscribe("a")
+        got: dict[str, Any] = {}
+
+        def consumer() -> None:
+            try:
+                got["get"] = sub.get(timeout=huge).data
+                got["many"] = [e.data for e in sub.get_many(5, timeout=huge)]
+            except BaseException as exc:  # recorded, asserted below
+                got["error"] = exc
+
+        t = threading.Thread(target=consumer, daemon=True)
+        t.start()
+        s.append("a", ev(1, data=1))
+        s.append("a", ev(2, data=2))
+        t.join(10)
+        assert got == {"get": 1, "many": [2]}
+        sub.close()
+
     # ------------------------------------------------------------------ close
     def test_close(self) -> None:
         s = self.store()

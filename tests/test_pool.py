@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import weakref
+from datetime import timedelta
 from concurrent.futures import CancelledError, Future, as_completed, wait
 
 import pytest
@@ -442,3 +443,31 @@ def test_pool_futures_work_with_asyncio_wrap_future():
 
     with WorkerPool(2, 64) as pool:
         asyncio.run(main(pool))
+
+
+@pytest.mark.parametrize("huge", [float("inf"), 1e12, timedelta.max], ids=["inf", "1e12", "tdmax"])
+def test_huge_timeouts_wait_without_limit(huge):
+    # drain/close/submit with a timeout too long for a lock wait (inf included) used to
+    # raise OverflowError ("timestamp out of range for platform time_t").
+    release = threading.Event()
+    pool = WorkerPool(1, 1)
+    pool.submit(release.wait, 10)
+    pool.submit(lambda: None)  # the queue is full now (or the worker took both)
+    results = {}
+
+    def waiter():
+        try:
+            results["submit"] = pool.submit(lambda: 7, timeout=huge)
+            results["drain"] = pool.drain(timeout=huge)
+        except BaseException as exc:  # recorded, asserted below
+            results["error"] = exc
+
+    t = threading.Thread(target=waiter, daemon=True)
+    t.start()
+    release.set()
+    t.join(10)
+    assert "error" not in results, results
+    assert results["submit"].result(10) == 7
+    assert results["drain"] is True
+    assert pool.close(timeout=huge) == []
+    assert WorkerPool(1, 1).close(timeout=huge) == []

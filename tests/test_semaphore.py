@@ -6,6 +6,7 @@ import asyncio
 import signal
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -191,3 +192,36 @@ def test_interrupted_waiter_leaves_the_line():
     assert s.waiting == 0
     s.release(2)
     assert s.try_acquire(2)  # nothing was left taken or queued
+
+
+@pytest.mark.parametrize("huge", [float("inf"), 1e12, timedelta.max], ids=["inf", "1e12", "tdmax"])
+def test_huge_timeout_waits_without_limit(huge):
+    # A timeout too long for a lock wait (inf included) used to raise OverflowError.
+    sem = Semaphore(1)
+    sem.acquire()
+    result = {}
+
+    def waiter():
+        try:
+            sem.acquire(timeout=huge)
+            result["ok"] = True
+        except BaseException as exc:  # recorded, asserted below
+            result["error"] = exc
+
+    t = threading.Thread(target=waiter, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 10
+    while "1 waiting" not in repr(sem) and t.is_alive():  # it waits (or failed)
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    sem.release()
+    t.join(10)
+    assert result == {"ok": True}
+
+    async def main():
+        s = Semaphore(1)
+        await s.acquire_async()
+        asyncio.get_running_loop().call_soon(s.release)
+        await s.acquire_async(timeout=huge)
+
+    asyncio.run(main())

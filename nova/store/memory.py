@@ -41,6 +41,15 @@ _FETCH = 512
 _INT64_MIN = -(2**63)
 
 
+def _check_timeout(timeout: float | timedelta | None, name: str = "timeout") -> float | None:
+    """None (no limit) or the duration in seconds; one too long for a lock wait (``inf``
+    included) is no limit too."""
+    if timeout is None:
+        return None
+    t = to_seconds(timeout, name)
+    return None if t >= threading.TIMEOUT_MAX else t
+
+
 def _tname(value: object) -> str:
     return type(value).__name__
 
@@ -130,7 +139,7 @@ class MemoryStore:
         if now_ns is not None and not callable(now_ns):
             raise TypeError(f"Expected now_ns as a callable returning int ns, got {_tname(now_ns)}")
         self._now_ns: Callable[[], int] = now_ns if now_ns is not None else _core.now_ns
-        interval = None if sweep_interval is None else to_seconds(sweep_interval, "sweep_interval")
+        interval = _check_timeout(sweep_interval, "sweep_interval")  # inf: no sweep, as None
         if interval is not None and interval <= 0:
             raise ValueError(f"Expected sweep_interval > 0 seconds or None, got {sweep_interval!r}")
         self._log = (_core.ColumnLog if kernel is None else kernel)(capacity)
@@ -835,7 +844,7 @@ class StoreSubscription:
             StoreClosed: the subscription ended (closed, or its store closed).
             BufferFull: ``overflow="error"`` and the buffer overflowed.
         """
-        t = None if timeout is None else to_seconds(timeout, "timeout")
+        t = _check_timeout(timeout)
         dq = self._dq
         while True:
             try:
@@ -857,7 +866,7 @@ class StoreSubscription:
         """
         if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
             raise ValueError(f"Expected max_items as an int >= 1, got {max_items!r}")
-        t = None if timeout is None else to_seconds(timeout, "timeout")
+        t = _check_timeout(timeout)
         dq = self._dq
         if not dq and not self._take(t):
             return []
