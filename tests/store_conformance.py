@@ -368,6 +368,18 @@ class StoreConformance:
         assert got == {"get": 1, "many": [2]}
         sub.close()
 
+    def test_subscription_get_many_checks_max_items(self) -> None:
+        # A non-int max_items was a ValueError; it is a TypeError, as RingQueue.get_many's.
+        s = self.store()
+        sub = s.subscribe("a")
+        for bad in ("2", 2.0, True, None):
+            with pytest.raises(TypeError, match="Expected max_items as an int >= 1, got"):
+                sub.get_many(bad, timeout=0)  # type: ignore[arg-type]
+        for bad in (0, -1):
+            with pytest.raises(ValueError, match=f"Expected max_items as an int >= 1, got {bad}"):
+                sub.get_many(bad, timeout=0)
+        sub.close()
+
     # ------------------------------------------------------------------ close
     def test_close(self) -> None:
         s = self.store()

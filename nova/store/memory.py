@@ -862,9 +862,12 @@ class StoreSubscription:
         ``[]`` when the timeout passes or the subscription ended.
 
         Raises:
-            ValueError: *max_items* < 1.  BufferFull: as :meth:`get`.
+            TypeError: *max_items* is not an int.  ValueError: *max_items* < 1.
+            BufferFull: as :meth:`get`.
         """
-        if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
+        if isinstance(max_items, bool) or not isinstance(max_items, int):
+            raise TypeError(f"Expected max_items as an int >= 1, got {_tname(max_items)}")
+        if max_items < 1:
             raise ValueError(f"Expected max_items as an int >= 1, got {max_items!r}")
         t = _check_timeout(timeout)
         dq = self._dq
