@@ -921,7 +921,10 @@ class Bus:
         self, topic: str, event: Event, *, key: str | bytes | None = None, timeout: Any = None
     ) -> PublishReceipt:
         """:meth:`publish` for asyncio code: never blocks the event loop (a publish that
-        would wait for buffer room waits on a worker thread instead).
+        would wait for buffer room waits on a worker thread instead).  Cancelling it
+        while it waits for room withdraws it: the event is not published later (the
+        worker stops trying within about 50 ms; an event that landed just before the
+        cancellation stays published).
 
         Raises:
             as :meth:`publish`.
@@ -933,7 +936,27 @@ class Bus:
             return self.publish(topic, event, key=key, timeout=0)
         except Timeout:
             pass
-        return await asyncio.to_thread(self.publish, topic, event, key=key, timeout=timeout)
+        cancelled = threading.Event()
+        try:
+            return await asyncio.to_thread(self._publish_until, cancelled, topic, event, key, timeout)
+        except asyncio.CancelledError:
+            cancelled.set()  # the worker thread gives up instead of publishing later
+            raise
+
+    def _publish_until(self, cancelled: threading.Event, topic: str, event: Event, key: Any, timeout: float | None) -> PublishReceipt:
+        # apublish's wait for room, in steps so that a cancellation is seen.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = 0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))
+            try:
+                return self.publish(topic, event, key=key, timeout=step)
+            except Timeout:
+                if cancelled.is_set():
+                    raise
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise Timeout(
+                        f"Expected room in topic {topic!r} within {timeout} s, got a subscriber buffer still full"
+                    ) from None
 
     # -- subscribing -------------------------------------------------------------------
     def subscribe(self, topic: str, listener: Any, *, group: str | None = None) -> Subscription:

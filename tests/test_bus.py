@@ -325,6 +325,49 @@ def test_apublish_and_async_context_manager():
     assert sorted(got) == list(range(6))
 
 
+def test_a_cancelled_apublish_is_withdrawn():
+    # apublish waited for room with asyncio.to_thread(publish): cancelling it left the
+    # worker thread waiting, and the event was published later anyway.
+    got = []
+
+    async def main():
+        b = Bus(buffer_size=1)
+        try:
+            gate = threading.Event()
+            b.subscribe("t", lambda e: (gate.wait(10), got.append(e.data)))
+            b.publish("t", ev(0))
+            await asyncio.to_thread(b.publish, "t", ev(1), timeout=5)  # the buffer (1) is full now
+            gave_up = threading.Event()
+            inner = b._publish_until
+
+            def traced(*args):
+                try:
+                    return inner(*args)
+                finally:
+                    gave_up.set()
+
+            b._publish_until = traced
+            task = asyncio.ensure_future(b.apublish("t", ev(2), timeout=30))
+            for _ in range(100_000):  # until the worker thread waits for room
+                await asyncio.sleep(0)
+                if b._topics["t"].log.parts[0].waiting or task.done():
+                    break
+            assert not task.done()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await asyncio.to_thread(gave_up.wait, 10)  # the worker stopped trying
+            gate.set()
+            assert await asyncio.to_thread(b.flush, 10)
+            assert b.stats().published == 2
+        finally:
+            gate.set()
+            await asyncio.to_thread(b.shutdown, 10)
+
+    asyncio.run(main())
+    assert got == [0, 1]
+
+
 def test_context_manager_and_closed_bus():
     with Bus() as b:
         got = []
