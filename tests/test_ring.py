@@ -53,6 +53,14 @@ def test_capacity_must_be_positive(core, bad):
         core.RingQueue(bad)
 
 
+@pytest.mark.parametrize("huge", [2**63, 2**70, sys.maxsize // 8 + 1])
+def test_capacity_beyond_a_list_is_a_value_error(core, huge):
+    # The compiled twin raised OverflowError ("cannot fit 'int' into an index-sized
+    # integer") where the pure one accepted it.
+    with pytest.raises(ValueError, match=rf"Expected capacity <= {sys.maxsize // 8}, got {huge}"):
+        core.RingQueue(huge)
+
+
 @pytest.mark.parametrize("bad", [1.5, "3", None, True])
 def test_capacity_must_be_int(core, bad):
     with pytest.raises(TypeError, match="Expected an int capacity"):

@@ -13,6 +13,7 @@ Waiting uses condition variables (no polling); a blocked thread releases the GIL
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import deque
 from datetime import timedelta
@@ -38,12 +39,19 @@ class RingStats(NamedTuple):
     closed: bool
 
 
+#: The largest capacity: the most slots a list can hold (the compiled twin allocates
+#: its ring up front, so a capacity needs memory for that many slots there).
+MAX_CAPACITY = sys.maxsize // 8
+
+
 def check_capacity(capacity: object) -> int:
-    """Validate a queue capacity: an int > 0 (not a bool)."""
+    """Validate a queue capacity: an int > 0 (not a bool), at most :data:`MAX_CAPACITY`."""
     if isinstance(capacity, bool) or not isinstance(capacity, int):
         raise TypeError(f"Expected an int capacity, got {type(capacity).__name__}")
     if capacity <= 0:
         raise ValueError(f"Expected capacity > 0, got {capacity}")
+    if capacity > MAX_CAPACITY:
+        raise ValueError(f"Expected capacity <= {MAX_CAPACITY}, got {capacity}")
     return capacity
 
 
