@@ -38,7 +38,7 @@ def test_weighted_and_fractional(core):
     assert b.available == 0
 
 
-@pytest.mark.parametrize("n", [0, -1, 6, 5.0001])
+@pytest.mark.parametrize("n", [0, -1, 6, 5.0001, 10**400, -(10**400)])
 def test_bad_n_is_value_error_not_hang(core, n):
     b = core.TokenBucket(1, 5, clock=ManualClock())
     with pytest.raises(ValueError, match="Expected n"):
@@ -56,6 +56,11 @@ def test_bad_arguments(core):
         core.TokenBucket(float("inf"), 1)
     with pytest.raises(TypeError, match="Expected rate as an int or float, got str"):
         core.TokenBucket("1", 1)
+    # An int beyond the float range was an OverflowError from float().
+    with pytest.raises(ValueError, match="Expected a finite rate"):
+        core.TokenBucket(10**400, 1)
+    with pytest.raises(ValueError, match="Expected a finite burst"):
+        core.TokenBucket(1, -(10**400))
     with pytest.raises(TypeError, match="Expected a clock"):
         core.TokenBucket(1, 1, clock=object())
     b = core.TokenBucket(1, 1)

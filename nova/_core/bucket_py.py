@@ -38,7 +38,10 @@ def check_number(value: object, name: str, *, positive: bool) -> float:
     """Validate a finite int/float (not bool); > 0 if *positive*, else >= 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"Expected {name} as an int or float, got {type(value).__name__}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond the float range
+        raise ValueError(f"Expected a finite {name}, got {value!r}") from None
     if not math.isfinite(v):
         raise ValueError(f"Expected a finite {name}, got {value!r}")
     if positive and v <= 0:
@@ -60,7 +63,10 @@ def check_n(n: object, burst: float) -> float:
     """Validate a token count: a number with 0 < n <= burst."""
     if isinstance(n, bool) or not isinstance(n, (int, float)):
         raise TypeError(f"Expected n as an int or float, got {type(n).__name__}")
-    v = float(n)
+    try:
+        v = float(n)
+    except OverflowError:  # an int beyond the float range: more than any burst
+        v = math.inf
     if not (v > 0):
         raise ValueError(f"Expected n > 0, got {n!r}")
     if v > burst:
