@@ -627,9 +627,11 @@ class Bus:
     """Topics with partitions, delivery modes, consumer groups and pattern subscriptions.
 
     Args:
-        pool: a :class:`~nova.WorkerPool` whose workers run the delivery loops (one
-            worker per subscription or group member, held for its lifetime); ``None``
-            (default) gives each its own daemon thread.
+        pool: a :class:`~nova.WorkerPool` whose workers run the delivery loops as
+            drain tasks (at most one task per subscription or group member at a time,
+            so each stays serial; a task yields its worker after 16 lanes, but a slow
+            handler holds the worker while it runs); ``None`` (default) gives each
+            subscription or group member its own daemon thread.
         default_partitions: partitions of topics created without a count (int >= 1).
         default_delivery: the :class:`DeliveryMode` of topics created without one.
         buffer_size: events that may wait per subscriber and partition (int >= 1).
