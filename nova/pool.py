@@ -349,12 +349,15 @@ class WorkerPool:
 
     # -- shutdown ---------------------------------------------------------------------
 
-    def _join(self, timeout: float | None) -> bool:
+    def _check_not_worker(self) -> None:
         me = threading.current_thread()
         if me in self._threads:
             raise RuntimeError(
                 f"Expected drain/close from outside pool {self._name!r}'s workers, got a call from {me.name}"
             )
+
+    def _join(self, timeout: float | None) -> bool:
+        self._check_not_worker()
         deadline = None if timeout is None else monotonic() + timeout
         for t in self._threads:
             if deadline is None:
@@ -375,9 +378,11 @@ class WorkerPool:
             cancels what has not started).
 
         Raises:
-            RuntimeError: called from one of this pool's own workers (it would wait for itself).
+            RuntimeError: called from one of this pool's own workers (it would wait for
+                itself); the pool is left as it was.
         """
         t = _check_timeout(timeout)
+        self._check_not_worker()  # before any side effect
         self._queue.close()
         done = self._join(t)
         if done:
@@ -396,9 +401,11 @@ class WorkerPool:
             The futures of the tasks cancelled here (``[]`` without *cancel_pending*).
 
         Raises:
-            RuntimeError: called from one of this pool's own workers.
+            RuntimeError: called from one of this pool's own workers; the pool is left
+                as it was (nothing closed or cancelled).
         """
         t = _check_timeout(timeout)
+        self._check_not_worker()  # before any side effect
         if not cancel_pending:
             self.drain(t)
             return []

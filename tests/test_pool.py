@@ -144,6 +144,28 @@ def test_drain_from_a_worker_is_an_error():
             f.result(timeout=10)
 
 
+@pytest.mark.parametrize("call", ["drain", "close", "close_cancel"])
+def test_refused_drain_or_close_from_a_worker_leaves_the_pool_open(call):
+    # The refusal used to come after the side effect: the pool was closed (and with
+    # cancel_pending its queued tasks cancelled) although the call raised.
+    release = threading.Event()
+    with WorkerPool(1, 8) as pool:
+        def task():
+            release.wait(10)
+            if call == "drain":
+                return pool.drain(1)
+            return pool.close(1, cancel_pending=(call == "close_cancel"))
+
+        f = pool.submit(task)
+        queued = pool.submit(lambda: "queued")
+        release.set()
+        with pytest.raises(RuntimeError, match="outside pool"):
+            f.result(timeout=10)
+        assert not pool.closed
+        assert queued.result(timeout=10) == "queued"
+        assert pool.submit(lambda: "after").result(timeout=10) == "after"
+
+
 def test_many_pools_coexist():
     pools = [WorkerPool(1, 8, name=f"p{i}") for i in range(5)]
     futs = [p.submit(lambda i=i: i * 10) for i, p in enumerate(pools)]
