@@ -418,6 +418,16 @@ class _Dedup:
             self.seen.pop(eid, None)
 
 
+def _metric(lane: Any, fn: Callable[..., Any], *args: Any) -> None:
+    """Call a metrics collector method on a delivery thread.  A collector that raises
+    is counted in ``hook_errors``: it must neither kill the thread nor turn a handled
+    event into a failed (and retried) one."""
+    try:
+        fn(*args)
+    except _HANDLER_ERRORS:
+        lane.hook_errors += 1
+
+
 class _Slot:
     """One subscriber (ungrouped subscription or group) of one topic: the Bus's sink."""
 
@@ -497,7 +507,7 @@ class _Slot:
             if dd is not None and not dd.claim(ev.id):
                 lane.dups += 1
                 if metrics is not None:
-                    metrics.inc_events_processed(m.listener_id, "duplicate")
+                    _metric(lane, metrics.inc_events_processed, m.listener_id, "duplicate")
                 i += 1
                 continue
             t0 = time.perf_counter() if metrics is not None else 0.0
@@ -509,7 +519,7 @@ class _Slot:
                     else:
                         lane.dead += 1
                     if metrics is not None:
-                        metrics.inc_events_processed(m.listener_id, "ok" if ok else "dead_letter")
+                        _metric(lane, metrics.inc_events_processed, m.listener_id, "ok" if ok else "dead_letter")
                 else:
                     if kind == _ASYNC:
                         consumer.run_coroutine(m.handle(ev))
@@ -517,7 +527,7 @@ class _Slot:
                         m.handle(ev)
                     lane.handled += 1
                     if metrics is not None:
-                        metrics.inc_events_processed(m.listener_id, "ok")
+                        _metric(lane, metrics.inc_events_processed, m.listener_id, "ok")
             except _HANDLER_ERRORS as exc:
                 if kind == _MANAGED:
                     # run_inline applies the listener's own policy and should not raise;
@@ -536,7 +546,7 @@ class _Slot:
                     if outcome == _HANDLED:
                         lane.handled += 1
             if metrics is not None:
-                metrics.observe_listener_duration(m.listener_id, time.perf_counter() - t0)
+                _metric(lane, metrics.observe_listener_duration, m.listener_id, time.perf_counter() - t0)
             i += 1
         return i
 
@@ -558,7 +568,7 @@ class _Slot:
         if topic.delivery is DeliveryMode.AT_MOST_ONCE:
             lane.failed += 1
             if metrics is not None:
-                metrics.inc_events_processed(m.listener_id, "error")
+                _metric(lane, metrics.inc_events_processed, m.listener_id, "error")
             return _SETTLED
         policy = topic.retry
         attempt = 1
@@ -576,7 +586,7 @@ class _Slot:
             attempt += 1
             lane.retried += 1
             if metrics is not None:
-                metrics.inc_events_processed(m.listener_id, "retry")
+                _metric(lane, metrics.inc_events_processed, m.listener_id, "retry")
             try:
                 self._call(consumer, m, ev)
             except _HANDLER_ERRORS as exc2:
@@ -584,7 +594,7 @@ class _Slot:
                 self._hooks(lane, m, ev, exc)
                 continue
             if metrics is not None:
-                metrics.inc_events_processed(m.listener_id, "ok")
+                _metric(lane, metrics.inc_events_processed, m.listener_id, "ok")
             return _HANDLED
         self._dead_letter(lane, m, ev, exc, attempt)
         return _SETTLED
@@ -606,7 +616,7 @@ class _Slot:
         lane.dead += 1
         bus = self.bus
         if bus._metrics_on:
-            bus._metrics.inc_events_processed(m.listener_id, "dead_letter")
+            _metric(lane, bus._metrics.inc_events_processed, m.listener_id, "dead_letter")
         cfg = self.topic.dead_letter
         if not cfg.enabled or (cfg.handler is None and cfg.store is None):
             return

@@ -231,6 +231,38 @@ def test_a_base_exception_from_a_handler_is_a_failure_not_a_dead_thread(delivery
         assert len(letters) == 1 and isinstance(letters[0].error, raised)
 
 
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_a_metrics_collector_that_raises_is_counted_not_fatal(delivery):
+    # A collector raising on the delivery thread killed it (the batch counted as settled,
+    # later events never delivered); raising right after a successful call made the
+    # handled event a failure, so the handler was called again.
+    from nova.observability.metrics import SimpleMetricsCollector
+
+    class Broken(SimpleMetricsCollector):
+        def inc_events_processed(self, listener, result, n=1):
+            raise RuntimeError("metrics down")
+
+        def observe_listener_duration(self, listener, seconds):
+            raise SystemExit("metrics down")
+
+    calls = []
+    b = Bus(clock=ManualClock(auto_advance=True), metrics=Broken())
+    try:
+        b.create_topic("t", TopicConfig(delivery=delivery))
+        b.subscribe("t", lambda e: calls.append(e.data))
+        for i in range(3):
+            b.publish("t", Event("x", i))
+        assert b.flush(10)
+        for i in range(3, 5):
+            b.publish("t", Event("x", i))
+        assert b.flush(10)
+        s = b.stats()
+    finally:
+        b.shutdown(5)
+    assert calls == [0, 1, 2, 3, 4]
+    assert (s.handled, s.retried, s.dead_lettered, s.pending, s.hook_errors) == (5, 0, 0, 0, 10)
+
+
 def test_a_base_exception_from_a_hook_is_counted():
     clock = ManualClock(auto_advance=True)
 
