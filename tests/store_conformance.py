@@ -380,6 +380,20 @@ class StoreConformance:
                 sub.get_many(bad, timeout=0)
         sub.close()
 
+    @pytest.mark.parametrize("big", [2**63 - 1, 2**63, 2**70])
+    def test_read_with_a_cursor_or_limit_beyond_int64(self, big: int) -> None:
+        # The compiled kernel raised OverflowError here; the pure one did not.
+        s = self.store()
+        s.append("a", ev(1, data=1), ev(2, data=2))
+        far = Cursor("a", big, None)
+        assert s.read("a", far) == ([], far)
+        assert [e.data for e in s.read("a", limit=big)[0]] == [1, 2]
+        assert [e.data for e in s.read("a", Cursor("a", 1, None), limit=big)[0]] == [2]
+        with s.subscribe("a", far) as sub:
+            assert sub.get_many(5, timeout=0) == []
+        with s.subscribe(None, Cursor(None, big, None)) as sub:
+            assert sub.get_many(5, timeout=0) == []
+
     # ------------------------------------------------------------------ close
     def test_close(self) -> None:
         s = self.store()

@@ -307,3 +307,20 @@ def _run(core: Any, ops: list[tuple[Any, ...]]) -> list[Any]:
 def test_twins_agree(core_pair: Any, ops: list[tuple[Any, ...]]) -> None:
     c, py = core_pair
     assert _run(c, ops) == _run(py, ops)
+
+
+@pytest.mark.parametrize("big", [2**63 - 1, 2**63, 2**70])
+def test_slices_accept_keys_and_limits_beyond_int64(core: Any, big: int) -> None:
+    # The compiled twin raised OverflowError ("Python int too large to convert to C
+    # long") where the pure one returned the rows; reachable through read(cursor, limit).
+    log, s = make(core)
+    log.append_columns(s, "t", np.arange(3, dtype=np.int64))
+    assert len(log.stream_slice(s, big)) == 0
+    assert len(log.since_sequence(big)) == 0
+    assert cols(log.stream_slice(s, -big)) == cols(log.stream_slice(s, 0))
+    assert cols(log.since_sequence(-big)) == cols(log.since_sequence(0))
+    assert log.stream_slice(s, 1, big).pos.tolist() == [2, 3]
+    assert log.since_sequence(1, big).seq.tolist() == [2, 3]
+    log.evict_oldest(s, 1)  # with evicted rows: the collecting path
+    assert log.stream_slice(s, 0, big).pos.tolist() == [2, 3]
+    assert log.since_sequence(0, big).seq.tolist() == [2, 3]

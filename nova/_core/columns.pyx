@@ -180,6 +180,16 @@ cdef class _Mutex:
         self.release()
 
 
+cdef inline int64_t _clamp_int64(object value) except? -1:
+    """An int key clamped to the int64 range (a bound beyond it selects the same rows
+    as the range's end; the pure twin compares Python ints and agrees)."""
+    if value > INT64_MAX:
+        return INT64_MAX
+    if value < INT64_MIN:
+        return INT64_MIN
+    return value
+
+
 cdef inline object _view(object arr, Py_ssize_t lo, Py_ssize_t hi):
     """A read-only view of arr[lo:hi]."""
     v = arr[lo:hi]
@@ -1015,7 +1025,7 @@ cdef class ColumnLog:
             rows = rows[np.isin(self._type[rows], np.asarray(list(type_codes), dtype=np.int32))]
         return WindowSlice(self, 0, 0, rows)
 
-    def stream_slice(self, code, int64_t after_position, limit=None):
+    def stream_slice(self, code, after_position, limit=None):
         """stream_slice(code, after_position, limit=None) -> WindowSlice
 
         Live rows of stream *code* with position > *after_position*, in position
@@ -1027,18 +1037,21 @@ cdef class ColumnLog:
         cdef _Stream st = self._state(code)
         if limit is not None and limit < 0:
             raise ValueError(f"Expected limit >= 0 or None, got {limit}")
+        cdef int64_t after = _clamp_int64(after_position)
+        if limit is not None and limit > self._n:
+            limit = None  # more than every row: all of them (and no C overflow)
         cdef Py_ssize_t lo = st.head
         cdef Py_ssize_t hi = st.n
         cdef Py_ssize_t mid
         while lo < hi:
             mid = lo + (hi - lo) // 2
-            if self._pos_p[st.row_at(mid)] <= after_position:
+            if self._pos_p[st.row_at(mid)] <= after:
                 lo = mid + 1
             else:
                 hi = mid
         return WindowSlice(self, 0, 0, self._collect(None if st.implicit else st.rows, lo, st.n, limit))
 
-    def since_sequence(self, int64_t after_seq, limit=None):
+    def since_sequence(self, after_seq, limit=None):
         """since_sequence(after_seq, limit=None) -> WindowSlice
 
         Live rows of every stream with sequence > *after_seq*, in sequence order, at
@@ -1049,7 +1062,9 @@ cdef class ColumnLog:
         """
         if limit is not None and limit < 0:
             raise ValueError(f"Expected limit >= 0 or None, got {limit}")
-        cdef Py_ssize_t lo = _upper_bound(self._seq_p, self._start, self._n, after_seq)
+        if limit is not None and limit > self._n:
+            limit = None  # more than every row: all of them (and no C overflow)
+        cdef Py_ssize_t lo = _upper_bound(self._seq_p, self._start, self._n, _clamp_int64(after_seq))
         cdef Py_ssize_t hi
         if not self._dead:
             hi = self._n if limit is None else min(self._n, lo + <Py_ssize_t>limit)
