@@ -324,3 +324,10 @@ def test_slices_accept_keys_and_limits_beyond_int64(core: Any, big: int) -> None
     log.evict_oldest(s, 1)  # with evicted rows: the collecting path
     assert log.stream_slice(s, 0, big).pos.tolist() == [2, 3]
     assert log.since_sequence(0, big).seq.tolist() == [2, 3]
+
+
+@pytest.mark.parametrize("huge", [2**63, 2**70])
+def test_capacity_beyond_int64_bytes_is_a_value_error(core: Any, huge: int) -> None:
+    # Was OverflowError (compiled) / numpy's "Maximum allowed dimension exceeded" (pure).
+    with pytest.raises(ValueError, match=r"Expected capacity <= \d+ rows, got " + str(huge)):
+        core.ColumnLog(huge)

@@ -26,6 +26,7 @@ import numpy as np
 
 from nova import _core
 from nova._core.columns_py import (
+    _MAX_CAPACITY,
     _EVENT_TYPES,
     _check_bound,
     _ids_list,
@@ -460,6 +461,8 @@ cdef class ColumnLog:
             raise TypeError(f"Expected capacity as an int, got {_tname(capacity)}")
         if capacity < 0:
             raise ValueError(f"Expected capacity >= 0, got {capacity}")
+        if capacity > _MAX_CAPACITY:
+            raise ValueError(f"Expected capacity <= {_MAX_CAPACITY} rows, got {capacity}")
         cdef Py_ssize_t cap = max(<Py_ssize_t>capacity, MIN_CAPACITY)
         self._set_arrays(
             np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.int64),

@@ -50,6 +50,9 @@ FLAG_EVENT = 1
 FLAG_DEAD = 2
 
 _MIN_CAPACITY = 16
+#: The most rows a log may be sized for up front: an int64 column of that many rows
+#: still has a byte size numpy can express.
+_MAX_CAPACITY = (2**63 - 1) // 8
 _MIN_GARBAGE = 256
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -363,6 +366,8 @@ class ColumnLog:
             raise TypeError(f"Expected capacity as an int, got {_tname(capacity)}")
         if capacity < 0:
             raise ValueError(f"Expected capacity >= 0, got {capacity}")
+        if capacity > _MAX_CAPACITY:
+            raise ValueError(f"Expected capacity <= {_MAX_CAPACITY} rows, got {capacity}")
         cap = max(capacity, _MIN_CAPACITY)
         self._ts = np.empty(cap, dtype=np.int64)
         self._seq = np.empty(cap, dtype=np.int64)
