@@ -394,6 +394,14 @@ class StoreConformance:
         with s.subscribe(None, Cursor(None, big, None)) as sub:
             assert sub.get_many(5, timeout=0) == []
 
+    def test_stream_info_of_a_non_str_is_a_type_error(self) -> None:
+        # 3 was a KeyError about an unknown stream and [1] an "unhashable type" error.
+        s = self.store()
+        s.append("a", ev(1))
+        for bad in (3, None, ["a"], b"a"):
+            with pytest.raises(TypeError, match="Expected a str stream name, got"):
+                s.stream_info(bad)  # type: ignore[arg-type]
+
     # ------------------------------------------------------------------ close
     def test_close(self) -> None:
         s = self.store()

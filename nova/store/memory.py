@@ -477,9 +477,12 @@ class MemoryStore:
         """What the store knows about *stream*.
 
         Raises:
+            TypeError: *stream* is not a str.
             KeyError: no event was ever appended to *stream*.
             StoreClosed: the store is closed.
         """
+        if not isinstance(stream, str):
+            raise TypeError(f"Expected a str stream name, got {_tname(stream)}")
         with self._lock:
             self._check_open()
             self._expire()
