@@ -402,6 +402,45 @@ class StoreConformance:
             with pytest.raises(TypeError, match="Expected a str stream name, got"):
                 s.stream_info(bad)  # type: ignore[arg-type]
 
+    @pytest.mark.parametrize("stream", ["a", None])
+    def test_subscription_never_delivers_expired_events(self, stream: Any) -> None:
+        # The subscription read the log without applying retention: expired history
+        # (and late events already past the cutoff) came out of it.
+        now = [T0 + 100 * 10**9]
+        s = self.store(retention=10.0, now_ns=lambda: now[0], sweep_interval=None)
+        sub = s.subscribe(stream)
+        s.append("a", Event("t", "old", timestamp=now[0] - 20 * 10**9),
+                 Event("t", "new", timestamp=now[0] - 5 * 10**9),
+                 Event("t", "late-old", timestamp=now[0] - 30 * 10**9))
+        assert [e.data for e in sub.get_many(10, timeout=0)] == ["new"]
+        assert sub.get_many(10, timeout=0) == []
+        assert sub.stats().missed == 2
+        now[0] += 6 * 10**9  # "new" expires before it is taken
+        s.append("a", Event("t", "newer", timestamp=now[0]))
+        assert [e.data for e in sub.get_many(10, timeout=0)] == ["newer"]
+        sub.close()
+
+    def test_closing_a_subscription_keeps_its_cursor_at_the_last_event_taken(self) -> None:
+        # Closing dropped the untaken rest of the batch and the cursor then pointed
+        # past it: resuming from it skipped those events.
+        s = self.store()
+        s.append("a", *[ev(i, data=i) for i in range(5)])
+        sub = s.subscribe("a")
+        taken = []
+        for e in sub:
+            taken.append(e.data)
+            if e.data == 2:
+                sub.close()
+        assert taken == [0, 1, 2]
+        assert sub.cursor.position == 3
+        assert [e.data for e in s.read("a", sub.cursor)[0]] == [3, 4]
+        with s.subscribe("a", sub.cursor) as again:
+            assert [e.data for e in again.get_many(10, timeout=0)] == [3, 4]
+        sub2 = s.subscribe("a")
+        assert sub2.get(timeout=5).data == 0
+        s.close()  # closing the store ends it the same way
+        assert sub2.cursor.position == 1
+
     # ------------------------------------------------------------------ close
     def test_close(self) -> None:
         s = self.store()

@@ -720,10 +720,18 @@ class StoreSubscription:
         if not self._closed:
             self._closed = True
             self.end_reason = reason
+            # Keep the cursor at the last event taken before dropping the untaken ones
+            # (it is computed from what is left in the batch).
+            cur = self.cursor
+            self._base = (cur.position, cur.timestamp)
+            self._keys = None
+            self._tss = None
             self._dq.clear()
 
     def _fetch(self) -> Any:
         """Take the next events from the log (lock held); None when nothing new."""
+        if self._store._retention_ns is not None:
+            self._store._expire()  # an expired event is never delivered (counted as missed)
         head = self._head()
         backlog = head - max(self._next, self._live_from) + 1
         if backlog > self._buffer:
