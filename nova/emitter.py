@@ -241,8 +241,9 @@ class Emitter:
     Args:
         pool: a :class:`~nova.pool.WorkerPool` to run the buffer's drain loops on (the
             emitter then occupies *workers* of its threads until shutdown, and does not
-            close it; *workers* must not exceed its ``size``).  ``None`` (default): the emitter makes its own pool of *workers*
-            threads on the first ``emit_async`` and closes it on shutdown.
+            close it; *workers* must not exceed its ``size``).  ``None`` (default): the
+            emitter makes its own pool of *workers* threads on the first ``emit_async``
+            and closes it on shutdown.
         workers: drain loops (threads) serving the buffer.
         buffer_size: the most events waiting in the buffer.
         max_concurrency: the most concurrent calls of one subscription that nova itself
@@ -967,18 +968,27 @@ class Emitter:
                 # Tasks created while others finish (e.g. a ListenerManager retry sent to
                 # this loop) are finished too: a task left pending at close() never
                 # completes its future.
+                Emitter._finish_tasks(lp)
                 lp.run_until_complete(lp.shutdown_asyncgens())
-                for _ in range(100):
-                    lp.run_until_complete(asyncio.sleep(0))  # callbacks queued may make tasks
-                    pending = asyncio.all_tasks(lp)
-                    if not pending:
-                        break
-                    for task in pending:
-                        task.cancel()
-                    lp.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                Emitter._finish_tasks(lp)  # what closing async generators started
             finally:
                 asyncio.set_event_loop(None)
                 lp.close()
+
+    @staticmethod
+    def _finish_tasks(lp: asyncio.AbstractEventLoop) -> None:
+        """Cancel and finish every task of the stopped loop *lp*, the ones created while
+        others finish too, and run the callbacks still queued (a finished task's done
+        callbacks, which complete the futures other threads wait on)."""
+        for _ in range(1000):
+            lp.run_until_complete(asyncio.sleep(0))
+            pending = asyncio.all_tasks(lp)
+            if pending:
+                for task in pending:
+                    task.cancel()
+                lp.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            elif not getattr(lp, "_ready", None):
+                return
 
     async def _guarded(self, aw: Awaitable[Any], sem: Any) -> Any:
         try:

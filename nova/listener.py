@@ -39,6 +39,7 @@ import queue
 import random as _random
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -1561,18 +1562,33 @@ class ManagedListener:
         ends with that error (dead-lettered), never silently lost."""
         loop = retry.loop
         started: list[bool] = []
+        holder: list[concurrent.futures.Future[Any]] = []
+
+        def dropped() -> None:
+            # The loop closed with the hand-off still queued: the coroutine is freed
+            # unstarted and its future would never end.  Cancel it (see check()).
+            if not started and holder:
+                holder[0].cancel()
+
         own = True
         fut: concurrent.futures.Future[Any] | None = None
         if loop is not None and loop.is_running() and not loop.is_closed():
             coro = self._aretry(retry, False, started)
+            weakref.finalize(coro, dropped)
             try:
                 fut = asyncio.run_coroutine_threadsafe(coro, loop)
+                holder.append(fut)  # before the last reference to coro goes
                 own = False
             except RuntimeError:  # closed meanwhile
                 coro.close()
+            del coro
         if fut is None:
             retry.loop = None
-            fut = self._manager._submit_coro(self._aretry(retry, True, started))
+            coro = self._aretry(retry, True, started)
+            weakref.finalize(coro, dropped)
+            fut = self._manager._submit_coro(coro)
+            holder.append(fut)
+            del coro
 
         def check(f: concurrent.futures.Future[Any]) -> None:
             if started or not f.cancelled():
