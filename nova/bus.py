@@ -67,6 +67,7 @@ _partition_for = _core.partition_for
 _tuple_new = tuple.__new__
 _WS = re.compile(r"\s")
 _PCACHE_SIZE = 16384  # keys remembered per topic by publish (cleared when full)
+_PCACHE_MAX_KEY = 256  # longer keys are not remembered (the cache must not hold big caller data)
 
 
 class DeliveryMode(str, enum.Enum):
@@ -880,9 +881,10 @@ class Bus:
             else:
                 if p is None:
                     p = _partition_for(key, n)
-                    if len(cache) >= _PCACHE_SIZE:
-                        cache.clear()
-                    cache[key] = p
+                    if len(key) <= _PCACHE_MAX_KEY:
+                        if len(cache) >= _PCACHE_SIZE:
+                            cache.clear()
+                        cache[key] = p
         if timeout is not None:
             timeout = _check_timeout(timeout)
         off = t.append(p, event, timeout)

@@ -196,6 +196,18 @@ def test_apublish_checks_its_timeout_at_the_call(bus):
     assert bus.stats().published == 0
 
 
+def test_the_partition_cache_does_not_keep_big_keys(bus):
+    # publish remembered every key (up to 16,384 per topic) whatever its size: unique
+    # 1 MB keys kept gigabytes of caller data alive
+    bus.create_topic("big", TopicConfig(partitions=8))
+    big, small = b"k" * 300, "k" * 256
+    p = bus.publish("big", ev(), key=big).partition
+    assert p == bus.partition_for("big", big) == bus.publish("big", ev(), key=big).partition
+    bus.publish("big", ev(), key=small)
+    cache = bus._topics["big"].pcache
+    assert big not in cache and small in cache  # short keys are still remembered
+
+
 def test_ordering_key_errors_reach_the_publisher(bus):
     bus.create_topic("t", TopicConfig(partitions=2, ordering_key=lambda e: e.metadata["cid"]))
     with pytest.raises(KeyError):
