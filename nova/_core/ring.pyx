@@ -214,6 +214,8 @@ cdef class RingQueue:
         cdef double slice_end
         cdef timespec ts
         cdef uint64_t seq0
+        cdef pthread_cond_t* cond
+        cdef uint64_t* seqp
         cdef bint timed_out = False
         cdef bint slice_out = False
         cdef bint is_main = PyThread_get_thread_ident() == _MAIN_IDENT
@@ -247,41 +249,31 @@ cdef class RingQueue:
                 else:
                     slice_end = deadline
             _to_timespec(slice_end, &ts)
+            # Getters wait on not_empty for get_seq to move, putters on not_full for put_seq.
+            cond = &self.not_empty if getter else &self.not_full
+            seqp = &self.get_seq if getter else &self.put_seq
             if getter:
                 self.getters += 1
-                seq0 = self.get_seq
-                with nogil:
-                    pthread_mutex_lock(&self.mutex)
-                    while self.get_seq == seq0 and not self.closed_flag:
-                        if use_deadline:
-                            rc = pthread_cond_timedwait(&self.not_empty, &self.mutex, &ts)
-                            if rc == ETIMEDOUT:
-                                if has_timeout and slice_end >= deadline:
-                                    timed_out = True
-                                else:
-                                    slice_out = True
-                                break
-                        else:
-                            pthread_cond_wait(&self.not_empty, &self.mutex)
-                    pthread_mutex_unlock(&self.mutex)
-                self.getters -= 1
             else:
                 self.putters += 1
-                seq0 = self.put_seq
-                with nogil:
-                    pthread_mutex_lock(&self.mutex)
-                    while self.put_seq == seq0 and not self.closed_flag:
-                        if use_deadline:
-                            rc = pthread_cond_timedwait(&self.not_full, &self.mutex, &ts)
-                            if rc == ETIMEDOUT:
-                                if has_timeout and slice_end >= deadline:
-                                    timed_out = True
-                                else:
-                                    slice_out = True
-                                break
-                        else:
-                            pthread_cond_wait(&self.not_full, &self.mutex)
-                    pthread_mutex_unlock(&self.mutex)
+            seq0 = seqp[0]
+            with nogil:
+                pthread_mutex_lock(&self.mutex)
+                while seqp[0] == seq0 and not self.closed_flag:
+                    if use_deadline:
+                        rc = pthread_cond_timedwait(cond, &self.mutex, &ts)
+                        if rc == ETIMEDOUT:
+                            if has_timeout and slice_end >= deadline:
+                                timed_out = True
+                            else:
+                                slice_out = True
+                            break
+                    else:
+                        pthread_cond_wait(cond, &self.mutex)
+                pthread_mutex_unlock(&self.mutex)
+            if getter:
+                self.getters -= 1
+            else:
                 self.putters -= 1
 
     # -- producers --------------------------------------------------------------------
