@@ -61,9 +61,11 @@ _exiting = False
 def register(method: Callable[[float], Any], stage: int) -> None:
     """Call bound *method* (``obj.close_at_exit``) with the seconds left at interpreter
     exit, in *stage* order.  Registering the same object again replaces its entry."""
-    obj = method.__self__  # type: ignore[attr-defined]
+    obj: object = getattr(method, "__self__", None)
+    if obj is None:
+        raise TypeError(f"Expected a bound method close_at_exit(timeout), got {type(method).__name__}")
     key = id(obj)
-    ref = weakref.WeakMethod(method)  # type: ignore[arg-type]
+    ref = weakref.WeakMethod(method)
 
     def _gone(_: Any, key: int = key) -> None:
         with _lock:
