@@ -19,6 +19,7 @@ drops out by itself.
 from __future__ import annotations
 
 import atexit
+import inspect
 import logging
 import os
 import threading
@@ -54,7 +55,7 @@ STAGE_STORAGE = 4  # stores (sweepers, file handles)
 
 _lock = threading.Lock()
 # id(obj) -> (stage, weak method)
-_hooks: dict[int, tuple[int, weakref.WeakMethod[Callable[[float], Any]]]] = {}
+_hooks: dict[int, tuple[int, weakref.WeakMethod[Any]]] = {}
 _exiting = False
 
 
@@ -62,7 +63,7 @@ def register(method: Callable[[float], Any], stage: int) -> None:
     """Call bound *method* (``obj.close_at_exit``) with the seconds left at interpreter
     exit, in *stage* order.  Registering the same object again replaces its entry."""
     obj: object = getattr(method, "__self__", None)
-    if obj is None:
+    if obj is None or not inspect.ismethod(method):
         raise TypeError(f"Expected a bound method close_at_exit(timeout), got {type(method).__name__}")
     key = id(obj)
     ref = weakref.WeakMethod(method)
@@ -84,7 +85,7 @@ def unregister(obj: object) -> None:
         entry = _hooks.get(id(obj))
         if entry is not None:
             bound = entry[1]()
-            if bound is None or bound.__self__ is obj:  # type: ignore[attr-defined]
+            if bound is None or bound.__self__ is obj:
                 del _hooks[id(obj)]
 
 
