@@ -1321,8 +1321,9 @@ class Bus:
             if undelivered:
                 _log.warning(
                     "nova: bus %r left open at interpreter exit: %d accepted deliveries were not "
-                    "delivered within the %.3g s exit budget (handlers still running or blocked, "
-                    "events waiting behind them, retries waiting); they are abandoned",
+                    "delivered within the %.3g s exit budget (waiting for a subscriber, waiting "
+                    "for a retry, or in a batch whose handler call was still running or blocked); "
+                    "they are abandoned",
                     self.name,
                     undelivered,
                     timeout,
