@@ -1087,12 +1087,14 @@ class Bus:
         and by pattern gets one delivery per subscription.
 
         The regex runs on every new topic name, and topic names may come from
-        untrusted input (``publish`` creates topics): it is matched outside the bus
-        lock, so a slow match delays only the call that creates the topic, but write
-        patterns that cannot backtrack catastrophically (atomic groups ``(?>...)`` and
-        possessive quantifiers ``*+``/``++``, Python 3.11+), or create topics yourself
-        with ``Bus(auto_create_topics=False)``.  Names are at most
-        :data:`MAX_TOPIC_NAME` characters.
+        untrusted input (``publish`` creates topics).  It is matched outside the bus
+        lock, so nothing waits for the lock meanwhile, but CPython's :mod:`re` holds
+        the GIL for the whole of one match: a regex that backtracks catastrophically
+        stalls every thread of the process.  Write patterns whose repetitions are
+        unambiguous, or use atomic groups ``(?>...)`` and possessive quantifiers
+        ``*+``/``++`` (Python 3.11+), and create topics yourself with
+        ``Bus(auto_create_topics=False)`` when names come from outside.  Names are at
+        most :data:`MAX_TOPIC_NAME` characters.
 
         Raises:
             re.error: *pattern* does not compile.

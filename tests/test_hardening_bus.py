@@ -134,6 +134,29 @@ def test_subscribe_unsubscribe_churn_keeps_no_retired_lanes(delivery: str) -> No
         assert st.deliveries == 1600 * 4 and st.pending == 0
 
 
+def test_churn_on_a_worker_pool_with_async_handlers_keeps_nothing() -> None:
+    from nova import WorkerPool
+
+    async def ahandler(e: Event) -> None:
+        return None
+
+    pool = WorkerPool(2, 1000)
+    try:
+        with Bus(pool=pool) as bus:
+            bus.create_topic("t", TopicConfig(partitions=8, delivery="exactly-once"))
+
+            def cycle(i: int) -> None:
+                sub = bus.subscribe("t", ahandler if i % 2 else (lambda e: None))
+                bus.publish("t", Event("x", i))
+                sub.unsubscribe()
+
+            per_cycle = _traced_growth(cycle, warm=100, cycles=800)
+            assert per_cycle < 300, f"{per_cycle:.0f} B kept per cycle on a worker pool"
+            assert bus.flush(10)
+    finally:
+        pool.close(10)
+
+
 def test_group_and_pattern_churn_keeps_nothing() -> None:
     with Bus() as bus:
         bus.create_topic("orders", TopicConfig(partitions=8, delivery="exactly-once"))
