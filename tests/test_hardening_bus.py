@@ -35,16 +35,21 @@ CHILD_TIMEOUT = 30.0
 # -- helpers ---------------------------------------------------------------------------
 
 
-def _traced_growth(fn: object, warm: int, cycles: int) -> float:
-    """Bytes still allocated per call of *fn* after *cycles* calls (after *warm*)."""
+def _traced_growth(fn: object, warm: int, cycles: int, settle: object = None) -> float:
+    """Bytes still allocated per call of *fn* after *cycles* calls (after *warm*);
+    *settle()* runs before each measurement."""
     for i in range(warm):
         fn(i)  # type: ignore[operator]
+    if settle is not None:
+        settle()  # type: ignore[operator]
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         for i in range(warm, warm + cycles):
             fn(i)  # type: ignore[operator]
+        if settle is not None:
+            settle()  # type: ignore[operator]
         gc.collect()
         after = tracemalloc.get_traced_memory()[0]
     finally:
@@ -150,7 +155,16 @@ def test_churn_on_a_worker_pool_with_async_handlers_keeps_nothing() -> None:
                 bus.publish("t", Event("x", i))
                 sub.unsubscribe()
 
-            per_cycle = _traced_growth(cycle, warm=100, cycles=800)
+            def settle() -> None:  # the stopped consumers' last drain tasks have run
+                assert bus.flush(10)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    m = pool.metrics()
+                    if m.queued == 0 and m.running == 0:
+                        return
+                    time.sleep(0.005)
+
+            per_cycle = _traced_growth(cycle, warm=100, cycles=800, settle=settle)
             assert per_cycle < 300, f"{per_cycle:.0f} B kept per cycle on a worker pool"
             assert bus.flush(10)
     finally:
@@ -444,6 +458,36 @@ def test_topics_created_while_a_pattern_subscribes_are_attached_exactly_once() -
                 bus.publish(name, Event(name))
             assert bus.flush(10)
             assert sorted(seen) == sorted(bus.topics())
+
+
+def test_concurrent_publishes_to_new_topics_create_each_once() -> None:
+    with Bus() as bus:
+        got: list[str] = []
+        lock = threading.Lock()
+
+        def record(e: Event) -> None:
+            with lock:
+                got.append(e.type)
+
+        bus.subscribe_pattern(r"n\.\d+", record)
+        bus.subscribe_pattern(r"n\.\d*", record, group="g")
+        barrier = threading.Barrier(8)
+
+        def publisher(k: int) -> None:
+            barrier.wait(10)
+            for i in range(50):
+                bus.publish(f"n.{i}", Event(f"n.{i}", k))
+
+        threads = [threading.Thread(target=publisher, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert bus.flush(10)
+        assert len(bus.topics()) == 50
+        assert sorted(got) == sorted(f"n.{i}" for i in range(50) for _ in range(8) for _ in range(2))
+        st = bus.stats()
+        assert (st.published, st.deliveries, st.handled) == (400, 800, 800)
 
 
 # -- item 1: interpreter exit ----------------------------------------------------------------
