@@ -926,7 +926,8 @@ class Bus:
 
     # -- publishing --------------------------------------------------------------------
     def publish(self, topic: str, event: Event, *, key: str | bytes | None = None, timeout: Any = None) -> PublishReceipt:
-        """Publish *event* to *topic* (created with the defaults if missing).
+        """Publish *event* to *topic* (created with the defaults if missing, unless the
+        bus has ``auto_create_topics=False``).
 
         The partition is ``partition_for(key, partitions)`` for a key (``key`` or the
         topic's ``ordering_key(event)``), else round robin.  Returns a
@@ -940,7 +941,8 @@ class Bus:
             Timeout: overflow ``"block"`` and a buffer stayed full for *timeout* seconds.
             BufferFull: overflow ``"error"`` and a buffer is full (or a handler would
                 wait for its own buffer).
-            TopicNotFound: the topic was deleted while this call was publishing to it.
+            TopicNotFound: the topic was deleted while this call was publishing to it, or
+                it does not exist and the bus has ``auto_create_topics=False``.
             Whatever ``ordering_key`` raises.
         """
         try:
@@ -1066,6 +1068,7 @@ class Bus:
         Raises:
             TypeError: *listener* is not callable, *group* not a str.
             ValidationError: a bad topic or group name.
+            TopicNotFound: no such topic and the bus has ``auto_create_topics=False``.
             BusClosed: the bus was shut down.
         """
         _check_topic_name(topic)

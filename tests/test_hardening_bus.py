@@ -171,6 +171,29 @@ def test_churn_on_a_worker_pool_with_async_handlers_keeps_nothing() -> None:
         pool.close(10)
 
 
+def test_a_bus_outliving_its_pool_still_delivers_and_shuts_down() -> None:
+    # Found with the exit tests: when the pool was closed first (by its owner, or by
+    # its own exit hook), the next drain task's submit raised PoolClosed out of
+    # publish/shutdown (and killed the kicker thread): the bus could not stop.
+    from nova import WorkerPool
+
+    pool = WorkerPool(2, 1000)
+    bus = Bus(pool=pool)
+    got: list[int] = []
+    bus.subscribe("t", lambda e: got.append(e.data))
+    bus.subscribe("t", lambda e: None, group="g")
+    bus.publish("t", Event("x", 0))
+    assert bus.flush(10)
+    pool.close(10)
+    for i in range(1, 50):
+        bus.publish("t", Event("x", i))
+    assert bus.flush(10)
+    assert got == list(range(50))
+    assert bus.shutdown(10) and bus.join(10)
+    st = bus.stats()
+    assert (st.deliveries, st.handled, st.pending) == (100, 100, 0)
+
+
 def test_group_and_pattern_churn_keeps_nothing() -> None:
     with Bus() as bus:
         bus.create_topic("orders", TopicConfig(partitions=8, delivery="exactly-once"))
