@@ -1237,8 +1237,12 @@ class ManagedListener:
         return Timeout(f"Expected listener {self._id!r} to finish within {self._timeout:.6g}s, got no result")
 
     # -- one call -----------------------------------------------------------------------
-    def _call_sync(self, event: Any) -> BaseException | None:
-        """One attempt in this thread (an async listener runs on the manager's loop)."""
+    def _call_sync(self, event: Any, retry: _Retry | None = None) -> BaseException | None:
+        """One attempt in this thread (an async listener runs on the manager's loop).
+
+        *retry*: the scheduled retry making the call; if stop() claims it while the call
+        waits for its concurrency slot or rate-limit token, the listener is not called
+        (``None`` is returned and ignored)."""
         if self.is_async:
             err: BaseException | None = self._manager._run_coro(self._acall(event))
             return err
@@ -1262,13 +1266,17 @@ class ManagedListener:
                         self._clock.sleep(wait)
                 elif self._limiter is not None:
                     self._limiter.acquire(1)
+                if retry is not None and retry.state != _CALLING:  # claimed by stop() meanwhile
+                    if br is not None:
+                        br._abandon(epoch)
+                    return None
                 t0 = self._now()
                 if self._timeout is None:
                     r = self._fn(event)
                     if r is not None and self._check_result and inspect.isawaitable(r):
                         self._manager._run_coro(_await_it(r))
                 else:
-                    self._call_with_timeout(event)
+                    self._call_with_timeout(event, retry)
             except Exception as exc:
                 self._record(False, self._now(), epoch, exc, t0)
                 return exc
@@ -1281,7 +1289,7 @@ class ManagedListener:
         finally:
             self._release_gate()
 
-    def _call_with_timeout(self, event: Any) -> None:
+    def _call_with_timeout(self, event: Any, retry: _Retry | None = None) -> None:
         box = _Box()
         fn = self._fn
         check = self._check_result
@@ -1289,6 +1297,11 @@ class ManagedListener:
 
         def run() -> None:
             if box.abandoned:
+                return
+            if retry is not None and retry.state != _CALLING:  # claimed by stop(): not called
+                with box.lock:
+                    box.finished = True
+                box.done.set()
                 return
             error = None
             try:
@@ -1328,8 +1341,8 @@ class ManagedListener:
         if box.error is not None:
             raise box.error
 
-    async def _acall(self, event: Any) -> BaseException | None:
-        """One attempt on the running loop."""
+    async def _acall(self, event: Any, retry: _Retry | None = None) -> BaseException | None:
+        """One attempt on the running loop (*retry*: as in :meth:`_call_sync`)."""
         br = self._breaker
         epoch = 0
         if br is not None:
@@ -1350,6 +1363,10 @@ class ManagedListener:
                         await self._manager._asleep(wait)
                 elif self._limiter is not None:
                     await asyncio.to_thread(self._limiter.acquire, 1)
+                if retry is not None and retry.state != _CALLING:  # claimed by stop() meanwhile
+                    if br is not None:
+                        br._abandon(epoch)
+                    return None
                 t0 = self._now()
                 result = self._fn(event)
                 if self._timeout is None:
@@ -1603,7 +1620,7 @@ class ManagedListener:
         if self.is_async:
             return self._submit_attempt(retry)
         try:
-            err = self._call_sync(retry.event)
+            err = self._call_sync(retry.event, retry)
         except BaseException as exc:  # pragma: no cover - _call_sync returns errors
             err = exc
         self._finish_retry(retry, err, None)
@@ -1685,7 +1702,7 @@ class ManagedListener:
             retry.state = _CALLING
         _IN_TASK.set(retry)  # this task's own context: stop() from inside does not wait for it
         try:
-            err = await self._acall(retry.event)
+            err = await self._acall(retry.event, retry)
         except asyncio.CancelledError as exc:
             with mgr._rcond:
                 if retry.state != _CALLING:
