@@ -372,10 +372,11 @@ def test_stress_stop_with_many_producers_exact_counts(pool: bool) -> None:
         returned = {d.event.id for d in out}
         assert len(returned) == len(out)  # none twice
         assert st.processed + len(out) == accepted == len(set(handled) | returned)
-        # Only a call still running when the time was up may have succeeded late (its
-        # outcome ignored, its event returned): at most one per concurrency slot.
+        # Only a retry whose call was running (or returning) when the time was up may have
+        # succeeded late (its outcome ignored, its event returned): at most one per
+        # thread that runs retries (the manager's own runner has up to 16).
         late = returned & set(handled)
-        assert len(late) <= 4, len(late)
+        assert len(late) <= 16, len(late)
         assert len(set(handled) - returned) == st.processed
         assert all(v == 1 for v in handled.values())
         assert st.pending == 0 and st.dead_lettered == len(out)
