@@ -1989,6 +1989,11 @@ class ListenerManager:
     :meth:`start`); :meth:`stop` drains it and may be followed by a new start.  Usable as
     a context manager (``stop()`` on exit).  Thread-safe.
 
+    Left open at interpreter exit, it finishes the retries due within its share of
+    ``NOVA_EXIT_TIMEOUT`` and dead-letters (and logs the count of) the rest: see
+    :meth:`close_at_exit`.  Inherited by a forked child, it is usable there without the
+    parent's pending retries (the parent runs those).
+
     Raises:
         TypeError: *pool*, *metrics* or *clock* lacks the needed methods.
     """
