@@ -63,7 +63,7 @@ def register(method: Callable[[float], Any], stage: int) -> None:
     exit, in *stage* order.  Registering the same object again replaces its entry."""
     obj = method.__self__  # type: ignore[attr-defined]
     key = id(obj)
-    ref = weakref.WeakMethod(method)  # type: ignore[arg-type]
+    ref = weakref.WeakMethod(method)
 
     def _gone(_: Any, key: int = key) -> None:
         with _lock:
