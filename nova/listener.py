@@ -2166,7 +2166,9 @@ class ListenerManager:
                 self._collectors = [c for c in self._collectors if c is not letters]
                 if t is not None:
                     self._deadlines.remove(deadline)
-                idle = not busy()
+                # Retries still being dead-lettered by their own thread need no scheduler:
+                # the threads stop unless new work came in.
+                idle = not any(r.state in _CLAIMABLE and r is not me for r in retries)
         if idle:
             self._stop_threads(real_end)
         return letters
@@ -2237,27 +2239,33 @@ class ListenerManager:
         Failures after this point are dead-lettered at once (no retry can outlive the
         interpreter).  Returns within *timeout* even if a dead-letter handler blocks.
         """
+        letters: list[DeadLetter] = []  # every retry dead-lettered from now on
         with self._rcond:
+            self._collectors.append(letters)
             self._exit_closed = True
             pending = len(self._retries)
-        if pending == 0 and self._loop is None and not self.running:
-            return
-        budget = max(0.0, float(timeout))
-        result: list[list[DeadLetter]] = []
+        try:
+            if pending == 0 and self._loop is None and not self.running:
+                return
+            budget = max(0.0, float(timeout))
+            result: list[list[DeadLetter]] = []
 
-        def run() -> None:
-            result.append(self.stop(timeout=budget * 0.8))
+            def run() -> None:
+                result.append(self.stop(timeout=budget * 0.8))
 
-        th = threading.Thread(target=run, name="nova-listener-exit", daemon=True)
-        th.start()
-        th.join(budget)
-        if not result:
-            _log.warning("nova: ListenerManager could not close within %.3gs at interpreter exit: "
-                         "%d retried event(s) were pending; their dead-letter path was still running",
-                         budget, pending)
-        elif result[0]:
-            _log.warning("nova: ListenerManager at interpreter exit: %d retried event(s) not delivered "
-                         "in time, dead-lettered", len(result[0]))
+            th = threading.Thread(target=run, name="nova-listener-exit", daemon=True)
+            th.start()
+            th.join(budget)
+            if not result:
+                _log.warning("nova: ListenerManager could not close within %.3gs at interpreter exit: "
+                             "%d retried event(s) were pending; their dead-letter path was still running",
+                             budget, pending)
+            elif letters:
+                _log.warning("nova: ListenerManager at interpreter exit: %d retried event(s) not "
+                             "delivered in time, dead-lettered", len(letters))
+        finally:
+            with self._rcond:
+                self._collectors = [c for c in self._collectors if c is not letters]
 
     def _reset_after_fork(self) -> None:
         """In a forked child: drop the parent's threads, locks and scheduled retries (the

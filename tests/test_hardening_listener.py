@@ -379,9 +379,10 @@ def test_stress_stop_with_many_producers_exact_counts(pool: bool) -> None:
         assert len(late) <= 16, len(late)
         assert len(set(handled) - returned) == st.processed
         assert all(v == 1 for v in handled.values())
-        assert st.pending == 0 and st.dead_lettered == len(out)
+        assert st.dead_lettered == len(out)
         _settle(watch, len(out))
         _assert_quiet(watch, calls, len(out))
+        assert lm.stats().pending == 0  # one may still have been in its dead-letter handler
         assert len(watch.letters) == len(out)
     finally:
         if executor is not None:
@@ -587,7 +588,7 @@ def test_exit_with_async_retries_pending(tmp_path: Path) -> None:
         await asyncio.sleep(0)
         raise ConnectionError("down")
     m = lm.register(lis, ListenerConfig(circuit=CircuitConfig(enabled=False),
-        retry=RetryPolicy(max_attempts=100, initial_delay=0.001, max_delay=0.01),
+        retry=RetryPolicy(max_attempts=1_000_000, initial_delay=0.001, max_delay=0.01),
         dead_letter=DeadLetterConfig(store=store)))
     async def main():
         for i in range(30):
