@@ -21,14 +21,17 @@ import asyncio
 import inspect
 import itertools
 import logging
+import os
 import threading
 import types
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from time import monotonic, perf_counter
 from typing import Any, NamedTuple
 
 from nova._core import event_py as _event_py
+from nova._util import atexit as _exit
 from nova.errors import BufferFull, EmitterClosed, QueueClosed, QueueEmpty, Timeout, ValidationError, type_name
 from nova.events import Event, FunctionListener, Subscription, as_listener, is_async_listener
 from nova.testing import to_seconds
@@ -51,6 +54,20 @@ _RETIRED_AGE = 2.0  # seconds a retired route counter must be idle before it is 
 
 _SKIP = object()  # returned by a once-listener that lost the race (it did not run)
 _tls = threading.local()  # .emitter: the Emitter whose drain loop runs on this thread
+
+
+# Emitters that started threads, so a forked child can reset its copies.
+_LIVE_EMITTERS: weakref.WeakSet[Emitter] = weakref.WeakSet()
+
+
+def _reset_emitters_in_child() -> None:
+    """``os.fork()`` child: see :meth:`Emitter._after_fork_in_child`."""
+    for em in list(_LIVE_EMITTERS):
+        em._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_emitters_in_child)
 
 
 def _count_value(counter: itertools.count[int]) -> int:
@@ -955,6 +972,7 @@ class Emitter:
                 ready.wait()
                 self._loop_thread = t
                 self._loop = lp
+                self._started_threads()
             return self._loop
 
     @staticmethod
@@ -1243,9 +1261,11 @@ class Emitter:
             q = RingQueue(self._buffer_size)
             pool = self._user_pool
             if pool is None:
-                from nova.pool import WorkerPool
+                from nova.pool import WorkerPool, _owned_by
 
                 pool = self._pool = WorkerPool(self._workers, self._workers, name=f"nova-{self._name}")
+                _owned_by(pool)  # this emitter closes it (at exit too) and restarts it after a fork
+            self._started_threads()
             # One drain loop per pool thread: the pool hands tasks out in batches, so
             # submit the next loop only once the previous one runs on its own thread.
             drains = []
@@ -1580,7 +1600,9 @@ class Emitter:
             RuntimeError: called from a listener running in this emitter's workers (it
                 would wait for itself).
         """
-        t = _check_timeout(timeout)
+        return self._shutdown(_check_timeout(timeout), at_exit=False)
+
+    def _shutdown(self, t: float | None, at_exit: bool) -> bool:
         self._not_from_worker("shutdown")
         with self._lock:
             first = not self._shutdown_started
@@ -1608,7 +1630,7 @@ class Emitter:
                 _, not_done = _wait(self._drains, timeout=left())
                 if not_done:
                     ok = False
-                    self._give_up(q)
+                    self._give_up(q, log=not at_exit)
             with self._bg_cond:
                 if not self._bg_cond.wait_for(lambda: self._bg == 0, left()):
                     ok = False
@@ -1620,7 +1642,9 @@ class Emitter:
                     pass
                 th = self._loop_thread
                 if th is not None and th is not threading.current_thread():
-                    th.join(left() if ok else 0.5)
+                    # After a timeout, a moment for the loop to cancel what is left.
+                    grace = 0.5 if deadline is None or not at_exit else min(0.5, left() or 0.0)
+                    th.join(left() if ok else grace)
             if self._pool is not None:
                 self._pool.close(timeout=left() if ok else 0.0)
             if self._metrics is not None:
@@ -1630,9 +1654,69 @@ class Emitter:
             self._shutdown_done.set()
             with self._drain_cond:
                 self._drain_cond.notify_all()
+            _exit.unregister(self)
+            _LIVE_EMITTERS.discard(self)
         return ok
 
-    def _give_up(self, q: Any) -> None:
+    def close_at_exit(self, timeout: float) -> None:
+        """Interpreter exit (called by :mod:`nova._util.atexit` with the seconds left of
+        the shared budget, ``NOVA_EXIT_TIMEOUT``): :meth:`shutdown` bounded by *timeout*.
+        Events accepted by ``emit_async`` are delivered while the time lasts; the ones not
+        started then are given up (counted in ``stats().undelivered``) and, with the
+        deliveries still running (a listener blocked for ever), logged at WARNING on the
+        ``nova.emitter`` logger.  The worker and loop threads are daemons: what is left
+        cannot hold the interpreter.
+        """
+        before = self._undelivered
+        if self._shutdown(max(0.0, timeout), at_exit=True):
+            return
+        given_up = self._undelivered - before
+        running = max(0, _count_value(self._c_accepted) - self._settled())
+        _log.warning(
+            "emitter %r at interpreter exit: %d accepted events undelivered (not started), "
+            "%d deliveries still running and %d async listener calls abandoned after %.3g s",
+            self._name, given_up, running, self._bg, timeout)
+
+    def _started_threads(self) -> None:
+        """The emitter now owns threads: close it at interpreter exit, reset it in a
+        forked child.  Called with ``self._lock`` held, once per kind of thread."""
+        _exit.register(self.close_at_exit, _exit.STAGE_PRODUCER)
+        _LIVE_EMITTERS.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: the drain loops, the pool's workers and nova's loop thread
+        do not exist, and the locks may have been held by parent threads.  The child's
+        copy starts afresh: new locks, no buffer (the next ``emit_async`` starts new
+        drain loops, on a new private pool or the user's pool, itself restarted by
+        :mod:`nova.pool`), no loop (made again on demand).  Events the parent had
+        accepted and not delivered are the parent's: they are delivered there, never
+        here, and leave the child's counters.  Subscriptions and middleware stay."""
+        from nova.pool import _FORK_KEEP
+
+        self._lock = threading.RLock()
+        self._stats_lock = threading.Lock()
+        self._drain_cond = threading.Condition(threading.Lock())
+        self._drain_waiters = 0
+        self._bg_cond = threading.Condition(threading.Lock())
+        self._bg = 0
+        # never freed here: see nova.pool._FORK_KEEP
+        _FORK_KEEP.extend(x for x in (self._queue, self._pool, self._loop) if x is not None)
+        self._queue = None
+        self._pool = None
+        self._drains = []
+        self._loop = None
+        self._loop_thread = None
+        settled = sum(self._wdone)
+        self._wdone = [settled] + [0] * (self._workers - 1)
+        self._wbatch = [[] for _ in range(self._workers)]
+        self._c_accepted = itertools.count(self._settled())  # the parent's in-flight events leave
+        if self._shutdown_started and not self._shutdown_done.is_set():
+            self._shutdown_done = threading.Event()
+            self._shutdown_result = False
+            self._shutdown_done.set()
+        self._refresh()
+
+    def _give_up(self, q: Any, log: bool = True) -> None:
         """After a timed-out shutdown: take every event not yet started and count it."""
         n = 0
         while True:
@@ -1654,7 +1738,7 @@ class Emitter:
             self._undelivered += n
         if n and self._metrics is not None:
             self._metrics.inc_events_dropped(self._component, "shutdown", n)
-        if n:
+        if n and log:
             _log.warning("emitter %r shut down with %d accepted events undelivered", self._name, n)
 
     async def ashutdown(self, timeout: float | timedelta | None = None) -> bool:
