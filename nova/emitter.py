@@ -395,6 +395,10 @@ class Emitter:
         self._drains: list[Any] = []
         self._wdone: list[int] = [0] * self._workers
         self._wbatch: list[list[Any]] = [[] for _ in range(self._workers)]
+        # Wake one worker per handoff (see _drain): the workers waiting on the buffer
+        # (one entry each; list append/pop are atomic), and the parked ones' locks.
+        self._getters: list[int] = []
+        self._parked: list[Any] = []
         self._drain_cond = threading.Condition(threading.Lock())
         self._drain_waiters = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -1101,6 +1105,8 @@ class Emitter:
                 except BufferFull:
                     return self._enqueue(event, None)  # the overflow policy decides
             next(self._c_accepted)
+            if not self._getters and self._parked:  # every worker busy, one parked
+                self._wake_one()
             return True
         return self._emit_async_slow(event, timeout, None)
 
@@ -1131,11 +1137,14 @@ class Emitter:
         if q is not None and t is None and self._block:
             put = q.put
             accepted = self._c_accepted
+            getters, parked = self._getters, self._parked
             try:
                 for ev in evs:
                     put(ev)
                     next(accepted)
                     n += 1
+                    if not getters and parked:
+                        self._wake_one()
             except QueueClosed:
                 raise self._closed_error() from None
             return n
@@ -1244,6 +1253,8 @@ class Emitter:
         except QueueClosed:
             raise self._closed_error() from None
         next(self._c_accepted)
+        if not self._getters and self._parked:
+            self._wake_one()
         if m is not None:
             m.inc_events_emitted(event.type, "queued")
             m.set_queue_size(self._component, q.qsize())
@@ -1288,18 +1299,62 @@ class Emitter:
         finally:
             _tls.emitter = None
 
+    # -- wake one worker per handoff --------------------------------------------------
+    #
+    # Idle workers must not all wait on the buffer: every put would wake one of them,
+    # and at a steady rate several wake for nothing and contend for the GIL (issue 11:
+    # p99 doubled with 4 workers).  So at most one worker (normally) waits on the
+    # buffer, the "getter"; the other idle workers are parked, each on its own lock.
+    # A getter that takes a batch goes to deliver it; if events are still waiting it
+    # wakes one parked worker, which becomes the getter.  A producer wakes one only
+    # when nobody waits on the buffer (every worker busy delivering) and one is parked:
+    # one check on the emit_async path.  At a steady light rate the same worker takes
+    # every event, as a single worker does, and the others sleep.
+    #
+    # The lists are changed only by atomic append/pop (under the GIL), and each side
+    # publishes before it checks the other's state (a parker appends itself, then
+    # looks for a getter; a getter leaves, then looks for events and parked workers),
+    # so an event never waits while a worker is parked and none is a getter.
+
+    def _wake_one(self) -> None:
+        """Unpark one worker, which becomes a getter (no-op when none is parked)."""
+        try:
+            lock = self._parked.pop()
+        except IndexError:
+            return
+        self._getters.append(1)
+        lock.release()
+
     def _drain(self, q: Any, wid: int) -> None:
         get_many = q.get_many
         done = self._wdone
         slots = self._wbatch
         qsize = q.qsize
         nworkers = self._workers
+        getters = self._getters
+        parked = self._parked
+        wake_one = self._wake_one
+        park = threading.Lock()
+        park.acquire()  # held: released by the waker that hands this worker the buffer
         while True:
+            if getters and not qsize():  # another worker waits on the buffer: park until handed it
+                parked.append(park)
+                if not getters or qsize():  # the getter left meanwhile: take over (maybe ourselves)
+                    wake_one()
+                park.acquire()  # the waker appended our getter entry
+            else:
+                getters.append(1)
             # Share the waiting events between the workers; take big batches under load.
             try:
                 batch = get_many(min(_BATCH, max(1, qsize() // nworkers)))
             except QueueClosed:
+                getters.pop()
+                while parked:  # let the parked workers see the close too
+                    wake_one()
                 return
+            getters.pop()
+            if parked and qsize() and not getters:
+                wake_one()  # more events than this worker takes: hand the buffer on
             batch.reverse()
             slots[wid] = batch
             pop = batch.pop
@@ -1709,6 +1764,8 @@ class Emitter:
         settled = sum(self._wdone)
         self._wdone = [settled] + [0] * (self._workers - 1)
         self._wbatch = [[] for _ in range(self._workers)]
+        self._getters = []
+        self._parked = []
         self._c_accepted = itertools.count(self._settled())  # the parent's in-flight events leave
         if self._shutdown_started and not self._shutdown_done.is_set():
             self._shutdown_done = threading.Event()

@@ -357,3 +357,108 @@ def test_forked_child_of_closed_pool_stays_closed(core):
         print("CHILD", in_child(child))
     """, bound=30)
     assert "CHILD 0" in out.stdout, out
+
+
+# ---------------------------------------------------------------------------------------
+# issue 11: wake one worker per handoff
+# ---------------------------------------------------------------------------------------
+
+WAIT = 10.0
+
+
+def _settle(pred, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + WAIT
+    while not pred():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize("workers", [2, 4, 8])
+def test_idle_workers_park_and_only_one_waits_on_the_buffer(workers):
+    # Every idle worker waiting on the buffer made each put wake one of them (and at a
+    # steady rate several, contending for the GIL): p99 doubled with 4 workers.  Idle,
+    # exactly one worker waits on the buffer; the others are parked on their own locks.
+    em = Emitter(workers=workers)
+    seen = set()
+    em.subscribe("t", lambda e: seen.add(threading.get_ident()))
+    for round_ in range(3):
+        for i in range(200):
+            em.emit_async(Event("t", i))
+        assert em.drain(WAIT)
+        _settle(lambda: len(em._parked) == workers - 1 and len(em._getters) == 1, "workers did not park")
+        _settle(lambda: em._queue.stats().getters == 1, "more than one worker blocked on the buffer")
+    assert em.stats().delivered == 600
+    assert em.shutdown(WAIT)
+    assert all(f.done() for f in em._drains)
+
+
+def test_an_event_never_waits_while_a_worker_is_parked():
+    # The first event's listener blocks until the second event is delivered: the second
+    # must be taken by another worker, even when both were queued before any worker ran.
+    em = Emitter(workers=4)
+    for n in range(100):
+        got_b = threading.Event()
+        ok = []
+        em.subscribe(f"a{n}", lambda e, got_b=got_b: ok.append(got_b.wait(WAIT)))
+        em.subscribe(f"b{n}", lambda e, got_b=got_b: got_b.set())
+        assert em.emit_batch([Event(f"a{n}"), Event(f"b{n}")]) == 2
+        assert em.drain(WAIT)
+        assert ok == [True], n
+    assert em.shutdown(WAIT)
+
+
+def test_slow_listener_backlog_is_shared_between_workers():
+    # four events queued at once, each blocking until all four run: all workers take one
+    em = Emitter(workers=4)
+    barrier = threading.Barrier(4)
+    passed = []
+    em.subscribe("t", lambda e: passed.append(barrier.wait(WAIT)))
+    for _ in range(5):
+        passed.clear()
+        em.emit_batch([Event("t", i) for i in range(4)])
+        assert em.drain(WAIT)
+        assert sorted(passed) == [0, 1, 2, 3]
+    assert em.shutdown(WAIT)
+
+
+@pytest.mark.parametrize("overflow", ["block", "drop_oldest", "error"])
+def test_wake_one_under_many_producers_counts_exactly(overflow):
+    em = Emitter(workers=4, buffer_size=64, overflow=overflow)
+    lock = threading.Lock()
+    got = []
+
+    def lis(e):
+        if e.data % 97 == 0:
+            threading.Event().wait(0.001)  # a slow one now and then
+        with lock:
+            got.append(e.data)
+
+    em.subscribe("t", lis)
+    per, nprod = 3000, 6
+    accepted = [0] * nprod
+    from nova.errors import BufferFull
+
+    def produce(p):
+        for i in range(per):
+            try:
+                if em.emit_async(Event("t", p * per + i)):
+                    accepted[p] += 1
+            except BufferFull:
+                pass
+            if i % 500 == 0:
+                em.emit_batch([])
+
+    threads = [threading.Thread(target=produce, args=(p,)) for p in range(nprod)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+        assert not t.is_alive()
+    assert em.drain(WAIT)
+    st = em.stats()
+    assert len(got) == len(set(got)) == st.delivered
+    assert st.delivered + (st.dropped if overflow == "drop_oldest" else 0) == sum(accepted)
+    assert em.shutdown(WAIT)
+    assert all(f.done() for f in em._drains)
