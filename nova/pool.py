@@ -142,6 +142,11 @@ def _restart_pools_in_child() -> None:
     """``os.fork()`` child: the workers of every inherited pool do not exist here (their
     queue may even be locked by a parent thread); give each open pool a fresh queue and
     fresh workers.  Tasks queued in the parent are the parent's: they run there only."""
+    # The condition every finished pool future shares: a parent thread may have held it
+    # (a result() call) at the fork; nobody holds it in the child.
+    reinit = getattr(_DONE_COND, "_at_fork_reinit", None)
+    if reinit is not None:
+        reinit()
     for pool in list(_LIVE_POOLS):
         pool._after_fork_in_child()
 
@@ -187,7 +192,10 @@ class WorkerPool:
 
     Use it as a context manager: leaving the ``with`` block drains the pool (every
     accepted task runs) and stops the workers.  A pool still open when the interpreter
-    exits is drained then, so its accepted tasks are not lost with the process.
+    exits runs its accepted tasks then, within the shared exit budget
+    (``NOVA_EXIT_TIMEOUT``, see :meth:`close_at_exit`); the rest is cancelled and
+    logged, never a hang.  In an ``os.fork()`` child an inherited open pool restarts
+    with an empty queue and fresh workers (the parent's tasks run in the parent only).
     """
 
     def __init__(

@@ -462,3 +462,36 @@ def test_wake_one_under_many_producers_counts_exactly(overflow):
     assert st.delivered + (st.dropped if overflow == "drop_oldest" else 0) == sum(accepted)
     assert em.shutdown(WAIT)
     assert all(f.done() for f in em._drains)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_forked_child_can_wait_on_finished_pool_futures_while_parent_held_their_condition(core):
+    # Finished pool futures share one condition; a parent thread inside result() at the
+    # fork left it locked in the child, so any result() there froze.
+    out = _run(core, _FORK + """
+        import warnings
+        from nova import pool as pool_mod
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pool = WorkerPool(2, 8)
+        done = pool.submit(int, 7)
+        deadline = time.monotonic() + 10
+        while pool.metrics().completed < 1:  # not result(): it would give done its own condition
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        assert done.__dict__["_condition"] is pool_mod._DONE_COND
+        held, release = threading.Event(), threading.Event()
+        def hold():
+            with pool_mod._DONE_COND:
+                held.set()
+                release.wait(30)
+        t = threading.Thread(target=hold)
+        t.start()
+        held.wait(10)
+        def child():
+            return done.result(5) == 7 and pool.submit(int, 8).result(5) == 8
+        print("CHILD", in_child(child))
+        release.set()
+        t.join(10)
+        pool.close(10)
+    """, bound=30)
+    assert "CHILD 0" in out.stdout, out
