@@ -495,3 +495,24 @@ def test_forked_child_can_wait_on_finished_pool_futures_while_parent_held_their_
         pool.close(10)
     """, bound=30)
     assert "CHILD 0" in out.stdout, out
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_forked_child_of_shut_down_emitter_stays_shut_down(core):
+    out = _run(core, _FORK + """
+        import warnings
+        from nova.errors import EmitterClosed
+        warnings.simplefilter("ignore", DeprecationWarning)
+        em = Emitter(workers=2)
+        em.subscribe("t", lambda e: None)
+        em.emit_async(Event("t"))
+        assert em.shutdown(10)
+        def child():
+            try:
+                em.emit_async(Event("t"))
+            except EmitterClosed:
+                return em.shutdown(1) and em.drain(1) and em.stats().delivered == 1
+            return False
+        print("CHILD", in_child(child))
+    """, bound=30)
+    assert "CHILD 0" in out.stdout, out
