@@ -237,10 +237,12 @@ def _paced(put, rate: float, seconds: float) -> int:
     return sent
 
 
-def _latency_nova(rate: float, seconds: float) -> float:
+def _latency_nova(rate: float, seconds: float, workers: int | None = 1) -> float:
+    """p99 (us) of emit_async -> listener at a steady *rate*; *workers* None: the
+    default ``Emitter()``."""
     lat: list[int] = []
     perf = time.perf_counter_ns
-    em = Emitter(workers=1, buffer_size=1024)
+    em = Emitter() if workers is None else Emitter(workers=workers, buffer_size=1024)
     em.subscribe("lat", lambda ev: lat.append(perf() - ev.data))
     em.emit_async(Event("warm", 0))
     em.drain()
@@ -272,17 +274,28 @@ def _latency_queue(rate: float, seconds: float) -> float:
 
 
 def _latency_rows(quick: bool) -> list[Row]:
+    # Issue 11: the p99 must not depend on the worker count (idle workers must not
+    # contend for the GIL when one event arrives): workers=1, the default Emitter()
+    # (4 workers) and workers=4, each against queue.Queue + 1 consumer measured in the
+    # same rounds (interleaved, best of each), target <= 1.2x.
     seconds = 0.5 if quick else 1.5
     rounds = 2 if quick else 4
-    nova50 = min(_latency_nova(50_000, seconds) for _ in range(rounds))
-    queue50 = min(_latency_queue(50_000, seconds) for _ in range(rounds))
+    kinds = (("workers=1", 1), ("default Emitter()", None), ("workers=4", 4))
+    best = {name: float("inf") for name, _ in kinds}
+    queue50 = float("inf")
+    for _ in range(rounds):
+        queue50 = min(queue50, _latency_queue(50_000, seconds))
+        for name, w in kinds:
+            best[name] = min(best[name], _latency_nova(50_000, seconds, w))
     nova200 = min(_latency_nova(200_000, seconds) for _ in range(rounds))
-    return [
-        Row("emit_async p99 latency at 50 k ev/s", nova50, "us", "queue.Queue(1024) + 1 consumer thread",
-            queue50, nova50 / queue50, "<= 1x", nova50 <= queue50),
-        Row("emit_async p99 latency at 200 k ev/s", nova200, "us", "target", 1000.0, nova200 / 1000.0,
-            "< 1 ms", nova200 < 1000.0),
+    rows = [
+        Row(f"emit_async p99 latency at 50 k ev/s, {name}", best[name], "us", "queue.Queue(1024) + 1 consumer thread",
+            queue50, best[name] / queue50, "<= 1.2x", best[name] <= 1.2 * queue50)
+        for name, _ in kinds
     ]
+    rows.append(Row("emit_async p99 latency at 200 k ev/s", nova200, "us", "target", 1000.0, nova200 / 1000.0,
+                    "< 1 ms", nova200 < 1000.0))
+    return rows
 
 
 def _aemit_rows(reps: int, n: int) -> list[Row]:

@@ -21,14 +21,17 @@ import asyncio
 import inspect
 import itertools
 import logging
+import os
 import threading
 import types
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from time import monotonic, perf_counter
 from typing import Any, NamedTuple
 
 from nova._core import event_py as _event_py
+from nova._util import atexit as _exit
 from nova.errors import BufferFull, EmitterClosed, QueueClosed, QueueEmpty, Timeout, ValidationError, type_name
 from nova.events import Event, FunctionListener, Subscription, as_listener, is_async_listener
 from nova.testing import to_seconds
@@ -51,6 +54,20 @@ _RETIRED_AGE = 2.0  # seconds a retired route counter must be idle before it is 
 
 _SKIP = object()  # returned by a once-listener that lost the race (it did not run)
 _tls = threading.local()  # .emitter: the Emitter whose drain loop runs on this thread
+
+
+# Emitters that started threads, so a forked child can reset its copies.
+_LIVE_EMITTERS: weakref.WeakSet[Emitter] = weakref.WeakSet()
+
+
+def _reset_emitters_in_child() -> None:
+    """``os.fork()`` child: see :meth:`Emitter._after_fork_in_child`."""
+    for em in list(_LIVE_EMITTERS):
+        em._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_emitters_in_child)
 
 
 def _count_value(counter: itertools.count[int]) -> int:
@@ -378,6 +395,10 @@ class Emitter:
         self._drains: list[Any] = []
         self._wdone: list[int] = [0] * self._workers
         self._wbatch: list[list[Any]] = [[] for _ in range(self._workers)]
+        # Wake one worker per handoff (see _drain): the workers waiting on the buffer
+        # (one entry each; list append/pop are atomic), and the parked ones' locks.
+        self._getters: list[int] = []
+        self._parked: list[Any] = []
         self._drain_cond = threading.Condition(threading.Lock())
         self._drain_waiters = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -955,6 +976,7 @@ class Emitter:
                 ready.wait()
                 self._loop_thread = t
                 self._loop = lp
+                self._started_threads()
             return self._loop
 
     @staticmethod
@@ -1083,6 +1105,8 @@ class Emitter:
                 except BufferFull:
                     return self._enqueue(event, None)  # the overflow policy decides
             next(self._c_accepted)
+            if not self._getters and self._parked:  # every worker busy, one parked
+                self._wake_one()
             return True
         return self._emit_async_slow(event, timeout, None)
 
@@ -1113,11 +1137,14 @@ class Emitter:
         if q is not None and t is None and self._block:
             put = q.put
             accepted = self._c_accepted
+            getters, parked = self._getters, self._parked
             try:
                 for ev in evs:
                     put(ev)
                     next(accepted)
                     n += 1
+                    if not getters and parked:
+                        self._wake_one()
             except QueueClosed:
                 raise self._closed_error() from None
             return n
@@ -1226,6 +1253,8 @@ class Emitter:
         except QueueClosed:
             raise self._closed_error() from None
         next(self._c_accepted)
+        if not self._getters and self._parked:
+            self._wake_one()
         if m is not None:
             m.inc_events_emitted(event.type, "queued")
             m.set_queue_size(self._component, q.qsize())
@@ -1243,9 +1272,11 @@ class Emitter:
             q = RingQueue(self._buffer_size)
             pool = self._user_pool
             if pool is None:
-                from nova.pool import WorkerPool
+                from nova.pool import WorkerPool, _owned_by
 
                 pool = self._pool = WorkerPool(self._workers, self._workers, name=f"nova-{self._name}")
+                _owned_by(pool)  # this emitter closes it (at exit too) and restarts it after a fork
+            self._started_threads()
             # One drain loop per pool thread: the pool hands tasks out in batches, so
             # submit the next loop only once the previous one runs on its own thread.
             drains = []
@@ -1268,18 +1299,62 @@ class Emitter:
         finally:
             _tls.emitter = None
 
+    # -- wake one worker per handoff --------------------------------------------------
+    #
+    # Idle workers must not all wait on the buffer: every put would wake one of them,
+    # and at a steady rate several wake for nothing and contend for the GIL (issue 11:
+    # p99 doubled with 4 workers).  So at most one worker (normally) waits on the
+    # buffer, the "getter"; the other idle workers are parked, each on its own lock.
+    # A getter that takes a batch goes to deliver it; if events are still waiting it
+    # wakes one parked worker, which becomes the getter.  A producer wakes one only
+    # when nobody waits on the buffer (every worker busy delivering) and one is parked:
+    # one check on the emit_async path.  At a steady light rate the same worker takes
+    # every event, as a single worker does, and the others sleep.
+    #
+    # The lists are changed only by atomic append/pop (under the GIL), and each side
+    # publishes before it checks the other's state (a parker appends itself, then
+    # looks for a getter; a getter leaves, then looks for events and parked workers),
+    # so an event never waits while a worker is parked and none is a getter.
+
+    def _wake_one(self) -> None:
+        """Unpark one worker, which becomes a getter (no-op when none is parked)."""
+        try:
+            lock = self._parked.pop()
+        except IndexError:
+            return
+        self._getters.append(1)
+        lock.release()
+
     def _drain(self, q: Any, wid: int) -> None:
         get_many = q.get_many
         done = self._wdone
         slots = self._wbatch
         qsize = q.qsize
         nworkers = self._workers
+        getters = self._getters
+        parked = self._parked
+        wake_one = self._wake_one
+        park = threading.Lock()
+        park.acquire()  # held: released by the waker that hands this worker the buffer
         while True:
+            if getters and not qsize():  # another worker waits on the buffer: park until handed it
+                parked.append(park)
+                if not getters or qsize():  # the getter left meanwhile: take over (maybe ourselves)
+                    wake_one()
+                park.acquire()  # the waker appended our getter entry
+            else:
+                getters.append(1)
             # Share the waiting events between the workers; take big batches under load.
             try:
                 batch = get_many(min(_BATCH, max(1, qsize() // nworkers)))
             except QueueClosed:
+                getters.pop()
+                while parked:  # let the parked workers see the close too
+                    wake_one()
                 return
+            getters.pop()
+            if parked and qsize() and not getters:
+                wake_one()  # more events than this worker takes: hand the buffer on
             batch.reverse()
             slots[wid] = batch
             pop = batch.pop
@@ -1580,7 +1655,9 @@ class Emitter:
             RuntimeError: called from a listener running in this emitter's workers (it
                 would wait for itself).
         """
-        t = _check_timeout(timeout)
+        return self._shutdown(_check_timeout(timeout), at_exit=False)
+
+    def _shutdown(self, t: float | None, at_exit: bool) -> bool:
         self._not_from_worker("shutdown")
         with self._lock:
             first = not self._shutdown_started
@@ -1608,7 +1685,7 @@ class Emitter:
                 _, not_done = _wait(self._drains, timeout=left())
                 if not_done:
                     ok = False
-                    self._give_up(q)
+                    self._give_up(q, log=not at_exit)
             with self._bg_cond:
                 if not self._bg_cond.wait_for(lambda: self._bg == 0, left()):
                     ok = False
@@ -1620,7 +1697,9 @@ class Emitter:
                     pass
                 th = self._loop_thread
                 if th is not None and th is not threading.current_thread():
-                    th.join(left() if ok else 0.5)
+                    # After a timeout, a moment for the loop to cancel what is left.
+                    grace = 0.5 if deadline is None or not at_exit else min(0.5, left() or 0.0)
+                    th.join(left() if ok else grace)
             if self._pool is not None:
                 self._pool.close(timeout=left() if ok else 0.0)
             if self._metrics is not None:
@@ -1630,9 +1709,71 @@ class Emitter:
             self._shutdown_done.set()
             with self._drain_cond:
                 self._drain_cond.notify_all()
+            _exit.unregister(self)
+            _LIVE_EMITTERS.discard(self)
         return ok
 
-    def _give_up(self, q: Any) -> None:
+    def close_at_exit(self, timeout: float) -> None:
+        """Interpreter exit (called by :mod:`nova._util.atexit` with the seconds left of
+        the shared budget, ``NOVA_EXIT_TIMEOUT``): :meth:`shutdown` bounded by *timeout*.
+        Events accepted by ``emit_async`` are delivered while the time lasts; the ones not
+        started then are given up (counted in ``stats().undelivered``) and, with the
+        deliveries still running (a listener blocked for ever), logged at WARNING on the
+        ``nova.emitter`` logger.  The worker and loop threads are daemons: what is left
+        cannot hold the interpreter.
+        """
+        before = self._undelivered
+        if self._shutdown(max(0.0, timeout), at_exit=True):
+            return
+        given_up = self._undelivered - before
+        running = max(0, _count_value(self._c_accepted) - self._settled())
+        _log.warning(
+            "emitter %r at interpreter exit: %d accepted events undelivered (not started), "
+            "%d deliveries still running and %d async listener calls abandoned after %.3g s",
+            self._name, given_up, running, self._bg, timeout)
+
+    def _started_threads(self) -> None:
+        """The emitter now owns threads: close it at interpreter exit, reset it in a
+        forked child.  Called with ``self._lock`` held, once per kind of thread."""
+        _exit.register(self.close_at_exit, _exit.STAGE_PRODUCER)
+        _LIVE_EMITTERS.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: the drain loops, the pool's workers and nova's loop thread
+        do not exist, and the locks may have been held by parent threads.  The child's
+        copy starts afresh: new locks, no buffer (the next ``emit_async`` starts new
+        drain loops, on a new private pool or the user's pool, itself restarted by
+        :mod:`nova.pool`), no loop (made again on demand).  Events the parent had
+        accepted and not delivered are the parent's: they are delivered there, never
+        here, and leave the child's counters.  Subscriptions and middleware stay."""
+        from nova.pool import _FORK_KEEP
+
+        self._lock = threading.RLock()
+        self._stats_lock = threading.Lock()
+        self._drain_cond = threading.Condition(threading.Lock())
+        self._drain_waiters = 0
+        self._bg_cond = threading.Condition(threading.Lock())
+        self._bg = 0
+        # never freed here: see nova.pool._FORK_KEEP
+        _FORK_KEEP.extend(x for x in (self._queue, self._pool, self._loop) if x is not None)
+        self._queue = None
+        self._pool = None
+        self._drains = []
+        self._loop = None
+        self._loop_thread = None
+        settled = sum(self._wdone)
+        self._wdone = [settled] + [0] * (self._workers - 1)
+        self._wbatch = [[] for _ in range(self._workers)]
+        self._getters = []
+        self._parked = []
+        self._c_accepted = itertools.count(self._settled())  # the parent's in-flight events leave
+        if self._shutdown_started and not self._shutdown_done.is_set():
+            self._shutdown_done = threading.Event()
+            self._shutdown_result = False
+            self._shutdown_done.set()
+        self._refresh()
+
+    def _give_up(self, q: Any, log: bool = True) -> None:
         """After a timed-out shutdown: take every event not yet started and count it."""
         n = 0
         while True:
@@ -1654,7 +1795,7 @@ class Emitter:
             self._undelivered += n
         if n and self._metrics is not None:
             self._metrics.inc_events_dropped(self._component, "shutdown", n)
-        if n:
+        if n and log:
             _log.warning("emitter %r shut down with %d accepted events undelivered", self._name, n)
 
     async def ashutdown(self, timeout: float | timedelta | None = None) -> bool:

@@ -15,8 +15,8 @@ Every class here is thread-safe.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
+import os
 import threading
 import weakref
 from collections import deque
@@ -28,6 +28,7 @@ from time import monotonic
 from typing import Any, NamedTuple
 
 from nova._core import RingQueue, TokenBucket
+from nova._util import atexit as _exit
 from nova.errors import BufferFull, PoolClosed, QueueClosed, Timeout
 from nova.testing import to_seconds
 
@@ -133,15 +134,37 @@ def _notify(fut: _PoolFuture) -> None:
     fut._invoke_callbacks()
 
 
-# Pools not yet drained: at interpreter exit their accepted tasks still run (as
-# ThreadPoolExecutor does), instead of dying with the daemon worker threads.
+# Every pool not yet closed, so a forked child can give its copy fresh workers.
 _LIVE_POOLS: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
 
 
-@atexit.register
-def _drain_at_exit() -> None:
+def _restart_pools_in_child() -> None:
+    """``os.fork()`` child: the workers of every inherited pool do not exist here (their
+    queue may even be locked by a parent thread); give each open pool a fresh queue and
+    fresh workers.  Tasks queued in the parent are the parent's: they run there only."""
+    # The condition every finished pool future shares: a parent thread may have held it
+    # (a result() call) at the fork; nobody holds it in the child.
+    reinit = getattr(_DONE_COND, "_at_fork_reinit", None)
+    if reinit is not None:
+        reinit()
     for pool in list(_LIVE_POOLS):
-        pool.drain()
+        pool._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_restart_pools_in_child)
+
+#: Objects a forked child inherited and must never free: a queue whose condition
+#: variables had waiters in the parent cannot be destroyed in the child (glibc's
+#: ``pthread_cond_destroy`` waits for waiters that do not exist there).
+_FORK_KEEP: list[Any] = []
+
+
+def _owned_by(pool: WorkerPool) -> None:
+    """*pool* is private to an Emitter, which closes it and restarts it after a fork:
+    take it out of the exit and fork hooks."""
+    _LIVE_POOLS.discard(pool)
+    _exit.unregister(pool)
 
 
 class WorkerPool:
@@ -169,7 +192,10 @@ class WorkerPool:
 
     Use it as a context manager: leaving the ``with`` block drains the pool (every
     accepted task runs) and stops the workers.  A pool still open when the interpreter
-    exits is drained then, so its accepted tasks are not lost with the process.
+    exits runs its accepted tasks then, within the shared exit budget
+    (``NOVA_EXIT_TIMEOUT``, see :meth:`close_at_exit`); the rest is cancelled and
+    logged, never a hang.  In an ``os.fork()`` child an inherited open pool restarts
+    with an empty queue and fresh workers (the parent's tasks run in the parent only).
     """
 
     def __init__(
@@ -187,7 +213,15 @@ class WorkerPool:
             raise TypeError(f"Expected a callable on_error(exc, fn) or None, got {type(on_error).__name__}")
         self._name = name
         self._on_error = on_error
-        self._queue = RingQueue(queue_size)
+        self._queue_size = queue_size
+        self._start_workers()
+        _LIVE_POOLS.add(self)
+        # At interpreter exit: run what the shared time budget allows, cancel the rest.
+        _exit.register(self.close_at_exit, _exit.STAGE_EXECUTOR)
+
+    def _start_workers(self) -> None:
+        """A fresh queue, fresh per-worker slots and fresh worker threads."""
+        self._queue = RingQueue(self._queue_size)
         self._close_lock = threading.Lock()
         self._close_cancelled = 0
         # Per-worker slots, each written only by its worker; metrics() sums them.
@@ -201,12 +235,25 @@ class WorkerPool:
         self._wakes_sent = [0] * n
         self._wakes_seen = [0] * n
         self._threads = [
-            threading.Thread(target=self._work, args=(i,), name=f"{name}-{i}", daemon=True)
+            threading.Thread(target=self._work, args=(i,), name=f"{self._name}-{i}", daemon=True)
             for i in range(n)
         ]
         for t in self._threads:
             t.start()
-        _LIVE_POOLS.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: the inherited workers do not exist and the inherited queue
+        holds the parent's tasks (they run in the parent).  An open pool restarts with an
+        empty queue, fresh workers and zeroed counters; a closed one stays closed."""
+        old = self._queue
+        _FORK_KEEP.append(old)
+        if old.closed:  # closed in the parent: stays closed, with nothing left to run here
+            self._queue = RingQueue(self._queue_size)
+            self._queue.close()
+            self._locals = [deque() for _ in range(self._size)]
+            self._closed_down()
+            return
+        self._start_workers()
 
     # -- intake -----------------------------------------------------------------------
 
@@ -386,8 +433,13 @@ class WorkerPool:
         self._queue.close()
         done = self._join(t)
         if done:
-            _LIVE_POOLS.discard(self)
+            self._closed_down()
         return done
+
+    def _closed_down(self) -> None:
+        """Every worker stopped: nothing left for the fork and exit hooks to do."""
+        _LIVE_POOLS.discard(self)
+        _exit.unregister(self)
 
     def close(self, timeout: float | timedelta | None = None, cancel_pending: bool = False) -> list[Future[Any]]:
         """Stop intake and shut the pool down.
@@ -430,8 +482,26 @@ class WorkerPool:
                     if item[0] is not None and item[0].cancel():
                         cancelled.append(item[0])
         if self._join(t):
-            _LIVE_POOLS.discard(self)
+            self._closed_down()
         return cancelled
+
+    def close_at_exit(self, timeout: float) -> None:
+        """Interpreter exit (called by :mod:`nova._util.atexit` with the seconds left of
+        the shared budget): stop intake, let the workers run queued tasks for at most
+        *timeout* seconds, then cancel every task not started and log (WARNING, logger
+        ``nova.pool``) how many were cancelled and how many were still running.  Returns
+        within *timeout* (plus the time to cancel); the workers are daemon threads, so a
+        task blocked for ever cannot hold the interpreter.
+        """
+        self._queue.close()
+        if self._join(max(0.0, timeout)):
+            self._closed_down()
+            return
+        cancelled = self.close(timeout=0.0, cancel_pending=True)
+        running = self.metrics().running
+        _log.warning(
+            "pool %r at interpreter exit: %d accepted tasks not run (cancelled), %d still running "
+            "(abandoned) after %.3g s", self._name, len(cancelled), running, timeout)
 
     @property
     def closed(self) -> bool:
