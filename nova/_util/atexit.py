@@ -115,4 +115,12 @@ def run_exit_hooks(timeout: float | None = None) -> None:
             _log.warning("nova: %r failed to close at interpreter exit: %r", method, exc)
 
 
+def _after_fork_in_child() -> None:
+    # A parent thread may have held the lock at fork(): the child gets a fresh one.  The
+    # entries stay: each component decides in its own fork hook whether its copy is live.
+    global _lock
+    _lock = threading.Lock()
+
+
 atexit.register(run_exit_hooks)
+os.register_at_fork(after_in_child=_after_fork_in_child)
