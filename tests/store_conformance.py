@@ -107,11 +107,30 @@ class StoreConformance:
         assert [e.timestamp for e in s.replay()] == [T0 + 1]
         assert s.stats().events == 1
 
-    @pytest.mark.parametrize("name", ["", 5, None, b"a"])
-    def test_bad_stream_name(self, name: Any) -> None:
+    def test_empty_stream_name(self) -> None:
         s = self.store()
         with pytest.raises(ValidationError, match="Expected a non-empty str stream name"):
-            s.append(name, ev(1))
+            s.append("", ev(1))
+
+    @pytest.mark.parametrize("name", [5, None, b"a", ["s"], ("s",)])
+    def test_non_str_stream_name_is_a_type_error(self, name: Any) -> None:
+        # A list was "unhashable type: 'list'" (issue 10, item 10); every store method
+        # that takes a stream name says the same thing for a non-str.
+        s = self.store()
+        s.append("s", ev(1))
+        for call in (
+            lambda: s.append(name, ev(2)),
+            lambda: s.append_many(name, [ev(2)]),
+            lambda: s.append_columns(name, types="t", timestamps=[T0]),
+            lambda: s.read(name),
+            lambda: s.stream_info(name),
+        ):
+            with pytest.raises(TypeError, match=f"Expected a str stream name, got {type(name).__name__}"):
+                call()
+        if name is not None:  # None: every stream
+            with pytest.raises(TypeError, match=f"Expected a str stream name or None, got {type(name).__name__}"):
+                s.subscribe(name)
+        assert s.streams() == ["s"] and s.stats().events == 1
 
     def test_append_columns(self) -> None:
         s = self.store()

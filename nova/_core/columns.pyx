@@ -253,6 +253,31 @@ cdef class _Stream:
         return 0
 
 
+cdef inline bint _is_int(object v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+cdef object _check_rows(object rows, Py_ssize_t n):
+    """*rows* as a 1-d int64 array of row indexes in [0, n) (ValueError otherwise)."""
+    arr = np.asarray(rows)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise ValueError(
+            f"Expected rows as a 1-d array of int row indexes, got shape {arr.shape} dtype {arr.dtype}"
+        )
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
+        raise ValueError(
+            f"Expected row indexes in [0, {n}), got values in [{int(arr.min())}, {int(arr.max())}]"
+        )
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+cdef WindowSlice _slice(ColumnLog log, Py_ssize_t lo, Py_ssize_t hi, object rows):
+    """A slice over bounds the log computed itself (no checks)."""
+    cdef WindowSlice sl = WindowSlice.__new__(WindowSlice)
+    sl._init(log, lo, hi, rows)
+    return sl
+
+
 @cython.final
 cdef class WindowSlice:
     """A consistent snapshot of some rows of a :class:`ColumnLog`.
@@ -263,7 +288,21 @@ cdef class WindowSlice:
     evictions and compactions of the log do not change a slice.
     """
 
-    def __init__(self, ColumnLog log, Py_ssize_t lo, Py_ssize_t hi, object rows):
+    def __init__(self, ColumnLog log not None, lo, hi, rows):
+        # Internal callers go through _slice() (bounds they computed); from Python every
+        # bound is checked, as the object columns are later read without checks.
+        cdef Py_ssize_t n = log._n
+        if rows is None:
+            if not _is_int(lo) or not _is_int(hi) or not 0 <= lo <= hi <= n:
+                raise ValueError(
+                    f"Expected rows lo, hi with 0 <= lo <= hi <= {n}, got {lo!r}, {hi!r}"
+                )
+        else:
+            rows = _check_rows(rows, n)
+            lo = hi = 0
+        self._init(log, lo, hi, rows)
+
+    cdef int _init(self, ColumnLog log, Py_ssize_t lo, Py_ssize_t hi, object rows) except -1:
         if rows is None:
             self.ts = _view(log._ts, lo, hi)
             self.seq = _view(log._seq, lo, hi)
@@ -290,6 +329,7 @@ cdef class WindowSlice:
         self._node = log._node
         self._c_lo = 0
         self._c_hi = 0
+        return 0
 
     def __len__(self):
         return self._n
@@ -328,7 +368,7 @@ cdef class WindowSlice:
             timestamp=(<int64_t*>_data(self.ts))[i],
         )
 
-    def event(self, Py_ssize_t i):
+    def event(self, index):
         """event(i) -> Event
 
         The *i*-th row as an Event (the appended Event object itself when it was one).
@@ -336,8 +376,9 @@ cdef class WindowSlice:
         Raises:
             IndexError: *i* out of range.
         """
-        if not 0 <= i < self._n:
-            raise IndexError(f"Expected a row index in [0, {self._n}), got {i}")
+        if not 0 <= index < self._n:
+            raise IndexError(f"Expected a row index in [0, {self._n}), got {index}")
+        cdef Py_ssize_t i = index
         cdef Py_ssize_t row = self._row(i)
         if (<uint8_t*>_data(self._flags))[row] & C_EVENT:
             return self._objs[row]
@@ -349,7 +390,7 @@ cdef class WindowSlice:
         Rows ``[i, j)`` as a list of Events (see :meth:`event`).
         """
         cdef Py_ssize_t n = self._n
-        cdef Py_ssize_t end = n if j is None else min(<Py_ssize_t>j, n)
+        cdef Py_ssize_t end = n if j is None or j > n else <Py_ssize_t>j
         cdef Py_ssize_t k, row
         cdef uint8_t* fp = <uint8_t*>_data(self._flags)
         cdef int64_t* rp
@@ -522,12 +563,12 @@ cdef class ColumnLog:
         Raises:
             ValidationError: *name* is not a non-empty ``str``.
         """
-        code = self._stream_index.get(name)
-        if code is not None:
-            return code
         if not isinstance(name, str) or not name:
             got = repr(name) if isinstance(name, str) else _tname(name)
             raise ValidationError(f"Expected a non-empty str stream name, got {got}")
+        code = self._stream_index.get(name)
+        if code is not None:
+            return code
         if not create:
             return -1
         code = len(self._stream_names)
@@ -559,12 +600,12 @@ cdef class ColumnLog:
         Raises:
             ValidationError: *name* is not a non-empty ``str``.
         """
-        code = self._type_index.get(name)
-        if code is not None:
-            return code
         if not isinstance(name, str) or not name:
             got = repr(name) if isinstance(name, str) else _tname(name)
             raise ValidationError(f"Expected a non-empty str event type, got {got}")
+        code = self._type_index.get(name)
+        if code is not None:
+            return code
         if not create:
             return -1
         return self._tcode(name)
@@ -644,8 +685,8 @@ cdef class ColumnLog:
         Raises:
             TypeError: *event* is not an Event.
         """
-        if not self.fast or not _GIL:
-            return 0
+        if not self.fast or not _GIL or type(name) is not str:
+            return 0  # (a non-str name: the caller's ordinary path says what is wrong)
         cdef _Mutex m = <_Mutex>self._mutex
         if m.locked:
             return 0
@@ -683,6 +724,8 @@ cdef class ColumnLog:
         Raises:
             TypeError: *event* is not an Event.
         """
+        if type(name) is not str:
+            return 0
         code = self._stream_index.get(name)
         if code is None:
             return 0
@@ -1020,13 +1063,13 @@ cdef class ColumnLog:
             end = _check_bound(end, "end")
         if self._sorted and not self._dead and stream_codes is None and type_codes is None:
             lo, hi = self._range(start, end)
-            return WindowSlice(self, lo, hi, None)
+            return _slice(self, lo, hi, None)
         rows = self._ordered_rows(start, end)
         if stream_codes is not None:
             rows = rows[np.isin(self._stream[rows], np.asarray(list(stream_codes), dtype=np.int32))]
         if type_codes is not None:
             rows = rows[np.isin(self._type[rows], np.asarray(list(type_codes), dtype=np.int32))]
-        return WindowSlice(self, 0, 0, rows)
+        return _slice(self, 0, 0, rows)
 
     def stream_slice(self, code, after_position, limit=None):
         """stream_slice(code, after_position, limit=None) -> WindowSlice
@@ -1052,7 +1095,7 @@ cdef class ColumnLog:
                 lo = mid + 1
             else:
                 hi = mid
-        return WindowSlice(self, 0, 0, self._collect(None if st.implicit else st.rows, lo, st.n, limit))
+        return _slice(self, 0, 0, self._collect(None if st.implicit else st.rows, lo, st.n, limit))
 
     def since_sequence(self, after_seq, limit=None):
         """since_sequence(after_seq, limit=None) -> WindowSlice
@@ -1071,8 +1114,8 @@ cdef class ColumnLog:
         cdef Py_ssize_t hi
         if not self._dead:
             hi = self._n if limit is None else min(self._n, lo + <Py_ssize_t>limit)
-            return WindowSlice(self, lo, hi, None)
-        return WindowSlice(self, 0, 0, self._collect(None, lo, self._n, limit))
+            return _slice(self, lo, hi, None)
+        return _slice(self, 0, 0, self._collect(None, lo, self._n, limit))
 
     cdef object _collect(self, object index, Py_ssize_t lo, Py_ssize_t hi, object limit):
         cdef Py_ssize_t want = (hi - lo) if limit is None else <Py_ssize_t>limit

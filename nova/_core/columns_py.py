@@ -242,6 +242,31 @@ class _Stream:
         self.n += count
 
 
+def _is_int(v: object) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _check_rows(rows: object, n: int) -> np.ndarray:
+    """*rows* as a 1-d int64 array of row indexes in [0, n) (ValueError otherwise)."""
+    arr = np.asarray(rows)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise ValueError(
+            f"Expected rows as a 1-d array of int row indexes, got shape {arr.shape} dtype {arr.dtype}"
+        )
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
+        raise ValueError(
+            f"Expected row indexes in [0, {n}), got values in [{int(arr.min())}, {int(arr.max())}]"
+        )
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _slice(log: ColumnLog, lo: int, hi: int, rows: np.ndarray | None) -> WindowSlice:
+    """A slice over bounds the log computed itself (no checks)."""
+    sl = WindowSlice.__new__(WindowSlice)
+    sl._init(log, lo, hi, rows)
+    return sl
+
+
 class WindowSlice:
     """A consistent snapshot of some rows of a :class:`ColumnLog`.
 
@@ -258,6 +283,22 @@ class WindowSlice:
     )
 
     def __init__(self, log: ColumnLog, lo: int, hi: int, rows: np.ndarray | None) -> None:
+        # Internal callers go through _slice() (bounds they computed); from Python every
+        # bound is checked, as the compiled twin reads the object columns unchecked.
+        if not isinstance(log, ColumnLog):
+            raise TypeError(f"Expected a ColumnLog, got {_tname(log)}")
+        n = log._n
+        if rows is None:
+            if not _is_int(lo) or not _is_int(hi) or not 0 <= lo <= hi <= n:
+                raise ValueError(
+                    f"Expected rows lo, hi with 0 <= lo <= hi <= {n}, got {lo!r}, {hi!r}"
+                )
+        else:
+            rows = _check_rows(rows, n)
+            lo = hi = 0
+        self._init(log, int(lo), int(hi), rows)
+
+    def _init(self, log: ColumnLog, lo: int, hi: int, rows: np.ndarray | None) -> None:
         if rows is None:
             self.ts = _view(log._ts, lo, hi)
             self.seq = _view(log._seq, lo, hi)
@@ -451,12 +492,12 @@ class ColumnLog:
         Raises:
             ValidationError: *name* is not a non-empty ``str``.
         """
-        code = self._stream_index.get(name)
-        if code is not None:
-            return code
         if not isinstance(name, str) or not name:
             got = repr(name) if isinstance(name, str) else _tname(name)
             raise ValidationError(f"Expected a non-empty str stream name, got {got}")
+        code = self._stream_index.get(name)
+        if code is not None:
+            return code
         if not create:
             return -1
         code = len(self._stream_names)
@@ -471,12 +512,12 @@ class ColumnLog:
         Raises:
             ValidationError: *name* is not a non-empty ``str``.
         """
-        code = self._type_index.get(name)
-        if code is not None:
-            return code
         if not isinstance(name, str) or not name:
             got = repr(name) if isinstance(name, str) else _tname(name)
             raise ValidationError(f"Expected a non-empty str event type, got {got}")
+        code = self._type_index.get(name)
+        if code is not None:
+            return code
         if not create:
             return -1
         code = len(self._type_names)
@@ -563,6 +604,8 @@ class ColumnLog:
         Raises:
             TypeError: *event* is not an Event.
         """
+        if type(name) is not str:
+            return 0
         code = self._stream_index.get(name)
         if code is None or self._streams[code].last_pos == 0:
             return 0
@@ -832,10 +875,10 @@ class ColumnLog:
         end = _check_bound(end, "end")
         if self._sorted and not self._dead and stream_codes is None and type_codes is None:
             lo, hi = self._range(start, end)
-            return WindowSlice(self, lo, hi, None)
+            return _slice(self, lo, hi, None)
         rows = self._ordered_rows(start, end)
         rows = self._filter(rows, stream_codes, type_codes)
-        return WindowSlice(self, 0, 0, rows)
+        return _slice(self, 0, 0, rows)
 
     def _filter(
         self,
@@ -870,7 +913,7 @@ class ColumnLog:
                 lo = mid + 1
             else:
                 hi = mid
-        return WindowSlice(self, 0, 0, self._collect(srows, lo, st.n, limit))
+        return _slice(self, 0, 0, self._collect(srows, lo, st.n, limit))
 
     def since_sequence(self, after_seq: int, limit: int | None = None) -> WindowSlice:
         """Live rows of every stream with sequence > *after_seq*, in sequence order, at
@@ -885,8 +928,8 @@ class ColumnLog:
         lo = s + int(np.searchsorted(self._seq[s:n], after_seq, side="right"))
         if not self._dead:
             hi = n if limit is None else min(n, lo + limit)
-            return WindowSlice(self, lo, hi, None)
-        return WindowSlice(self, 0, 0, self._collect(None, lo, n, limit))
+            return _slice(self, lo, hi, None)
+        return _slice(self, 0, 0, self._collect(None, lo, n, limit))
 
     def _collect(self, index: np.ndarray | None, lo: int, hi: int, limit: int | None) -> np.ndarray:
         """Alive rows among ``index[lo:hi]`` (or physical rows lo..hi), first *limit*."""

@@ -54,6 +54,15 @@ def _tname(value: object) -> str:
     return type(value).__name__
 
 
+def _check_stream(stream: object) -> None:
+    """Refuse a stream name that is not a non-empty ``str`` (before any dict lookup,
+    so an unhashable name gets this message too)."""
+    if not isinstance(stream, str):
+        raise TypeError(f"Expected a str stream name, got {_tname(stream)}")
+    if not stream:
+        raise ValidationError("Expected a non-empty str stream name, got ''")
+
+
 def _bound(value: object, name: str) -> int | None:
     if value is None:
         return None
@@ -249,8 +258,9 @@ class MemoryStore:
         returns the current last position (0 for an unknown stream) and stores nothing.
 
         Raises:
-            TypeError: an item is not an :class:`~nova.events.Event`.
-            ValidationError: a bad stream name.
+            TypeError: *stream* is not a ``str``, or an item is not an
+                :class:`~nova.events.Event`.
+            ValidationError: an empty stream name.
             StreamFull: ``on_full="reject"`` and the stream is full, or
                 ``max_streams`` is reached and *stream* is new.
             StoreClosed: the store is closed.
@@ -263,6 +273,7 @@ class MemoryStore:
 
     def _append_locked(self, stream: str, *events: Any) -> int:
         """:meth:`append` through the store lock (limits, subscribers, new streams)."""
+        _check_stream(stream)
         with self._lock:
             self._check_open()
             code = self._codes.get(stream)
@@ -306,6 +317,7 @@ class MemoryStore:
             TypeError / ValidationError: a column of the wrong kind, length or content.
             StreamFull, StoreClosed: as :meth:`append`.
         """
+        _check_stream(stream)
         with self._lock:
             self._check_open()
             code = self._codes.get(stream)
@@ -321,9 +333,7 @@ class MemoryStore:
         """The kernel code for new *stream* (lock held).  It is registered in
         ``_codes`` only once an append to it succeeded, so a failed append leaves
         no trace."""
-        if not isinstance(stream, str) or not stream:
-            got = repr(stream) if isinstance(stream, str) else _tname(stream)
-            raise ValidationError(f"Expected a non-empty str stream name, got {got}")
+        _check_stream(stream)
         if self._max_streams is not None and len(self._codes) >= self._max_streams:
             self._rejected += 1
             raise StreamFull(
@@ -553,9 +563,10 @@ class MemoryStore:
         Raises:
             TypeError / ValueError: bad arguments.  StoreClosed: the store is closed.
         """
-        if stream is not None and (not isinstance(stream, str) or not stream):
-            got = repr(stream) if isinstance(stream, str) else _tname(stream)
-            raise ValidationError(f"Expected a non-empty str stream name or None, got {got}")
+        if stream is not None and not isinstance(stream, str):
+            raise TypeError(f"Expected a str stream name or None, got {_tname(stream)}")
+        if stream == "":
+            raise ValidationError("Expected a non-empty str stream name or None, got ''")
         after = self._cursor_position(cursor, stream)
         if isinstance(buffer, bool) or not isinstance(buffer, int):
             raise TypeError(f"Expected buffer as an int, got {_tname(buffer)}")
