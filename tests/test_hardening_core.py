@@ -155,3 +155,31 @@ def test_window_slice_from_python_with_valid_bounds(core: SimpleNamespace) -> No
     with pytest.raises(IndexError):
         sl.event(-1)
     assert [e.data for e in sl.events(1, 1 << 70)] == [1, 2]
+
+
+def test_kernel_objects_made_without_init_do_not_crash(core: SimpleNamespace) -> None:
+    # Siblings of WindowSlice: cdef classes reachable from Python with state they did
+    # not set up (_Appender(None, f) called through None; __new__ without __init__ left
+    # NULL column pointers behind).
+    # (On the pure twin such objects raise AttributeError, as any Python object would.)
+    check_child(core, f"""
+        from nova._core import kernel
+        cols = kernel("columns")
+        pure = {core.pure!r}
+        try:
+            log = cols.ColumnLog.__new__(cols.ColumnLog)
+            assert len(log) == 0 and log.window(None, None).events() == []
+            sl = cols.WindowSlice.__new__(cols.WindowSlice)
+            assert (sl.events(), sl.data(), sl.metadata(), sl.ids()) == ([], [], [], [])
+        except AttributeError:
+            assert pure
+        appender = getattr(cols, "_Appender", None)
+        if appender is not None:
+            try:
+                appender(None, print)
+            except TypeError as exc:
+                print("refused:", exc)
+            else:
+                raise SystemExit("_Appender accepted None")
+        print("OK")
+    """)

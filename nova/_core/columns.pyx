@@ -392,7 +392,7 @@ cdef class WindowSlice:
         cdef Py_ssize_t n = self._n
         cdef Py_ssize_t end = n if j is None or j > n else <Py_ssize_t>j
         cdef Py_ssize_t k, row
-        cdef uint8_t* fp = <uint8_t*>_data(self._flags)
+        cdef uint8_t* fp
         cdef int64_t* rp
         cdef list objs = self._objs
         cdef list out
@@ -401,7 +401,8 @@ cdef class WindowSlice:
         if i < 0:
             i = 0
         if end <= i:
-            return []
+            return []  # (also a slice made by WindowSlice.__new__: no columns at all)
+        fp = <uint8_t*>_data(self._flags)
         if self._rows is None:
             for k in range(self._lo + i, self._lo + end):
                 if not fp[k] & C_EVENT:
@@ -441,8 +442,11 @@ cdef class WindowSlice:
         The payloads, one per row.
         """
         cdef Py_ssize_t k, row
-        cdef uint8_t* fp = <uint8_t*>_data(self._flags)
+        cdef uint8_t* fp
         cdef list out = []
+        if self._n == 0:
+            return out
+        fp = <uint8_t*>_data(self._flags)
         for k in range(self._n):
             row = self._row(k)
             obj = <object>PyList_GET_ITEM(self._objs, row)
@@ -455,8 +459,11 @@ cdef class WindowSlice:
         The metadata dicts, one per row (the Event's own dict; ``{}`` for column rows).
         """
         cdef Py_ssize_t k, row
-        cdef uint8_t* fp = <uint8_t*>_data(self._flags)
+        cdef uint8_t* fp
         cdef list out = []
+        if self._n == 0:
+            return out
+        fp = <uint8_t*>_data(self._flags)
         for k in range(self._n):
             row = self._row(k)
             obj = <object>PyList_GET_ITEM(self._objs, row)
@@ -471,7 +478,7 @@ cdef class _Appender:
     cdef ColumnLog log
     cdef object fallback
 
-    def __cinit__(self, ColumnLog log, fallback):
+    def __cinit__(self, ColumnLog log not None, fallback):
         self.log = log
         self.fallback = fallback
 
@@ -497,7 +504,9 @@ cdef class ColumnLog:
         ValueError: *capacity* is negative.
     """
 
-    def __init__(self, capacity=1024):
+    def __cinit__(self, capacity=1024):
+        # __cinit__, not __init__: ColumnLog.__new__(ColumnLog) from Python must not
+        # leave NULL column pointers behind.
         if isinstance(capacity, bool) or not isinstance(capacity, int):
             raise TypeError(f"Expected capacity as an int, got {_tname(capacity)}")
         if capacity < 0:
