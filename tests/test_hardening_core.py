@@ -183,3 +183,119 @@ def test_kernel_objects_made_without_init_do_not_crash(core: SimpleNamespace) ->
                 raise SystemExit("_Appender accepted None")
         print("OK")
     """)
+
+
+# ---------------------------------------------------------------- item 4: time range
+
+MAX_NS = 2**63 - 1
+MIN_NS = -(2**63)
+
+OUT_OF_RANGE = [
+    pytest.param(np.datetime64("2300-01-01"), id="dt64-D-2300"),
+    pytest.param(np.datetime64("1600-01-01"), id="dt64-D-1600"),
+    pytest.param(np.datetime64("2262-04-11T23:47:17"), id="dt64-s-past-max"),
+    pytest.param(np.datetime64(10**18, "s"), id="dt64-s"),
+    pytest.param(np.datetime64(-(10**15), "ms"), id="dt64-ms-neg"),
+    pytest.param(np.datetime64(400, "Y"), id="dt64-Y"),
+    pytest.param(np.datetime64(3, "100Y"), id="dt64-100Y"),
+    pytest.param(np.datetime64(5000, "M"), id="dt64-M"),
+    pytest.param(np.datetime64(20000, "W"), id="dt64-W"),
+    pytest.param(np.datetime64(2**62, "2000000fs"), id="dt64-2000000fs"),
+    pytest.param(datetime(2300, 1, 1, tzinfo=timezone.utc), id="aware-2300"),
+    pytest.param(datetime(9999, 12, 31, tzinfo=timezone(timedelta(hours=-5))), id="aware-9999"),
+    pytest.param(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))), id="aware-0001"),
+    pytest.param(MAX_NS + 1, id="int-max+1"),
+    pytest.param(MIN_NS - 1, id="int-min-1"),
+    pytest.param(np.uint64(2**64 - 1), id="uint64"),
+]
+
+IN_RANGE = [
+    (np.datetime64("2262-04-11T23:47:16.854775807"), MAX_NS),
+    (np.datetime64("1677-09-21T00:12:43.145224193"), MIN_NS + 1),  # MIN_NS itself is NaT
+    (np.datetime64("2000-01", "M"), 946_684_800 * 10**9),
+    (np.datetime64(30, "Y"), 946_684_800 * 10**9),
+    (np.datetime64(-1, "ps"), -1),
+    (np.datetime64(1999, "ps"), 1),
+    (np.datetime64(3, "1000ps"), 3),
+    (np.datetime64(1, "25Y"), 788_918_400 * 10**9),  # 1995-01-01
+    (datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=timezone.utc), MAX_NS - 807 + 0),
+    (datetime(1970, 1, 1, 1, tzinfo=timezone(timedelta(hours=1))), 0),
+    (MAX_NS, MAX_NS),
+    (MIN_NS, MIN_NS),
+]
+
+
+@pytest.mark.parametrize("value", OUT_OF_RANGE)
+def test_event_timestamp_out_of_range_is_a_validation_error(core: SimpleNamespace, value: object) -> None:
+    # np.datetime64("2300-01-01") was stored as 1715-06-13 (numpy wraps silently); an
+    # aware datetime out of range was OverflowError (compiled) and accepted (pure).
+    with pytest.raises(ValidationError, match="Expected timestamp within the int64 nanosecond range"):
+        core.Event("t", timestamp=value)
+    with pytest.raises(ValidationError, match="Expected ts within the int64 nanosecond range"):
+        core.to_timestamp_ns(value, "ts")
+
+
+@pytest.mark.parametrize("value, ns", IN_RANGE)
+def test_event_timestamp_in_range_exact(core: SimpleNamespace, value: object, ns: int) -> None:
+    if isinstance(value, datetime) and value.year == 2262:
+        ns = (MAX_NS // 1000) * 1000  # microsecond precision
+    assert core.Event("t", timestamp=value).timestamp == ns
+    assert core.to_timestamp_ns(value) == ns
+
+
+def test_naive_datetime_and_nat_refused_alike(core: SimpleNamespace) -> None:
+    for bad in (datetime(2300, 1, 1), datetime(2000, 1, 1), np.datetime64("NaT"), np.datetime64("NaT", "s")):
+        with pytest.raises(ValidationError, match="Expected timestamp as"):
+            core.Event("t", timestamp=bad)
+
+
+@pytest.mark.parametrize("ns", [-1, -999, -1000, -1001, MIN_NS, MAX_NS, 1, 999])
+def test_event_datetime_floors_on_both_twins(core: SimpleNamespace, ns: int) -> None:
+    # Compiled truncated (C division): Event(timestamp=-1).datetime was 1970-01-01.
+    expect = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=ns // 1000)
+    assert core.Event("t", timestamp=ns).datetime == expect
+    if ns == -1:
+        assert core.Event("t", timestamp=ns).datetime == datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+
+
+UNITS = ["Y", "M", "W", "D", "h", "m", "s", "ms", "us", "ns", "ps", "fs", "as", "10s", "25Y", "3ms"]
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_append_columns_datetime64_any_unit(core: SimpleNamespace, unit: str) -> None:
+    from nova._core import kernel
+    from nova.store import MemoryStore
+
+    cols = kernel("columns", pure=core.pure)
+    s = MemoryStore(kernel=cols.ColumnLog)
+    small = np.array([0, 1, 2, -3], dtype=f"datetime64[{unit}]")
+    expect = [core.to_timestamp_ns(v) for v in small]
+    s.append_columns("s", types="t", timestamps=small)
+    assert [e.timestamp for e in s.read("s")[0]] == expect
+    assert [e.timestamp for e in s.read("s")[0]] == [core.Event("t", timestamp=v).timestamp for v in small]
+    # a value out of range anywhere in the array refuses the whole append
+    # (a datetime64 of 1 ns or finer is always within the ns range)
+    raw = np.iinfo(np.int64).max - 1 if unit not in ("ns", "ps", "fs", "as") else None
+    if raw is not None:
+        big = np.array([0, raw], dtype="int64").view(f"datetime64[{unit}]")
+        with pytest.raises(ValidationError, match="Expected timestamps within the int64 nanosecond range"):
+            s.append_columns("s", types="t", timestamps=big)
+        with pytest.raises(ValidationError, match="Expected timestamps within the int64 nanosecond range"):
+            s.append_columns("s", types="t", timestamps=[np.datetime64(0, unit), big[1]])
+    with pytest.raises(ValidationError, match="NaT"):
+        s.append_columns("s", types="t", timestamps=np.array([0, "NaT"], dtype=f"datetime64[{unit}]"))
+    assert s.stats().events == 4
+
+
+@pytest.mark.parametrize("bound", OUT_OF_RANGE)
+def test_window_and_replay_bounds_out_of_range(core: SimpleNamespace, bound: object) -> None:
+    # window(start=np.datetime64("2300-01-01")) returned an event of 1970.
+    from nova._core import kernel
+    from nova.store import MemoryStore
+
+    s = MemoryStore(kernel=kernel("columns", pure=core.pure).ColumnLog)
+    s.append("s", core.Event("t", timestamp=0))
+    for call in (lambda: s.window(start=bound), lambda: s.window(end=bound),
+                 lambda: s.replay(bound, None), lambda: s.replay(None, bound)):
+        with pytest.raises(ValidationError, match="within the int64 nanosecond range"):
+            call()

@@ -28,12 +28,12 @@ from nova import _core
 from nova._core.columns_py import (
     _MAX_CAPACITY,
     _EVENT_TYPES,
-    _check_bound,
     _ids_list,
     _objects_list,
     _types_list,
-    timestamps_array,
 )
+from nova._core.timeconv import check_bound as _check_bound
+from nova._core.timeconv import timestamps_array
 from nova.errors import ValidationError
 
 cnp.import_array()

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from nova import _core
-from nova._core import event_py
+from nova._core import event_py, timeconv
 from nova.errors import ValidationError
 
 __all__ = ("ColumnLog", "WindowSlice", "FLAG_EVENT", "FLAG_DEAD")
@@ -85,70 +85,9 @@ def _format_id(ms: int, node: int, seq: int) -> str:
     return f"{ms & 0xFFFFFFFFFFFF:012x}{node:010x}{seq & 0xFFFFFFFFFF:010x}"
 
 
-def _check_bound(value: object, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"Expected {name} as an int of nanoseconds or None, got {_tname(value)}")
-    v = int(value)
-    if not _INT64_MIN <= v <= _INT64_MAX:
-        raise ValidationError(f"Expected {name} within the int64 nanosecond range, got {v}")
-    return v
-
-
-def timestamps_array(timestamps: object, n: int | None = None) -> np.ndarray:
-    """Return *timestamps* as a 1-D int64 array of ns (a copy when converted).
-
-    Accepts an int or datetime64 numpy array, or a sequence of what
-    :func:`~nova.events.to_timestamp_ns` accepts.
-
-    Raises:
-        ValidationError: NaT, a value out of range or of a type Event refuses, a
-            length different from *n*, or not 1-D.
-    """
-    if isinstance(timestamps, np.ndarray):
-        arr = timestamps
-    else:
-        if not isinstance(timestamps, Sequence) or isinstance(timestamps, (str, bytes)):
-            raise TypeError(
-                f"Expected timestamps as a numpy array or a sequence, got {_tname(timestamps)}"
-            )
-        try:
-            arr = np.asarray(timestamps)
-        except (ValueError, TypeError, OverflowError):
-            arr = np.asarray(timestamps, dtype=object)
-    if arr.ndim != 1:
-        raise ValidationError(f"Expected 1-D timestamps, got an array of shape {arr.shape}")
-    if n is not None and len(arr) != n:
-        raise ValidationError(f"Expected {n} timestamps (one per event), got {len(arr)}")
-    kind = arr.dtype.kind
-    if len(arr) == 0:
-        return np.empty(0, dtype=np.int64)
-    if kind == "M":
-        ns = arr.astype("datetime64[ns]")
-        if np.isnat(ns).any():
-            raise ValidationError("Expected valid timestamps, got NaT")
-        return ns.view(np.int64).copy()
-    if kind == "i":
-        return np.ascontiguousarray(arr, dtype=np.int64)
-    if kind == "u":
-        if len(arr) and int(arr.max()) > _INT64_MAX:
-            raise ValidationError(
-                f"Expected timestamps within the int64 nanosecond range, got {int(arr.max())}"
-            )
-        return arr.astype(np.int64)
-    if kind == "b":
-        raise ValidationError("Expected timestamps as ints of nanoseconds, got bool")
-    if kind == "f":
-        raise ValidationError(
-            "Expected timestamps as ints of nanoseconds, got floats; "
-            "for seconds pass (seconds * 1_000_000_000).astype('int64')"
-        )
-    to_ns = _core.to_timestamp_ns
-    out = np.empty(len(arr), dtype=np.int64)
-    for i, v in enumerate(arr.tolist() if kind != "O" else arr):
-        out[i] = to_ns(v, "timestamps")
-    return out
+_check_bound = timeconv.check_bound
+#: Shared with the compiled twin and the stores: see :mod:`nova._core.timeconv`.
+timestamps_array = timeconv.timestamps_array
 
 
 def _types_list(types: object, n: int) -> list[str] | str:
