@@ -107,3 +107,4 @@ cdef class ColumnLog:
     cdef object _collect(self, object index, Py_ssize_t lo, Py_ssize_t hi, object limit)
     cdef Py_ssize_t _kill(self, object rows) except -1
     cdef int _normalize(self) except -1
+    cdef int _release_names(self, Py_ssize_t m) except -1

@@ -50,6 +50,9 @@ cdef enum:
     MIN_GARBAGE = 256
 
 cdef object _Event = _core.Event
+# Shared by every stream with no rows: capacity 0, so nothing is ever written to it.
+cdef object _NO_ROWS = np.empty(0, dtype=np.int64)
+_NO_ROWS.flags.writeable = False
 cdef object _now_ns = _core.now_ns
 cdef char* _HEX = b"0123456789abcdef"
 
@@ -636,8 +639,9 @@ cdef class ColumnLog:
     def name_lists(self):
         """name_lists() -> (list[str], list[str])
 
-        The live (stream names, type names) lists, indexed by code.  They only ever
-        grow; callers must not mutate them.
+        The live (stream names, type names) lists, indexed by code.  Callers must
+        not mutate them; a compaction replaces the type list (codes are renumbered) and
+        leaves the one returned earlier as it was, matching the slices taken with it.
         """
         return self._stream_names, self._type_names
 
@@ -890,8 +894,11 @@ cdef class ColumnLog:
             else:
                 (<list>self._ids).extend(ids)
         if not flag and ids is None:
-            self._auto_seq.append(first_seq)
-            self._auto_ms.append(_now_ns() // 1_000_000)
+            ms = _now_ns() // 1_000_000
+            # one run per millisecond (no [-1]: wraparound is off in the kernels)
+            if not self._auto_ms or self._auto_ms[len(self._auto_ms) - 1] != ms:
+                self._auto_seq.append(first_seq)
+                self._auto_ms.append(ms)
         st.push_range(n, k)
         st.last_pos += k
         st.live += k
@@ -1278,8 +1285,11 @@ cdef class ColumnLog:
                 continue
             r = st.rows[st.head:st.n]
             r = newrow[r[alive[r]]]
-            rows = np.empty(max(len(r) + len(r) // 2, MIN_CAPACITY), dtype=np.int64)
-            rows[:len(r)] = r
+            if len(r):
+                rows = np.empty(max(len(r) + len(r) // 2, MIN_CAPACITY), dtype=np.int64)
+                rows[:len(r)] = r
+            else:  # a stream emptied by eviction keeps no row storage (grown on its next push)
+                rows = _NO_ROWS
             st.set_rows(rows)
             st.n = len(r)
             st.head = 0
@@ -1303,3 +1313,30 @@ cdef class ColumnLog:
         self._n = m
         self._start = 0
         self._dead = 0
+        self._release_names(m)
+
+    cdef int _release_names(self, Py_ssize_t m) except -1:
+        """See ``columns_py.ColumnLog._release_names``."""
+        cdef Py_ssize_t k, t
+        if len(self._auto_seq) > 1:
+            first = self._seq_p[0] if m else self._next_seq
+            k = bisect_right(self._auto_seq, first) - 1
+            if k > 0:
+                self._auto_seq = self._auto_seq[k:]
+                self._auto_ms = self._auto_ms[k:]
+        t = len(self._type_names)
+        if t == 0:
+            return 0
+        used = np.bincount(self._type[:m], minlength=t) if m else np.zeros(t, dtype=np.int64)
+        if used.all():
+            return 0
+        keep = np.flatnonzero(used)
+        remap = np.full(t, -1, dtype=np.int32)
+        remap[keep] = np.arange(len(keep), dtype=np.int32)
+        self._type[:m] = remap[self._type[:m]]
+        names = [self._type_names[c] for c in keep.tolist()]
+        self._type_names = names
+        self._type_index = {name: code for code, name in enumerate(names)}
+        self._last_type = None
+        self._last_tcode = -1
+        return 0

@@ -54,6 +54,9 @@ _MIN_CAPACITY = 16
 #: still has a byte size numpy can express.
 _MAX_CAPACITY = (2**63 - 1) // 8
 _MIN_GARBAGE = 256
+#: Shared by every stream with no rows: capacity 0, so nothing is ever written to it.
+_NO_ROWS = np.empty(0, dtype=np.int64)
+_NO_ROWS.flags.writeable = False
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
@@ -473,8 +476,9 @@ class ColumnLog:
         return list(self._type_names)
 
     def name_lists(self) -> tuple[list[str], list[str]]:
-        """The live (stream names, type names) lists, indexed by code.  They only ever
-        grow; callers must not mutate them."""
+        """The live (stream names, type names) lists, indexed by code.  Callers must
+        not mutate them; a compaction replaces the type list (codes are renumbered) and
+        leaves the one returned earlier as it was, matching the slices taken with it."""
         return self._stream_names, self._type_names
 
     @property
@@ -637,8 +641,10 @@ class ColumnLog:
             else:
                 self._ids.extend(ids)
         if not flag and ids is None:
-            self._auto_seq.append(first_seq)
-            self._auto_ms.append(_core.now_ns() // 1_000_000)
+            ms = _core.now_ns() // 1_000_000
+            if not self._auto_ms or self._auto_ms[-1] != ms:  # one run per millisecond
+                self._auto_seq.append(first_seq)
+                self._auto_ms.append(ms)
         st.push_range(n, k)
         st.last_pos += k
         st.live += k
@@ -1008,8 +1014,11 @@ class ColumnLog:
         for st in self._streams:
             r = st.rows[st.head : st.n]
             r = newrow[r[alive[r]]]
-            st.rows = np.empty(max(len(r) + len(r) // 2, _MIN_CAPACITY), dtype=np.int64)
-            st.rows[: len(r)] = r
+            if len(r):
+                st.rows = np.empty(max(len(r) + len(r) // 2, _MIN_CAPACITY), dtype=np.int64)
+                st.rows[: len(r)] = r
+            else:  # a stream emptied by eviction keeps no row storage (grown on its next push)
+                st.rows = _NO_ROWS
             st.n = len(r)
             st.head = 0
         if not self._sorted:
@@ -1033,3 +1042,30 @@ class ColumnLog:
         self._n = m
         self._start = 0
         self._dead = 0
+        self._release_names(m)
+
+    def _release_names(self, m: int) -> None:
+        """Forget what only removed rows used (compaction; the first m rows are kept):
+        the auto-id runs before the first kept sequence, and the event types no kept
+        row has (codes are renumbered densely).  New lists replace the old ones, so
+        slices taken earlier keep theirs: memory stays bounded under retention even
+        when every append brings a new type name."""
+        if len(self._auto_seq) > 1:
+            first = int(self._seq[0]) if m else self._next_seq
+            k = bisect_right(self._auto_seq, first) - 1
+            if k > 0:
+                self._auto_seq = self._auto_seq[k:]
+                self._auto_ms = self._auto_ms[k:]
+        t = len(self._type_names)
+        if t == 0:
+            return
+        used = np.bincount(self._type[:m], minlength=t) if m else np.zeros(t, dtype=np.int64)
+        if bool(used.all()):
+            return
+        keep = np.flatnonzero(used)
+        remap = np.full(t, -1, dtype=np.int32)
+        remap[keep] = np.arange(len(keep), dtype=np.int32)
+        self._type[:m] = remap[self._type[:m]]
+        names = [self._type_names[c] for c in keep.tolist()]
+        self._type_names = names
+        self._type_index = {name: code for code, name in enumerate(names)}

@@ -13,6 +13,7 @@ live appends join without gap or duplicate.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import weakref
@@ -22,6 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from nova import _core
+from nova._util import atexit as _exit
 from nova.errors import BufferFull, StoreClosed, StreamFull, Timeout, ValidationError
 from nova.events import to_timestamp_ns
 from nova.store.base import (
@@ -36,6 +38,8 @@ from nova.store.base import (
 from nova.testing import to_seconds
 
 __all__ = ("MemoryStore", "StoreSubscription")
+
+_log = logging.getLogger("nova.store")
 
 _FETCH = 512
 _INT64_MIN = -(2**63)
@@ -172,6 +176,7 @@ class MemoryStore:
         self._rejected = 0
         self._blocked = 0
         self._stop = threading.Event()
+        self._exit_registered = False
         self._sweeper: threading.Thread | None = None
         self._refresh()
         if self._retention_ns is not None and interval is not None:
@@ -182,6 +187,7 @@ class MemoryStore:
                 daemon=True,
             )
             self._sweeper.start()
+            self._register_exit()
 
     # ------------------------------------------------------------------ helpers
     def _check_open(self) -> None:
@@ -578,6 +584,7 @@ class MemoryStore:
             self._check_open()
             sub = StoreSubscription(self, stream, after, buffer, overflow)
             self._subs.add(sub)
+            self._register_exit()
             if overflow == "block":
                 self._block_subs.add(sub)
                 self._refresh()
@@ -597,20 +604,58 @@ class MemoryStore:
         """Close the store: subscriptions end, blocked appenders get
         :class:`~nova.errors.StoreClosed`, the sweep stops.  Idempotent."""
         with self._lock:
-            if self._closed:
+            if not self._close_locked():
                 return
-            self._closed = True
-            self._log.fast = False
-            for sub in list(self._subs):
-                sub._ended("store closed")
-            self._subs.clear()
-            self._block_subs.clear()
-            self._cond.notify_all()
-            self._wake()
-            self._stop.set()
+        _exit.unregister(self)
+        self._join_sweeper(None)
+
+    def _close_locked(self) -> bool:
+        """Close (lock held); False when it already was."""
+        if self._closed:
+            return False
+        self._closed = True
+        self._log.fast = False
+        for sub in list(self._subs):
+            sub._ended("store closed")
+        self._subs.clear()
+        self._block_subs.clear()
+        self._cond.notify_all()
+        self._wake()
+        self._stop.set()
+        return True
+
+    def _join_sweeper(self, timeout: float | None) -> None:
         sweeper = self._sweeper
+        # (a sweep sleeping on an injected clock cannot be woken: it ends at its next tick)
         if sweeper is not None and self._clock is None and sweeper is not threading.current_thread():
-            sweeper.join()
+            sweeper.join(timeout)
+
+    def _register_exit(self) -> None:
+        """Have the store closed at interpreter exit (once it runs a sweeper thread or
+        has subscriptions): nova._util.atexit, stage STAGE_STORAGE."""
+        if not self._exit_registered:
+            self._exit_registered = True
+            _exit.register(self.close_at_exit, _exit.STAGE_STORAGE)
+
+    def close_at_exit(self, timeout: float) -> None:
+        """Called at interpreter exit with the seconds left of nova's exit budget: close
+        the store as :meth:`close` does (ending its subscriptions, waking blocked
+        appenders and waiters) and stop the sweeper, within *timeout*.  Appends are
+        stored synchronously, so nothing accepted is pending; if the store's lock
+        cannot be taken in time, a WARNING on the ``nova.store`` logger says so and the
+        store is left to the (daemon) threads that hold it."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        if not self._lock.acquire(True, max(0.0, timeout)):
+            _log.warning(
+                "nova.store: %r not closed at interpreter exit: its lock was held for %.3f s",
+                self, timeout,
+            )
+            return
+        try:
+            self._close_locked()
+        finally:
+            self._lock.release()
+        self._join_sweeper(max(0.0, deadline - time.monotonic()))
 
     @property
     def closed(self) -> bool:
