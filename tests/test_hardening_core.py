@@ -299,3 +299,120 @@ def test_window_and_replay_bounds_out_of_range(core: SimpleNamespace, bound: obj
                  lambda: s.replay(bound, None), lambda: s.replay(None, bound)):
         with pytest.raises(ValidationError, match="within the int64 nanosecond range"):
             call()
+
+
+# ---------------------------------------------------------------- item 3: fork
+
+
+def test_fork_while_threads_wait_in_kernels(core: SimpleNamespace) -> None:
+    # A child forked while parent threads were blocked in RingQueue.get() froze (GIL
+    # held) at its first put: glibc waited on condition-variable waiters that do not
+    # exist in the child (compiled), and locks held by vanished threads were never
+    # released (pure twin: a store subscription's consumer lock).  Now every kernel
+    # lock is re-created in the child: items kept, waiters gone, everything usable.
+    # The child is bounded at 20 s (killed, "child froze") inside a 30 s child.
+    out = check_child(core, """
+        import os, sys, threading, time
+        from nova._core import RingQueue, TokenBucket, USING_EXTENSIONS
+        from nova.store import MemoryStore
+        from nova import Event
+        q = RingQueue(4)
+        full = RingQueue(1)
+        full.put("f0")
+        bucket = TokenBucket(1000.0, 5.0)
+        store = MemoryStore(max_events_per_stream=1000)
+        store.append("s", Event("t", 0, timestamp=1))
+        sub = store.subscribe("s")
+        assert sub.get(timeout=5).data == 0
+        stop = []
+        def getter():
+            try:
+                while True:
+                    item = q.get()
+                    if item == "stop":
+                        return
+                    stop.append(item)
+            except Exception:
+                pass
+        def putter():
+            try:
+                full.put("f1")
+            except Exception:
+                pass
+        def sub_reader():
+            try:
+                for ev in sub:
+                    pass
+            except Exception:
+                pass
+        threads = [threading.Thread(target=getter, daemon=True) for _ in range(3)]
+        threads += [threading.Thread(target=putter, daemon=True), threading.Thread(target=sub_reader, daemon=True)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while (q.stats().getters < 3 or full.stats().putters < 1) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # the subscription reader is blocked in its wait
+        assert q.stats().getters == 3 and full.stats().putters == 1, (q.stats(), full.stats())
+        q.put("before-fork")  # taken by a parent getter, which then waits again
+        deadline = time.monotonic() + 10
+        while (len(q) or q.stats().getters < 3) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        pid = os.fork()
+        if pid == 0:
+            ok = False
+            try:
+                s = q.stats()
+                assert s.getters == 0 and s.putters == 0, s
+                for i in range(10):
+                    q.put(i)              # wakes nobody: no getter exists in the child
+                    assert q.get(timeout=5) == i
+                q.put("x"); q.put("y")
+                assert q.get_many(10, timeout=1) == ["x", "y"]
+                assert full.stats().putters == 0
+                assert full.get(timeout=5) == "f0"   # items kept
+                full.put("child")
+                assert full.get_nowait() == "child"
+                got = []
+                t = threading.Thread(target=lambda: got.append(q.get(timeout=10)))
+                t.start()
+                time.sleep(0.1)
+                q.put("to-thread")
+                t.join(10)
+                assert got == ["to-thread"], got
+                assert bucket.try_acquire(1)
+                store.append("s", Event("t", 1, timestamp=2))
+                assert sub.get(timeout=5).data == 1
+                assert [e.data for e in store.read("s")[0]] == [0, 1]
+                q.close()
+                ok = True
+                print("child OK", flush=True)
+            except BaseException as exc:
+                import traceback; traceback.print_exc()
+            finally:
+                sys.stdout.flush(); sys.stderr.flush()
+                os._exit(0 if ok else 1)
+        deadline = time.monotonic() + 20
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                print("child froze", flush=True)
+                sys.exit(3)
+            time.sleep(0.02)
+        code = os.waitstatus_to_exitcode(status)
+        print("child exit", code, flush=True)
+        for _ in range(3):
+            q.put("stop")
+        full.get(); store.close()
+        for t in threads:
+            t.join(5)
+        # the parent's queue still works and its waiters were woken normally
+        print("parent OK" if code == 0 else "parent saw child failure", flush=True)
+        sys.exit(0 if code == 0 else 4)
+    """, expect="parent OK")
+    assert "child OK" in out

@@ -91,6 +91,7 @@ cdef class ColumnLog:
     cdef object _mutex
     cdef public bint fast
     cdef Py_ssize_t _solo
+    cdef object __weakref__
 
     cdef _Stream _state(self, object code)
     cpdef object try_append(self, object name, object event)

@@ -25,6 +25,7 @@ from bisect import bisect_right
 import numpy as np
 
 from nova import _core
+from nova._core import forksafe as _forksafe
 from nova._core.columns_py import (
     _MAX_CAPACITY,
     _EVENT_TYPES,
@@ -160,6 +161,12 @@ cdef class _Mutex:
                     self.waiters -= 1
             self.locked = True
         return True
+
+    def _after_fork_in_child(self):
+        """Free and without waiters (the parent's threads do not exist in the child)."""
+        self.locked = False
+        self.waiters = 0
+        self._inner = threading.Condition(threading.Lock())
 
     def release(self):
         """release() -> None
@@ -549,6 +556,15 @@ cdef class ColumnLog:
         self._mutex = _Mutex() if _GIL else threading.Lock()
         self.fast = False
         self._solo = -1
+        _forksafe.track(self)
+
+    def _after_fork_in_child(self):
+        """In a forked child (see ``nova._core.forksafe``): the mutex is made free and
+        waiter-less in place (owners such as MemoryStore keep a reference to it)."""
+        if isinstance(self._mutex, _Mutex):
+            (<_Mutex>self._mutex)._after_fork_in_child()
+        else:
+            _forksafe.reinit_lock(self._mutex)
 
     cdef int _set_arrays(self, ts, seq, pos, stream, type_, flags) except -1:
         self._ts = ts

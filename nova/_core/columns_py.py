@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from nova import _core
-from nova._core import event_py, timeconv
+from nova._core import event_py, forksafe, timeconv
 from nova.errors import ValidationError
 
 __all__ = ("ColumnLog", "WindowSlice", "FLAG_EVENT", "FLAG_DEAD")
@@ -381,9 +381,15 @@ class ColumnLog:
         self._auto_ms: list[int] = []
         self._node = int.from_bytes(os.urandom(5), "big")
         self._mutex = threading.Lock()
+        forksafe.track(self)
         #: Set by the owner: True while :meth:`try_append` may append (no limits, no
         #: waiters to wake).  Change it only while holding :attr:`mutex`.
         self.fast = False
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child (see :mod:`nova._core.forksafe`): the mutex is made free
+        and waiter-less in place (owners such as MemoryStore keep a reference to it)."""
+        forksafe.reinit_lock(self._mutex)
 
     @property
     def mutex(self) -> Any:

@@ -23,6 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from nova import _core
+from nova._core import forksafe as _forksafe
 from nova._util import atexit as _exit
 from nova.errors import BufferFull, StoreClosed, StreamFull, Timeout, ValidationError
 from nova.events import to_timestamp_ns
@@ -179,6 +180,7 @@ class MemoryStore:
         self._exit_registered = False
         self._sweeper: threading.Thread | None = None
         self._refresh()
+        _forksafe.track(self)
         if self._retention_ns is not None and interval is not None:
             self._sweeper = threading.Thread(
                 target=_sweep_loop,
@@ -188,6 +190,19 @@ class MemoryStore:
             )
             self._sweeper.start()
             self._register_exit()
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child (``nova._core.forksafe``; the log's mutex is re-created by
+        the log itself): nobody waits on the store any more, so its condition and each
+        subscription's consumer lock are re-created and the waiter counts cleared.  The
+        events, streams and subscriptions are kept; the background sweep does not run
+        in the child (retention is still applied at every read and by sweep())."""
+        self._cond = threading.Condition(self._lock)
+        self._nwait = 0
+        self._async_waiters = []
+        for sub in list(self._subs):
+            sub._consumer = threading.Lock()
+        self._refresh()
 
     # ------------------------------------------------------------------ helpers
     def _check_open(self) -> None:
