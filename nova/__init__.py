@@ -99,14 +99,31 @@ _LAZY: dict[str, str] = {
     "partition_many": "nova._core",
 }
 
-if TYPE_CHECKING:  # pragma: no cover - for type checkers only
+if TYPE_CHECKING:  # pragma: no cover - type checkers see the real classes, not Any
+    from nova._core.bucket_py import TokenBucket
     from nova._core.hashing_py import murmur2, partition_for, partition_many
+    from nova._core.ring_py import RingQueue
+    from nova.bus import BusStats, DedupWindow, DeliveryMode, PublishReceipt, TopicConfig
+    from nova.bus import Bus
+    from nova.emitter import Emitter
     from nova.events import Event, Listener, Subscription, as_listener
+    from nova.listener import (
+        Backoff,
+        CircuitConfig,
+        DeadLetter,
+        DeadLetterConfig,
+        Health,
+        ListenerConfig,
+        ListenerManager,
+        RetryPolicy,
+    )
     from nova.observability.metrics import (
         MetricsCollector,
         NoOpMetricsCollector,
         SimpleMetricsCollector,
     )
+    from nova.pool import RateLimiter, Semaphore, WorkerPool
+    from nova.store import Cursor, EventBatch, EventStore, MemoryStore
 
 
 def __getattr__(name: str) -> Any:

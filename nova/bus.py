@@ -27,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import itertools
+import logging
+import os
 import re
 import threading
 import time
@@ -37,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from nova import _core
+from nova._util import atexit as _exit
 from nova.errors import (
     BusClosed,
     SubscriptionNotFound,
@@ -61,13 +64,22 @@ __all__ = (
     "DedupWindow",
     "PublishReceipt",
     "DEFAULT_DEDUP_WINDOW",
+    "MAX_TOPIC_NAME",
 )
+
+_log = logging.getLogger("nova.bus")
 
 _partition_for = _core.partition_for
 _tuple_new = tuple.__new__
 _WS = re.compile(r"\s")
 _PCACHE_SIZE = 16384  # keys remembered per topic by publish (cleared when full)
 _PCACHE_MAX_KEY = 256  # longer keys are not remembered (the cache must not hold big caller data)
+_PCACHE_TYPES = (str, bytes)  # only keys of exactly these types are remembered (see publish)
+
+#: The longest topic name (characters) a Bus accepts, as Kafka's limit.  Topic names
+#: may come from untrusted input (``publish`` creates topics), and every
+#: ``subscribe_pattern`` regex is matched against each new name: the cap bounds that work.
+MAX_TOPIC_NAME = 249
 
 
 class DeliveryMode(str, enum.Enum):
@@ -258,6 +270,10 @@ class BusStats:
 def _check_topic_name(name: object) -> str:
     if not isinstance(name, str):
         raise TypeError(f"Expected a str topic name, got {type_name(name)}")
+    if len(name) > MAX_TOPIC_NAME:
+        raise ValidationError(
+            f"Expected a topic name of at most {MAX_TOPIC_NAME} characters, got {len(name)} characters"
+        )
     if not name or _WS.search(name):
         raise ValidationError(f"Expected a non-empty topic name without whitespace, got {name!r}")
     return name
@@ -359,6 +375,13 @@ class _Topic:
         return self.slots + list(self.groups.values())
 
 
+def _own_id(eid: str) -> str:
+    """An exact ``str`` equal to *eid* (a ``str`` subclass instance): the dedup window
+    keeps ids for a long time and must not keep a caller's object (and what its
+    attributes reference) alive."""
+    return str.__str__(eid)
+
+
 class _Dedup:
     """The ids one subscriber has seen on one topic (see :class:`DedupWindow`).
 
@@ -383,6 +406,8 @@ class _Dedup:
 
     def claim(self, eid: str) -> bool:
         """True if *eid* is new (and now remembered); False for a duplicate."""
+        if type(eid) is not str:
+            eid = _own_id(eid)
         with self.lock:
             max_age = self.max_age
             if max_age is None:
@@ -413,6 +438,8 @@ class _Dedup:
 
     def release(self, eid: str) -> None:
         """Forget the claim of an event abandoned before it was processed."""
+        if type(eid) is not str:
+            eid = _own_id(eid)
         with self.lock:
             self.cur.discard(eid)
             self.prev.discard(eid)
@@ -476,6 +503,8 @@ class _Slot:
             if lane.consumer is not consumer:
                 break
             eid = ev.id
+            if type(eid) is not str:
+                eid = _own_id(eid)
             if eid in cur or eid in prev:
                 dups += 1
                 i += 1
@@ -662,9 +691,24 @@ class Bus:
             sleep is cut short by a shutdown or unsubscribe).
         transport: where partitions live (:class:`~nova.transport.inprocess.InProcessTransport`
             by default).
+        auto_create_topics: when True (default), ``publish`` and ``subscribe`` create a
+            missing topic with the defaults; when False they raise
+            :class:`~nova.errors.TopicNotFound` and only :meth:`create_topic` makes
+            topics (use it when topic names come from untrusted input).
 
     Raises:
         TypeError / ValueError: a bad argument.
+
+    At interpreter exit, a bus still open is shut down within nova's exit budget
+    (``NOVA_EXIT_TIMEOUT``, 5 s by default, see :mod:`nova._util.atexit`): what can be
+    delivered in that time is, and the deliveries left (a handler still running or
+    blocked, events waiting behind it, retries waiting for their backoff) are reported
+    on the ``nova.bus`` logger at WARNING; they are not dead-lettered.  A bus inherited
+    by a child process through ``fork()`` is closed in the child: its intake and
+    :meth:`flush` raise :class:`~nova.errors.BusClosed`, :meth:`shutdown` returns at once
+    (see docs/bus.md).
+
+    .. versionchanged:: 0.2 ``auto_create_topics``; the exit and fork behaviour.
 
     Thread-safe: every method may be called from any thread.  Use it as a context
     manager (``with Bus() as bus:``) to shut it down on exit.
@@ -683,7 +727,11 @@ class Bus:
         on_error: Callable[[Any, BaseException, Any], Any] | None = None,
         clock: Any = None,
         transport: Transport | None = None,
+        auto_create_topics: bool = True,
     ) -> None:
+        if not isinstance(auto_create_topics, bool):
+            raise TypeError(f"Expected auto_create_topics as a bool, got {type_name(auto_create_topics)}")
+        self._auto_create = auto_create_topics
         self._default_partitions = _check_int(default_partitions, "default_partitions", 1)
         self._default_delivery = _check_mode(default_delivery, "default_delivery")
         self._buffer_size = _check_int(buffer_size, "buffer_size", 1)
@@ -724,13 +772,16 @@ class Bus:
         self._members: dict[str, _Member] = {}
         self._patterns: list[_Member] = []
         self._issued: weakref.WeakValueDictionary[str, Subscription] = weakref.WeakValueDictionary()
-        self._retired: list[Any] = []  # lanes of removed slots, until they settle
-        self._folded = {k: 0 for k in _LANE_COUNTERS}
-        self._deleted_logs: list[Any] = []
+        self._retired: list[Any] = []  # lanes of removed slots with a batch still in flight
+        self._folded = {k: 0 for k in _LANE_COUNTERS}  # counters of removed lanes
+        self._deleted_published = 0  # events published to topics deleted since
         self._closed = False
         self._shutdown_result: bool | None = None
         self._abandoned = False
         self._stopped_consumers: list[Any] = []
+        self._exit_registered = False
+        self._forked_from: int | None = None  # the parent's pid in a forked child
+        _BUSES.add(self)
 
     # -- topics ------------------------------------------------------------------------
     def create_topic(self, name: str, config: TopicConfig | None = None) -> None:
@@ -747,20 +798,43 @@ class Bus:
             config = TopicConfig()
         elif not isinstance(config, TopicConfig):
             raise TypeError(f"Expected a TopicConfig or None, got {type_name(config)}")
-        with self._lock:
-            self._check_open()
-            if name in self._topics:
-                raise TopicExists(f"Expected a new topic name, got existing topic {name!r}")
-            self._new_topic(name, config)
+        self._create(name, config)
 
-    def _new_topic(self, name: str, config: TopicConfig) -> _Topic:
-        # Caller holds the lock and checked the name.
-        t = _Topic(name, config, self)
-        self._topics[name] = t
-        for m in self._patterns:
-            if m.pattern is not None and m.pattern.fullmatch(name):
-                self._attach(m, t)
-        return t
+    def _create(self, name: str, config: TopicConfig | None) -> _Topic:
+        """Create topic *name* (checked) with *config*, or with the defaults when
+        *config* is None (publish/subscribe: then an existing topic is returned, and a
+        missing one is created only if the bus auto-creates topics).
+
+        The pattern subscriptions' regexes are matched against the new name *outside*
+        the bus lock (names may be untrusted and a regex slow): only this caller waits
+        for them.  The topic is inserted, with the matching patterns attached, in one
+        locked step once every pattern subscribed meanwhile has been tested too."""
+        tested: set[_Member] = set()
+        matched: list[_Member] = []
+        while True:
+            with self._lock:
+                self._check_open()
+                t = self._topics.get(name)
+                if t is not None:
+                    if config is None:
+                        return t
+                    raise TopicExists(f"Expected a new topic name, got existing topic {name!r}")
+                if config is None and not self._auto_create:
+                    raise TopicNotFound(
+                        f"Expected an existing topic (the bus has auto_create_topics=False), got {name!r}"
+                    )
+                fresh = [m for m in self._patterns if m not in tested]
+                if not fresh:
+                    t = _Topic(name, config if config is not None else TopicConfig(), self)
+                    self._topics[name] = t
+                    for m in matched:
+                        if self._members.get(m.sub.id) is m:
+                            self._attach(m, t)
+                    return t
+            for m in fresh:
+                tested.add(m)
+                if m.pattern is not None and m.pattern.fullmatch(name):
+                    matched.append(m)
 
     def delete_topic(self, name: str) -> None:
         """Delete topic *name*.  Events still waiting for its subscribers are discarded
@@ -772,6 +846,7 @@ class Bus:
             TypeError / ValidationError: a bad name.
         """
         _check_topic_name(name)
+        self._check_not_forked()
         stop: list[Any] = []
         with self._lock:
             t = self._topics.pop(name, None)
@@ -780,7 +855,7 @@ class Bus:
             t.log.close(deleted=True)
             for slot in t.all_slots():
                 self._transport.remove_slot(slot.tslot)
-                self._retired.extend(slot.tslot.lanes)
+                self._retire(slot.tslot.lanes)
                 for m in slot.members:
                     m.slots.pop(name, None)
                     if m.pattern is None:
@@ -789,7 +864,10 @@ class Bus:
                         stop.append(m.consumer)
             t.slots = []
             t.groups = {}
-            self._deleted_logs.append(t.log)
+            # Only the count of the log is kept (the log itself would be kept for ever).
+            # An append to a partition without subscribers racing with this deletion may
+            # be counted by the log after this point, and so be missing from published.
+            self._deleted_published += sum(t.log.offsets())
             self._transport.close_topic(t.log)
         for c in stop:
             c.stop()
@@ -835,11 +913,21 @@ class Bus:
 
     def _check_open(self) -> None:
         if self._closed:
+            self._check_not_forked()
             raise BusClosed(f"Expected an open bus, got bus {self.name!r} shut down")
+
+    def _check_not_forked(self) -> None:
+        if self._forked_from is not None:
+            raise BusClosed(
+                f"Expected a bus created in this process, got bus {self.name!r} inherited through "
+                f"fork() from process {self._forked_from} (its delivery threads stayed there; "
+                "create a new Bus in the child)"
+            )
 
     # -- publishing --------------------------------------------------------------------
     def publish(self, topic: str, event: Event, *, key: str | bytes | None = None, timeout: Any = None) -> PublishReceipt:
-        """Publish *event* to *topic* (created with the defaults if missing).
+        """Publish *event* to *topic* (created with the defaults if missing, unless the
+        bus has ``auto_create_topics=False``).
 
         The partition is ``partition_for(key, partitions)`` for a key (``key`` or the
         topic's ``ordering_key(event)``), else round robin.  Returns a
@@ -853,7 +941,8 @@ class Bus:
             Timeout: overflow ``"block"`` and a buffer stayed full for *timeout* seconds.
             BufferFull: overflow ``"error"`` and a buffer is full (or a handler would
                 wait for its own buffer).
-            TopicNotFound: the topic was deleted while this call was publishing to it.
+            TopicNotFound: the topic was deleted while this call was publishing to it, or
+                it does not exist and the bus has ``auto_create_topics=False``.
             Whatever ``ordering_key`` raises.
         """
         try:
@@ -876,12 +965,14 @@ class Bus:
             cache = t.pcache
             try:
                 p = cache.get(key)
-            except TypeError:  # an unhashable key (bytearray): no caching
+            except (TypeError, ValueError):  # unhashable (bytearray, writable memoryview)
                 p = _partition_for(key, n)
             else:
                 if p is None:
                     p = _partition_for(key, n)
-                    if len(key) <= _PCACHE_MAX_KEY:
+                    # Only small keys the cache can own: an exact str/bytes.  A memoryview
+                    # (or a subclass instance) would keep its caller's buffer alive.
+                    if type(key) in _PCACHE_TYPES and len(key) <= _PCACHE_MAX_KEY:
                         if len(cache) >= _PCACHE_SIZE:
                             cache.clear()
                         cache[key] = p
@@ -902,12 +993,7 @@ class Bus:
         if key is not None:
             _partition_for(key, 1)  # raises TypeError for a key that is not str/bytes
         _check_timeout(timeout)
-        with self._lock:
-            self._check_open()
-            t = self._topics.get(name)
-            if t is None:
-                t = self._new_topic(name, TopicConfig())
-            return t
+        return self._create(name, None)
 
     def publish_many(
         self, topic: str, events: Iterable[Event], *, key: str | bytes | None = None, timeout: Any = None
@@ -982,24 +1068,36 @@ class Bus:
         Raises:
             TypeError: *listener* is not callable, *group* not a str.
             ValidationError: a bad topic or group name.
+            TopicNotFound: no such topic and the bus has ``auto_create_topics=False``.
             BusClosed: the bus was shut down.
         """
         _check_topic_name(topic)
         group = self._check_group(group)
         lst = as_listener(listener)
-        with self._lock:
-            self._check_open()
-            t = self._topics.get(topic)
-            if t is None:
-                t = self._new_topic(topic, TopicConfig())
-            m = self._new_member(lst, topic, group, None)
-            self._attach(m, t)
-            return m.sub
+        while True:
+            t = self._create(topic, None)
+            with self._lock:
+                self._check_open()
+                if self._topics.get(topic) is not t:
+                    continue  # deleted (and maybe re-created) meanwhile
+                m = self._new_member(lst, topic, group, None)
+                self._attach(m, t)
+                return m.sub
 
     def subscribe_pattern(self, pattern: str | re.Pattern[str], listener: Any, *, group: str | None = None) -> Subscription:
         """Subscribe *listener* to every topic whose name fully matches *pattern*
         (:func:`re.fullmatch`), now and created later.  A listener subscribed directly
         and by pattern gets one delivery per subscription.
+
+        The regex runs on every new topic name, and topic names may come from
+        untrusted input (``publish`` creates topics).  It is matched outside the bus
+        lock, so nothing waits for the lock meanwhile, but CPython's :mod:`re` holds
+        the GIL for the whole of one match: a regex that backtracks catastrophically
+        stalls every thread of the process.  Write patterns whose repetitions are
+        unambiguous, or use atomic groups ``(?>...)`` and possessive quantifiers
+        ``*+``/``++`` (Python 3.11+), and create topics yourself with
+        ``Bus(auto_create_topics=False)`` when names come from outside.  Names are at
+        most :data:`MAX_TOPIC_NAME` characters.
 
         Raises:
             re.error: *pattern* does not compile.
@@ -1019,11 +1117,16 @@ class Bus:
         with self._lock:
             self._check_open()
             m = self._new_member(lst, rx.pattern, group, rx)
-            self._patterns.append(m)
-            for name in sorted(self._topics):
-                if rx.fullmatch(name):
-                    self._attach(m, self._topics[name])
-            return m.sub
+            self._patterns.append(m)  # topics created from now on test it (see _create)
+            existing = sorted(self._topics.items())
+        # Outside the lock: a slow regex must not stall the other threads.
+        matched = [t for name, t in existing if rx.fullmatch(name)]
+        with self._lock:
+            if self._members.get(m.sub.id) is m and not self._closed:
+                for t in matched:
+                    if self._topics.get(t.name) is t:
+                        self._attach(m, t)
+        return m.sub
 
     @staticmethod
     def _check_group(group: object) -> str | None:
@@ -1043,6 +1146,9 @@ class Bus:
         m.consumer = self._transport.new_consumer(m, f"nova-{self.name}-{sub.id}")
         self._members[sub.id] = m
         self._issued[sub.id] = sub
+        if not self._exit_registered:  # the first delivery thread: finish at exit
+            self._exit_registered = True
+            _exit.register(self.close_at_exit, _exit.STAGE_ROUTER)
         return m
 
     def _attach(self, m: _Member, t: _Topic) -> None:
@@ -1074,8 +1180,8 @@ class Bus:
     def _detach(self, sub: Subscription) -> None:
         with self._lock:
             m = self._members.pop(sub.id, None)
-            if m is None:
-                return
+            if m is None or self._forked_from is not None:
+                return  # forked child: the lanes and threads are the parent's
             if m.pattern is not None:
                 self._patterns.remove(m)
             for name, slot in list(m.slots.items()):
@@ -1085,7 +1191,7 @@ class Bus:
                     self._rebalance(slot)
                 else:
                     self._transport.remove_slot(slot.tslot)
-                    self._retired.extend(slot.tslot.lanes)
+                    self._retire(slot.tslot.lanes)
                     if t is not None:
                         if slot.group is None:
                             t.slots.remove(slot)
@@ -1141,8 +1247,10 @@ class Bus:
 
         Raises:
             RuntimeError: called from a handler of this bus (it would wait for itself).
+            BusClosed: the bus was inherited through ``fork()`` (in the child).
         """
         timeout = _check_timeout(timeout)
+        self._check_not_forked()
         self._refuse_from_handler("flush")
         with self._lock:
             lanes = self._live_lanes() + [lane for lane in self._retired if lane.pending()]
@@ -1163,6 +1271,11 @@ class Bus:
         call returns the first result.
         """
         timeout = _check_timeout(timeout)
+        if self._forked_from is not None:
+            with self._lock:  # the child has nothing of its own to deliver
+                if self._shutdown_result is None:
+                    self._shutdown_result = True
+                return self._shutdown_result
         self._refuse_from_handler("shutdown")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
@@ -1186,9 +1299,47 @@ class Bus:
         result = drained and stopped
         with self._lock:
             self._shutdown_result = result
+        _exit.unregister(self)
         return result
 
     close = shutdown
+
+    def close_at_exit(self, timeout: float) -> None:
+        """Shut the bus down at interpreter exit within *timeout* seconds (called by
+        :mod:`nova._util.atexit`, stage ``STAGE_ROUTER``; not for direct use).
+
+        Delivers what it can in the time; the deliveries left undelivered (a handler
+        still running or blocked, events waiting behind it, retries waiting for their
+        backoff) are logged on the ``nova.bus`` logger at WARNING, with their count,
+        and abandoned (not dead-lettered: a dead-letter handler is user code that
+        could block the exit too).  The delivery threads are daemons: one stuck in a
+        handler cannot hold the interpreter.  Does nothing in a forked child or for a
+        bus already shut down."""
+        if self._forked_from is not None or self._shutdown_result is not None:
+            return
+        try:
+            ok = self.shutdown(max(0.0, timeout))
+        except RuntimeError:  # called from one of this bus's handlers (exit in a handler)
+            return
+        if not ok:
+            undelivered = self.stats().undelivered
+            if undelivered:
+                _log.warning(
+                    "nova: bus %r left open at interpreter exit: %d accepted deliveries were not "
+                    "delivered within the %.3g s exit budget (waiting for a subscriber, waiting "
+                    "for a retry, or in a batch whose handler call was still running or blocked); "
+                    "they are abandoned",
+                    self.name,
+                    undelivered,
+                    timeout,
+                )
+
+    def _after_fork_in_child(self, parent: int) -> None:
+        # In the child just forked: only the forking thread exists; the delivery
+        # threads and whatever other threads held stayed in the parent.
+        self._lock = threading.RLock()  # another thread may have held it at fork
+        self._forked_from = parent
+        self._closed = True
 
     def join(self, timeout: Any = None) -> bool:
         """After :meth:`shutdown`, wait until every delivery thread has ended (after a
@@ -1221,25 +1372,33 @@ class Bus:
         return bool(consumer.stopping)
 
     # -- stats -------------------------------------------------------------------------
+    def _retire(self, lanes: Iterable[Any]) -> None:
+        # Caller holds the lock.  Lanes of removed slots: their counters are folded
+        # into the bus totals as soon as nothing of theirs is in flight (the lane, its
+        # slot and dedup window are then let go); a lane with a batch still in flight
+        # (its handler running) is kept until a later call finds it settled.  So what
+        # is kept is bounded by the handler calls running, not by the churn.
+        keep = []
+        folded = self._folded
+        for lane in itertools.chain(self._retired, lanes):
+            if lane.pending() == 0:
+                for k in _LANE_COUNTERS:
+                    folded[k] += getattr(lane, k)
+            else:
+                keep.append(lane)
+        self._retired = keep
+
     def stats(self) -> BusStats:
         """Counters (see :class:`BusStats`)."""
         with self._lock:
             live = self._live_lanes()
-            keep = []
-            folded = self._folded
-            for lane in self._retired:
-                if lane.pending() == 0:
-                    for k in _LANE_COUNTERS:
-                        folded[k] += getattr(lane, k)
-                else:
-                    keep.append(lane)
-            self._retired = keep
-            sums = dict(folded)
+            self._retire(())
+            keep = self._retired
+            sums = dict(self._folded)
             for lane in live + keep:
                 for k in _LANE_COUNTERS:
                     sums[k] += getattr(lane, k)
-            logs = [t.log for t in self._topics.values()] + self._deleted_logs
-            published = sum(sum(log.offsets()) for log in logs)
+            published = self._deleted_published + sum(sum(t.log.offsets()) for t in self._topics.values())
             pending = sum(lane.pending() for lane in live + keep)
             if self._metrics_on:
                 self._metrics.set_queue_size(f"bus:{self.name}", pending)
@@ -1278,6 +1437,20 @@ class Bus:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<Bus {self.name!r} {state} topics={len(self._topics)} subscriptions={len(self._members)}>"
+
+
+#: Every Bus of this process, for the fork handler below.
+_BUSES: weakref.WeakSet[Bus] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    parent = os.getppid()
+    for bus in list(_BUSES):
+        bus._after_fork_in_child(parent)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 _LANE_COUNTERS = (

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import abc
 import inspect
 import itertools
 import threading
@@ -30,6 +31,10 @@ else:
 
 __all__ = (
     "Event",
+    "EventABC",
+    "EVENT_CLASSES",
+    "is_event",
+    "check_event",
     "Listener",
     "FunctionListener",
     "Subscription",
@@ -39,6 +44,48 @@ __all__ = (
     "now_ns",
     "to_timestamp_ns",
 )
+
+
+class EventABC(abc.ABC):
+    """What every nova event is an instance of, compiled or pure.
+
+    Both implementations of :class:`Event` are registered with it (as multidict registers
+    its C types with its ABCs), so code that accepts events checks
+    ``isinstance(x, EventABC)`` (or calls :func:`check_event`) and never imports the
+    other twin.
+
+    .. versionadded:: 0.2
+    """
+
+    __slots__ = ()
+
+
+def _event_classes() -> tuple[type, ...]:
+    from nova._core import event_py
+
+    classes: list[type] = [Event]
+    if event_py.Event is not Event:
+        classes.append(event_py.Event)
+    return tuple(classes)
+
+
+#: The concrete Event classes in use (the active one first, then the pure twin if
+#: different): a tuple for ``isinstance`` on hot paths, where an ABC check costs more.
+EVENT_CLASSES: tuple[type, ...] = _event_classes()
+for _cls in EVENT_CLASSES:
+    EventABC.register(_cls)
+del _cls
+
+
+def is_event(obj: object) -> bool:
+    """True if *obj* is a nova :class:`Event` (either implementation)."""
+    return isinstance(obj, EVENT_CLASSES)
+
+
+def check_event(obj: object) -> None:
+    """Raise ``TypeError("Expected a nova Event, got <type>")`` unless *obj* is one."""
+    if not isinstance(obj, EVENT_CLASSES):
+        raise TypeError(f"Expected a nova Event, got {type(obj).__name__}")
 
 
 @runtime_checkable

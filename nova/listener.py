@@ -35,6 +35,7 @@ import inspect
 import itertools
 import logging
 import math
+import os
 import queue
 import random as _random
 import threading
@@ -44,6 +45,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nova._util.atexit import STAGE_CONSUMER
+from nova._util.atexit import register as _exit_register
 from nova.errors import CircuitOpen, ListenerNotFound, PoolClosed, Timeout, ValidationError, type_name
 from nova.testing import SYSTEM_CLOCK, to_seconds
 
@@ -559,8 +562,9 @@ class _Scheduler:
     def running(self) -> bool:
         return self._thread is not None
 
-    def stop(self) -> bool:
-        """Stop the threads (a thread inside a manual clock's sleep exits when woken).
+    def stop(self, join: float = 5.0) -> bool:
+        """Stop the threads (a thread inside a manual clock's sleep exits when woken),
+        waiting at most *join* seconds for the serving thread to end.
 
         Entries still scheduled (timers of calls in flight) keep it running: returns
         False then, and it stops by itself on the next :meth:`stop` once they are gone.
@@ -574,7 +578,7 @@ class _Scheduler:
             self._cond.notify_all()
             sleeping = self._main_sleeping != 0
         if t is not None and not sleeping and t is not threading.current_thread():
-            t.join(5.0)
+            t.join(join)
         return True
 
     # -- entries -------------------------------------------------------------------
@@ -950,16 +954,42 @@ def _qualified(exc: BaseException) -> str:
     return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
-class _Retry:
-    __slots__ = ("event", "attempts", "error", "topic", "loop")
+# The life of one scheduled retry (an accepted event with attempts left).  Every change
+# happens under the manager's ``_rcond``, so that stop() and the thread running the retry
+# never both decide its outcome: whoever moves it out of a claimable state owns it.
+_PENDING = 0  # scheduled (in the timer heap, or handed to a runner, pool or loop, not started)
+_CALLING = 1  # its listener call runs
+_DECIDING = 2  # the call failed; retry_if / the next delay are being worked out
+_LETTERING = 3  # being dead-lettered by the thread that ran it (handler, store)
+_DONE = 4  # handled, rescheduled as a new retry, or dead-lettered
+_CLAIMED = 5  # taken by stop(): dead-lettered there; whatever the call does later is ignored
+_CLAIMABLE = (_PENDING, _CALLING, _DECIDING)
 
-    def __init__(self, event: Any, attempts: int, error: BaseException, topic: str | None,
-                 loop: asyncio.AbstractEventLoop | None) -> None:
+
+class _Retry:
+    """One scheduled retry of *event* by *managed*; the scheduler's entry calls it.
+
+    ``attempts`` and ``error`` describe the calls made so far (updated when a call
+    fails); ``due`` is its time on the manager's clock; ``fut`` the future of an async
+    attempt's task (cancelled when stop() claims it mid-call)."""
+
+    __slots__ = ("managed", "event", "attempts", "error", "topic", "loop", "state", "due", "entry", "fut")
+
+    def __init__(self, managed: ManagedListener, event: Any, attempts: int, error: BaseException,
+                 topic: str | None, loop: asyncio.AbstractEventLoop | None, due: float) -> None:
+        self.managed = managed
         self.event = event
         self.attempts = attempts
         self.error = error
         self.topic = topic
         self.loop = loop
+        self.state = _PENDING
+        self.due = due
+        self.entry: _Entry | None = None
+        self.fut: concurrent.futures.Future[Any] | None = None
+
+    def __call__(self) -> Any:
+        return self.managed._run_retry(self)
 
 
 class ManagedListener:
@@ -1207,8 +1237,12 @@ class ManagedListener:
         return Timeout(f"Expected listener {self._id!r} to finish within {self._timeout:.6g}s, got no result")
 
     # -- one call -----------------------------------------------------------------------
-    def _call_sync(self, event: Any) -> BaseException | None:
-        """One attempt in this thread (an async listener runs on the manager's loop)."""
+    def _call_sync(self, event: Any, retry: _Retry | None = None) -> BaseException | None:
+        """One attempt in this thread (an async listener runs on the manager's loop).
+
+        *retry*: the scheduled retry making the call; if stop() claims it while the call
+        waits for its concurrency slot or rate-limit token, the listener is not called
+        (``None`` is returned and ignored)."""
         if self.is_async:
             err: BaseException | None = self._manager._run_coro(self._acall(event))
             return err
@@ -1232,13 +1266,17 @@ class ManagedListener:
                         self._clock.sleep(wait)
                 elif self._limiter is not None:
                     self._limiter.acquire(1)
+                if retry is not None and retry.state != _CALLING:  # claimed by stop() meanwhile
+                    if br is not None:
+                        br._abandon(epoch)
+                    return None
                 t0 = self._now()
                 if self._timeout is None:
                     r = self._fn(event)
                     if r is not None and self._check_result and inspect.isawaitable(r):
                         self._manager._run_coro(_await_it(r))
                 else:
-                    self._call_with_timeout(event)
+                    self._call_with_timeout(event, retry)
             except Exception as exc:
                 self._record(False, self._now(), epoch, exc, t0)
                 return exc
@@ -1251,7 +1289,7 @@ class ManagedListener:
         finally:
             self._release_gate()
 
-    def _call_with_timeout(self, event: Any) -> None:
+    def _call_with_timeout(self, event: Any, retry: _Retry | None = None) -> None:
         box = _Box()
         fn = self._fn
         check = self._check_result
@@ -1259,6 +1297,11 @@ class ManagedListener:
 
         def run() -> None:
             if box.abandoned:
+                return
+            if retry is not None and retry.state != _CALLING:  # claimed by stop(): not called
+                with box.lock:
+                    box.finished = True
+                box.done.set()
                 return
             error = None
             try:
@@ -1298,8 +1341,8 @@ class ManagedListener:
         if box.error is not None:
             raise box.error
 
-    async def _acall(self, event: Any) -> BaseException | None:
-        """One attempt on the running loop."""
+    async def _acall(self, event: Any, retry: _Retry | None = None) -> BaseException | None:
+        """One attempt on the running loop (*retry*: as in :meth:`_call_sync`)."""
         br = self._breaker
         epoch = 0
         if br is not None:
@@ -1320,6 +1363,10 @@ class ManagedListener:
                         await self._manager._asleep(wait)
                 elif self._limiter is not None:
                     await asyncio.to_thread(self._limiter.acquire, 1)
+                if retry is not None and retry.state != _CALLING:  # claimed by stop() meanwhile
+                    if br is not None:
+                        br._abandon(epoch)
+                    return None
                 t0 = self._now()
                 result = self._fn(event)
                 if self._timeout is None:
@@ -1524,33 +1571,59 @@ class ManagedListener:
         self._ok_next()
 
     def _after_failure(self, event: Any, exc: BaseException, attempts: int, topic: str | None,
-                       loop: asyncio.AbstractEventLoop | None) -> None:
+                       loop: asyncio.AbstractEventLoop | None, prev: _Retry | None = None) -> None:
+        """The *attempts*-th call of *event* failed with *exc*: schedule the next attempt
+        or dead-letter the event.  *prev* is the scheduled retry that made the call
+        (``None`` for a first call, made inline by the caller)."""
         try:
             again = self._retry.should_retry(exc, attempts)
         except Exception as pred_exc:  # retry_if raised: stop, keep both errors
             _log.exception("nova: retry_if of listener %r raised", self._id)
             exc.__context__ = pred_exc
             again = False
-        if not again:
-            self._dead_letter(event, exc, attempts, topic)
-            return
-        with self._lock:
-            self._c["pending"] += 1
-        delay = self._retry.delay(attempts)
-        retry = _Retry(event, attempts, exc, topic, loop)
-        self._manager._schedule_retry(self, retry, self._now() + delay)
+        mgr = self._manager
+        with mgr._rcond:
+            if prev is not None and prev.state != _DECIDING:
+                return  # stop() claimed it meanwhile and dead-lettered it
+            collect = prev is not None
+            if again:
+                due = self._now() + self._retry.delay(attempts)
+                if not mgr._refuse_retry(due):
+                    if prev is not None:
+                        mgr._forget(prev)
+                    mgr._add_retry(_Retry(self, event, attempts, exc, topic, loop, due))
+                    return
+                collect = True  # stop() ends before it would be due (or the interpreter exits)
+            dl = self._new_dead_letter(event, exc, attempts, topic)
+            if collect:
+                for letters in mgr._collectors:
+                    letters.append(dl)
+            if prev is not None:
+                prev.state = _LETTERING
+        try:
+            self._deliver_dead_letter(dl)
+        finally:
+            if prev is not None:
+                with mgr._rcond:
+                    mgr._forget(prev)
 
     def _run_retry(self, retry: _Retry) -> Any:
         """Run one scheduled retry (on a runner thread, or on the original loop)."""
+        mgr = self._manager
+        with mgr._rcond:
+            if retry.state != _PENDING:
+                return None  # claimed by stop(): it never runs
+            if not self.is_async:
+                retry.state = _CALLING
         with self._lock:
             self._c["retried"] += 1
         if self.is_async:
             return self._submit_attempt(retry)
         try:
-            err = self._call_sync(retry.event)
-            self._finish_retry(retry, err, None)
+            err = self._call_sync(retry.event, retry)
         except BaseException as exc:  # pragma: no cover - _call_sync returns errors
-            self._finish_retry(retry, exc, None)
+            err = exc
+        self._finish_retry(retry, err, None)
         return None
 
     def _submit_attempt(self, retry: _Retry) -> concurrent.futures.Future[Any]:
@@ -1558,8 +1631,10 @@ class ManagedListener:
         manager's loop; returns the future of its task.
 
         A task cancelled before it started (its loop closing) never runs the attempt's
-        code: the attempt then moves to the manager's loop, or, if it was already there,
-        ends with that error (dead-lettered), never silently lost."""
+        code: the attempt then moves to the manager's (current) loop, or, if it was
+        already there, ends with that error (retried or dead-lettered), never silently
+        lost.  A retry that stop() claimed meanwhile does nothing."""
+        mgr = self._manager
         loop = retry.loop
         started: list[bool] = []
         holder: list[concurrent.futures.Future[Any]] = []
@@ -1570,61 +1645,83 @@ class ManagedListener:
             if not started and holder:
                 holder[0].cancel()
 
-        own = True
+        target: asyncio.AbstractEventLoop | None = None  # the manager's loop, when used
         fut: concurrent.futures.Future[Any] | None = None
         if loop is not None and loop.is_running() and not loop.is_closed():
-            coro = self._aretry(retry, False, started)
+            coro = self._aretry(retry, None, started)
             weakref.finalize(coro, dropped)
             try:
                 fut = asyncio.run_coroutine_threadsafe(coro, loop)
                 holder.append(fut)  # before the last reference to coro goes
-                own = False
             except RuntimeError:  # closed meanwhile
                 coro.close()
             del coro
-        if fut is None:
+        tries = 0
+        while fut is None:
             retry.loop = None
-            coro = self._aretry(retry, True, started)
+            target = mgr._event_loop()
+            coro = self._aretry(retry, target, started)
             weakref.finalize(coro, dropped)
-            fut = self._manager._submit_coro(coro)
-            holder.append(fut)
+            try:
+                fut = asyncio.run_coroutine_threadsafe(coro, target)
+                holder.append(fut)
+            except RuntimeError:  # stop() closed that loop meanwhile: take the new one
+                coro.close()
+                tries += 1
+                if tries > 3:  # pragma: no cover - the loop keeps closing under us
+                    raise
             del coro
+        retry.fut = fut
 
         def check(f: concurrent.futures.Future[Any]) -> None:
             if started or not f.cancelled():
                 return
-            if own:
+            with mgr._rcond:
+                if retry.state != _PENDING:
+                    return  # claimed by stop(), which cancelled it
+                fail = target is not None and mgr._loop is target
+                if fail:
+                    retry.state = _CALLING
+            if not fail:
+                self._resubmit(retry)  # the loop it was handed to went away
+            else:
                 self._finish_retry(retry, asyncio.CancelledError(
                     f"Expected the retry of listener {self._id!r} to run, got it cancelled "
                     "before it started (the manager's loop closed)"), None)
-            else:
-                self._resubmit(retry)
 
         fut.add_done_callback(check)
         return fut
 
-    async def _aretry(self, retry: _Retry, own: bool = True, started: list[bool] | None = None) -> None:
-        if started is not None:
-            started.append(True)
+    async def _aretry(self, retry: _Retry, target: asyncio.AbstractEventLoop | None,
+                      started: list[bool]) -> None:
+        started.append(True)
+        mgr = self._manager
+        with mgr._rcond:
+            if retry.state != _PENDING:
+                return  # claimed by stop() before it started
+            retry.state = _CALLING
+        _IN_TASK.set(retry)  # this task's own context: stop() from inside does not wait for it
         try:
-            err = await self._acall(retry.event)
+            err = await self._acall(retry.event, retry)
         except asyncio.CancelledError as exc:
-            # Nobody holds this task: it was cancelled because the loop it ran on is
-            # going away (asyncio.run ending, an Emitter's shutdown closing its loop).
-            # The attempt has no result: run it again on the manager's own loop.
-            if not own:
+            with mgr._rcond:
+                if retry.state != _CALLING:
+                    return  # stop() claimed it (and cancelled it): nothing more runs
+                # Cut off because the loop it ran on is going away (asyncio.run ending,
+                # an Emitter's shutdown closing its loop, stop() replacing the manager's
+                # loop): the attempt has no result, so it runs again on the manager's loop.
+                again = target is None or mgr._loop is not target
+                if again:
+                    retry.state = _PENDING
+            if again:
                 self._resubmit(retry)
                 return
             err = exc
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # pragma: no cover
-            loop = None
-        self._finish_retry(retry, err, loop)
+        self._finish_retry(retry, err, None if target is not None else asyncio.get_running_loop())
 
     def _resubmit(self, retry: _Retry) -> None:
-        """Run an attempt cut off by the end of a foreign loop again on the manager's loop
-        (it counts as a dispatched scheduler task until it ends)."""
+        """Run a pending async attempt again on the manager's loop (it counts as a
+        dispatched scheduler task until it ends)."""
         retry.loop = None
         sched = self._manager._scheduler
         with sched._cond:
@@ -1633,19 +1730,31 @@ class ManagedListener:
             fut = self._submit_attempt(retry)
         except BaseException as exc:  # pragma: no cover - the manager's loop cannot start
             sched.task_done()
+            with self._manager._rcond:
+                if retry.state != _PENDING:
+                    return
+                retry.state = _CALLING
             self._finish_retry(retry, exc, None)
             return
         fut.add_done_callback(lambda f: sched.task_done())
 
     def _finish_retry(self, retry: _Retry, err: BaseException | None,
                       loop: asyncio.AbstractEventLoop | None) -> None:
-        with self._lock:
-            self._c["pending"] -= 1
-        if err is None:
-            self._count_processed()
-        else:
-            self._after_failure(retry.event, err, retry.attempts + 1, retry.topic,
-                                loop if loop is not None else retry.loop)
+        """A retry's call ended with *err* (``None``: handled).  Ignored when stop() has
+        claimed the retry meanwhile (it dead-lettered the event already)."""
+        mgr = self._manager
+        with mgr._rcond:
+            if retry.state != _CALLING:
+                return
+            if err is None:
+                self._count_processed()
+                mgr._forget(retry)
+                return
+            retry.state = _DECIDING
+            retry.attempts += 1
+            retry.error = err
+        self._after_failure(retry.event, err, retry.attempts, retry.topic,
+                            loop if loop is not None else retry.loop, retry)
 
     # -- the Bus path ---------------------------------------------------------------------------
     def run_inline(self, event: Any, *, topic: str | None = None) -> bool:
@@ -1703,12 +1812,24 @@ class ManagedListener:
 
     # -- dead letters ------------------------------------------------------------------------------
     def _dead_letter(self, event: Any, exc: BaseException, attempts: int, topic: str | None) -> DeadLetter:
+        dl = self._new_dead_letter(event, exc, attempts, topic)
+        self._deliver_dead_letter(dl)
+        return dl
+
+    def _new_dead_letter(self, event: Any, exc: BaseException, attempts: int, topic: str | None) -> DeadLetter:
+        """The dead letter of *event*, counted (no user code runs here: callers may hold
+        the manager's retry lock)."""
         from nova.events import now_ns
 
         dl = DeadLetter(event, exc, attempts, self._id, topic, now_ns())
-        cfg = self.config.dead_letter
         with self._lock:
             self._c["dead_lettered"] += 1
+        return dl
+
+    def _deliver_dead_letter(self, dl: DeadLetter) -> None:
+        """Send *dl* down the dead-letter path: metrics, ``on_error``, handler, store."""
+        cfg = self.config.dead_letter
+        event, exc, attempts = dl.event, dl.error, dl.attempts
         if self._metrics_on:
             self._metrics.inc_events_processed(self._id, "dead_letter" if cfg.enabled else "dropped")
         on_error = self._on_error
@@ -1718,7 +1839,7 @@ class ManagedListener:
             except Exception:
                 _log.exception("nova: on_error of listener %r raised", self._id)
         if not cfg.enabled:
-            return dl
+            return
         errors = 0
         if cfg.handler is not None:
             try:
@@ -1738,7 +1859,6 @@ class ManagedListener:
         if errors:
             with self._lock:
                 self._c["dead_letter_errors"] += errors
-        return dl
 
     # -- introspection ---------------------------------------------------------------------------
     def stats(self) -> ListenerStats:
@@ -1768,6 +1888,27 @@ class ManagedListener:
         if recent_failure or pending:
             return Health.DEGRADED
         return Health.HEALTHY
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child (called by the manager's fork hook): fresh locks, the
+        concurrency tokens and half-open probe slots that calls of the parent's threads
+        held given back, no retries pending (the parent runs those)."""
+        self._lock = threading.Lock()
+        tokens = self._tokens
+        if tokens is not None:
+            # A SimpleQueue is consistent after fork (its operations hold the GIL); the
+            # tokens the parent's in-flight calls took never come back here: put them back.
+            assert self.config.concurrency is not None
+            for _ in range(self.config.concurrency - tokens.qsize()):
+                tokens.put(None)
+        self._awaiters = collections.deque()
+        self._c["pending"] = 0
+        br = self._breaker
+        if br is not None:
+            br._lock = threading.Lock()
+            br._probes = 0
+        if self._bucket is not None:
+            self._bucket._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<ManagedListener {self._id!r}>"
@@ -1814,21 +1955,21 @@ def dead_letter_event(dl: DeadLetter) -> Any:
     return ev.replace(metadata=meta)
 
 
-class _RetryTask:
-    __slots__ = ("managed", "retry")
-
-    def __init__(self, managed: ManagedListener, retry: _Retry) -> None:
-        self.managed = managed
-        self.retry = retry
-
-    def __call__(self) -> Any:
-        return self.managed._run_retry(self.retry)
-
-
-#: The manager whose scheduled task (a retry) runs in this thread or asyncio task.
+#: The scheduled task (a :class:`_Retry`) that runs in this thread or asyncio task.
 _IN_TASK: contextvars.ContextVar[Any] = contextvars.ContextVar("nova_listener_task", default=None)
 
 _HEALTH_ORDER = {Health.HEALTHY: 0, Health.DEGRADED: 1, Health.UNHEALTHY: 2, Health.CIRCUIT_OPEN: 3}
+
+#: Every live ListenerManager, so a forked child can make its inherited copies usable.
+_MANAGERS: weakref.WeakSet[ListenerManager] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for manager in list(_MANAGERS):
+        manager._reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class ListenerManager:
@@ -1847,6 +1988,11 @@ class ListenerManager:
     ``register`` works at once.  The retry scheduler starts on first need (or with
     :meth:`start`); :meth:`stop` drains it and may be followed by a new start.  Usable as
     a context manager (``stop()`` on exit).  Thread-safe.
+
+    Left open at interpreter exit, it finishes the retries due within its share of
+    ``NOVA_EXIT_TIMEOUT`` and dead-letters (and logs the count of) the rest: see
+    :meth:`close_at_exit`.  Inherited by a forked child, it is usable there without the
+    parent's pending retries (the parent runs those).
 
     Raises:
         TypeError: *pool*, *metrics* or *clock* lacks the needed methods.
@@ -1869,6 +2015,16 @@ class ListenerManager:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._loop_stop: asyncio.Event | None = None
+        # Scheduled retries (accepted events with attempts left) and their states; see
+        # _Retry.  stop() waits on and claims them under _rcond.
+        self._rcond = threading.Condition(threading.Lock())
+        self._retries: set[_Retry] = set()
+        self._collectors: list[list[DeadLetter]] = []  # one per stop() running now
+        self._deadlines: list[float] = []  # of the stop(timeout) calls running now
+        self._exit_hooked = False  # registered with nova._util.atexit
+        self._exit_closed = False  # close_at_exit ran: failures are dead-lettered at once
+        self._managed: weakref.WeakSet[ManagedListener] = weakref.WeakSet()
+        _MANAGERS.add(self)
 
     # -- registry -----------------------------------------------------------------------------
     def register(self, listener: Any, config: ListenerConfig | None = None, *,
@@ -1894,6 +2050,7 @@ class ListenerManager:
                 raise ValidationError(f"Expected a listener id not registered yet, got {inner.id!r}")
             managed = ManagedListener(self, inner, config)
             self._listeners[inner.id] = managed
+            self._managed.add(managed)
         return managed
 
     def unregister(self, listener_id: str) -> ManagedListener:
@@ -1941,57 +2098,121 @@ class ListenerManager:
     def stop(self, timeout: float | Any = None) -> list[DeadLetter]:
         """Drain the scheduled retries, then stop the scheduler and helper threads.
 
-        With ``timeout=None`` it waits until every scheduled retry has run (on a
+        With ``timeout=None`` it waits until every scheduled retry has ended (on a
         :class:`~nova.testing.ManualClock`, another thread must advance it).  With a
-        timeout (seconds on the manager's clock, and at most as many real seconds), the
-        retries that cannot run before it ends are not run: their events are
-        dead-lettered now with their last error, and their dead letters returned.
-        Retries needed later restart the scheduler (the manager is restartable).  The
-        scheduler keeps serving the timeouts of listener calls still in flight.  Called by
-        a listener from inside one of this manager's retries, it does not wait for that
-        retry (which ends after it returns).
+        timeout (seconds on the manager's clock, and at most as many real seconds):
+
+        * retries due before the deadline run; the others are dead-lettered at once with
+          their last error, and so are those still waiting when the time is up;
+        * a retry call still running when the time is up cannot be killed (an ``async
+          def`` one is cancelled): its event is dead-lettered by ``stop()`` with a
+          :class:`nova.errors.Timeout` (the last error as ``__context__``, the running call
+          counted in ``attempts``), and whatever that call does afterwards is ignored:
+          it is not counted as processed, never retried, never dead-lettered again.
+
+        Returns the dead letters of the scheduled retries that ended dead-lettered while
+        it ran (by ``stop()`` itself or by the thread that ran their last attempt); each
+        went through the dead-letter path (handler, store, ``on_error``).  Once it
+        returns, nothing it covered runs any more: no listener call or dead-letter call
+        starts, except the ones already running that the timeout cut off.
+
+        What ``stop()`` covers is the manager's own work: retries scheduled before it
+        returns.  A first call (``managed.handle`` in the caller's thread) is the caller's;
+        a failure of one after ``stop()`` returned is new work and restarts the scheduler
+        (the manager is restartable).  Called by a listener from inside one of this
+        manager's retries (or its dead-letter handler), it does not wait for that retry,
+        which ends after it returns and is counted as usual.  The scheduler keeps serving
+        the timeouts of first calls still in flight.
 
         Raises:
             TypeError/ValueError: a bad *timeout*.
         """
-        sched = self._scheduler
+        t = None if timeout is None else _check_duration(timeout, "timeout")
+        me = _IN_TASK.get()
+        if not (isinstance(me, _Retry) and me.managed._manager is self):
+            me = None
+        rcond = self._rcond
+        retries = self._retries
+
+        def busy() -> bool:
+            n = len(retries)
+            return n > 1 or (n == 1 and me not in retries)
+
         letters: list[DeadLetter] = []
-        # Called by a listener from inside one of this manager's retries: that retry
-        # cannot end before stop() returns, so stop() does not wait for it.
-        me = 1 if _IN_TASK.get() is self else 0
-
-        def abandon(taken: list[tuple[float, _Entry]]) -> None:
-            for _, entry in taken:
-                task = entry.fn
-                assert isinstance(task, _RetryTask)
-                r = task.retry
-                with task.managed._lock:
-                    task.managed._c["pending"] -= 1
-                letters.append(task.managed._dead_letter(r.event, r.error, r.attempts, r.topic))
-
-        if timeout is None:
-            sched.wait(lambda: self._pending_total() <= me and sched._active <= me, None)
-        else:
-            t = _check_duration(timeout, "timeout")
-            deadline = self._now() + t
-            real_end = time.monotonic() + t
-
-            def late() -> bool:
-                return any(e.state == 0 and isinstance(e.fn, _RetryTask) and d > deadline
-                           for d, _, e in sched._heap)
-
-            while True:
-                abandon(sched.take_all(lambda d, fn: isinstance(fn, _RetryTask) and d > deadline))
-                remaining = real_end - time.monotonic()
-                done = sched.wait(
-                    lambda: (self._pending_total() <= me and sched._active <= me) or late(),
-                    max(0.0, remaining))
-                if done and not late():
-                    break
+        deadline = math.inf
+        real_end: float | None = None
+        with rcond:
+            self._collectors.append(letters)
+            if t is not None:
+                deadline = self._now() + t
+                real_end = time.monotonic() + t
+                self._deadlines.append(deadline)
+        try:
+            if t is None:
+                with rcond:
+                    rcond.wait_for(lambda: not busy())
+            else:
+                assert real_end is not None
+                # Retries due after the deadline cannot run in time: dead-letter them now
+                # (those scheduled from now on are refused by _refuse_retry).
+                self._claim(lambda r: r.state == _PENDING and r.due > deadline and r is not me)
+                with rcond:
+                    done = rcond.wait_for(lambda: not busy(), max(0.0, real_end - time.monotonic()))
                 if not done:
-                    abandon(sched.take_all(lambda d, fn: isinstance(fn, _RetryTask)))
-                    break
-        sched.stop()
+                    # Time is up: what did not run or did not finish is dead-lettered now.
+                    self._claim(lambda r: r.state in _CLAIMABLE and r is not me)
+        finally:
+            with rcond:
+                self._collectors = [c for c in self._collectors if c is not letters]
+                if t is not None:
+                    self._deadlines.remove(deadline)
+                # Retries still being dead-lettered by their own thread need no scheduler:
+                # the threads stop unless new work came in.
+                idle = not any(r.state in _CLAIMABLE and r is not me for r in retries)
+        if idle:
+            self._stop_threads(real_end)
+        return letters
+
+    def _claim(self, which: Callable[[_Retry], bool]) -> None:
+        """Take the retries for which *which* holds away from whoever would run them and
+        dead-letter them here (each stop() running now gets their dead letters)."""
+        taken: list[tuple[_Retry, DeadLetter]] = []
+        with self._rcond:
+            for r in [r for r in self._retries if which(r)]:
+                m = r.managed
+                if r.state == _CALLING:
+                    err: BaseException = Timeout(
+                        f"Expected the retry of listener {m._id!r} to finish before stop() ended, "
+                        "got it still running (its outcome is ignored)")
+                    err.__context__ = r.error
+                    dl = m._new_dead_letter(r.event, err, r.attempts + 1, r.topic)
+                else:
+                    dl = m._new_dead_letter(r.event, r.error, r.attempts, r.topic)
+                self._forget(r, _CLAIMED)
+                for letters in self._collectors:
+                    letters.append(dl)
+                taken.append((r, dl))
+        sched = self._scheduler
+        for r, dl in taken:
+            if r.entry is not None:
+                sched.cancel(r.entry)
+            fut = r.fut
+            if fut is not None and not fut.done():
+                # An async attempt: cancel its task (if its loop still runs).
+                loop = r.loop if r.loop is not None else self._loop
+                if loop is None or not loop.is_closed():
+                    fut.cancel()
+            r.managed._deliver_dead_letter(dl)
+
+    def _stop_threads(self, real_end: float | None) -> None:
+        """Stop the scheduler, the runners and the loop thread, waiting for them at most
+        until *real_end* (5 s when None); a thread still busy then is a daemon that ends
+        on its own and can no longer run anything of this manager's stopped work."""
+
+        def left() -> float:
+            return 5.0 if real_end is None else max(0.0, real_end - time.monotonic())
+
+        self._scheduler.stop(left())
         with self._lock:
             runners = [self._retry_runner_, self._call_runner_]
             self._retry_runner_ = self._call_runner_ = None
@@ -2006,8 +2227,62 @@ class ListenerManager:
             except RuntimeError:  # pragma: no cover - already closed
                 pass
             if thread is not threading.current_thread():
-                thread.join()
-        return letters
+                thread.join(left())
+
+    def close_at_exit(self, timeout: float) -> None:
+        """Called once at interpreter exit by :mod:`nova._util.atexit` with the seconds
+        left of nova's exit budget (``NOVA_EXIT_TIMEOUT``).
+
+        Works like ``stop(timeout)`` on 80% of that time: retries due within it run,
+        the others are dead-lettered through the normal path (a dead-letter store keeps
+        them), and the count of those is logged as a warning on ``nova.listener``.
+        Failures after this point are dead-lettered at once (no retry can outlive the
+        interpreter).  Returns within *timeout* even if a dead-letter handler blocks.
+        """
+        letters: list[DeadLetter] = []  # every retry dead-lettered from now on
+        with self._rcond:
+            self._collectors.append(letters)
+            self._exit_closed = True
+            pending = len(self._retries)
+        try:
+            if pending == 0 and self._loop is None and not self.running:
+                return
+            budget = max(0.0, float(timeout))
+            result: list[list[DeadLetter]] = []
+
+            def run() -> None:
+                result.append(self.stop(timeout=budget * 0.8))
+
+            th = threading.Thread(target=run, name="nova-listener-exit", daemon=True)
+            th.start()
+            th.join(budget)
+            if not result:
+                _log.warning("nova: ListenerManager could not close within %.3gs at interpreter exit: "
+                             "%d retried event(s) were pending; their dead-letter path was still running",
+                             budget, pending)
+            elif letters:
+                _log.warning("nova: ListenerManager at interpreter exit: %d retried event(s) not "
+                             "delivered in time, dead-lettered", len(letters))
+        finally:
+            with self._rcond:
+                self._collectors = [c for c in self._collectors if c is not letters]
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: drop the parent's threads, locks and scheduled retries (the
+        parent runs those; the child must not handle them twice) and make the manager
+        usable again.  Listeners, configs, breaker states and counters are kept."""
+        self._lock = threading.RLock()
+        self._rcond = threading.Condition(threading.Lock())
+        for r in self._retries:
+            r.state = _CLAIMED
+        self._retries = set()
+        self._collectors = []
+        self._deadlines = []
+        self._scheduler = _Scheduler(self._clock, self._dispatch)
+        self._retry_runner_ = self._call_runner_ = None
+        self._loop = self._loop_thread = self._loop_stop = None
+        for m in list(self._managed):
+            m._reset_after_fork()
 
     def __enter__(self) -> ListenerManager:
         return self
@@ -2031,22 +2306,39 @@ class ListenerManager:
         t = None if timeout is None else _check_duration(timeout, "timeout")
         return self._scheduler.wait(self._scheduler.idle_now, t)
 
-    def _pending_total(self) -> int:
-        with self._lock:
-            listeners = list(self._listeners.values())
-        return sum(m._c["pending"] for m in listeners) + sum(
-            1 for _, _, e in self._scheduler._heap if e.state == 0 and isinstance(e.fn, _RetryTask)
-            and e.fn.managed._id not in self._listeners)
-
     # -- machinery ---------------------------------------------------------------------------
-    def _schedule_retry(self, managed: ManagedListener, retry: _Retry, due: float) -> None:
-        self._scheduler.schedule(due, _RetryTask(managed, retry))
+    def _refuse_retry(self, due: float) -> bool:
+        """(With ``_rcond`` held.)  Whether a retry due at *due* must be dead-lettered at
+        once: a stop(timeout) running now ends before it, or the interpreter exits."""
+        return self._exit_closed or (bool(self._deadlines) and due > min(self._deadlines))
+
+    def _add_retry(self, retry: _Retry) -> None:
+        """(With ``_rcond`` held.)  Accept *retry* and put it on the timer heap."""
+        self._retries.add(retry)
+        m = retry.managed
+        with m._lock:
+            m._c["pending"] += 1
+        if not self._exit_hooked:  # once per manager: the registry holds it weakly
+            self._exit_hooked = True
+            _exit_register(self.close_at_exit, STAGE_CONSUMER)
+        retry.entry = self._scheduler.schedule(retry.due, retry)
+        self._rcond.notify_all()
+
+    def _forget(self, retry: _Retry, state: int = _DONE) -> None:
+        """(With ``_rcond`` held.)  *retry* ended (or was claimed by stop())."""
+        retry.state = state
+        if retry in self._retries:
+            self._retries.discard(retry)
+            m = retry.managed
+            with m._lock:
+                m._c["pending"] -= 1
+            self._rcond.notify_all()
 
     def _dispatch(self, fn: Callable[[], Any]) -> None:
         sched = self._scheduler
 
         def task() -> None:
-            token = _IN_TASK.set(self)  # an async retry's task inherits it too
+            token = _IN_TASK.set(fn)  # an async retry's task inherits it too
             try:
                 result = fn()
             except BaseException:
@@ -2060,12 +2352,26 @@ class ListenerManager:
             else:
                 sched.task_done()
 
-        if self._pool is not None and isinstance(fn, _RetryTask):
+        pool = self._pool
+        if pool is not None and isinstance(fn, _Retry):
+            # Never block the scheduler thread on a full pool, and never lose a retry to a
+            # closed one: the manager's own threads take it then.
             try:
-                self._pool.submit(task)
-                return
-            except PoolClosed:
+                try_submit = getattr(pool, "try_submit", None)
+                if try_submit is not None:
+                    if try_submit(task) is not None:
+                        return
+                else:
+                    pool.submit(task)
+                    return
+            except Exception:  # PoolClosed, RuntimeError of a shut-down executor...
                 pass
+        for _ in range(3):
+            try:
+                self._retry_runner().submit(task)
+                return
+            except PoolClosed:  # stop() closed that runner meanwhile: a new one takes it
+                continue
         self._retry_runner().submit(task)
 
     def _retry_runner(self) -> _Runner:

@@ -336,3 +336,19 @@ def test_subscription_unsubscribe_once_under_race():
     for t in threads:
         t.join(10)
     assert results.count(True) == 1 and len(calls) == 1
+
+
+def test_event_abc_covers_both_twins():
+    """Facades check events through nova.events (an ABC both twins register with)."""
+    from nova._core import event_py
+    from nova.events import EVENT_CLASSES, Event, EventABC, check_event, is_event
+
+    for cls in {Event, event_py.Event}:
+        ev = cls("t")
+        assert isinstance(ev, EventABC) and is_event(ev)
+        check_event(ev)
+        assert cls in EVENT_CLASSES
+    for bad in (1, "t", None, object()):
+        assert not isinstance(bad, EventABC) and not is_event(bad)
+        with pytest.raises(TypeError, match=f"Expected a nova Event, got {type(bad).__name__}"):
+            check_event(bad)

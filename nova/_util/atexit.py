@@ -19,6 +19,7 @@ drops out by itself.
 from __future__ import annotations
 
 import atexit
+import inspect
 import logging
 import os
 import threading
@@ -54,16 +55,18 @@ STAGE_STORAGE = 4  # stores (sweepers, file handles)
 
 _lock = threading.Lock()
 # id(obj) -> (stage, weak method)
-_hooks: dict[int, tuple[int, weakref.WeakMethod[Callable[[float], Any]]]] = {}
+_hooks: dict[int, tuple[int, weakref.WeakMethod[Any]]] = {}
 _exiting = False
 
 
 def register(method: Callable[[float], Any], stage: int) -> None:
     """Call bound *method* (``obj.close_at_exit``) with the seconds left at interpreter
     exit, in *stage* order.  Registering the same object again replaces its entry."""
-    obj = method.__self__  # type: ignore[attr-defined]
+    obj: object = getattr(method, "__self__", None)
+    if obj is None or not inspect.ismethod(method):
+        raise TypeError(f"Expected a bound method close_at_exit(timeout), got {type(method).__name__}")
     key = id(obj)
-    ref = weakref.WeakMethod(method)  # type: ignore[arg-type]
+    ref = weakref.WeakMethod(method)
 
     def _gone(_: Any, key: int = key) -> None:
         with _lock:
@@ -82,7 +85,7 @@ def unregister(obj: object) -> None:
         entry = _hooks.get(id(obj))
         if entry is not None:
             bound = entry[1]()
-            if bound is None or bound.__self__ is obj:  # type: ignore[attr-defined]
+            if bound is None or bound.__self__ is obj:
                 del _hooks[id(obj)]
 
 

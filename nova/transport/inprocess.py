@@ -33,7 +33,7 @@ from itertools import islice
 from queue import SimpleQueue
 from typing import Any
 
-from nova.errors import BufferFull, BusClosed, Timeout, TopicNotFound
+from nova.errors import BufferFull, BusClosed, ClosedError, Timeout, TopicNotFound
 from nova.transport.base import Consumer, Slot, TopicLog, Transport
 
 __all__ = (
@@ -456,6 +456,10 @@ class InProcessConsumer(Consumer):
         return f"<InProcessConsumer {self.name} running={not self._done.is_set()}>"
 
 
+def _run_on_thread(task: Any) -> None:
+    threading.Thread(target=task, name="nova-bus-drain", daemon=True).start()
+
+
 class InProcessTransport(Transport):
     """The default transport: everything in this process (see the module docstring)."""
 
@@ -469,8 +473,16 @@ class InProcessTransport(Transport):
 
     def _submit(self, task: Any) -> None:
         """Run *task* on the pool.  Callers may hold a partition lock, so this never
-        waits: when the pool's queue is full, a helper thread does the waiting submit."""
-        fut = self.pool.try_submit(task)
+        waits: when the pool's queue is full, a helper thread does the waiting submit.
+        When the pool was closed under the bus (its owner closed it, or its exit hook
+        ran first), the task runs on a daemon thread of its own instead: the bus still
+        delivers what it accepted and stops its consumers (a consumer never has two
+        tasks at once, so this is at most one thread per consumer at a time)."""
+        try:
+            fut = self.pool.try_submit(task)
+        except ClosedError:
+            _run_on_thread(task)
+            return
         if fut is not None:
             return
         with self._kick_lock:
@@ -487,7 +499,10 @@ class InProcessTransport(Transport):
             task = self._kicks.get()
             if task is None:
                 return
-            self.pool.submit(task)
+            try:
+                self.pool.submit(task)
+            except ClosedError:  # closed while we waited for room: see _submit
+                _run_on_thread(task)
 
     def open_topic(self, name: str, partitions: int, capacity: int, overflow: str) -> InProcessTopicLog:
         """See :meth:`Transport.open_topic`."""

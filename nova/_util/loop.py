@@ -1,0 +1,175 @@
+"""The one background asyncio loop thread.
+
+Everything in nova that needs an event loop of its own (an Emitter running ``async def``
+listeners for ``emit``/``emit_async`` callers, a ListenerManager running async retries)
+uses a :class:`LoopThread`: one loop on one daemon thread, started on first use, closed
+by :meth:`LoopThread.close`, which finishes what is queued, cancels what is still
+pending and runs the callbacks those tasks leave, so futures other threads wait on
+always complete.  In a process forked from one with a running loop thread, the copy
+starts a fresh loop on its next use (the thread did not survive the fork).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import threading
+import weakref
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+__all__ = ("LoopThread",)
+
+T = TypeVar("T")
+
+_LIVE: weakref.WeakSet[LoopThread] = weakref.WeakSet()
+
+
+class LoopThread:
+    """An asyncio event loop running on its own daemon thread, started lazily.
+
+    Args:
+        name: the thread's name.
+
+    Thread-safe: any thread may submit coroutines; the first use starts the thread.
+    """
+
+    __slots__ = ("_name", "_lock", "_loop", "_thread", "_closed", "__weakref__")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        _LIVE.add(self)
+
+    # -- use ------------------------------------------------------------------------
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop (started on first use).
+
+        Raises:
+            RuntimeError: the loop thread was closed.
+        """
+        lp = self._loop
+        if lp is not None:
+            return lp
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"Expected an open loop thread, got {self._name!r} closed")
+            if self._loop is None:
+                lp = asyncio.new_event_loop()
+                ready = threading.Event()
+                t = threading.Thread(target=self._main, args=(lp, ready), name=self._name, daemon=True)
+                t.start()
+                ready.wait()
+                self._thread = t
+                self._loop = lp
+            return self._loop
+
+    @property
+    def started(self) -> bool:
+        """True while a loop thread is running."""
+        return self._loop is not None
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    def in_thread(self) -> bool:
+        """True when called from the loop's own thread."""
+        t = self._thread
+        return t is not None and t is threading.current_thread()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule *coro* on the loop; its future completes when it ends.  If the loop
+        cannot take it (closed), *coro* is closed unstarted and the error raised."""
+        try:
+            loop = self.loop
+            return asyncio.run_coroutine_threadsafe(coro, loop)
+        except BaseException:
+            coro.close()
+            raise
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run *coro* on the loop and return its result (blocking the caller).
+
+        Raises:
+            RuntimeError: called from the loop's own thread (it would deadlock).
+        """
+        if self.in_thread():
+            coro.close()
+            raise RuntimeError(f"Expected a call from outside the loop thread {self._name!r}, got one from it")
+        return self.submit(coro).result(timeout)
+
+    # -- close ------------------------------------------------------------------------
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop the loop: tasks already queued get one more turn, tasks still pending are
+        cancelled and finished, then the loop closes.  Returns True if the thread ended
+        within *timeout* (``None`` waits for it).  Idempotent; from the loop thread itself
+        it only asks the loop to stop."""
+        with self._lock:
+            self._closed = True
+            lp, t = self._loop, self._thread
+        if lp is None or t is None:
+            return True
+        try:
+            lp.call_soon_threadsafe(lp.stop)
+        except RuntimeError:  # already closed
+            pass
+        if t is threading.current_thread():
+            return False
+        t.join(timeout)
+        return not t.is_alive()
+
+    @staticmethod
+    def _main(lp: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        asyncio.set_event_loop(lp)
+        lp.call_soon(ready.set)
+        try:
+            lp.run_forever()
+        finally:
+            try:
+                finish_tasks(lp)
+                lp.run_until_complete(lp.shutdown_asyncgens())
+                finish_tasks(lp)  # what closing async generators started
+            finally:
+                asyncio.set_event_loop(None)
+                lp.close()
+
+    def _after_fork_in_child(self) -> None:
+        # The thread did not survive the fork; the loop object's state belongs to the
+        # parent.  Forget both: the next use starts a fresh loop in this process.
+        self._lock = threading.Lock()
+        self._loop = None
+        self._thread = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("running" if self._loop is not None else "idle")
+        return f"<LoopThread {self._name!r} {state}>"
+
+
+def finish_tasks(lp: asyncio.AbstractEventLoop) -> None:
+    """Cancel and finish every task of the stopped loop *lp*, the ones created while
+    others finish too, and run the callbacks still queued (a finished task's done
+    callbacks, which complete the futures other threads wait on)."""
+    for _ in range(1000):
+        lp.run_until_complete(asyncio.sleep(0))
+        pending = asyncio.all_tasks(lp)
+        if pending:
+            for task in pending:
+                task.cancel()
+            lp.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        elif not getattr(lp, "_ready", None):
+            return
+
+
+def _reset_after_fork() -> None:
+    for lt in list(_LIVE):
+        lt._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

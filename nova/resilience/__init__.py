@@ -1,0 +1,1 @@
+"""Resilience: retry policy, circuit breaker, the one retry driver and the one dead-letter path."""
