@@ -413,6 +413,27 @@ class StoreConformance:
         with s.subscribe(None, Cursor(None, big, None)) as sub:
             assert sub.get_many(5, timeout=0) == []
 
+    def test_cursor_type_and_stream_filters_are_checked_at_the_call(self) -> None:
+        # Siblings of issue 10 item 10: no "unhashable" or late errors from any argument.
+        s = self.store()
+        s.append("s", ev(1))
+        for bad_cursor in (5, "s", ["s", 0], ("s", 0, None)):
+            with pytest.raises(TypeError, match="Expected a Cursor or None, got"):
+                s.read("s", bad_cursor)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="Expected a Cursor or None, got"):
+                s.subscribe("s", bad_cursor)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="Expected a cursor of stream 's'"):
+            s.read("s", Cursor(["s"], 1, None))  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="Expected a cursor position as an int >= 0"):
+            s.read("s", Cursor("s", [1], None))  # type: ignore[arg-type]
+        for kw in ("streams", "types"):
+            for bad in (5, [["s"]], [b"s"], [None]):
+                with pytest.raises(TypeError, match=f"Expected {kw} as"):
+                    s.window(**{kw: bad})
+                with pytest.raises(TypeError, match=f"Expected {kw} as"):
+                    s.replay(**{kw: bad})
+        assert len(s.window(streams=["s"], types=["t"])) == 1
+
     def test_stream_info_of_a_non_str_is_a_type_error(self) -> None:
         # 3 was a KeyError about an unknown stream and [1] an "unhashable type" error.
         s = self.store()
