@@ -107,11 +107,30 @@ class StoreConformance:
         assert [e.timestamp for e in s.replay()] == [T0 + 1]
         assert s.stats().events == 1
 
-    @pytest.mark.parametrize("name", ["", 5, None, b"a"])
-    def test_bad_stream_name(self, name: Any) -> None:
+    def test_empty_stream_name(self) -> None:
         s = self.store()
         with pytest.raises(ValidationError, match="Expected a non-empty str stream name"):
-            s.append(name, ev(1))
+            s.append("", ev(1))
+
+    @pytest.mark.parametrize("name", [5, None, b"a", ["s"], ("s",)])
+    def test_non_str_stream_name_is_a_type_error(self, name: Any) -> None:
+        # A list was "unhashable type: 'list'" (issue 10, item 10); every store method
+        # that takes a stream name says the same thing for a non-str.
+        s = self.store()
+        s.append("s", ev(1))
+        for call in (
+            lambda: s.append(name, ev(2)),
+            lambda: s.append_many(name, [ev(2)]),
+            lambda: s.append_columns(name, types="t", timestamps=[T0]),
+            lambda: s.read(name),
+            lambda: s.stream_info(name),
+        ):
+            with pytest.raises(TypeError, match=f"Expected a str stream name, got {type(name).__name__}"):
+                call()
+        if name is not None:  # None: every stream
+            with pytest.raises(TypeError, match=f"Expected a str stream name or None, got {type(name).__name__}"):
+                s.subscribe(name)
+        assert s.streams() == ["s"] and s.stats().events == 1
 
     def test_append_columns(self) -> None:
         s = self.store()
@@ -393,6 +412,27 @@ class StoreConformance:
             assert sub.get_many(5, timeout=0) == []
         with s.subscribe(None, Cursor(None, big, None)) as sub:
             assert sub.get_many(5, timeout=0) == []
+
+    def test_cursor_type_and_stream_filters_are_checked_at_the_call(self) -> None:
+        # Siblings of issue 10 item 10: no "unhashable" or late errors from any argument.
+        s = self.store()
+        s.append("s", ev(1))
+        for bad_cursor in (5, "s", ["s", 0], ("s", 0, None)):
+            with pytest.raises(TypeError, match="Expected a Cursor or None, got"):
+                s.read("s", bad_cursor)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="Expected a Cursor or None, got"):
+                s.subscribe("s", bad_cursor)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="Expected a cursor of stream 's'"):
+            s.read("s", Cursor(["s"], 1, None))  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="Expected a cursor position as an int >= 0"):
+            s.read("s", Cursor("s", [1], None))  # type: ignore[arg-type]
+        for kw in ("streams", "types"):
+            for bad in (5, [["s"]], [b"s"], [None]):
+                with pytest.raises(TypeError, match=f"Expected {kw} as"):
+                    s.window(**{kw: bad})
+                with pytest.raises(TypeError, match=f"Expected {kw} as"):
+                    s.replay(**{kw: bad})
+        assert len(s.window(streams=["s"], types=["t"])) == 1
 
     def test_stream_info_of_a_non_str_is_a_type_error(self) -> None:
         # 3 was a KeyError about an unknown stream and [1] an "unhashable type" error.

@@ -24,6 +24,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from nova._core import forksafe
 from nova.errors import Timeout
 from nova.testing import SYSTEM_CLOCK, to_seconds
 
@@ -98,7 +99,7 @@ class TokenBucket:
         ValueError: a negative, NaN or infinite rate, or burst <= 0.
     """
 
-    __slots__ = ("_rate", "_burst", "_tokens", "_last", "_clock", "_mono", "_lock")
+    __slots__ = ("_rate", "_burst", "_tokens", "_last", "_clock", "_mono", "_lock", "__weakref__")
 
     def __init__(self, rate: float, burst: float, clock: Any = None) -> None:
         self._rate = check_number(rate, "rate", positive=False)
@@ -108,6 +109,12 @@ class TokenBucket:
         self._tokens = self._burst
         self._last = float(self._mono())
         self._lock = threading.Lock()
+        forksafe.track(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: the lock is re-created free (a parent thread may have held
+        it at the fork); the tokens are kept."""
+        forksafe.reinit_lock(self._lock)
 
     @property
     def rate(self) -> float:

@@ -19,6 +19,9 @@ cdef class _Stream:
     cdef int set_rows(self, object rows) except -1
 
 
+cdef class ColumnLog
+
+
 cdef class WindowSlice:
     cdef readonly object ts
     cdef readonly object seq
@@ -40,6 +43,7 @@ cdef class WindowSlice:
     cdef int64_t _c_ms
     cdef uint64_t _c_node
 
+    cdef int _init(self, ColumnLog log, Py_ssize_t lo, Py_ssize_t hi, object rows) except -1
     cdef Py_ssize_t _row(self, Py_ssize_t i)
     cdef str _auto_id(self, int64_t seq)
     cdef object _id_at(self, Py_ssize_t i, Py_ssize_t row)
@@ -87,6 +91,7 @@ cdef class ColumnLog:
     cdef object _mutex
     cdef public bint fast
     cdef Py_ssize_t _solo
+    cdef object __weakref__
 
     cdef _Stream _state(self, object code)
     cpdef object try_append(self, object name, object event)
@@ -103,3 +108,4 @@ cdef class ColumnLog:
     cdef object _collect(self, object index, Py_ssize_t lo, Py_ssize_t hi, object limit)
     cdef Py_ssize_t _kill(self, object rows) except -1
     cdef int _normalize(self) except -1
+    cdef int _release_names(self, Py_ssize_t m) except -1

@@ -25,15 +25,16 @@ from bisect import bisect_right
 import numpy as np
 
 from nova import _core
+from nova._core import forksafe as _forksafe
 from nova._core.columns_py import (
     _MAX_CAPACITY,
     _EVENT_TYPES,
-    _check_bound,
     _ids_list,
     _objects_list,
     _types_list,
-    timestamps_array,
 )
+from nova._core.timeconv import check_bound as _check_bound
+from nova._core.timeconv import timestamps_array
 from nova.errors import ValidationError
 
 cnp.import_array()
@@ -50,6 +51,9 @@ cdef enum:
     MIN_GARBAGE = 256
 
 cdef object _Event = _core.Event
+# Shared by every stream with no rows: capacity 0, so nothing is ever written to it.
+cdef object _NO_ROWS = np.empty(0, dtype=np.int64)
+_NO_ROWS.flags.writeable = False
 cdef object _now_ns = _core.now_ns
 cdef char* _HEX = b"0123456789abcdef"
 
@@ -158,6 +162,12 @@ cdef class _Mutex:
             self.locked = True
         return True
 
+    def _after_fork_in_child(self):
+        """Free and without waiters (the parent's threads do not exist in the child)."""
+        self.locked = False
+        self.waiters = 0
+        self._inner = threading.Condition(threading.Lock())
+
     def release(self):
         """release() -> None
 
@@ -253,6 +263,31 @@ cdef class _Stream:
         return 0
 
 
+cdef inline bint _is_int(object v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+cdef object _check_rows(object rows, Py_ssize_t n):
+    """*rows* as a 1-d int64 array of row indexes in [0, n) (ValueError otherwise)."""
+    arr = np.asarray(rows)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise ValueError(
+            f"Expected rows as a 1-d array of int row indexes, got shape {arr.shape} dtype {arr.dtype}"
+        )
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
+        raise ValueError(
+            f"Expected row indexes in [0, {n}), got values in [{int(arr.min())}, {int(arr.max())}]"
+        )
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+cdef WindowSlice _slice(ColumnLog log, Py_ssize_t lo, Py_ssize_t hi, object rows):
+    """A slice over bounds the log computed itself (no checks)."""
+    cdef WindowSlice sl = WindowSlice.__new__(WindowSlice)
+    sl._init(log, lo, hi, rows)
+    return sl
+
+
 @cython.final
 cdef class WindowSlice:
     """A consistent snapshot of some rows of a :class:`ColumnLog`.
@@ -263,7 +298,21 @@ cdef class WindowSlice:
     evictions and compactions of the log do not change a slice.
     """
 
-    def __init__(self, ColumnLog log, Py_ssize_t lo, Py_ssize_t hi, object rows):
+    def __init__(self, ColumnLog log not None, lo, hi, rows):
+        # Internal callers go through _slice() (bounds they computed); from Python every
+        # bound is checked, as the object columns are later read without checks.
+        cdef Py_ssize_t n = log._n
+        if rows is None:
+            if not _is_int(lo) or not _is_int(hi) or not 0 <= lo <= hi <= n:
+                raise ValueError(
+                    f"Expected rows lo, hi with 0 <= lo <= hi <= {n}, got {lo!r}, {hi!r}"
+                )
+        else:
+            rows = _check_rows(rows, n)
+            lo = hi = 0
+        self._init(log, lo, hi, rows)
+
+    cdef int _init(self, ColumnLog log, Py_ssize_t lo, Py_ssize_t hi, object rows) except -1:
         if rows is None:
             self.ts = _view(log._ts, lo, hi)
             self.seq = _view(log._seq, lo, hi)
@@ -290,6 +339,7 @@ cdef class WindowSlice:
         self._node = log._node
         self._c_lo = 0
         self._c_hi = 0
+        return 0
 
     def __len__(self):
         return self._n
@@ -328,7 +378,7 @@ cdef class WindowSlice:
             timestamp=(<int64_t*>_data(self.ts))[i],
         )
 
-    def event(self, Py_ssize_t i):
+    def event(self, index):
         """event(i) -> Event
 
         The *i*-th row as an Event (the appended Event object itself when it was one).
@@ -336,8 +386,9 @@ cdef class WindowSlice:
         Raises:
             IndexError: *i* out of range.
         """
-        if not 0 <= i < self._n:
-            raise IndexError(f"Expected a row index in [0, {self._n}), got {i}")
+        if not 0 <= index < self._n:
+            raise IndexError(f"Expected a row index in [0, {self._n}), got {index}")
+        cdef Py_ssize_t i = index
         cdef Py_ssize_t row = self._row(i)
         if (<uint8_t*>_data(self._flags))[row] & C_EVENT:
             return self._objs[row]
@@ -349,9 +400,9 @@ cdef class WindowSlice:
         Rows ``[i, j)`` as a list of Events (see :meth:`event`).
         """
         cdef Py_ssize_t n = self._n
-        cdef Py_ssize_t end = n if j is None else min(<Py_ssize_t>j, n)
+        cdef Py_ssize_t end = n if j is None or j > n else <Py_ssize_t>j
         cdef Py_ssize_t k, row
-        cdef uint8_t* fp = <uint8_t*>_data(self._flags)
+        cdef uint8_t* fp
         cdef int64_t* rp
         cdef list objs = self._objs
         cdef list out
@@ -360,7 +411,8 @@ cdef class WindowSlice:
         if i < 0:
             i = 0
         if end <= i:
-            return []
+            return []  # (also a slice made by WindowSlice.__new__: no columns at all)
+        fp = <uint8_t*>_data(self._flags)
         if self._rows is None:
             for k in range(self._lo + i, self._lo + end):
                 if not fp[k] & C_EVENT:
@@ -400,8 +452,11 @@ cdef class WindowSlice:
         The payloads, one per row.
         """
         cdef Py_ssize_t k, row
-        cdef uint8_t* fp = <uint8_t*>_data(self._flags)
+        cdef uint8_t* fp
         cdef list out = []
+        if self._n == 0:
+            return out
+        fp = <uint8_t*>_data(self._flags)
         for k in range(self._n):
             row = self._row(k)
             obj = <object>PyList_GET_ITEM(self._objs, row)
@@ -414,8 +469,11 @@ cdef class WindowSlice:
         The metadata dicts, one per row (the Event's own dict; ``{}`` for column rows).
         """
         cdef Py_ssize_t k, row
-        cdef uint8_t* fp = <uint8_t*>_data(self._flags)
+        cdef uint8_t* fp
         cdef list out = []
+        if self._n == 0:
+            return out
+        fp = <uint8_t*>_data(self._flags)
         for k in range(self._n):
             row = self._row(k)
             obj = <object>PyList_GET_ITEM(self._objs, row)
@@ -430,7 +488,7 @@ cdef class _Appender:
     cdef ColumnLog log
     cdef object fallback
 
-    def __cinit__(self, ColumnLog log, fallback):
+    def __cinit__(self, ColumnLog log not None, fallback):
         self.log = log
         self.fallback = fallback
 
@@ -456,7 +514,9 @@ cdef class ColumnLog:
         ValueError: *capacity* is negative.
     """
 
-    def __init__(self, capacity=1024):
+    def __cinit__(self, capacity=1024):
+        # __cinit__, not __init__: ColumnLog.__new__(ColumnLog) from Python must not
+        # leave NULL column pointers behind.
         if isinstance(capacity, bool) or not isinstance(capacity, int):
             raise TypeError(f"Expected capacity as an int, got {_tname(capacity)}")
         if capacity < 0:
@@ -496,6 +556,15 @@ cdef class ColumnLog:
         self._mutex = _Mutex() if _GIL else threading.Lock()
         self.fast = False
         self._solo = -1
+        _forksafe.track(self)
+
+    def _after_fork_in_child(self):
+        """In a forked child (see ``nova._core.forksafe``): the mutex is made free and
+        waiter-less in place (owners such as MemoryStore keep a reference to it)."""
+        if isinstance(self._mutex, _Mutex):
+            (<_Mutex>self._mutex)._after_fork_in_child()
+        else:
+            _forksafe.reinit_lock(self._mutex)
 
     cdef int _set_arrays(self, ts, seq, pos, stream, type_, flags) except -1:
         self._ts = ts
@@ -522,12 +591,12 @@ cdef class ColumnLog:
         Raises:
             ValidationError: *name* is not a non-empty ``str``.
         """
-        code = self._stream_index.get(name)
-        if code is not None:
-            return code
         if not isinstance(name, str) or not name:
             got = repr(name) if isinstance(name, str) else _tname(name)
             raise ValidationError(f"Expected a non-empty str stream name, got {got}")
+        code = self._stream_index.get(name)
+        if code is not None:
+            return code
         if not create:
             return -1
         code = len(self._stream_names)
@@ -559,12 +628,12 @@ cdef class ColumnLog:
         Raises:
             ValidationError: *name* is not a non-empty ``str``.
         """
-        code = self._type_index.get(name)
-        if code is not None:
-            return code
         if not isinstance(name, str) or not name:
             got = repr(name) if isinstance(name, str) else _tname(name)
             raise ValidationError(f"Expected a non-empty str event type, got {got}")
+        code = self._type_index.get(name)
+        if code is not None:
+            return code
         if not create:
             return -1
         return self._tcode(name)
@@ -586,8 +655,9 @@ cdef class ColumnLog:
     def name_lists(self):
         """name_lists() -> (list[str], list[str])
 
-        The live (stream names, type names) lists, indexed by code.  They only ever
-        grow; callers must not mutate them.
+        The live (stream names, type names) lists, indexed by code.  Callers must
+        not mutate them; a compaction replaces the type list (codes are renumbered) and
+        leaves the one returned earlier as it was, matching the slices taken with it.
         """
         return self._stream_names, self._type_names
 
@@ -644,8 +714,8 @@ cdef class ColumnLog:
         Raises:
             TypeError: *event* is not an Event.
         """
-        if not self.fast or not _GIL:
-            return 0
+        if not self.fast or not _GIL or type(name) is not str:
+            return 0  # (a non-str name: the caller's ordinary path says what is wrong)
         cdef _Mutex m = <_Mutex>self._mutex
         if m.locked:
             return 0
@@ -683,6 +753,8 @@ cdef class ColumnLog:
         Raises:
             TypeError: *event* is not an Event.
         """
+        if type(name) is not str:
+            return 0
         code = self._stream_index.get(name)
         if code is None:
             return 0
@@ -838,8 +910,11 @@ cdef class ColumnLog:
             else:
                 (<list>self._ids).extend(ids)
         if not flag and ids is None:
-            self._auto_seq.append(first_seq)
-            self._auto_ms.append(_now_ns() // 1_000_000)
+            ms = _now_ns() // 1_000_000
+            # one run per millisecond (no [-1]: wraparound is off in the kernels)
+            if not self._auto_ms or self._auto_ms[len(self._auto_ms) - 1] != ms:
+                self._auto_seq.append(first_seq)
+                self._auto_ms.append(ms)
         st.push_range(n, k)
         st.last_pos += k
         st.live += k
@@ -1020,13 +1095,13 @@ cdef class ColumnLog:
             end = _check_bound(end, "end")
         if self._sorted and not self._dead and stream_codes is None and type_codes is None:
             lo, hi = self._range(start, end)
-            return WindowSlice(self, lo, hi, None)
+            return _slice(self, lo, hi, None)
         rows = self._ordered_rows(start, end)
         if stream_codes is not None:
             rows = rows[np.isin(self._stream[rows], np.asarray(list(stream_codes), dtype=np.int32))]
         if type_codes is not None:
             rows = rows[np.isin(self._type[rows], np.asarray(list(type_codes), dtype=np.int32))]
-        return WindowSlice(self, 0, 0, rows)
+        return _slice(self, 0, 0, rows)
 
     def stream_slice(self, code, after_position, limit=None):
         """stream_slice(code, after_position, limit=None) -> WindowSlice
@@ -1052,7 +1127,7 @@ cdef class ColumnLog:
                 lo = mid + 1
             else:
                 hi = mid
-        return WindowSlice(self, 0, 0, self._collect(None if st.implicit else st.rows, lo, st.n, limit))
+        return _slice(self, 0, 0, self._collect(None if st.implicit else st.rows, lo, st.n, limit))
 
     def since_sequence(self, after_seq, limit=None):
         """since_sequence(after_seq, limit=None) -> WindowSlice
@@ -1071,8 +1146,8 @@ cdef class ColumnLog:
         cdef Py_ssize_t hi
         if not self._dead:
             hi = self._n if limit is None else min(self._n, lo + <Py_ssize_t>limit)
-            return WindowSlice(self, lo, hi, None)
-        return WindowSlice(self, 0, 0, self._collect(None, lo, self._n, limit))
+            return _slice(self, lo, hi, None)
+        return _slice(self, 0, 0, self._collect(None, lo, self._n, limit))
 
     cdef object _collect(self, object index, Py_ssize_t lo, Py_ssize_t hi, object limit):
         cdef Py_ssize_t want = (hi - lo) if limit is None else <Py_ssize_t>limit
@@ -1226,8 +1301,11 @@ cdef class ColumnLog:
                 continue
             r = st.rows[st.head:st.n]
             r = newrow[r[alive[r]]]
-            rows = np.empty(max(len(r) + len(r) // 2, MIN_CAPACITY), dtype=np.int64)
-            rows[:len(r)] = r
+            if len(r):
+                rows = np.empty(max(len(r) + len(r) // 2, MIN_CAPACITY), dtype=np.int64)
+                rows[:len(r)] = r
+            else:  # a stream emptied by eviction keeps no row storage (grown on its next push)
+                rows = _NO_ROWS
             st.set_rows(rows)
             st.n = len(r)
             st.head = 0
@@ -1251,3 +1329,30 @@ cdef class ColumnLog:
         self._n = m
         self._start = 0
         self._dead = 0
+        self._release_names(m)
+
+    cdef int _release_names(self, Py_ssize_t m) except -1:
+        """See ``columns_py.ColumnLog._release_names``."""
+        cdef Py_ssize_t k, t
+        if len(self._auto_seq) > 1:
+            first = self._seq_p[0] if m else self._next_seq
+            k = bisect_right(self._auto_seq, first) - 1
+            if k > 0:
+                self._auto_seq = self._auto_seq[k:]
+                self._auto_ms = self._auto_ms[k:]
+        t = len(self._type_names)
+        if t == 0:
+            return 0
+        used = np.bincount(self._type[:m], minlength=t) if m else np.zeros(t, dtype=np.int64)
+        if used.all():
+            return 0
+        keep = np.flatnonzero(used)
+        remap = np.full(t, -1, dtype=np.int32)
+        remap[keep] = np.arange(len(keep), dtype=np.int32)
+        self._type[:m] = remap[self._type[:m]]
+        names = [self._type_names[c] for c in keep.tolist()]
+        self._type_names = names
+        self._type_index = {name: code for code, name in enumerate(names)}
+        self._last_type = None
+        self._last_tcode = -1
+        return 0

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from nova import _core
-from nova._core import event_py
+from nova._core import event_py, forksafe, timeconv
 from nova.errors import ValidationError
 
 __all__ = ("ColumnLog", "WindowSlice", "FLAG_EVENT", "FLAG_DEAD")
@@ -54,6 +54,9 @@ _MIN_CAPACITY = 16
 #: still has a byte size numpy can express.
 _MAX_CAPACITY = (2**63 - 1) // 8
 _MIN_GARBAGE = 256
+#: Shared by every stream with no rows: capacity 0, so nothing is ever written to it.
+_NO_ROWS = np.empty(0, dtype=np.int64)
+_NO_ROWS.flags.writeable = False
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
@@ -85,70 +88,9 @@ def _format_id(ms: int, node: int, seq: int) -> str:
     return f"{ms & 0xFFFFFFFFFFFF:012x}{node:010x}{seq & 0xFFFFFFFFFF:010x}"
 
 
-def _check_bound(value: object, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"Expected {name} as an int of nanoseconds or None, got {_tname(value)}")
-    v = int(value)
-    if not _INT64_MIN <= v <= _INT64_MAX:
-        raise ValidationError(f"Expected {name} within the int64 nanosecond range, got {v}")
-    return v
-
-
-def timestamps_array(timestamps: object, n: int | None = None) -> np.ndarray:
-    """Return *timestamps* as a 1-D int64 array of ns (a copy when converted).
-
-    Accepts an int or datetime64 numpy array, or a sequence of what
-    :func:`~nova.events.to_timestamp_ns` accepts.
-
-    Raises:
-        ValidationError: NaT, a value out of range or of a type Event refuses, a
-            length different from *n*, or not 1-D.
-    """
-    if isinstance(timestamps, np.ndarray):
-        arr = timestamps
-    else:
-        if not isinstance(timestamps, Sequence) or isinstance(timestamps, (str, bytes)):
-            raise TypeError(
-                f"Expected timestamps as a numpy array or a sequence, got {_tname(timestamps)}"
-            )
-        try:
-            arr = np.asarray(timestamps)
-        except (ValueError, TypeError, OverflowError):
-            arr = np.asarray(timestamps, dtype=object)
-    if arr.ndim != 1:
-        raise ValidationError(f"Expected 1-D timestamps, got an array of shape {arr.shape}")
-    if n is not None and len(arr) != n:
-        raise ValidationError(f"Expected {n} timestamps (one per event), got {len(arr)}")
-    kind = arr.dtype.kind
-    if len(arr) == 0:
-        return np.empty(0, dtype=np.int64)
-    if kind == "M":
-        ns = arr.astype("datetime64[ns]")
-        if np.isnat(ns).any():
-            raise ValidationError("Expected valid timestamps, got NaT")
-        return ns.view(np.int64).copy()
-    if kind == "i":
-        return np.ascontiguousarray(arr, dtype=np.int64)
-    if kind == "u":
-        if len(arr) and int(arr.max()) > _INT64_MAX:
-            raise ValidationError(
-                f"Expected timestamps within the int64 nanosecond range, got {int(arr.max())}"
-            )
-        return arr.astype(np.int64)
-    if kind == "b":
-        raise ValidationError("Expected timestamps as ints of nanoseconds, got bool")
-    if kind == "f":
-        raise ValidationError(
-            "Expected timestamps as ints of nanoseconds, got floats; "
-            "for seconds pass (seconds * 1_000_000_000).astype('int64')"
-        )
-    to_ns = _core.to_timestamp_ns
-    out = np.empty(len(arr), dtype=np.int64)
-    for i, v in enumerate(arr.tolist() if kind != "O" else arr):
-        out[i] = to_ns(v, "timestamps")
-    return out
+_check_bound = timeconv.check_bound
+#: Shared with the compiled twin and the stores: see :mod:`nova._core.timeconv`.
+timestamps_array = timeconv.timestamps_array
 
 
 def _types_list(types: object, n: int) -> list[str] | str:
@@ -242,6 +184,31 @@ class _Stream:
         self.n += count
 
 
+def _is_int(v: object) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _check_rows(rows: object, n: int) -> np.ndarray:
+    """*rows* as a 1-d int64 array of row indexes in [0, n) (ValueError otherwise)."""
+    arr = np.asarray(rows)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise ValueError(
+            f"Expected rows as a 1-d array of int row indexes, got shape {arr.shape} dtype {arr.dtype}"
+        )
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
+        raise ValueError(
+            f"Expected row indexes in [0, {n}), got values in [{int(arr.min())}, {int(arr.max())}]"
+        )
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _slice(log: ColumnLog, lo: int, hi: int, rows: np.ndarray | None) -> WindowSlice:
+    """A slice over bounds the log computed itself (no checks)."""
+    sl = WindowSlice.__new__(WindowSlice)
+    sl._init(log, lo, hi, rows)
+    return sl
+
+
 class WindowSlice:
     """A consistent snapshot of some rows of a :class:`ColumnLog`.
 
@@ -258,6 +225,22 @@ class WindowSlice:
     )
 
     def __init__(self, log: ColumnLog, lo: int, hi: int, rows: np.ndarray | None) -> None:
+        # Internal callers go through _slice() (bounds they computed); from Python every
+        # bound is checked, as the compiled twin reads the object columns unchecked.
+        if not isinstance(log, ColumnLog):
+            raise TypeError(f"Expected a ColumnLog, got {_tname(log)}")
+        n = log._n
+        if rows is None:
+            if not _is_int(lo) or not _is_int(hi) or not 0 <= lo <= hi <= n:
+                raise ValueError(
+                    f"Expected rows lo, hi with 0 <= lo <= hi <= {n}, got {lo!r}, {hi!r}"
+                )
+        else:
+            rows = _check_rows(rows, n)
+            lo = hi = 0
+        self._init(log, int(lo), int(hi), rows)
+
+    def _init(self, log: ColumnLog, lo: int, hi: int, rows: np.ndarray | None) -> None:
         if rows is None:
             self.ts = _view(log._ts, lo, hi)
             self.seq = _view(log._seq, lo, hi)
@@ -398,9 +381,15 @@ class ColumnLog:
         self._auto_ms: list[int] = []
         self._node = int.from_bytes(os.urandom(5), "big")
         self._mutex = threading.Lock()
+        forksafe.track(self)
         #: Set by the owner: True while :meth:`try_append` may append (no limits, no
         #: waiters to wake).  Change it only while holding :attr:`mutex`.
         self.fast = False
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child (see :mod:`nova._core.forksafe`): the mutex is made free
+        and waiter-less in place (owners such as MemoryStore keep a reference to it)."""
+        forksafe.reinit_lock(self._mutex)
 
     @property
     def mutex(self) -> Any:
@@ -451,12 +440,12 @@ class ColumnLog:
         Raises:
             ValidationError: *name* is not a non-empty ``str``.
         """
-        code = self._stream_index.get(name)
-        if code is not None:
-            return code
         if not isinstance(name, str) or not name:
             got = repr(name) if isinstance(name, str) else _tname(name)
             raise ValidationError(f"Expected a non-empty str stream name, got {got}")
+        code = self._stream_index.get(name)
+        if code is not None:
+            return code
         if not create:
             return -1
         code = len(self._stream_names)
@@ -471,12 +460,12 @@ class ColumnLog:
         Raises:
             ValidationError: *name* is not a non-empty ``str``.
         """
-        code = self._type_index.get(name)
-        if code is not None:
-            return code
         if not isinstance(name, str) or not name:
             got = repr(name) if isinstance(name, str) else _tname(name)
             raise ValidationError(f"Expected a non-empty str event type, got {got}")
+        code = self._type_index.get(name)
+        if code is not None:
+            return code
         if not create:
             return -1
         code = len(self._type_names)
@@ -493,8 +482,9 @@ class ColumnLog:
         return list(self._type_names)
 
     def name_lists(self) -> tuple[list[str], list[str]]:
-        """The live (stream names, type names) lists, indexed by code.  They only ever
-        grow; callers must not mutate them."""
+        """The live (stream names, type names) lists, indexed by code.  Callers must
+        not mutate them; a compaction replaces the type list (codes are renumbered) and
+        leaves the one returned earlier as it was, matching the slices taken with it."""
         return self._stream_names, self._type_names
 
     @property
@@ -563,6 +553,8 @@ class ColumnLog:
         Raises:
             TypeError: *event* is not an Event.
         """
+        if type(name) is not str:
+            return 0
         code = self._stream_index.get(name)
         if code is None or self._streams[code].last_pos == 0:
             return 0
@@ -655,8 +647,10 @@ class ColumnLog:
             else:
                 self._ids.extend(ids)
         if not flag and ids is None:
-            self._auto_seq.append(first_seq)
-            self._auto_ms.append(_core.now_ns() // 1_000_000)
+            ms = _core.now_ns() // 1_000_000
+            if not self._auto_ms or self._auto_ms[-1] != ms:  # one run per millisecond
+                self._auto_seq.append(first_seq)
+                self._auto_ms.append(ms)
         st.push_range(n, k)
         st.last_pos += k
         st.live += k
@@ -832,10 +826,10 @@ class ColumnLog:
         end = _check_bound(end, "end")
         if self._sorted and not self._dead and stream_codes is None and type_codes is None:
             lo, hi = self._range(start, end)
-            return WindowSlice(self, lo, hi, None)
+            return _slice(self, lo, hi, None)
         rows = self._ordered_rows(start, end)
         rows = self._filter(rows, stream_codes, type_codes)
-        return WindowSlice(self, 0, 0, rows)
+        return _slice(self, 0, 0, rows)
 
     def _filter(
         self,
@@ -870,7 +864,7 @@ class ColumnLog:
                 lo = mid + 1
             else:
                 hi = mid
-        return WindowSlice(self, 0, 0, self._collect(srows, lo, st.n, limit))
+        return _slice(self, 0, 0, self._collect(srows, lo, st.n, limit))
 
     def since_sequence(self, after_seq: int, limit: int | None = None) -> WindowSlice:
         """Live rows of every stream with sequence > *after_seq*, in sequence order, at
@@ -885,8 +879,8 @@ class ColumnLog:
         lo = s + int(np.searchsorted(self._seq[s:n], after_seq, side="right"))
         if not self._dead:
             hi = n if limit is None else min(n, lo + limit)
-            return WindowSlice(self, lo, hi, None)
-        return WindowSlice(self, 0, 0, self._collect(None, lo, n, limit))
+            return _slice(self, lo, hi, None)
+        return _slice(self, 0, 0, self._collect(None, lo, n, limit))
 
     def _collect(self, index: np.ndarray | None, lo: int, hi: int, limit: int | None) -> np.ndarray:
         """Alive rows among ``index[lo:hi]`` (or physical rows lo..hi), first *limit*."""
@@ -1026,8 +1020,11 @@ class ColumnLog:
         for st in self._streams:
             r = st.rows[st.head : st.n]
             r = newrow[r[alive[r]]]
-            st.rows = np.empty(max(len(r) + len(r) // 2, _MIN_CAPACITY), dtype=np.int64)
-            st.rows[: len(r)] = r
+            if len(r):
+                st.rows = np.empty(max(len(r) + len(r) // 2, _MIN_CAPACITY), dtype=np.int64)
+                st.rows[: len(r)] = r
+            else:  # a stream emptied by eviction keeps no row storage (grown on its next push)
+                st.rows = _NO_ROWS
             st.n = len(r)
             st.head = 0
         if not self._sorted:
@@ -1051,3 +1048,30 @@ class ColumnLog:
         self._n = m
         self._start = 0
         self._dead = 0
+        self._release_names(m)
+
+    def _release_names(self, m: int) -> None:
+        """Forget what only removed rows used (compaction; the first m rows are kept):
+        the auto-id runs before the first kept sequence, and the event types no kept
+        row has (codes are renumbered densely).  New lists replace the old ones, so
+        slices taken earlier keep theirs: memory stays bounded under retention even
+        when every append brings a new type name."""
+        if len(self._auto_seq) > 1:
+            first = int(self._seq[0]) if m else self._next_seq
+            k = bisect_right(self._auto_seq, first) - 1
+            if k > 0:
+                self._auto_seq = self._auto_seq[k:]
+                self._auto_ms = self._auto_ms[k:]
+        t = len(self._type_names)
+        if t == 0:
+            return
+        used = np.bincount(self._type[:m], minlength=t) if m else np.zeros(t, dtype=np.int64)
+        if bool(used.all()):
+            return
+        keep = np.flatnonzero(used)
+        remap = np.full(t, -1, dtype=np.int32)
+        remap[keep] = np.arange(len(keep), dtype=np.int32)
+        self._type[:m] = remap[self._type[:m]]
+        names = [self._type_names[c] for c in keep.tolist()]
+        self._type_names = names
+        self._type_index = {name: code for code, name in enumerate(names)}

@@ -10,10 +10,8 @@ from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.stdint cimport int64_t, uint64_t
 
 import os
-from datetime import datetime, timedelta, timezone
 
-import numpy as np
-
+from nova._core import timeconv as _timeconv
 from nova.errors import ValidationError
 
 __all__ = ("Event", "new_id", "to_timestamp_ns", "now_ns")
@@ -26,14 +24,7 @@ cdef extern from "<time.h>" nogil:
     int clock_gettime(int clk_id, timespec* tp)
     int CLOCK_REALTIME
 
-cdef object _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 cdef tuple _FIELDS = ("type", "data", "id", "timestamp", "metadata")
-cdef str _TS_HELP = (
-    "an int of nanoseconds since the epoch (UTC), an aware datetime "
-    "or a numpy.datetime64"
-)
-cdef object _INT64_MIN = -(2**63)
-cdef object _INT64_MAX = 2**63 - 1
 
 
 cdef inline int64_t _now_ns() noexcept nogil:
@@ -50,49 +41,10 @@ def now_ns():
     return _now_ns()
 
 
-cpdef object to_timestamp_ns(object value, str name="timestamp"):
-    """to_timestamp_ns(value, name='timestamp') -> int
-
-    Convert *value* to int nanoseconds since the epoch (UTC).
-
-    Accepts an ``int`` (numpy integers too), an aware :class:`datetime.datetime`
-    (a pandas ``Timestamp`` keeps its nanoseconds) or a :class:`numpy.datetime64`.
-
-    Raises:
-        ValidationError: for a naive datetime, a float, a bool, NaT, a value out of
-            the int64 range, or any other type; the message says what to pass.
-    """
-    if isinstance(value, bool):
-        raise ValidationError(f"Expected {name} as {_TS_HELP}, got bool")
-    if isinstance(value, (int, np.integer)):
-        v = int(value)
-        if not _INT64_MIN <= v <= _INT64_MAX:
-            raise ValidationError(f"Expected {name} within the int64 nanosecond range, got {v}")
-        return v
-    if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValidationError(
-                f"Expected {name} as an aware datetime, got a naive datetime {value!r}; "
-                "attach a zone, e.g. dt.replace(tzinfo=timezone.utc)"
-            )
-        ns_attr = getattr(value, "value", None)
-        if isinstance(ns_attr, int) and hasattr(value, "nanosecond"):  # pandas.Timestamp
-            return ns_attr
-        delta = value - _EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-    if isinstance(value, np.datetime64):
-        if np.isnat(value):
-            raise ValidationError(f"Expected {name} as a valid numpy.datetime64, got NaT")
-        try:
-            return int(value.astype("datetime64[ns]").astype(np.int64))
-        except (OverflowError, ValueError) as exc:
-            raise ValidationError(f"Expected {name} within the int64 nanosecond range, got {value!r}") from exc
-    if isinstance(value, float):
-        raise ValidationError(
-            f"Expected {name} as {_TS_HELP}, got float {value!r}; "
-            "for seconds pass int(seconds * 1_000_000_000)"
-        )
-    raise ValidationError(f"Expected {name} as {_TS_HELP}, got {type(value).__name__}")
+#: The one conversion (a plain module shared with the pure twin and the stores).
+to_timestamp_ns = _timeconv.to_timestamp_ns
+cdef object _to_ns = _timeconv.to_timestamp_ns
+cdef object _ns_to_datetime = _timeconv.ns_to_datetime
 
 
 # Ids: 32 lowercase hex chars = 12 (ms since the epoch) + 10 (random node, redrawn
@@ -215,7 +167,7 @@ cdef class Event:
                 and -0x7FFFFFFFFFFFFFFF <= timestamp <= 0x7FFFFFFFFFFFFFFF:
             self._timestamp = timestamp
         else:
-            self._timestamp = to_timestamp_ns(timestamp)
+            self._timestamp = _to_ns(timestamp)
         if id is None:
             ms = now // 1000000
             if ms < _last_ms:
@@ -269,8 +221,9 @@ cdef class Event:
 
     @property
     def datetime(self):
-        """The timestamp as an aware UTC :class:`datetime.datetime` (microseconds)."""
-        return _EPOCH + timedelta(microseconds=self._timestamp // 1_000)
+        """The timestamp as an aware UTC :class:`datetime.datetime`, floored to the
+        microsecond (C division would truncate: -1 ns must be 23:59:59.999999)."""
+        return _ns_to_datetime(self._timestamp)
 
     def replace(self, **changes):
         """replace(**changes) -> Event

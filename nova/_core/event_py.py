@@ -10,24 +10,16 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
-import numpy as np
-
+from nova._core import timeconv
 from nova.errors import ValidationError
 
 __all__ = ("Event", "new_id", "to_timestamp_ns", "now_ns")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
 _FIELDS = ("type", "data", "id", "timestamp", "metadata")
 
-_TS_HELP = (
-    "an int of nanoseconds since the epoch (UTC), an aware datetime "
-    "or a numpy.datetime64"
-)
 
 
 def now_ns() -> int:
@@ -35,47 +27,8 @@ def now_ns() -> int:
     return time.time_ns()
 
 
-def to_timestamp_ns(value: object, name: str = "timestamp") -> int:
-    """Convert *value* to int nanoseconds since the epoch (UTC).
-
-    Accepts an ``int`` (numpy integers too), an aware :class:`datetime.datetime`
-    (a pandas ``Timestamp`` keeps its nanoseconds) or a :class:`numpy.datetime64`.
-
-    Raises:
-        ValidationError: for a naive datetime, a float, a bool, NaT, a value out of
-            the int64 range, or any other type; the message says what to pass.
-    """
-    if isinstance(value, bool):
-        raise ValidationError(f"Expected {name} as {_TS_HELP}, got bool")
-    if isinstance(value, (int, np.integer)):
-        v = int(value)
-        if not _INT64_MIN <= v <= _INT64_MAX:
-            raise ValidationError(f"Expected {name} within the int64 nanosecond range, got {v}")
-        return v
-    if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValidationError(
-                f"Expected {name} as an aware datetime, got a naive datetime {value!r}; "
-                "attach a zone, e.g. dt.replace(tzinfo=timezone.utc)"
-            )
-        ns_attr = getattr(value, "value", None)
-        if isinstance(ns_attr, int) and hasattr(value, "nanosecond"):  # pandas.Timestamp
-            return ns_attr
-        delta: timedelta = value - _EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-    if isinstance(value, np.datetime64):
-        if np.isnat(value):
-            raise ValidationError(f"Expected {name} as a valid numpy.datetime64, got NaT")
-        try:
-            return int(value.astype("datetime64[ns]").astype(np.int64))
-        except (OverflowError, ValueError) as exc:
-            raise ValidationError(f"Expected {name} within the int64 nanosecond range, got {value!r}") from exc
-    if isinstance(value, float):
-        raise ValidationError(
-            f"Expected {name} as {_TS_HELP}, got float {value!r}; "
-            "for seconds pass int(seconds * 1_000_000_000)"
-        )
-    raise ValidationError(f"Expected {name} as {_TS_HELP}, got {type(value).__name__}")
+#: The one conversion, shared with the compiled twin and the stores.
+to_timestamp_ns = timeconv.to_timestamp_ns
 
 
 # ---------------------------------------------------------------------------------
@@ -232,8 +185,9 @@ class Event:
 
     @property
     def datetime(self) -> datetime:
-        """The timestamp as an aware UTC :class:`datetime.datetime` (microseconds)."""
-        return _EPOCH + timedelta(microseconds=self._timestamp // 1_000)
+        """The timestamp as an aware UTC :class:`datetime.datetime`, floored to the
+        microsecond."""
+        return timeconv.ns_to_datetime(self._timestamp)
 
     def replace(self, **changes: Any) -> Event:
         """Return a copy with *changes* applied (``type``, ``data``, ``id``, ``timestamp``,

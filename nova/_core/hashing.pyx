@@ -2,8 +2,10 @@
 """Kafka-compatible murmur2 partition hashing (compiled kernel).
 
 Same names, results and exceptions as ``hashing_py`` (the specification).
-``partition_many`` gathers key pointers while holding the GIL, then hashes with the
-GIL released.
+``partition_many`` gathers key pointers while holding the GIL from objects it owns
+references to (a private copy of a caller's list; the array itself for numpy input),
+then hashes with the GIL released: nothing another thread does to the caller's list
+meanwhile can free or move the bytes being hashed.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -440,7 +442,9 @@ def partition_many(keys, n):
             )
         key_list = arr.tolist()
     elif isinstance(keys, list):
-        key_list = <list>keys
+        # A private copy (owned references): another thread may clear or shrink the
+        # caller's list, freeing its keys, while we hash without the GIL.
+        key_list = list(<list>keys)
     elif isinstance(keys, (str, bytes)):
         raise TypeError(f"Expected a sequence of keys, got a single {type(keys).__name__} key")
     else:
@@ -454,7 +458,9 @@ def partition_many(keys, n):
     out = np.empty(count, dtype=np.int32)
     if count == 0:
         return out
-    # Phase 1 (GIL held): gather pointers; key_list keeps every key alive.
+    # Phase 1 (GIL held): gather pointers.  key_list is ours (a copy, or the list
+    # built from an array or iterable): no other thread can drop a key from it, so
+    # every pointer stays valid while phase 2 runs without the GIL.
     ptrs = <const unsigned char**>PyMem_Malloc(count * sizeof(const unsigned char*))
     sizes = <Py_ssize_t*>PyMem_Malloc(count * sizeof(Py_ssize_t))
     try:

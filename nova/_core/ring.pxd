@@ -35,9 +35,11 @@ cdef class RingQueue:
     cdef pthread_mutex_t mutex
     cdef pthread_cond_t not_empty
     cdef pthread_cond_t not_full
+    cdef object __weakref__
 
     cdef int _push(self, object item) except -1
     cdef object _pop(self)
     cdef int _wake_getters(self, Py_ssize_t n) except -1
     cdef int _wake_putters(self, Py_ssize_t n) except -1
     cdef int _wait(self, bint getter, double timeout, bint has_timeout) except -1
+    cdef int _init_sync(self) except -1

@@ -30,6 +30,7 @@ from posix.types cimport clockid_t
 
 import threading
 
+from nova._core import forksafe as _forksafe
 from nova._core.ring_py import (
     RingStats,
     check_capacity,
@@ -112,7 +113,6 @@ cdef class RingQueue:
     """
 
     def __cinit__(self, capacity):
-        cdef pthread_condattr_t attr
         self.sync_ready = False
         self.buf = NULL
         cap = check_capacity(capacity)
@@ -129,6 +129,13 @@ cdef class RingQueue:
         self.get_seq = 0
         self.put_seq = 0
         self.closed_flag = False
+        self._init_sync()
+        self.sync_ready = True
+        _forksafe.track(self)
+
+    cdef int _init_sync(self) except -1:
+        """(Re-)create the mutex and condition variables, with no waiter."""
+        cdef pthread_condattr_t attr
         if pthread_mutex_init(&self.mutex, NULL) != 0:
             raise OSError("Expected pthread_mutex_init to succeed, got an error")
         pthread_condattr_init(&attr)
@@ -136,7 +143,18 @@ cdef class RingQueue:
         pthread_cond_init(&self.not_empty, &attr)
         pthread_cond_init(&self.not_full, &attr)
         pthread_condattr_destroy(&attr)
-        self.sync_ready = True
+        return 0
+
+    def _after_fork_in_child(self):
+        """In a forked child (see ``nova._core.forksafe``): the parent's threads that
+        waited here do not exist.  The mutex may have been copied locked and the
+        condition variables still count those waiters (glibc would wait for them for
+        ever), so they are created anew (not destroyed: their state is garbage); the
+        items, counters and closed state are kept."""
+        if self.sync_ready:
+            self._init_sync()
+        self.getters = 0
+        self.putters = 0
 
     def __dealloc__(self):
         # The items go with the slots list, which Cython releases after this.

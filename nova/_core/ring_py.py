@@ -20,6 +20,7 @@ from datetime import timedelta
 from time import monotonic
 from typing import Any, NamedTuple
 
+from nova._core import forksafe
 from nova.errors import BufferFull, QueueClosed, QueueEmpty, Timeout
 from nova.testing import to_seconds
 
@@ -142,7 +143,7 @@ class RingQueue:
     """
 
     __slots__ = ("_cap", "_items", "_lock", "_not_empty", "_not_full", "_closed", "_puts", "_gets", "_peak",
-                 "_getters", "_putters")
+                 "_getters", "_putters", "__weakref__")
 
     def __init__(self, capacity: int) -> None:
         self._cap = check_capacity(capacity)
@@ -154,6 +155,16 @@ class RingQueue:
         self._puts = 0
         self._gets = 0
         self._peak = 0
+        self._getters = 0
+        self._putters = 0
+        forksafe.track(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child (see :mod:`nova._core.forksafe`): the lock and conditions
+        are re-created free and without waiters (the parent's waiting threads do not
+        exist here); items, counters and the closed state are kept."""
+        forksafe.reinit_lock(self._not_empty)  # (re-creates the shared lock too)
+        forksafe.reinit_lock(self._not_full)
         self._getters = 0
         self._putters = 0
 

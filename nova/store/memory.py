@@ -13,6 +13,7 @@ live appends join without gap or duplicate.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import weakref
@@ -22,6 +23,8 @@ from datetime import timedelta
 from typing import Any
 
 from nova import _core
+from nova._core import forksafe as _forksafe
+from nova._util import atexit as _exit
 from nova.errors import BufferFull, StoreClosed, StreamFull, Timeout, ValidationError
 from nova.events import to_timestamp_ns
 from nova.store.base import (
@@ -36,6 +39,8 @@ from nova.store.base import (
 from nova.testing import to_seconds
 
 __all__ = ("MemoryStore", "StoreSubscription")
+
+_log = logging.getLogger("nova.store")
 
 _FETCH = 512
 _INT64_MIN = -(2**63)
@@ -52,6 +57,15 @@ def _check_timeout(timeout: float | timedelta | None, name: str = "timeout") -> 
 
 def _tname(value: object) -> str:
     return type(value).__name__
+
+
+def _check_stream(stream: object) -> None:
+    """Refuse a stream name that is not a non-empty ``str`` (before any dict lookup,
+    so an unhashable name gets this message too)."""
+    if not isinstance(stream, str):
+        raise TypeError(f"Expected a str stream name, got {_tname(stream)}")
+    if not stream:
+        raise ValidationError("Expected a non-empty str stream name, got ''")
 
 
 def _bound(value: object, name: str) -> int | None:
@@ -163,8 +177,10 @@ class MemoryStore:
         self._rejected = 0
         self._blocked = 0
         self._stop = threading.Event()
+        self._exit_registered = False
         self._sweeper: threading.Thread | None = None
         self._refresh()
+        _forksafe.track(self)
         if self._retention_ns is not None and interval is not None:
             self._sweeper = threading.Thread(
                 target=_sweep_loop,
@@ -173,6 +189,20 @@ class MemoryStore:
                 daemon=True,
             )
             self._sweeper.start()
+            self._register_exit()
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child (``nova._core.forksafe``; the log's mutex is re-created by
+        the log itself): nobody waits on the store any more, so its condition and each
+        subscription's consumer lock are re-created and the waiter counts cleared.  The
+        events, streams and subscriptions are kept; the background sweep does not run
+        in the child (retention is still applied at every read and by sweep())."""
+        self._cond = threading.Condition(self._lock)
+        self._nwait = 0
+        self._async_waiters = []
+        for sub in list(self._subs):
+            sub._consumer = threading.Lock()
+        self._refresh()
 
     # ------------------------------------------------------------------ helpers
     def _check_open(self) -> None:
@@ -249,8 +279,9 @@ class MemoryStore:
         returns the current last position (0 for an unknown stream) and stores nothing.
 
         Raises:
-            TypeError: an item is not an :class:`~nova.events.Event`.
-            ValidationError: a bad stream name.
+            TypeError: *stream* is not a ``str``, or an item is not an
+                :class:`~nova.events.Event`.
+            ValidationError: an empty stream name.
             StreamFull: ``on_full="reject"`` and the stream is full, or
                 ``max_streams`` is reached and *stream* is new.
             StoreClosed: the store is closed.
@@ -263,6 +294,7 @@ class MemoryStore:
 
     def _append_locked(self, stream: str, *events: Any) -> int:
         """:meth:`append` through the store lock (limits, subscribers, new streams)."""
+        _check_stream(stream)
         with self._lock:
             self._check_open()
             code = self._codes.get(stream)
@@ -306,6 +338,7 @@ class MemoryStore:
             TypeError / ValidationError: a column of the wrong kind, length or content.
             StreamFull, StoreClosed: as :meth:`append`.
         """
+        _check_stream(stream)
         with self._lock:
             self._check_open()
             code = self._codes.get(stream)
@@ -321,9 +354,7 @@ class MemoryStore:
         """The kernel code for new *stream* (lock held).  It is registered in
         ``_codes`` only once an append to it succeeded, so a failed append leaves
         no trace."""
-        if not isinstance(stream, str) or not stream:
-            got = repr(stream) if isinstance(stream, str) else _tname(stream)
-            raise ValidationError(f"Expected a non-empty str stream name, got {got}")
+        _check_stream(stream)
         if self._max_streams is not None and len(self._codes) >= self._max_streams:
             self._rejected += 1
             raise StreamFull(
@@ -553,9 +584,10 @@ class MemoryStore:
         Raises:
             TypeError / ValueError: bad arguments.  StoreClosed: the store is closed.
         """
-        if stream is not None and (not isinstance(stream, str) or not stream):
-            got = repr(stream) if isinstance(stream, str) else _tname(stream)
-            raise ValidationError(f"Expected a non-empty str stream name or None, got {got}")
+        if stream is not None and not isinstance(stream, str):
+            raise TypeError(f"Expected a str stream name or None, got {_tname(stream)}")
+        if stream == "":
+            raise ValidationError("Expected a non-empty str stream name or None, got ''")
         after = self._cursor_position(cursor, stream)
         if isinstance(buffer, bool) or not isinstance(buffer, int):
             raise TypeError(f"Expected buffer as an int, got {_tname(buffer)}")
@@ -567,6 +599,7 @@ class MemoryStore:
             self._check_open()
             sub = StoreSubscription(self, stream, after, buffer, overflow)
             self._subs.add(sub)
+            self._register_exit()
             if overflow == "block":
                 self._block_subs.add(sub)
                 self._refresh()
@@ -586,20 +619,58 @@ class MemoryStore:
         """Close the store: subscriptions end, blocked appenders get
         :class:`~nova.errors.StoreClosed`, the sweep stops.  Idempotent."""
         with self._lock:
-            if self._closed:
+            if not self._close_locked():
                 return
-            self._closed = True
-            self._log.fast = False
-            for sub in list(self._subs):
-                sub._ended("store closed")
-            self._subs.clear()
-            self._block_subs.clear()
-            self._cond.notify_all()
-            self._wake()
-            self._stop.set()
+        _exit.unregister(self)
+        self._join_sweeper(None)
+
+    def _close_locked(self) -> bool:
+        """Close (lock held); False when it already was."""
+        if self._closed:
+            return False
+        self._closed = True
+        self._log.fast = False
+        for sub in list(self._subs):
+            sub._ended("store closed")
+        self._subs.clear()
+        self._block_subs.clear()
+        self._cond.notify_all()
+        self._wake()
+        self._stop.set()
+        return True
+
+    def _join_sweeper(self, timeout: float | None) -> None:
         sweeper = self._sweeper
+        # (a sweep sleeping on an injected clock cannot be woken: it ends at its next tick)
         if sweeper is not None and self._clock is None and sweeper is not threading.current_thread():
-            sweeper.join()
+            sweeper.join(timeout)
+
+    def _register_exit(self) -> None:
+        """Have the store closed at interpreter exit (once it runs a sweeper thread or
+        has subscriptions): nova._util.atexit, stage STAGE_STORAGE."""
+        if not self._exit_registered:
+            self._exit_registered = True
+            _exit.register(self.close_at_exit, _exit.STAGE_STORAGE)
+
+    def close_at_exit(self, timeout: float) -> None:
+        """Called at interpreter exit with the seconds left of nova's exit budget: close
+        the store as :meth:`close` does (ending its subscriptions, waking blocked
+        appenders and waiters) and stop the sweeper, within *timeout*.  Appends are
+        stored synchronously, so nothing accepted is pending; if the store's lock
+        cannot be taken in time, a WARNING on the ``nova.store`` logger says so and the
+        store is left to the (daemon) threads that hold it."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        if not self._lock.acquire(True, max(0.0, timeout)):
+            _log.warning(
+                "nova.store: %r not closed at interpreter exit: its lock was held for %.3f s",
+                self, timeout,
+            )
+            return
+        try:
+            self._close_locked()
+        finally:
+            self._lock.release()
+        self._join_sweeper(max(0.0, deadline - time.monotonic()))
 
     @property
     def closed(self) -> bool:
