@@ -118,6 +118,17 @@ class ListenerCalls(ListenerState):
             m.inc_events_processed(self._id, result)
             m.observe_listener_duration(self._id, max(0.0, now - t0))
 
+    def _admit(self) -> int:
+        """Ask the breaker to admit a call: its epoch (0 without a breaker), -1 if rejected."""
+        br = self._breaker
+        return 0 if br is None else br._admit()
+
+    def _abandon(self, epoch: int) -> None:
+        """An admitted call ended without a result: give a half-open probe slot back."""
+        br = self._breaker
+        if br is not None:
+            br._abandon(epoch)
+
     def _rejected(self) -> CircuitOpen:
         br = self._breaker
         wait = br.retry_after() if br is not None else 0.0
@@ -143,17 +154,13 @@ class ListenerCalls(ListenerState):
         if self.is_async:
             err: BaseException | None = self._manager._run_coro(self._acall(event))
             return err
-        br = self._breaker
-        epoch = 0
-        if br is not None:
-            epoch = br._admit()
-            if epoch < 0:
-                return self._rejected()
+        epoch = self._admit()
+        if epoch < 0:
+            return self._rejected()
         try:
             self._acquire_gate()
         except BaseException:
-            if br is not None:
-                br._abandon(epoch)
+            self._abandon(epoch)
             raise
         try:
             t0 = self._now()
@@ -163,8 +170,7 @@ class ListenerCalls(ListenerState):
                 elif self._limiter is not None:
                     self._limiter.acquire(1)
                 if retry is not None and retry.state != CALLING:  # claimed by stop() meanwhile
-                    if br is not None:
-                        br._abandon(epoch)
+                    self._abandon(epoch)
                     return None
                 t0 = self._now()
                 if self._timeout is None:
@@ -177,8 +183,7 @@ class ListenerCalls(ListenerState):
                 self._record(False, self._now(), epoch, exc, t0)
                 return exc
             except BaseException:  # no result: a half-open probe slot must not leak
-                if br is not None:
-                    br._abandon(epoch)
+                self._abandon(epoch)
                 raise
             self._record(True, self._now(), epoch, None, t0)
             return None
@@ -239,17 +244,13 @@ class ListenerCalls(ListenerState):
 
     async def _acall(self, event: Any, retry: Retry | None = None) -> BaseException | None:
         """One attempt on the running loop (*retry*: as in :meth:`_call_sync`)."""
-        br = self._breaker
-        epoch = 0
-        if br is not None:
-            epoch = br._admit()
-            if epoch < 0:
-                return self._rejected()
+        epoch = self._admit()
+        if epoch < 0:
+            return self._rejected()
         try:
             await self._aacquire_gate()
         except BaseException:  # cancelled while waiting for the gate
-            if br is not None:
-                br._abandon(epoch)
+            self._abandon(epoch)
             raise
         try:
             t0 = self._now()
@@ -259,8 +260,7 @@ class ListenerCalls(ListenerState):
                 elif self._limiter is not None:
                     await asyncio.to_thread(self._limiter.acquire, 1)
                 if retry is not None and retry.state != CALLING:  # claimed by stop() meanwhile
-                    if br is not None:
-                        br._abandon(epoch)
+                    self._abandon(epoch)
                     return None
                 t0 = self._now()
                 result = self._fn(event)
@@ -273,8 +273,7 @@ class ListenerCalls(ListenerState):
                 self._record(False, self._now(), epoch, exc, t0)
                 return exc
             except BaseException:  # cancelled: no result, a half-open probe slot must not leak
-                if br is not None:
-                    br._abandon(epoch)
+                self._abandon(epoch)
                 raise
             self._record(True, self._now(), epoch, None, t0)
             return None

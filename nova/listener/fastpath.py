@@ -27,6 +27,18 @@ def make_fast_handle(m: ManagedListener) -> Callable[[Any], Any]:
     """:meth:`handle` as a closure over its collaborators (about 100 ns cheaper per
     call than the method); same behaviour.  Used for sync listeners with a bound."""
     fn = m._fn
+    if m._check_result:
+        # What a Listener object's handle returns may be an awaitable: run it to the end
+        # (one more call per event, only for Listener objects, not plain functions).
+        inner = fn
+        run_coro = m._manager._run_coro
+        isawaitable = inspect.isawaitable
+
+        def fn(event: Any) -> Any:
+            r = inner(event)
+            if r is not None and isawaitable(r):
+                run_coro(await_it(r))
+
     tokens = m._tokens
     assert tokens is not None
     take = tokens.get_nowait
@@ -60,36 +72,6 @@ def make_fast_handle(m: ManagedListener) -> Callable[[Any], Any]:
             roll(now())
         m._b_next()
         return None
-
-    if m._check_result:
-        # What the Listener's handle returns may be an awaitable: run it to the end.
-        run_coro = m._manager._run_coro
-        isawaitable = inspect.isawaitable
-
-        def handle(event: Any) -> Any:  # noqa: F811 - the checking variant
-            if not m._fast:
-                return slow(event)
-            try:
-                take()
-            except empty:
-                return slow(event)
-            try:
-                r = fn(event)
-                if r is not None and isawaitable(r):
-                    run_coro(await_it(r))
-            except Exception as exc:
-                give(None)
-                failed(event, exc)
-                return None
-            except BaseException:
-                give(None)
-                raise
-            give(None)
-            ok_next()
-            if now() >= m._b_end:
-                roll(now())
-            m._b_next()
-            return None
 
     handle.__doc__ = type(m).handle.__doc__
     return handle

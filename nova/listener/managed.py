@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from nova.listener.config import ListenerConfig
 from nova.listener.fastpath import make_fast_handle
 from nova.listener.retries import ListenerRetries
-from nova.resilience.retry import aretry_inline, retry_inline
+from nova.resilience.retry import Outcome, aretry_inline, retry_inline
 
 if TYPE_CHECKING:
     from nova.listener.manager import ListenerManager
@@ -144,11 +144,8 @@ class ManagedListener(ListenerRetries):
                 self._clock.sleep(seconds)
                 return False
 
-            err, attempts, _ = retry_inline(again, self._retry, err, sleep=sleep,
-                                            on_predicate_error=self._retry_if_raised)
-            if err is not None:
-                self._dead_letter(event, err, attempts, topic)
-                return False
+            return self._inline_end(event, retry_inline(
+                again, self._retry, err, sleep=sleep, on_predicate_error=self._retry_if_raised), topic)
         self._count_processed()
         return True
 
@@ -172,13 +169,18 @@ class ManagedListener(ListenerRetries):
                 await self._manager._asleep(seconds)
                 return False
 
-            err, attempts, _ = await aretry_inline(again, self._retry, err, sleep=sleep,
-                                                   on_predicate_error=self._retry_if_raised)
-            if err is not None:
-                self._dead_letter(event, err, attempts, topic)
-                return False
+            return self._inline_end(event, await aretry_inline(
+                again, self._retry, err, sleep=sleep, on_predicate_error=self._retry_if_raised), topic)
         self._count_processed()
         return True
+
+    def _inline_end(self, event: Any, out: Outcome, topic: str | None) -> bool:
+        """Count the end of an inline retry loop: handled (True) or dead-lettered."""
+        if out.error is None:
+            self._count_processed()
+            return True
+        self._dead_letter(event, out.error, out.attempts, topic)
+        return False
 
     def __repr__(self) -> str:
         return f"<ManagedListener {self._id!r}>"
