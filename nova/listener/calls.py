@@ -1,5 +1,5 @@
 """One call of a managed listener: its concurrency gate, rate limit, circuit breaker
-admission, timeout and the bookkeeping of its result (:class:`CallMixin`).
+admission, timeout and the bookkeeping of its result (:class:`ListenerCalls`).
 
 A sync call runs in the calling thread; under a timeout it runs on one of the manager's
 helper threads (:class:`nova._util.runner.ThreadRunner`) and the caller waits for it at
