@@ -19,10 +19,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ("DEAD_LETTER_STREAM", "dead_letter_event", "qualified_name", "send")
+__all__ = ("DEAD_LETTER_STREAM", "METADATA_KEYS", "dead_letter_event", "qualified_name", "send")
 
 #: The EventStore stream dead letters are appended to.
 DEAD_LETTER_STREAM = "nova.deadletter"
+
+#: The metadata keys :func:`dead_letter_event` adds (a redrive removes them again).
+METADATA_KEYS = ("nova.error.type", "nova.error.message", "nova.attempts", "nova.listener",
+                 "nova.topic", "nova.deadletter.timestamp")
 
 
 def qualified_name(exc: BaseException) -> str:

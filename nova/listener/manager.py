@@ -1,0 +1,410 @@
+"""ListenerManager: registers listeners and runs them as :class:`ManagedListener` objects,
+owning their shared machinery (the timer scheduler, helper threads, the asyncio loop
+thread) and the manager-wide health, stats and redrive."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from nova._util.checks import check_clock, check_duration, now_fn
+from nova._util.loop import LoopThread
+from nova._util.runner import ThreadRunner
+from nova.errors import ListenerNotFound, PoolClosed, ValidationError, type_name
+from nova.events import check_event
+from nova.listener.calls import threadsafe_set
+from nova.listener.config import ListenerConfig
+from nova.listener.drain import DrainMixin
+from nova.listener.managed import ManagedListener
+from nova.listener.pending import CLAIMED, IN_TASK, Retry
+from nova.listener.stats import HEALTH_ORDER, STAT_FIELDS, Health, ListenerStats
+from nova.resilience.deadletter import DEAD_LETTER_STREAM, METADATA_KEYS
+from nova.resilience.policy import DeadLetter
+from nova.resilience.scheduler import Scheduler
+from nova.testing import SYSTEM_CLOCK
+
+__all__ = ("ListenerManager",)
+
+_log = logging.getLogger("nova.listener")
+
+#: Every live ListenerManager, so a forked child can make its inherited copies usable.
+_MANAGERS: weakref.WeakSet[ListenerManager] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for manager in list(_MANAGERS):
+        manager._reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class ListenerManager(DrainMixin):
+    """Runs listeners with retries, circuit breakers, dead letters, timeouts and limits.
+
+    Args:
+        pool: a :class:`nova.WorkerPool` (anything with ``submit(fn)``) to run scheduled
+            retries on; by default the manager's own daemon threads run them.
+        metrics: a metrics collector; ``nova_events_processed_total{listener,result}``
+            (results ``ok``, ``error``, ``timeout``, ``rejected``,
+            ``dead_letter``, ``dropped``) and ``nova_listener_duration_seconds``.
+            ``None`` records nothing.
+        clock: ``monotonic()`` + ``sleep()``; backoff delays, breaker windows and
+            timeouts are measured on it (:class:`nova.testing.ManualClock` in tests).
+
+    ``register`` works at once.  The retry scheduler starts on first need (or with
+    :meth:`start`); :meth:`stop` drains it and may be followed by a new start.  Usable as
+    a context manager (``stop()`` on exit).  Thread-safe.
+
+    Left open at interpreter exit, it finishes the retries due within its share of
+    ``NOVA_EXIT_TIMEOUT`` and dead-letters (and logs the count of) the rest: see
+    :meth:`close_at_exit`.  Inherited by a forked child, it is usable there without the
+    parent's pending retries (the parent runs those).
+
+    Raises:
+        TypeError: *pool*, *metrics* or *clock* lacks the needed methods.
+
+    ``stop()``, ``close_at_exit()`` and the retry ledger are in :mod:`nova.listener.drain`.
+    """
+
+    def __init__(self, pool: Any = None, metrics: Any = None, clock: Any = None) -> None:
+        if pool is not None and not callable(getattr(pool, "submit", None)):
+            raise TypeError(f"Expected pool with a submit() method or None, got {type_name(pool)}")
+        if metrics is not None and not callable(getattr(metrics, "inc_events_processed", None)):
+            raise TypeError(f"Expected a MetricsCollector or None, got {type_name(metrics)}")
+        self._pool = pool
+        self._metrics = metrics
+        self._clock = check_clock(clock)
+        self._now = now_fn(self._clock)
+        self._lock = threading.RLock()
+        self._listeners: dict[str, ManagedListener] = {}
+        self._scheduler = Scheduler(self._clock, self._dispatch)
+        self._retry_runner_: ThreadRunner | None = None
+        self._call_runner_: ThreadRunner | None = None
+        self._loops: LoopThread | None = None  # runs async listeners; replaced after stop()
+        # Scheduled retries (accepted events with attempts left) and their states; see
+        # Retry.  stop() waits on and claims them under _rcond.
+        self._rcond = threading.Condition(threading.Lock())
+        self._retries: set[Retry] = set()
+        self._collectors: list[list[DeadLetter]] = []  # one per stop() running now
+        self._deadlines: list[float] = []  # of the stop(timeout) calls running now
+        self._exit_hooked = False  # registered with nova._util.atexit
+        self._exit_closed = False  # close_at_exit ran: failures are dead-lettered at once
+        self._managed: weakref.WeakSet[ManagedListener] = weakref.WeakSet()
+        _MANAGERS.add(self)
+
+    # -- registry -----------------------------------------------------------------------------
+    def register(self, listener: Any, config: ListenerConfig | None = None, *,
+                 id: str | None = None) -> ManagedListener:
+        """Wrap *listener* (a callable, an ``async def`` or a Listener) and return the
+        :class:`ManagedListener` to subscribe.  Its id is the listener's (or *id*).
+
+        Raises:
+            TypeError: *listener* is not callable or *config* not a ListenerConfig.
+            nova.errors.ValidationError: the id is already registered here.
+        """
+        from nova.events import as_listener
+
+        if config is None:
+            config = ListenerConfig()
+        elif not isinstance(config, ListenerConfig):
+            raise TypeError(f"Expected config as a ListenerConfig, got {type_name(config)}")
+        if isinstance(listener, ManagedListener):
+            raise TypeError("Expected a plain listener, got a ManagedListener (already managed)")
+        inner = as_listener(listener, id=id)
+        with self._lock:
+            if inner.id in self._listeners:
+                raise ValidationError(f"Expected a listener id not registered yet, got {inner.id!r}")
+            managed = ManagedListener(self, inner, config)
+            self._listeners[inner.id] = managed
+            self._managed.add(managed)
+        return managed
+
+    def unregister(self, listener_id: str) -> ManagedListener:
+        """Forget a listener: :meth:`process`, :meth:`health` and :meth:`stats` no longer
+        see it.  Its retries already scheduled still run; the returned object keeps working
+        where it is subscribed (unsubscribe it there).
+
+        Raises:
+            nova.errors.ListenerNotFound: no listener has that id.
+        """
+        with self._lock:
+            try:
+                return self._listeners.pop(listener_id)
+            except KeyError:
+                raise ListenerNotFound(
+                    f"Expected a registered listener id, got {listener_id!r}") from None
+
+    def get(self, listener_id: str) -> ManagedListener:
+        """The managed listener registered under *listener_id*.
+
+        Raises:
+            nova.errors.ListenerNotFound: no listener has that id.
+        """
+        try:
+            return self._listeners[listener_id]
+        except KeyError:
+            raise ListenerNotFound(f"Expected a registered listener id, got {listener_id!r}") from None
+
+    @property
+    def listener_ids(self) -> tuple[str, ...]:
+        """The registered ids, in registration order."""
+        with self._lock:
+            return tuple(self._listeners)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the retry scheduler (it also starts by itself on the first retry)."""
+        self._scheduler.start()
+
+    @property
+    def running(self) -> bool:
+        """Whether the retry scheduler thread runs."""
+        return self._scheduler.running
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: drop the parent's threads, locks and scheduled retries (the
+        parent runs those; the child must not handle them twice) and make the manager
+        usable again.  Listeners, configs, breaker states and counters are kept."""
+        self._lock = threading.RLock()
+        self._rcond = threading.Condition(threading.Lock())
+        for r in self._retries:
+            r.state = CLAIMED
+        self._retries = set()
+        self._collectors = []
+        self._deadlines = []
+        self._scheduler = Scheduler(self._clock, self._dispatch)
+        self._retry_runner_ = self._call_runner_ = None
+        self._loops = None  # the parent's loop thread did not survive the fork
+        for m in list(self._managed):
+            m._reset_after_fork()
+
+    def __enter__(self) -> ListenerManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> ListenerManager:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no retry runs and none is due at the clock's current time.
+
+        With a :class:`~nova.testing.ManualClock`: ``clock.advance(d)`` then
+        ``wait_idle()`` returns once everything due by then has run.  *timeout* is in
+        real seconds; returns False if it passed first.
+        """
+        t = None if timeout is None else check_duration(timeout, "timeout")
+        return self._scheduler.wait(self._scheduler.idle_now, t)
+
+    def _dispatch(self, fn: Callable[[], Any]) -> None:
+        sched = self._scheduler
+
+        def task() -> None:
+            token = IN_TASK.set(fn)  # an async retry's task inherits it too
+            try:
+                result = fn()
+            except BaseException:
+                sched.task_done()
+                _log.exception("nova: a scheduled task failed")
+                return
+            finally:
+                IN_TASK.reset(token)
+            if isinstance(result, concurrent.futures.Future):
+                result.add_done_callback(lambda f: sched.task_done())
+            else:
+                sched.task_done()
+
+        pool = self._pool
+        if pool is not None and isinstance(fn, Retry):
+            # Never block the scheduler thread on a full pool, and never lose a retry to a
+            # closed one: the manager's own threads take it then.
+            try:
+                try_submit = getattr(pool, "try_submit", None)
+                if try_submit is not None:
+                    if try_submit(task) is not None:
+                        return
+                else:
+                    pool.submit(task)
+                    return
+            except Exception:  # PoolClosed, RuntimeError of a shut-down executor...
+                pass
+        for _ in range(3):
+            try:
+                self._retry_runner().submit(task)
+                return
+            except PoolClosed:  # stop() closed that runner meanwhile: a new one takes it
+                continue
+        self._retry_runner().submit(task)
+
+    def _retry_runner(self) -> ThreadRunner:
+        with self._lock:
+            r = self._retry_runner_
+            if r is None or r.closed:
+                r = self._retry_runner_ = ThreadRunner("nova-retry", 16)
+            return r
+
+    def _call_runner(self) -> ThreadRunner:
+        with self._lock:
+            r = self._call_runner_
+            if r is None or r.closed:
+                r = self._call_runner_ = ThreadRunner("nova-listener-call", 256)
+            return r
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        """The manager's event loop, its thread started on first use (a new one after stop())."""
+        with self._lock:
+            loops = self._loops
+            if loops is None or loops.closed:
+                loops = self._loops = LoopThread("nova-listener-loop")
+            return loops.loop
+
+    def _run_coro(self, coro: Any) -> Any:
+        """Run *coro* to completion on the manager's loop thread and return its result."""
+        loop = self._event_loop()
+        loops = self._loops
+        if loops is not None and loops.in_thread():  # pragma: no cover - misuse guard
+            coro.close()
+            raise RuntimeError("Expected a call from outside the manager's loop thread, got one from it")
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    async def _asleep(self, seconds: float) -> None:
+        """Sleep *seconds* on the manager's clock without blocking the running loop."""
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        if self._clock is SYSTEM_CLOCK:
+            await asyncio.sleep(seconds)
+            return
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        entry = self._scheduler.schedule(self._now() + seconds, lambda: threadsafe_set(loop, fut))
+        try:
+            await fut
+        finally:
+            self._scheduler.cancel(entry)
+
+    # -- direct use ------------------------------------------------------------------------------
+    def process(self, listener_id: str, event: Any, *, topic: str | None = None) -> bool:
+        """Run *event* through the listener now, every attempt in this thread (sleeping on
+        the clock between them).  True if handled, False if dead-lettered.
+
+        Raises:
+            nova.errors.ListenerNotFound: no listener has that id.
+            TypeError: *event* is not an Event.
+        """
+        managed = self.get(listener_id)
+        check_event(event)
+        return managed.run_inline(event, topic=topic)
+
+    async def aprocess(self, listener_id: str, event: Any, *, topic: str | None = None) -> bool:
+        """:meth:`process` for asyncio code.
+
+        Raises:
+            nova.errors.ListenerNotFound: no listener has that id.
+            TypeError: *event* is not an Event.
+        """
+        managed = self.get(listener_id)
+        check_event(event)
+        return await managed.arun_inline(event, topic=topic)
+
+    # -- health and stats ------------------------------------------------------------------------
+    def listener_health(self, listener_id: str) -> Health:
+        """The :class:`Health` of one listener (rules in :meth:`health`).
+
+        Raises:
+            nova.errors.ListenerNotFound: no listener has that id.
+        """
+        return self.get(listener_id).health()
+
+    def health(self) -> Health:
+        """The worst health of the registered listeners (HEALTHY when there are none).
+
+        Per listener, in this order:
+
+        * ``CIRCUIT_OPEN`` if its breaker is open or half-open;
+        * ``UNHEALTHY`` if at least half of its calls in the last circuit ``window``
+          failed, with at least 10 calls in the window (calls are counted in 1/16-window
+          slices, so the window's edge is exact to a sixteenth);
+        * ``DEGRADED`` if a call failed within the window or retries are pending;
+        * ``HEALTHY`` otherwise.
+        """
+        with self._lock:
+            listeners = list(self._listeners.values())
+        worst = Health.HEALTHY
+        for m in listeners:
+            h = m.health()
+            if HEALTH_ORDER[h] > HEALTH_ORDER[worst]:
+                worst = h
+        return worst
+
+    def stats(self, listener_id: str | None = None) -> ListenerStats:
+        """Counters of one listener, or the totals over the registered ones (``None``).
+
+        Raises:
+            nova.errors.ListenerNotFound: no listener has that id.
+        """
+        if listener_id is not None:
+            return self.get(listener_id).stats()
+        with self._lock:
+            listeners = list(self._listeners.values())
+        totals = dict.fromkeys(STAT_FIELDS, 0)
+        for m in listeners:
+            s = m.stats()
+            for f in STAT_FIELDS:
+                totals[f] += getattr(s, f)
+        return ListenerStats(None, **totals)
+
+    # -- redrive -----------------------------------------------------------------------------------
+    def redrive(self, store: Any, *, listener_id: str | None = None, start: Any = None,
+                end: Any = None) -> int:
+        """Replay dead letters from *store*'s ``"nova.deadletter"`` stream back through
+        their listeners (all registered ones, or only *listener_id*), each with
+        :meth:`process` semantics (inline, with retries).  *start*/*end* bound the events'
+        timestamps, ``[start, end)``.  The dead-letter metadata is removed first.
+
+        Returns how many events were replayed.  The stream is append-only: replayed
+        entries stay, and an event that fails again is dead-lettered again.  Entries of
+        listeners not registered here are skipped.
+
+        Raises:
+            nova.errors.ListenerNotFound: *listener_id* is not registered.
+            TypeError: *store* is not an EventStore.
+        """
+        if not callable(getattr(store, "replay", None)):
+            raise TypeError(f"Expected an EventStore (with replay) to redrive from, got {type_name(store)}")
+        if listener_id is not None:
+            self.get(listener_id)
+        count = 0
+        for ev in _dead_letters(store, start, end):
+            meta = ev.metadata
+            lid = meta.get("nova.listener")
+            if lid is None or (listener_id is not None and lid != listener_id):
+                continue
+            managed = self._listeners.get(lid)
+            if managed is None:
+                continue
+            clean = {k: v for k, v in meta.items() if k not in METADATA_KEYS}
+            managed.run_inline(ev.replace(metadata=clean), topic=meta.get("nova.topic"))
+            count += 1
+        return count
+
+    def __repr__(self) -> str:
+        return f"<ListenerManager listeners={len(self._listeners)} health={self.health().value}>"
+
+
+
+def _dead_letters(store: Any, start: Any, end: Any) -> list[Any]:
+    """The events of the dead-letter stream of *store* in ``[start, end)`` (a snapshot,
+    in timestamp order)."""
+    return list(store.replay(start, end, streams=[DEAD_LETTER_STREAM]))
