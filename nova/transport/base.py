@@ -37,7 +37,7 @@ so no lock is needed.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 __all__ = ("Transport", "TopicLog", "Slot", "Lane", "LaneCounts", "Consumer", "OVERFLOW_POLICIES")
@@ -197,7 +197,7 @@ class Lane(abc.ABC):
 class Slot(abc.ABC):
     """One subscriber (subscription or group) of one topic: one lane per partition."""
 
-    lanes: list[Lane]
+    lanes: Sequence[Lane]
     sink: Any
 
 

@@ -60,7 +60,6 @@ class Lane(BaseLane):
         self.sink = slot.sink
         self.dq: deque[Any] = deque()
         self.capacity = capacity
-        self.consumer: InProcessConsumer | None = None
         self.scheduled = False
         self.alive = True
 
@@ -218,7 +217,7 @@ class InProcessSlot(Slot):
     def __init__(self, log: InProcessTopicLog, sink: Any) -> None:
         self.log = log
         self.sink = sink
-        self.lanes = [Lane(p, self, log.capacity) for p in log.parts]
+        self.lanes: list[Lane] = [Lane(p, self, log.capacity) for p in log.parts]
 
 
 #: The consumer whose delivery is running on this thread (None outside deliveries).
