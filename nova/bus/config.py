@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from nova._util.checks import check_int
 from nova.errors import ValidationError, type_name
-from nova.listener import DeadLetterConfig, RetryPolicy
+from nova.resilience.policy import DeadLetterConfig, RetryPolicy
 from nova.testing import to_seconds
 
 __all__ = (

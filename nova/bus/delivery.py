@@ -29,7 +29,7 @@ from nova.bus import fastpath
 from nova.bus.config import DeliveryMode
 from nova.bus.dedup import Dedup
 from nova.events import Subscription, is_async_listener, now_ns
-from nova.listener import DeadLetter
+from nova.resilience.policy import DeadLetter
 from nova.resilience import deadletter
 from nova.resilience.retry import retry_inline
 from nova.testing import SYSTEM_CLOCK

@@ -10,7 +10,7 @@ from typing import Any
 
 from nova.bus.config import DEFAULT_DEDUP_WINDOW, DedupWindow, DeliveryMode, TopicConfig
 from nova.bus.delivery import Delivery
-from nova.listener import DeadLetterConfig, RetryPolicy
+from nova.resilience.policy import DeadLetterConfig, RetryPolicy
 from nova.transport.base import TopicLog
 
 __all__ = ("Topic",)
