@@ -33,14 +33,13 @@ from nova.bus.config import (
     check_mode,
     check_topic_name,
 )
-from nova.bus.delivery import Delivery, Member
-from nova.bus.ledger import Ledger
+from nova.bus.registry import Registry
 from nova.bus.topics import Topic
-from nova.errors import BusClosed, SubscriptionNotFound, Timeout, TopicExists, TopicNotFound, type_name
+from nova.errors import BusClosed, SubscriptionNotFound, Timeout, type_name
 from nova.events import EVENT_CLASSES, Event, Subscription, as_listener
 from nova.observability.metrics import NoOpMetricsCollector
 from nova.transport import default_transport
-from nova.transport.base import OVERFLOW_POLICIES, Consumer, Lane, Transport
+from nova.transport.base import OVERFLOW_POLICIES, Consumer, Transport
 
 __all__ = ("Bus",)
 
@@ -122,7 +121,6 @@ class Bus:
     ) -> None:
         if not isinstance(auto_create_topics, bool):
             raise TypeError(f"Expected auto_create_topics as a bool, got {type_name(auto_create_topics)}")
-        self._auto_create = auto_create_topics
         self._default_partitions = check_int(default_partitions, "default_partitions", 1)
         self._default_delivery = check_mode(default_delivery, "default_delivery")
         self._buffer_size = check_int(buffer_size, "buffer_size", 1)
@@ -153,18 +151,28 @@ class Bus:
         elif not isinstance(transport, Transport):
             raise TypeError(f"Expected a nova.transport.base.Transport, got {type_name(transport)}")
         self._transport = transport
-        self._lock = threading.RLock()
-        self._topics: dict[str, Topic] = {}
-        self._members: dict[str, Member] = {}
-        self._patterns: list[Member] = []
-        self._issued: weakref.WeakValueDictionary[str, Subscription] = weakref.WeakValueDictionary()
-        self._ledger = Ledger()  # counters of the lanes of removed subscribers
-        self._deleted_published = 0  # events published to topics deleted since
+        self._registry = Registry(
+            name,
+            transport,
+            partitions=self._default_partitions,
+            delivery=self._default_delivery,
+            buffer_size=self._buffer_size,
+            overflow=overflow,
+            auto_create=auto_create_topics,
+            metrics=self._sink_metrics,
+            on_error=self._on_error,
+            clock=self._clock,
+            check_open=self._check_open,
+            is_closed=lambda: self._closed,
+            is_forked=lambda: self._forked_from is not None,
+            on_first_consumer=self._register_exit,
+        )
+        self._lock = self._registry.lock
+        self._topics = self._registry.topics  # read by publish without the lock
         self._closed = False
         self._shutdown_result: bool | None = None
         self._abandoned = False
         self._stopped_consumers: list[Consumer] = []
-        self._exit_registered = False
         self._forked_from: int | None = None  # the parent's pid in a forked child
         _BUSES.add(self)
 
@@ -183,52 +191,7 @@ class Bus:
             config = TopicConfig()
         elif not isinstance(config, TopicConfig):
             raise TypeError(f"Expected a TopicConfig or None, got {type_name(config)}")
-        self._create(name, config)
-
-    def _create(self, name: str, config: TopicConfig | None) -> Topic:
-        """Create topic *name* (checked) with *config*, or with the defaults when
-        *config* is None (publish/subscribe: then an existing topic is returned, and a
-        missing one is created only if the bus auto-creates topics).
-
-        The pattern subscriptions' regexes are matched against the new name *outside*
-        the bus lock (names may be untrusted and a regex slow): only this caller waits
-        for them.  The topic is inserted, with the matching patterns attached, in one
-        locked step once every pattern subscribed meanwhile has been tested too."""
-        tested: set[Member] = set()
-        matched: list[Member] = []
-        while True:
-            with self._lock:
-                self._check_open()
-                t = self._topics.get(name)
-                if t is not None:
-                    if config is None:
-                        return t
-                    raise TopicExists(f"Expected a new topic name, got existing topic {name!r}")
-                if config is None and not self._auto_create:
-                    raise TopicNotFound(
-                        f"Expected an existing topic (the bus has auto_create_topics=False), got {name!r}"
-                    )
-                fresh = [m for m in self._patterns if m not in tested]
-                if not fresh:
-                    t = self._new_topic(name, config if config is not None else TopicConfig())
-                    self._topics[name] = t
-                    for m in matched:
-                        if self._members.get(m.sub.id) is m:
-                            self._attach(m, t)
-                    return t
-            for m in fresh:
-                tested.add(m)
-                if m.pattern is not None and m.pattern.fullmatch(name):
-                    matched.append(m)
-
-    def _new_topic(self, name: str, config: TopicConfig) -> Topic:
-        # Caller holds the lock.
-        t = Topic(name, config, self._default_partitions, self._default_delivery, self._buffer_size)
-        t.open(self._transport.open_topic(name, t.partitions, t.buffer_size, self._overflow))
-        if self._metrics_on:
-            metrics, label = self._metrics, f"bus:{self.name}"
-            t.log.on_drop = lambda reason, n: metrics.inc_events_dropped(label, reason, n)
-        return t
+        self._registry.create(name, config)
 
     def delete_topic(self, name: str) -> None:
         """Delete topic *name*.  Events still waiting for its subscribers are discarded
@@ -241,29 +204,7 @@ class Bus:
         """
         check_topic_name(name)
         self._check_not_forked()
-        stop: list[Consumer] = []
-        with self._lock:
-            t = self._topics.pop(name, None)
-            if t is None:
-                raise TopicNotFound(f"Expected an existing topic, got {name!r}")
-            t.log.close(deleted=True)
-            for slot in t.all_slots():
-                self._transport.remove_slot(slot.tslot)
-                self._ledger.retire(slot.tslot.lanes)
-                for m in slot.members:
-                    m.slots.pop(name, None)
-                    if m.pattern is None:
-                        self._members.pop(m.sub.id, None)
-                        m.sub._end("topic deleted")
-                        stop.append(m.consumer)
-            t.slots = []
-            t.groups = {}
-            # Only the count of the log is kept (the log itself would be kept for ever).
-            # An append to a partition without subscribers racing with this deletion may
-            # be counted by the log after this point, and so be missing from published.
-            self._deleted_published += sum(t.log.offsets())
-            self._transport.close_topic(t.log)
-        for c in stop:
+        for c in self._registry.delete(name):
             c.stop()
 
     def topics(self) -> list[str]:
@@ -277,7 +218,7 @@ class Bus:
         Raises:
             TopicNotFound: no such topic.
         """
-        return self._get_topic(name).config()
+        return self._registry.get(name).config()
 
     def partition_for(self, topic: str, key: str | bytes) -> int:
         """The partition of *topic* that events with *key* go to (Kafka's choice).
@@ -286,15 +227,7 @@ class Bus:
             TopicNotFound: no such topic.
             TypeError: *key* is not ``str``/``bytes``.
         """
-        t = self._get_topic(topic)
-        return int(_partition_for(key, t.partitions))
-
-    def _get_topic(self, name: str) -> Topic:
-        check_topic_name(name)
-        t = self._topics.get(name)
-        if t is None:
-            raise TopicNotFound(f"Expected an existing topic, got {name!r}")
-        return t
+        return int(_partition_for(key, self._registry.get(topic).partitions))
 
     def _check_open(self) -> None:
         if self._closed:
@@ -378,7 +311,7 @@ class Bus:
         if key is not None:
             _partition_for(key, 1)  # raises TypeError for a key that is not str/bytes
         check_timeout(timeout)
-        return self._create(name, None)
+        return self._registry.create(name, None)
 
     def publish_many(
         self, topic: str, events: Iterable[Event], *, key: str | bytes | None = None, timeout: Any = None
@@ -459,16 +392,7 @@ class Bus:
         """
         check_topic_name(topic)
         group = check_group(group)
-        lst = as_listener(listener)
-        while True:
-            t = self._create(topic, None)
-            with self._lock:
-                self._check_open()
-                if self._topics.get(topic) is not t:
-                    continue  # deleted (and maybe re-created) meanwhile
-                m = self._new_member(lst, topic, group, None)
-                self._attach(m, t)
-                return m.sub
+        return self._registry.subscribe(topic, as_listener(listener), group)
 
     def subscribe_pattern(self, pattern: str | re.Pattern[str], listener: Any, *, group: str | None = None) -> Subscription:
         """Subscribe *listener* to every topic whose name fully matches *pattern*
@@ -499,79 +423,11 @@ class Bus:
         if not isinstance(rx.pattern, str):
             raise TypeError("Expected a str regex, got a bytes pattern")
         group = check_group(group)
-        lst = as_listener(listener)
-        with self._lock:
-            self._check_open()
-            m = self._new_member(lst, rx.pattern, group, rx)
-            self._patterns.append(m)  # topics created from now on test it (see _create)
-            existing = sorted(self._topics.items())
-        # Outside the lock: a slow regex must not stall the other threads.
-        matched = [t for name, t in existing if rx.fullmatch(name)]
-        with self._lock:
-            if self._members.get(m.sub.id) is m and not self._closed:
-                for t in matched:
-                    if self._topics.get(t.name) is t:
-                        self._attach(m, t)
-        return m.sub
+        return self._registry.subscribe_pattern(rx, as_listener(listener), group)
 
-    def _new_member(self, listener: Any, topic: str, group: str | None, pattern: re.Pattern[str] | None) -> Member:
-        # Caller holds the lock.
-        m = Member(listener, group, pattern)
-        sub = Subscription(topic, listener, self._detach)
-        m.sub = sub
-        m.consumer = self._transport.new_consumer(m, f"nova-{self.name}-{sub.id}")
-        self._members[sub.id] = m
-        self._issued[sub.id] = sub
-        if not self._exit_registered:  # the first delivery thread: finish at exit
-            self._exit_registered = True
-            _exit.register(self.close_at_exit, _exit.STAGE_ROUTER)
-        return m
-
-    def _attach(self, m: Member, t: Topic) -> None:
-        # Caller holds the lock.
-        slot = None if m.group is None else t.groups.get(m.group)
-        if slot is None:
-            slot = Delivery(t, m.group, self._sink_metrics, self._on_error, self._clock)
-            slot.members.append(m)
-            slot.tslot = self._transport.add_slot(t.log, slot, [m.consumer])
-            if m.group is None:
-                t.slots.append(slot)
-            else:
-                t.groups[m.group] = slot
-        else:
-            slot.members.append(m)
-            self._rebalance(slot)
-        m.slots[t.name] = slot
-
-    def _rebalance(self, slot: Delivery) -> None:
-        # Caller holds the lock.  Partition p goes to member p % len(members) (members
-        # in join order).
-        members = slot.members
-        for lane in slot.tslot.lanes:
-            self._transport.assign(lane, members[lane.index % len(members)].consumer)
-
-    def _detach(self, sub: Subscription) -> None:
-        with self._lock:
-            m = self._members.pop(sub.id, None)
-            if m is None or self._forked_from is not None:
-                return  # forked child: the lanes and threads are the parent's
-            if m.pattern is not None:
-                self._patterns.remove(m)
-            for name, slot in list(m.slots.items()):
-                t = self._topics.get(name)
-                slot.members.remove(m)
-                if slot.members:
-                    self._rebalance(slot)
-                else:
-                    self._transport.remove_slot(slot.tslot)
-                    self._ledger.retire(slot.tslot.lanes)
-                    if t is not None:
-                        if slot.group is None:
-                            t.slots.remove(slot)
-                        else:
-                            t.groups.pop(slot.group, None)
-            m.slots.clear()
-        m.consumer.stop()
+    def _register_exit(self) -> None:
+        # The first delivery thread started: finish at interpreter exit.
+        _exit.register(self.close_at_exit, _exit.STAGE_ROUTER)
 
     def unsubscribe(self, subscription: Subscription) -> bool:
         """End *subscription* (same as ``subscription.unsubscribe()``).  Events waiting
@@ -584,7 +440,7 @@ class Bus:
         """
         if not isinstance(subscription, Subscription):
             raise TypeError(f"Expected a Subscription, got {type_name(subscription)}")
-        if self._issued.get(subscription.id) is not subscription:
+        if self._registry.issued.get(subscription.id) is not subscription:
             raise SubscriptionNotFound(f"Expected a subscription of bus {self.name!r}, got {subscription!r}")
         return subscription.unsubscribe()
 
@@ -594,24 +450,11 @@ class Bus:
         Raises:
             TopicNotFound: no such topic.  SubscriptionNotFound: no such group on it.
         """
-        t = self._get_topic(topic)
+        self._registry.get(topic)
         check_group(group)
-        with self._lock:
-            slot = t.groups.get(group)
-            if slot is None:
-                raise SubscriptionNotFound(f"Expected a consumer group of topic {topic!r}, got {group!r}")
-            out: dict[str, list[int]] = {m.sub.id: [] for m in slot.members}
-            for lane in slot.tslot.lanes:
-                c = lane.consumer
-                if c is not None:
-                    out[c.owner.sub.id].append(lane.index)
-            return out
+        return self._registry.assignment(topic, group)
 
     # -- completion --------------------------------------------------------------------
-    def _live_lanes(self) -> list[Lane]:
-        with self._lock:
-            return [lane for t in self._topics.values() for s in t.all_slots() for lane in s.tslot.lanes]
-
     def flush(self, timeout: Any = None) -> bool:
         """Wait until every event published before this call has been handled,
         failed (at-most-once), dead-lettered or skipped as a duplicate by every
@@ -626,7 +469,7 @@ class Bus:
         self._check_not_forked()
         self._refuse_from_handler("flush")
         with self._lock:
-            lanes = self._live_lanes() + self._ledger.pending_retired()
+            lanes = self._registry.live_lanes() + self._registry.ledger.pending_retired()
         targets = [(lane, lane.enqueued) for lane in lanes]
         return self._transport.wait_settled(targets, timeout)
 
@@ -660,9 +503,9 @@ class Bus:
         with self._lock:
             if not drained:
                 self._abandoned = True
-                for lane in self._live_lanes():
+                for lane in self._registry.live_lanes():
                     self._transport.assign(lane, None)
-            members = list(self._members.values())
+            members = list(self._registry.members.values())
             for m in members:
                 m.sub._end("bus shut down")
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -709,7 +552,7 @@ class Bus:
     def _after_fork_in_child(self, parent: int) -> None:
         # In the child just forked: only the forking thread exists; the delivery
         # threads and whatever other threads held stayed in the parent.
-        self._lock = threading.RLock()  # another thread may have held it at fork
+        self._lock = self._registry.lock = threading.RLock()  # another thread may have held it at fork
         self._forked_from = parent
         self._closed = True
 
@@ -739,13 +582,13 @@ class Bus:
     def stats(self) -> BusStats:
         """Counters (see :class:`BusStats`)."""
         with self._lock:
-            sums, pending = self._ledger.totals(self._live_lanes())
-            published = self._deleted_published + sum(sum(t.log.offsets()) for t in self._topics.values())
+            sums, pending = self._registry.ledger.totals(self._registry.live_lanes())
+            published = self._registry.deleted_published + sum(sum(t.log.offsets()) for t in self._topics.values())
             if self._metrics_on:
                 self._metrics.set_queue_size(f"bus:{self.name}", pending)
             return BusStats(
                 topics=len(self._topics),
-                subscriptions=len(self._members),
+                subscriptions=len(self._registry.members),
                 published=published,
                 deliveries=sums.enqueued,
                 handled=sums.handled,
@@ -777,7 +620,7 @@ class Bus:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<Bus {self.name!r} {state} topics={len(self._topics)} subscriptions={len(self._members)}>"
+        return f"<Bus {self.name!r} {state} topics={len(self._topics)} subscriptions={len(self._registry.members)}>"
 
 
 #: Every Bus of this process, for the fork handler below.
