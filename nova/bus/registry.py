@@ -64,15 +64,13 @@ class Registry:
     ) -> None:
         self.bus_name = bus_name
         self.transport = transport
-        self.defaults = (partitions, delivery, buffer_size)
+        self.defaults = (partitions, delivery, buffer_size)  # of Topic(...)
         self.overflow = overflow
         self.auto_create = auto_create
         self.metrics = metrics
-        self.on_error = on_error
-        self.clock = clock
-        self.check_open = check_open
-        self.is_closed = is_closed
-        self.is_forked = is_forked
+        self.sink_settings = (metrics, on_error, clock)  # of Delivery(...)
+        # the bus's state, asked when needed
+        self.check_open, self.is_closed, self.is_forked = check_open, is_closed, is_forked
         self.on_first_consumer = on_first_consumer
         self.lock = threading.RLock()
         self.topics: dict[str, Topic] = {}
@@ -216,7 +214,7 @@ class Registry:
         # Caller holds the lock.
         slot = None if m.group is None else t.groups.get(m.group)
         if slot is None:
-            slot = Delivery(t, m.group, self.metrics, self.on_error, self.clock)
+            slot = Delivery(t, m.group, *self.sink_settings)
             slot.members.append(m)
             slot.tslot = self.transport.add_slot(t.log, slot, [m.consumer])
             if m.group is None:
