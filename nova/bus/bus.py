@@ -4,7 +4,8 @@ See :mod:`nova.bus` for the model.  The pieces live beside it: value types in
 :mod:`nova.bus.config`, what a subscriber does with a batch in
 :mod:`nova.bus.delivery`, exactly-once dedup in :mod:`nova.bus.dedup`, counters in
 :mod:`nova.bus.ledger`; partitions, lanes and delivery threads behind the lane
-interface of :mod:`nova.transport.base`.
+interface of :mod:`nova.transport.base`.  Over ~600 lines only by the :class:`Bus`
+docstrings: it holds the public API and nothing else.
 
 .. versionadded:: 0.1
 """
@@ -56,6 +57,8 @@ _PCACHE_TYPES = (str, bytes)  # only keys of exactly these types are remembered 
 class Bus:
     """Topics with partitions, delivery modes, consumer groups and pattern subscriptions.
 
+    (Size: one facade, the whole documented public API; each mechanism is a sibling module.)
+
     Args:
         pool: a :class:`~nova.WorkerPool` whose workers run the delivery loops as
             drain tasks (at most one task per subscription or group member at a time,
@@ -79,8 +82,8 @@ class Bus:
         clock: the clock retry backoffs sleep on (``monotonic()``/``sleep()``) and
             dedup ages are measured with; the system clock by default (then a backoff
             sleep is cut short by a shutdown or unsubscribe).
-        transport: where partitions live (:class:`~nova.transport.inprocess.InProcessTransport`
-            by default).
+        transport: where partitions live, a :class:`~nova.transport.base.Transport`
+            (``nova.transport.default_transport(pool)``, in-process, by default).
         auto_create_topics: when True (default), ``publish`` and ``subscribe`` create a
             missing topic with the defaults; when False they raise
             :class:`~nova.errors.TopicNotFound` and only :meth:`create_topic` makes
