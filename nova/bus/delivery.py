@@ -25,7 +25,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from nova.bus import fastpath
 from nova.bus.config import DeliveryMode
 from nova.bus.dedup import Dedup
 from nova.events import Subscription, is_async_listener, now_ns
@@ -112,16 +111,11 @@ class Delivery:
     # -- called on the lane owner's thread ----------------------------------------------
     def deliver(self, lane: Lane, consumer: Consumer, batch: deque[Any]) -> int:
         """Process *batch* (events of one partition, in order) for *consumer*'s listener.
-        Returns how many were settled; stops early when the lane changes owner."""
-        m: Member = consumer.owner
-        if m.kind == SYNC and self.metrics is None:
-            if self.dedup is None:
-                return fastpath.deliver_sync(self, lane, consumer, m, batch)
-            if self.fast_dedup:
-                return fastpath.deliver_sync_dedup(self, lane, consumer, m, batch)
-        return self._deliver_general(lane, consumer, m, batch)
+        Returns how many were settled; stops early when the lane changes owner.
 
-    def _deliver_general(self, lane: Lane, consumer: Consumer, m: Member, batch: deque[Any]) -> int:
+        The general path (any handler kind, metrics, any dedup window);
+        :class:`nova.bus.fastpath.FastDelivery` has the benchmarked tight loops."""
+        m: Member = consumer.owner
         metrics = self.metrics
         dd = self.dedup
         kind = m.kind

@@ -19,6 +19,7 @@ from typing import Any
 
 from nova.bus.config import DeliveryMode, TopicConfig, check_topic_name
 from nova.bus.delivery import Delivery, Member
+from nova.bus.fastpath import FastDelivery
 from nova.bus.ledger import Ledger
 from nova.bus.topics import Topic
 from nova.errors import SubscriptionNotFound, TopicExists, TopicNotFound
@@ -69,6 +70,7 @@ class Registry:
         self.auto_create = auto_create
         self.metrics = metrics
         self.sink_settings = (metrics, on_error, clock)  # of Delivery(...)
+        self.delivery_class = Delivery if metrics is not None else FastDelivery
         # the bus's state, asked when needed
         self.check_open, self.is_closed, self.is_forked = check_open, is_closed, is_forked
         self.on_first_consumer = on_first_consumer
@@ -214,7 +216,7 @@ class Registry:
         # Caller holds the lock.
         slot = None if m.group is None else t.groups.get(m.group)
         if slot is None:
-            slot = Delivery(t, m.group, *self.sink_settings)
+            slot = self.delivery_class(t, m.group, *self.sink_settings)
             slot.members.append(m)
             slot.tslot = self.transport.add_slot(t.log, slot, [m.consumer])
             if m.group is None:
