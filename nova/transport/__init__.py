@@ -1,15 +1,37 @@
 """Where the partitions of a :class:`nova.Bus` live.
 
-* :mod:`nova.transport.base` — the small internal interface the Bus talks to.
+* :mod:`nova.transport.base` — the lane interface the Bus talks to (topic logs, slots,
+  lanes with their counters, consumers, the transport).
 * :mod:`nova.transport.inprocess` — the default: partitions, lanes and delivery
   threads in this process.
+
+The Bus never names a concrete transport: it takes one, or asks
+:func:`default_transport` for the default.
 
 .. versionadded:: 0.1
 """
 
 from __future__ import annotations
 
-from nova.transport.base import Consumer, Slot, TopicLog, Transport
+from typing import Any
+
+from nova.transport.base import Consumer, Lane, LaneCounts, Slot, TopicLog, Transport
 from nova.transport.inprocess import InProcessTransport
 
-__all__ = ("Transport", "TopicLog", "Slot", "Consumer", "InProcessTransport")
+__all__ = (
+    "Transport",
+    "TopicLog",
+    "Slot",
+    "Lane",
+    "LaneCounts",
+    "Consumer",
+    "InProcessTransport",
+    "default_transport",
+)
+
+
+def default_transport(pool: Any = None) -> Transport:
+    """The transport a :class:`~nova.Bus` uses when given none: in-process, its
+    delivery loops on *pool* (a :class:`~nova.WorkerPool`) or, for ``None``, on a
+    daemon thread per consumer."""
+    return InProcessTransport(pool)

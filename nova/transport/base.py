@@ -22,9 +22,14 @@ Vocabulary:
 * a lane has exactly one owner consumer at a time (:meth:`Transport.assign`); a sink
   stops early when ``lane.consumer is not consumer`` (ownership moved or the bus stops).
 
-Accounting per lane (read by the Bus for ``stats()`` and ``flush()``): ``enqueued``,
-``evicted`` (overflow ``drop_oldest``), ``discarded`` (lane removed with events in it),
-``settled`` (by the sink), and ``pending() = enqueued - evicted - discarded - settled``.
+Accounting per lane (:class:`Lane`, read by the Bus for ``stats()`` and ``flush()``
+through :meth:`Lane.counts`): the transport counts ``enqueued``, ``evicted`` (overflow
+``drop_oldest``), ``discarded`` (lane removed with events in it), ``dropped``
+(``drop_newest`` refusals) and ``settled`` (by the sink), and
+``pending() = enqueued - evicted - discarded - settled``.  The sink records what became
+of the events it settled (handled, failed, dead-lettered, duplicates, retries, hook and
+dead-letter sink errors) with the ``count_*`` methods, on the lane owner's thread only,
+so no lock is needed.
 
 .. versionadded:: 0.1
 """
@@ -32,10 +37,10 @@ Accounting per lane (read by the Bus for ``stats()`` and ``flush()``): ``enqueue
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
 
-__all__ = ("Transport", "TopicLog", "Slot", "Consumer", "OVERFLOW_POLICIES")
+__all__ = ("Transport", "TopicLog", "Slot", "Lane", "LaneCounts", "Consumer", "OVERFLOW_POLICIES")
 
 #: Overflow policies a transport accepts when a lane is full.
 OVERFLOW_POLICIES = ("block", "error", "drop_newest", "drop_oldest")
@@ -47,6 +52,11 @@ class Consumer(abc.ABC):
 
     owner: Any
     ident: int | None
+
+    @property
+    @abc.abstractmethod
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
 
     @abc.abstractmethod
     def stop(self) -> None:
@@ -68,10 +78,126 @@ class Consumer(abc.ABC):
         """Wait for the thread to end; True if it ended."""
 
 
+class LaneCounts(NamedTuple):
+    """A snapshot of one lane's counters (see the module docstring); summed by the Bus
+    into :class:`~nova.BusStats`."""
+
+    enqueued: int
+    evicted: int
+    discarded: int
+    dropped: int
+    settled: int
+    handled: int
+    failed: int
+    dead: int
+    dups: int
+    retried: int
+    hook_errors: int
+    dl_errors: int
+
+
+class Lane(abc.ABC):
+    """The events one slot has still to process from one partition, and its counters.
+
+    ``index`` is the partition; ``consumer`` the owner at this moment (``None``:
+    nobody, events wait).  The transport counts what enters and leaves the lane; the
+    sink records outcomes with the ``count_*`` methods, only on the thread of the
+    consumer delivering the lane's batch (one writer: no lock).
+    """
+
+    __slots__ = (
+        "index",
+        "consumer",
+        "enqueued",
+        "evicted",
+        "discarded",
+        "dropped",
+        "settled",
+        "handled",
+        "failed",
+        "dead",
+        "dups",
+        "retried",
+        "hook_errors",
+        "dl_errors",
+    )
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.consumer: Any = None
+        # counted by the transport
+        self.enqueued = 0
+        self.evicted = 0
+        self.discarded = 0
+        self.dropped = 0  # drop_newest: never enqueued, counted here
+        self.settled = 0
+        # recorded by the sink, on the owning consumer's thread
+        self.handled = 0
+        self.failed = 0
+        self.dead = 0
+        self.dups = 0
+        self.retried = 0
+        self.hook_errors = 0
+        self.dl_errors = 0
+
+    def pending(self) -> int:
+        """Events enqueued and not yet resolved (waiting or in flight)."""
+        return self.enqueued - self.evicted - self.discarded - self.settled
+
+    def resolved(self) -> int:
+        """Events resolved: settled by the sink, evicted or discarded."""
+        return self.settled + self.evicted + self.discarded
+
+    def counts(self) -> LaneCounts:
+        """The counters now (each read is atomic; the whole is a snapshot)."""
+        return LaneCounts(
+            self.enqueued,
+            self.evicted,
+            self.discarded,
+            self.dropped,
+            self.settled,
+            self.handled,
+            self.failed,
+            self.dead,
+            self.dups,
+            self.retried,
+            self.hook_errors,
+            self.dl_errors,
+        )
+
+    def count_handled(self, n: int = 1) -> None:
+        """Record *n* events handled."""
+        self.handled += n
+
+    def count_failed(self) -> None:
+        """Record an event failed and not retried (at-most-once)."""
+        self.failed += 1
+
+    def count_dead(self) -> None:
+        """Record an event dead-lettered."""
+        self.dead += 1
+
+    def count_dups(self, n: int = 1) -> None:
+        """Record *n* events skipped as duplicates."""
+        self.dups += n
+
+    def count_retry(self) -> None:
+        """Record a retry call about to be made."""
+        self.retried += 1
+
+    def count_hook_error(self) -> None:
+        """Record an error hook, metric or ``retry_if`` predicate that raised."""
+        self.hook_errors += 1
+
+    def count_dl_errors(self, n: int) -> None:
+        """Record *n* dead-letter sinks (handler, store) that raised."""
+        self.dl_errors += n
+
+
 class Slot(abc.ABC):
     """One subscriber (subscription or group) of one topic: one lane per partition."""
 
-    lanes: list[Any]
+    lanes: Sequence[Lane]
     sink: Any
 
 
@@ -80,6 +206,10 @@ class TopicLog(abc.ABC):
 
     name: str
     partitions: int
+    #: ``on_drop(reason, n)``: called when the overflow policy drops *n* events
+    #: (``reason`` ``"drop_newest"`` or ``"drop_oldest"``); set by the Bus, ``None``
+    #: for no callback.  It may be called with a partition lock held: keep it short.
+    on_drop: Callable[[str, int], Any] | None = None
 
     @abc.abstractmethod
     def append(self, partition: int, event: Any, timeout: float | None) -> int:
@@ -128,7 +258,7 @@ class Transport(abc.ABC):
         the lanes' ``discarded``.  Returns how many were discarded now."""
 
     @abc.abstractmethod
-    def assign(self, lane: Any, consumer: Consumer | None) -> None:
+    def assign(self, lane: Lane, consumer: Consumer | None) -> None:
         """Make *consumer* the owner of *lane* (None: nobody; events wait)."""
 
     @abc.abstractmethod
@@ -136,13 +266,19 @@ class Transport(abc.ABC):
         """Start a delivery thread for *owner*."""
 
     @abc.abstractmethod
-    def wait_settled(self, targets: Iterable[tuple[Any, int]], timeout: float | None) -> bool:
+    def wait_settled(self, targets: Iterable[tuple[Lane, int]], timeout: float | None) -> bool:
         """Block until every ``(lane, n)`` has its first *n* events resolved (settled,
         evicted or discarded), or *timeout* passes.  Returns whether they all were."""
 
     @abc.abstractmethod
     def notify_progress(self) -> None:
         """Wake :meth:`wait_settled` callers (after lanes changed state)."""
+
+    @abc.abstractmethod
+    def in_delivery(self) -> bool:
+        """True if the calling thread is one of this transport's consumers delivering
+        a batch (a handler is running): waiting for the bus from there would wait for
+        itself."""
 
     @abc.abstractmethod
     def close(self, consumers: Iterable[Consumer], timeout: float | None) -> bool:
