@@ -3,6 +3,7 @@ streams live.
 
 * :class:`EventStore` — the protocol every backend implements.
 * :class:`MemoryStore` — in memory, columnar (numpy), the fastest.
+* :class:`SQLiteStore` — durable, one SQLite file, windows at memory speed.
 * :class:`Cursor`, :class:`EventBatch`, :class:`StreamInfo`, :class:`StoreStats`,
   :class:`SubscriptionStats`, :class:`StoreSubscription` — the values they return.
 
@@ -20,10 +21,12 @@ from nova.store.base import (
     SubscriptionStats,
 )
 from nova.store.memory import MemoryStore, StoreSubscription
+from nova.store.sqlite import SQLiteStore
 
 __all__ = (
     "EventStore",
     "MemoryStore",
+    "SQLiteStore",
     "Cursor",
     "EventBatch",
     "StreamInfo",

@@ -1,0 +1,630 @@
+"""The durable log under :class:`~nova.store.SQLiteStore`: rows in a SQLite table, their
+numeric columns indexed in a :class:`~nova._core.ColumnLog`.
+
+:class:`SQLiteLog` has the ColumnLog interface :class:`~nova.store.MemoryStore` drives
+(appends, windows, stream slices, eviction, names), so ``SQLiteStore`` is the
+MemoryStore facade (subscriptions, retention, limits, blocking) over this log.
+
+* Appends validate and encode, insert the rows in the open write transaction (one
+  ``SAVEPOINT`` per append, so a failed append leaves no trace) and add their numbers to
+  the index with ``ColumnLog.restore_rows``.  The caller then waits in :meth:`flush`:
+  the first waiter becomes the commit leader and commits everything inserted so far,
+  so concurrent appenders share one commit (group commit).
+* Windows are a binary search in the index; payloads, ids and metadata are read from
+  the table (by rowid = global sequence) only when asked for.
+* Before every read and at the start of every write transaction the log checks
+  ``PRAGMA data_version``: when another process committed, it reads the new rows
+  (and, when that process evicted rows, rebuilds the index from the table).
+
+Not thread-safe on its own: the store serialises every call under :attr:`mutex`,
+except :meth:`flush` and the slices' payload reads, which take it themselves.
+
+.. versionadded:: 0.2
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from nova import _core
+from nova._core.columns_py import _EVENT_TYPES, _ids_list, _objects_list, _types_list, timestamps_array
+from nova.errors import EventEvicted, StoreClosed
+from nova.store.codecs import Codec
+
+__all__ = ("SQLiteLog", "RowSlice")
+
+_Event: Any = _core.Event
+_INSERT = "INSERT INTO events(seq, stream, pos, ts, type, id, meta, data) VALUES (?,?,?,?,?,?,?,?)"
+_IN_CHUNK = 500
+
+
+def _tname(value: object) -> str:
+    return type(value).__name__
+
+
+class SQLiteLog:
+    """The ColumnLog interface over a SQLite table (see the module docstring).
+
+    Args:
+        conn: an open connection in autocommit mode (``isolation_level=None``) on a
+            file whose schema exists.
+        codec: the payload codec.
+        kernel: the ColumnLog class for the index.
+        on_change: called (mutex held) after rows written by another process were
+            read, with the names of streams that appeared ``(name, code)``.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, codec: Codec, kernel: Any, capacity: int = 1024) -> None:
+        self._conn = conn
+        self._codec = codec
+        self._kernel = kernel
+        self._capacity = capacity
+        self.mutex = threading.Lock()
+        #: Set by MemoryStore (its lock-free path); this log never takes it.
+        self.fast = False
+        self.on_change: Callable[[list[tuple[str, int]], bool], None] | None = None
+        self._ix: Any = kernel(capacity)
+        self._file_stream: list[int] = []  # index stream code -> file stream id (0: none yet)
+        self._last_pos: list[int] = []  # index stream code -> last position given in the file
+        self._stream_code: dict[int, int] = {}  # file stream id -> index code
+        self._file_type: dict[int, int] = {}  # index type code -> file type id
+        self._type_code: dict[int, int] = {}  # file type id -> index type code
+        self._last_seq = 0
+        self._max_stream_id = 0
+        self._max_type_id = 0
+        self._evict_gen = 0
+        self._dv = -1
+        self._in_txn = False
+        self._gen = 0  # write tickets handed out
+        self._committed = 0  # tickets committed
+        self._failed: tuple[int, int, BaseException] | None = None
+        self._leading = False
+        self._fcond = threading.Condition(threading.Lock())
+        self._local = threading.local()
+        self.closed = False
+
+    # ------------------------------------------------------------------ file state
+    def load(self) -> None:
+        """Build the index from the table (mutex held, or before the log is shared)."""
+        conn = self._conn
+        conn.execute("BEGIN")
+        try:
+            self._dv = conn.execute("PRAGMA data_version").fetchone()[0]
+            self._rebuild()
+        finally:
+            conn.execute("COMMIT")
+
+    def _meta(self) -> tuple[int, int]:
+        rows = dict(self._conn.execute("SELECT key, value FROM meta WHERE key IN ('evict_gen', 'last_seq')").fetchall())
+        return int(rows.get("evict_gen", 0)), int(rows.get("last_seq", 0))
+
+    def _rebuild(self) -> None:
+        """A fresh index from the table, keeping every stream and type code (read
+        transaction open)."""
+        old = self._ix
+        ix = self._kernel(self._capacity)
+        snames, tnames = old.name_lists()
+        for name in list(snames):
+            ix.stream_code(name)
+        for name in list(tnames):
+            ix.type_code(name)
+        self._ix = ix
+        self._file_stream = [0] * len(snames)
+        self._last_pos = [0] * len(snames)
+        self._stream_code = {}
+        self._file_type = {}
+        self._type_code = {}
+        self._max_stream_id = self._max_type_id = 0
+        self._evict_gen, self._last_seq = self._meta()
+        fresh = self._read_names()
+        self._read_rows(0)
+        if self.on_change is not None:
+            self.on_change(fresh, True)
+
+    def _read_names(self) -> list[tuple[str, int]]:
+        """Streams and types added to the file since the last read (txn open)."""
+        conn = self._conn
+        ix = self._ix
+        fresh: list[tuple[str, int]] = []
+        for sid, name, last in conn.execute(
+            "SELECT id, name, last_pos FROM streams WHERE id > ? ORDER BY id", (self._max_stream_id,)
+        ).fetchall():
+            code = ix.stream_code(name)
+            while len(self._file_stream) <= code:
+                self._file_stream.append(0)
+                self._last_pos.append(0)
+            self._file_stream[code] = sid
+            self._last_pos[code] = max(self._last_pos[code], last)
+            self._stream_code[sid] = code
+            self._max_stream_id = sid
+            fresh.append((name, code))
+        for tid, name in conn.execute("SELECT id, name FROM types WHERE id > ? ORDER BY id", (self._max_type_id,)).fetchall():
+            code = ix.type_code(name)
+            self._file_type[code] = tid
+            self._type_code[tid] = code
+            self._max_type_id = tid
+        return fresh
+
+    def _read_rows(self, after: int) -> int:
+        """Add the table's rows with seq > *after* to the index (txn open, names read)."""
+        cur = self._conn.execute("SELECT seq, stream, pos, ts, type FROM events WHERE seq > ? ORDER BY seq", (after,))
+        total = 0
+        smap = self._stream_code
+        tmap = self._type_code
+        while True:
+            rows = cur.fetchmany(262_144)
+            if not rows:
+                break
+            arr = np.array(rows, dtype=np.int64).reshape(len(rows), 5)
+            sids = arr[:, 1]
+            tids = arr[:, 4]
+            # file ids -> index codes through small lookup tables
+            stab = np.full(self._max_stream_id + 1, -1, dtype=np.int32)
+            for sid, code in smap.items():
+                stab[sid] = code
+            ttab = np.full(self._max_type_id + 1, -1, dtype=np.int32)
+            for tid, code in tmap.items():
+                ttab[tid] = code
+            sc = stab[sids]
+            self._ix.restore_rows(sc, ttab[tids], arr[:, 3], arr[:, 0], arr[:, 2])
+            total += len(rows)
+            last = int(arr[-1, 0])
+            if last > self._last_seq:
+                self._last_seq = last
+        return total
+
+    def sync(self) -> None:
+        """Catch up with what other connections committed (mutex held)."""
+        if self._in_txn or self.closed:
+            return
+        conn = self._conn
+        dv = conn.execute("PRAGMA data_version").fetchone()[0]
+        if dv == self._dv:
+            return
+        conn.execute("BEGIN")
+        try:
+            self._catch_up()
+            self._dv = conn.execute("PRAGMA data_version").fetchone()[0]
+        finally:
+            conn.execute("COMMIT")
+
+    def _catch_up(self) -> None:
+        gen, last_seq = self._meta()
+        if gen != self._evict_gen:
+            self._rebuild()
+            return
+        fresh = self._read_names()
+        n = self._read_rows(self._ix.last_seq if self._ix.last_seq > self._last_seq else self._last_seq)
+        if last_seq > self._last_seq:
+            self._last_seq = last_seq
+        if (n or fresh) and self.on_change is not None:
+            self.on_change(fresh, bool(n))
+
+    def _begin(self) -> None:
+        """Open the write transaction if none is open, caught up with the file."""
+        if self._in_txn:
+            return
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        self._in_txn = True
+        try:
+            dv = conn.execute("PRAGMA data_version").fetchone()[0]
+            if dv != self._dv:
+                self._catch_up()
+                self._dv = dv
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self._in_txn = False
+            raise
+
+    def _ticket(self) -> None:
+        self._gen += 1
+        self._local.ticket = self._gen
+
+    # ------------------------------------------------------------------ commit
+    def flush(self) -> None:
+        """Commit what this thread wrote (called without the mutex).  The first waiter
+        commits for everyone waiting (group commit).
+
+        Raises:
+            sqlite3.Error: the commit covering this thread's writes failed (they were
+                rolled back).
+        """
+        ticket = getattr(self._local, "ticket", 0)
+        if not ticket:
+            return
+        self._local.ticket = 0
+        fcond = self._fcond
+        with fcond:
+            while True:
+                failed = self._failed
+                if failed is not None and failed[0] <= ticket <= failed[1]:
+                    raise failed[2]
+                if self._committed >= ticket:
+                    return
+                if not self._leading:
+                    self._leading = True
+                    break
+                fcond.wait()
+        target = ticket
+        try:
+            with self.mutex:
+                target = self._gen
+                self.commit()
+        except BaseException as exc:
+            with fcond:
+                self._failed = (self._committed + 1, target, exc)
+                self._committed = max(self._committed, target)
+            raise
+        finally:
+            with fcond:
+                self._leading = False
+                if self._failed is None or self._failed[1] < target:
+                    self._committed = max(self._committed, target)
+                fcond.notify_all()
+
+    def commit(self) -> None:
+        """Commit the open write transaction now (mutex held).  On failure it is rolled
+        back and the index rebuilt from the file."""
+        if not self._in_txn:
+            return
+        conn = self._conn
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self._in_txn = False
+            self.load()
+            raise
+        self._in_txn = False
+        self._dv = conn.execute("PRAGMA data_version").fetchone()[0]
+
+    # ------------------------------------------------------------------ names
+    def stream_code(self, name: str, create: bool = True) -> int:
+        """The index code of stream *name* (see ``ColumnLog.stream_code``)."""
+        code: int = self._ix.stream_code(name, create)
+        while len(self._file_stream) <= code:
+            self._file_stream.append(0)
+            self._last_pos.append(0)
+        return code
+
+    def type_code(self, name: str, create: bool = True) -> int:
+        """The index code of event type *name*."""
+        return self._ix.type_code(name, create)  # type: ignore[no-any-return]
+
+    def stream_names(self) -> list[str]:
+        """Stream names by code (a copy)."""
+        return self._ix.stream_names()  # type: ignore[no-any-return]
+
+    def name_lists(self) -> tuple[list[str], list[str]]:
+        """The live (stream names, type names) lists of the index."""
+        return self._ix.name_lists()  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ appends
+    def try_append(self, name: str, event: Any) -> int:
+        """Never appends (every append goes through the store lock and the file)."""
+        return 0
+
+    def appender(self, fallback: Any) -> Any:
+        """The store's own append path (no lock-free shortcut for a file)."""
+        return fallback
+
+    def append_event(self, code: int, event: Any) -> int:
+        """Append one Event to stream *code*; return its position.
+
+        Raises:
+            TypeError: *event* is not an Event, or its data cannot be encoded.
+        """
+        if not isinstance(event, _EVENT_TYPES):
+            raise TypeError(f"Expected an Event, got {_tname(event)}")
+        return self.append_events(code, [event])
+
+    def append_events(self, code: int, events: Sequence[Any]) -> int:
+        """Append Events to stream *code*, all or nothing; return the last position.
+
+        Raises:
+            TypeError: an item is not an Event, or its data cannot be encoded.
+        """
+        types = _EVENT_TYPES
+        for i, ev in enumerate(events):
+            if not isinstance(ev, types):
+                raise TypeError(f"Expected an Event at index {i}, got {_tname(ev)}")
+        k = len(events)
+        if k == 0:
+            return self.stream_last_position(code)
+        ts = np.fromiter((e.timestamp for e in events), np.int64, k)
+        datas = self._codec.encode_many([e.data for e in events])
+        metas = [json.dumps(m, separators=(",", ":"), ensure_ascii=False) if m else None for m in (e.metadata for e in events)]
+        return self._write(code, ts, [e.type for e in events], [e.id for e in events], metas, datas)
+
+    def append_columns(self, code: int, types: object, timestamps: object, data: object = None, ids: object = None) -> int:
+        """Append rows given as columns (see ``ColumnLog.append_columns``); rows
+        without ids get new unique ids, stored with them.
+
+        Raises:
+            TypeError / ValidationError: a bad column; TypeError: data the codec
+                cannot encode.
+        """
+        ts = timestamps_array(timestamps)
+        k = len(ts)
+        tl = _types_list(types, k)
+        objs = [None] * k if data is None else _objects_list(data, k, "data")
+        idl = [_core.new_id() for _ in range(k)] if ids is None else _ids_list(ids, k)
+        if k == 0:
+            return self.stream_last_position(code)
+        datas = [None] * k if data is None else self._codec.encode_many(objs)
+        return self._write(code, ts, [tl] * k if isinstance(tl, str) else tl, idl, [None] * k, datas)
+
+    def _write(self, code: int, ts: np.ndarray, types: list[str], ids: list[str], metas: list[Any], datas: list[Any]) -> int:
+        """Insert rows in the write transaction, then index them (mutex held)."""
+        k = len(ts)
+        ix = self._ix
+        self._begin()
+        conn = self._conn
+        conn.execute("SAVEPOINT nova_append")
+        new_types: dict[int, int] = {}
+        try:
+            sid = self._file_stream[code]
+            if not sid:
+                sid = int(conn.execute(
+                    "INSERT INTO streams(name, last_pos) VALUES (?, 0)", (ix.stream_names()[code],)
+                ).lastrowid or 0)
+            tcodes = np.empty(k, dtype=np.int32)
+            tids: list[int] = []
+            last_name = None
+            tc = tid = -1
+            for i, name in enumerate(types):
+                if name is not last_name:
+                    tc = ix.type_code(name)
+                    tid = self._file_type.get(tc, 0) or new_types.get(tc, 0)
+                    if not tid:
+                        tid = int(conn.execute("INSERT INTO types(name) VALUES (?)", (name,)).lastrowid or 0)
+                        new_types[tc] = tid
+                    last_name = name
+                tcodes[i] = tc
+                tids.append(tid)
+            seq0 = max(self._last_seq, ix.last_seq) + 1
+            pos0 = self.stream_last_position(code) + 1
+            seqs = np.arange(seq0, seq0 + k, dtype=np.int64)
+            poss = np.arange(pos0, pos0 + k, dtype=np.int64)
+            conn.executemany(
+                _INSERT,
+                zip(range(seq0, seq0 + k), [sid] * k, range(pos0, pos0 + k), ts.tolist(), tids, ids, metas, datas),
+            )
+            conn.execute("RELEASE nova_append")
+        except BaseException:
+            conn.execute("ROLLBACK TO nova_append")
+            conn.execute("RELEASE nova_append")
+            raise
+        if not self._file_stream[code]:
+            self._file_stream[code] = sid
+            self._stream_code[sid] = code
+            self._max_stream_id = max(self._max_stream_id, sid)
+        for tc_, tid_ in new_types.items():
+            self._file_type[tc_] = tid_
+            self._type_code[tid_] = tc_
+            self._max_type_id = max(self._max_type_id, tid_)
+        ix.restore_rows(np.full(k, code, dtype=np.int32), tcodes, ts, seqs, poss)
+        self._last_seq = seq0 + k - 1
+        self._last_pos[code] = pos0 + k - 1
+        self._ticket()
+        return pos0 + k - 1
+
+    # ------------------------------------------------------------------ eviction
+    def _delete(self, seqs: np.ndarray, codes: np.ndarray) -> None:
+        """Delete rows by seq in the write transaction and record it (mutex held)."""
+        conn = self._conn
+        self._begin()
+        conn.execute("SAVEPOINT nova_evict")
+        try:
+            conn.executemany("DELETE FROM events WHERE seq = ?", ((s,) for s in seqs.tolist()))
+            for c in np.unique(codes).tolist():
+                conn.execute(
+                    "UPDATE streams SET last_pos = ? WHERE id = ?",
+                    (self.stream_last_position(c), self._file_stream[c]),
+                )
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('last_seq', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (max(self._last_seq, self._ix.last_seq),),
+            )
+            conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'evict_gen'")
+            conn.execute("RELEASE nova_evict")
+        except BaseException:
+            conn.execute("ROLLBACK TO nova_evict")
+            conn.execute("RELEASE nova_evict")
+            raise
+        self._evict_gen += 1
+        self._ticket()
+
+    def evict_before(self, cutoff: int) -> int:
+        """Evict (delete) every row with timestamp < *cutoff*; return how many.  The
+        deletion is committed at once (mutex held)."""
+        self.sync()
+        sl = self._ix.window(None, cutoff)
+        if len(sl) == 0:
+            return 0
+        self._delete(sl.seq, sl.stream)
+        k: int = self._ix.evict_before(cutoff)
+        self.commit()
+        self._local.ticket = 0
+        return k
+
+    def evict_oldest(self, code: int, count: int) -> int:
+        """Evict the *count* lowest live positions of stream *code* in the open write
+        transaction (committed with the append that caused it)."""
+        self.sync()
+        sl = self._ix.stream_slice(code, 0, count)
+        if len(sl) == 0:
+            return 0
+        self._delete(sl.seq, sl.stream)
+        return self._ix.evict_oldest(code, count)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ reads
+    def window(self, start: Any, end: Any, stream_codes: Any = None, type_codes: Any = None) -> RowSlice:
+        """Rows of ``[start, end)`` (index binary search; payloads read lazily)."""
+        self.sync()
+        return RowSlice(self, self._ix.window(start, end, stream_codes, type_codes), False)
+
+    def stream_slice(self, code: int, after_position: int, limit: int | None = None) -> RowSlice:
+        """Rows of stream *code* after a position (payloads read now)."""
+        self.sync()
+        return RowSlice(self, self._ix.stream_slice(code, after_position, limit), True)
+
+    def since_sequence(self, after_seq: int, limit: int | None = None) -> RowSlice:
+        """Rows of every stream after a sequence (payloads read now)."""
+        self.sync()
+        return RowSlice(self, self._ix.since_sequence(after_seq, limit), True)
+
+    def stream_info(self, code: int) -> tuple[int, int, int, int]:
+        """``(live, first_position, last_position, evicted)`` of stream *code*."""
+        self.sync()
+        live, first, _last, _ev = self._ix.stream_info(code)
+        last = self.stream_last_position(code)
+        return live, first, last, last - live
+
+    def stream_last_position(self, code: int) -> int:
+        """The last position ever given in stream *code*."""
+        last: int = self._ix.stream_last_position(code)
+        return max(last, self._last_pos[code] if code < len(self._last_pos) else 0)
+
+    @property
+    def last_seq(self) -> int:
+        """The global sequence of the last row ever appended (by any process)."""
+        self.sync()
+        return max(self._ix.last_seq, self._last_seq)  # type: ignore[no-any-return]
+
+    def __len__(self) -> int:
+        self.sync()
+        return len(self._ix)
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the index (the payloads stay in the file)."""
+        return self._ix.memory_bytes()  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ payloads
+    def fetch(self, seqs: np.ndarray, what: str, locked: bool = False) -> list[tuple[Any, ...]]:
+        """Rows ``(seq, id, meta, data)`` (or ``(seq, <what>)``) for *seqs*, aligned
+        (*locked*: the caller holds the mutex).
+
+        Raises:
+            EventEvicted: a row was deleted since *seqs* were taken.
+        """
+        k = len(seqs)
+        if k == 0:
+            return []
+        cols = "seq, id, meta, data" if what == "all" else f"seq, {what}"
+        lo = int(seqs.min())
+        hi = int(seqs.max())
+        if not locked:
+            with self.mutex:
+                return self.fetch(seqs, what, True)
+        if self.closed:
+            raise StoreClosed("Expected an open store to read the batch's rows from, got a closed one")
+        conn = self._conn
+        if hi - lo + 1 <= 2 * k:
+            rows = conn.execute(f"SELECT {cols} FROM events WHERE seq BETWEEN ? AND ?", (lo, hi)).fetchall()
+            contiguous = hi - lo + 1 == k and len(rows) == k
+        else:
+            rows = []
+            sl = seqs.tolist()
+            for i in range(0, k, _IN_CHUNK):
+                part = sl[i : i + _IN_CHUNK]
+                q = f"SELECT {cols} FROM events WHERE seq IN ({','.join('?' * len(part))})"
+                rows += conn.execute(q, part).fetchall()
+            rows.sort()
+            contiguous = False
+        if contiguous and bool((seqs[1:] > seqs[:-1]).all()):
+            return rows
+        have = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        at = np.searchsorted(have, seqs)
+        if len(have) == 0 or bool((at >= len(have)).any()) or bool((have[np.minimum(at, len(have) - 1)] != seqs).any()):
+            raise EventEvicted("Expected the rows of this batch in the store file, got some evicted since it was taken")
+        return [rows[i] for i in at.tolist()]
+
+
+def _meta(text: str | None) -> dict[str, str]:
+    out: dict[str, str] = {} if text is None else json.loads(text)
+    return out
+
+
+class RowSlice:
+    """Rows of a :class:`SQLiteLog` window: numeric columns from the index (numpy
+    views), ids / payloads / metadata read from the file on demand (or at once when
+    *eager*, for reads that hand out every row).  An :class:`~nova.store.EventBatch`
+    source."""
+
+    __slots__ = ("ts", "seq", "pos", "stream", "type", "_log", "_types", "_rows")
+
+    def __init__(self, log: SQLiteLog, sl: Any, eager: bool) -> None:
+        self.ts = sl.ts
+        self.seq = sl.seq
+        self.pos = sl.pos
+        self.stream = sl.stream
+        self.type = sl.type
+        self._log = log
+        self._types = log.name_lists()[1]
+        self._rows: list[tuple[Any, ...]] | None = log.fetch(sl.seq, "all", True) if eager and len(sl) else None
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def _fetch(self, i: int, j: int) -> list[tuple[Any, ...]]:
+        if self._rows is not None:
+            return self._rows[i:j]
+        return self._log.fetch(self.seq[i:j], "all")
+
+    def event(self, i: int) -> Any:
+        """Row *i* as an Event."""
+        return self.events(i, i + 1)[0]
+
+    def events(self, i: int = 0, j: int | None = None) -> list[Any]:
+        """Rows ``[i, j)`` as Events (payloads decoded)."""
+        n = len(self.ts)
+        j = n if j is None or j > n else j
+        i = max(i, 0)
+        if i >= j:
+            return []
+        rows = self._fetch(i, j)
+        decode = self._log._codec.decode
+        names = self._types
+        ts = self.ts[i:j].tolist()
+        tc = self.type[i:j].tolist()
+        return [
+            _Event(names[t], None if data is None else decode(data), id=id_, timestamp=stamp,
+                   metadata=None if meta is None else json.loads(meta))
+            for (_s, id_, meta, data), t, stamp in zip(rows, tc, ts)
+        ]
+
+    def ids(self) -> list[str]:
+        """The event ids."""
+        if self._rows is not None:
+            return [r[1] for r in self._rows]
+        return [r[1] for r in self._log.fetch(self.seq, "id")]
+
+    def data(self) -> list[Any]:
+        """The decoded payloads."""
+        decode = self._log._codec.decode
+        if self._rows is not None:
+            return [None if r[3] is None else decode(r[3]) for r in self._rows]
+        return [None if r[1] is None else decode(r[1]) for r in self._log.fetch(self.seq, "data")]
+
+    def metadata(self) -> list[dict[str, str]]:
+        """The metadata dicts."""
+        if self._rows is not None:
+            return [_meta(r[2]) for r in self._rows]
+        return [_meta(r[1]) for r in self._log.fetch(self.seq, "meta")]
+
+    def codec_bytes(self) -> list[bytes | None]:
+        """The payloads as the codec's bytes (no decoding)."""
+        if self._rows is not None:
+            return [r[3] for r in self._rows]
+        return [r[1] for r in self._log.fetch(self.seq, "data")]
