@@ -264,3 +264,30 @@ def test_bad_stream_name_validation_error(tmp_path: Path) -> None:
         with pytest.raises(ValidationError):
             s.append("", ev(1))
         assert s._conn.execute("SELECT count(*) FROM streams").fetchone()[0] == 0
+
+
+def test_two_stores_on_one_file_see_each_other(tmp_path: Path, kernel: Any) -> None:
+    # two connections behave as two processes: appends, new streams, evictions
+    p = tmp_path / "shared.db"
+    a = SQLiteStore(p, kernel=kernel)
+    b = SQLiteStore(p, kernel=kernel, max_events_per_stream=3)
+    try:
+        assert a.append("x", ev(1, data=1)) == 1
+        assert b.append("x", ev(2, data=2)) == 2  # b caught up before writing
+        assert a.append("y", ev(3, data=3)) == 1
+        assert b.streams() == ["x", "y"] and a.streams() == ["x", "y"]
+        assert [e.data for e in b.replay()] == [1, 2, 3]
+        sub = a.subscribe("x")
+        assert [e.data for e in sub.get_many(10, timeout=5)] == [1, 2]
+        b.append("x", ev(4, data=4), ev(5, data=5))  # evicts position 1 of x (b's limit)
+        got = [e.data for e in sub.get_many(10, timeout=5)]
+        assert got == [4, 5]
+        assert a.stream_info("x") == StreamInfo("x", 3, 2, 4, 1)  # a rebuilt its index
+        assert [e.data for e in a.read("x")[0]] == [2, 4, 5]
+        assert a.append("x", ev(6, data=6)) == 5
+        assert b.stats().appended == a.stats().appended == 6
+        assert [e.data for e in b.window(streams="x")] == [2, 4, 5, 6]
+        sub.close()
+    finally:
+        a.close()
+        b.close()

@@ -235,6 +235,12 @@ class SQLiteStore(MemoryStore):
         ref = weakref.ref(self)
         log.on_change = lambda fresh, rows: _on_change(ref, fresh, rows)
 
+    def _check_open(self) -> None:
+        """Raise StoreClosed when closed; else catch up with other processes' commits
+        (lock held: every public call checks this first, before it looks at names)."""
+        super()._check_open()
+        self._sqlite_log.sync()
+
     def _register(self, pairs: Iterable[tuple[int, int]]) -> None:
         names = self._sqlite_log.stream_names()
         for _sid, code in pairs:

@@ -93,10 +93,12 @@ class SQLiteLog:
     def load(self) -> None:
         """Build the index from the table (mutex held, or before the log is shared)."""
         conn = self._conn
+        # read before the snapshot: a commit in between is read again next time
+        dv = conn.execute("PRAGMA data_version").fetchone()[0]
         conn.execute("BEGIN")
         try:
-            self._dv = conn.execute("PRAGMA data_version").fetchone()[0]
             self._rebuild()
+            self._dv = dv
         finally:
             conn.execute("COMMIT")
 
@@ -190,7 +192,7 @@ class SQLiteLog:
         conn.execute("BEGIN")
         try:
             self._catch_up()
-            self._dv = conn.execute("PRAGMA data_version").fetchone()[0]
+            self._dv = dv  # read before the snapshot: a later commit is read next time
         finally:
             conn.execute("COMMIT")
 
@@ -285,8 +287,7 @@ class SQLiteLog:
             self._in_txn = False
             self.load()
             raise
-        self._in_txn = False
-        self._dv = conn.execute("PRAGMA data_version").fetchone()[0]
+        self._in_txn = False  # our own commits leave data_version as it is
 
     # ------------------------------------------------------------------ names
     def stream_code(self, name: str, create: bool = True) -> int:
