@@ -4,6 +4,7 @@ streams live.
 * :class:`EventStore` — the protocol every backend implements.
 * :class:`MemoryStore` — in memory, columnar (numpy), the fastest.
 * :class:`SQLiteStore` — durable, one SQLite file, windows at memory speed.
+* :func:`copy` — copy events between any two stores.
 * :class:`Cursor`, :class:`EventBatch`, :class:`StreamInfo`, :class:`StoreStats`,
   :class:`SubscriptionStats`, :class:`StoreSubscription` — the values they return.
 
@@ -22,6 +23,7 @@ from nova.store.base import (
 )
 from nova.store.memory import MemoryStore, StoreSubscription
 from nova.store.sqlite import SQLiteStore
+from nova.store.transfer import copy
 
 __all__ = (
     "EventStore",
@@ -33,4 +35,5 @@ __all__ = (
     "StoreStats",
     "SubscriptionStats",
     "StoreSubscription",
+    "copy",
 )

@@ -33,6 +33,7 @@ from nova.store.base import (
     StreamInfo,
     SubscriptionStats,
 )
+from nova.store.bounds import bound_ns
 from nova.testing import to_seconds
 
 __all__ = ("MemoryStore", "StoreSubscription")
@@ -55,9 +56,7 @@ def _tname(value: object) -> str:
 
 
 def _bound(value: object, name: str) -> int | None:
-    if value is None:
-        return None
-    return to_timestamp_ns(value, name)
+    return bound_ns(value, name)  # ISO-8601 strings with a zone too
 
 
 def _opt_int(value: object, name: str, minimum: int) -> int | None:

@@ -15,6 +15,7 @@ write path and group commit.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -24,8 +25,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nova import _core
 from nova.errors import StoreClosed, StoreFileError, ValidationError
+from nova.store.base import EventBatch
 from nova.store.codecs import Codec, get_codec
 from nova.store.memory import MemoryStore
 from nova.store.sqlite_log import SQLiteLog
@@ -194,8 +198,8 @@ class SQLiteStore(MemoryStore):
         for name, value in (("busy_timeout", busy_timeout), ("poll_interval", poll_interval)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"Expected {name} as seconds > 0, got {value!r}")
-        if codec is not None and not isinstance(codec, (str, Codec)):
-            get_codec(codec)  # TypeError now for an object without encode/decode
+        if codec is not None:
+            get_codec(codec)  # a bad codec (or msgpack without msgspec) fails before the file is touched
         self.path = path
         self.durability = durability
         self._poll_interval = float(poll_interval)
@@ -280,6 +284,51 @@ class SQLiteStore(MemoryStore):
         finally:
             self._sqlite_log.flush()
         return pos
+
+    def append_batch(self, batch: EventBatch) -> int:
+        """Append every row of *batch* (say from :meth:`EventBatch.from_arrow`) with its
+        own stream, position, sequence, id, timestamp, type, metadata and payload, in
+        sequence order, all or nothing; return how many rows were appended.  Restoring
+        an archive into an empty store gives back the very same numbers.
+        ``max_events_per_stream`` and ``on_full`` are not applied to restored rows.
+
+        Raises:
+            TypeError: *batch* is not an EventBatch, or a payload the codec refuses.
+            ValidationError: a sequence not above the store's last sequence, or a
+                position not above its stream's last position (nothing stored).
+            StreamFull: ``max_streams`` would be exceeded.  StoreClosed: closed.
+        """
+        if not isinstance(batch, EventBatch):
+            raise TypeError(f"Expected an EventBatch, got {_tname(batch)}")
+        n = len(batch)
+        if n == 0:
+            return 0
+        order = np.argsort(np.asarray(batch.sequences), kind="stable")
+        events = batch.events()
+        events = [events[i] for i in order.tolist()]
+        names = [batch.streams[c] for c in np.asarray(batch.stream_codes)[order].tolist()]
+        datas = self.codec.encode_many([e.data for e in events])
+        metas = [json.dumps(m, separators=(",", ":"), ensure_ascii=False) if m else None for m in (e.metadata for e in events)]
+        log = self._sqlite_log
+        try:
+            with self._lock:
+                self._check_open()
+                fresh: dict[str, int] = {}
+                for name in dict.fromkeys(names):
+                    if name not in self._codes:
+                        fresh[name] = self._new_stream(name)
+                codes = np.fromiter((self._codes.get(nm, fresh.get(nm, -1)) for nm in names), np.int32, n)
+                log.write_rows(
+                    codes, np.fromiter((e.timestamp for e in events), np.int64, n), [e.type for e in events],
+                    [e.id for e in events], metas, datas,
+                    np.asarray(batch.sequences, dtype=np.int64)[order], np.asarray(batch.positions, dtype=np.int64)[order],
+                )
+                for name, code in fresh.items():
+                    self._codes[name] = code
+                self._wake()
+        finally:
+            log.flush()
+        return n
 
     # ------------------------------------------------------------------ subscriptions
     def subscribe(self, stream: str | None = None, cursor: Any = None, *, buffer: int = 1000, overflow: str = "block") -> Any:

@@ -33,7 +33,14 @@ from typing import Any
 import numpy as np
 
 from nova import _core
-from nova._core.columns_py import _EVENT_TYPES, _ids_list, _objects_list, _types_list, timestamps_array
+from nova._core.columns_py import (
+    _EVENT_TYPES,
+    _ids_list,
+    _objects_list,
+    _types_list,
+    restore_columns,
+    timestamps_array,
+)
 from nova.errors import EventEvicted, StoreClosed
 from nova.store.codecs import Codec
 
@@ -366,19 +373,57 @@ class SQLiteLog:
         return self._write(code, ts, [tl] * k if isinstance(tl, str) else tl, idl, [None] * k, datas)
 
     def _write(self, code: int, ts: np.ndarray, types: list[str], ids: list[str], metas: list[Any], datas: list[Any]) -> int:
-        """Insert rows in the write transaction, then index them (mutex held)."""
+        """Append rows to stream *code* with the next sequences and positions (mutex held)."""
+        k = len(ts)
+        self._begin()
+        seq0 = max(self._last_seq, self._ix.last_seq) + 1
+        pos0 = self.stream_last_position(code) + 1
+        self._insert(
+            np.full(k, code, dtype=np.int32), ts, types, ids, metas, datas,
+            np.arange(seq0, seq0 + k, dtype=np.int64), np.arange(pos0, pos0 + k, dtype=np.int64),
+        )
+        return pos0 + k - 1
+
+    def write_rows(
+        self, codes: np.ndarray, ts: np.ndarray, types: list[str], ids: list[str], metas: list[Any],
+        datas: list[Any], seqs: np.ndarray, poss: np.ndarray,
+    ) -> None:
+        """Append rows whose streams, sequences and positions are given (a restored
+        batch), all or nothing (mutex held).
+
+        Raises:
+            ValidationError: sequences not above the store's last sequence, or
+                positions not above their stream's last position.
+        """
+        self._begin()
+        last = np.asarray([self.stream_last_position(c) for c in range(len(self._last_pos))], dtype=np.int64)
+        restore_columns(
+            len(self._last_pos), len(self._ix.name_lists()[1]) + 1, max(self._last_seq, self._ix.last_seq) + 1,
+            last, codes, np.zeros(len(codes), dtype=np.int32), ts, seqs, poss,
+        )
+        self._insert(codes, ts, types, ids, metas, datas, seqs, poss)
+
+    def _insert(
+        self, codes: np.ndarray, ts: np.ndarray, types: list[str], ids: list[str], metas: list[Any],
+        datas: list[Any], seqs: np.ndarray, poss: np.ndarray,
+    ) -> None:
+        """Insert checked rows in the write transaction (one SAVEPOINT), then index
+        them (mutex held, transaction open)."""
         k = len(ts)
         ix = self._ix
-        self._begin()
         conn = self._conn
         conn.execute("SAVEPOINT nova_append")
         new_types: dict[int, int] = {}
+        new_streams: dict[int, int] = {}
         try:
-            sid = self._file_stream[code]
-            if not sid:
-                sid = int(conn.execute(
-                    "INSERT INTO streams(name, last_pos) VALUES (?, 0)", (ix.stream_names()[code],)
-                ).lastrowid or 0)
+            sids = {}
+            names = ix.stream_names()
+            for code in np.unique(codes).tolist():
+                sid = self._file_stream[code]
+                if not sid:
+                    sid = int(conn.execute("INSERT INTO streams(name, last_pos) VALUES (?, 0)", (names[code],)).lastrowid or 0)
+                    new_streams[code] = sid
+                sids[code] = sid
             tcodes = np.empty(k, dtype=np.int32)
             tids: list[int] = []
             last_name = None
@@ -393,20 +438,17 @@ class SQLiteLog:
                     last_name = name
                 tcodes[i] = tc
                 tids.append(tid)
-            seq0 = max(self._last_seq, ix.last_seq) + 1
-            pos0 = self.stream_last_position(code) + 1
-            seqs = np.arange(seq0, seq0 + k, dtype=np.int64)
-            poss = np.arange(pos0, pos0 + k, dtype=np.int64)
-            conn.executemany(
-                _INSERT,
-                zip(range(seq0, seq0 + k), [sid] * k, range(pos0, pos0 + k), ts.tolist(), tids, ids, metas, datas),
-            )
+            if len(sids) == 1:
+                col = [next(iter(sids.values()))] * k
+            else:
+                col = [sids[c] for c in codes.tolist()]
+            conn.executemany(_INSERT, zip(seqs.tolist(), col, poss.tolist(), ts.tolist(), tids, ids, metas, datas))
             conn.execute("RELEASE nova_append")
         except BaseException:
             conn.execute("ROLLBACK TO nova_append")
             conn.execute("RELEASE nova_append")
             raise
-        if not self._file_stream[code]:
+        for code, sid in new_streams.items():
             self._file_stream[code] = sid
             self._stream_code[sid] = code
             self._max_stream_id = max(self._max_stream_id, sid)
@@ -414,11 +456,11 @@ class SQLiteLog:
             self._file_type[tc_] = tid_
             self._type_code[tid_] = tc_
             self._max_type_id = max(self._max_type_id, tid_)
-        ix.restore_rows(np.full(k, code, dtype=np.int32), tcodes, ts, seqs, poss)
-        self._last_seq = seq0 + k - 1
-        self._last_pos[code] = pos0 + k - 1
+        ix.restore_rows(codes, tcodes, ts, seqs, poss)
+        self._last_seq = max(self._last_seq, int(seqs[-1]))
+        for code in sids:
+            self._last_pos[code] = max(self._last_pos[code], ix.stream_last_position(code))
         self._ticket()
-        return pos0 + k - 1
 
     # ------------------------------------------------------------------ eviction
     def _delete(self, seqs: np.ndarray, codes: np.ndarray) -> None:
