@@ -137,9 +137,30 @@ def run(quick: bool) -> list[Row]:
         gc.collect()
 
         # -- open (index rebuild) + memory ----------------------------------------------
+        SQLiteStore(nova_p, kernel=kernel).close()  # a clean close leaves the index snapshot
         open_s = best_seconds(lambda: SQLiteStore(nova_p, kernel=kernel).close(), 3)
         rows.append(Row(f"open a {n // 1000}k-event file (index rebuild)", open_s, "s", "target", 1.5 * n / 1e6,
                         open_s, "<= 1.5 s per 1M", open_s <= 1.5 * n / 1e6))
+        scan_p = tmp / "scan.db"  # after a crash (no snapshot): the index is read from the table
+        shutil.copy(nova_p, scan_p)
+
+        def open_scan() -> None:
+            c = sqlite3.connect(scan_p)
+            c.execute("DELETE FROM snapshot")
+            c.commit()
+            c.close()
+            t = time.perf_counter()
+            s = SQLiteStore(scan_p, kernel=kernel)
+            times.append(time.perf_counter() - t)
+            s._sqlite_log.closed = True  # no snapshot: measure the scan again next time
+            s._conn.close()
+
+        times: list[float] = []
+        for _ in range(3):
+            open_scan()
+        scan_s = min(times)
+        rows.append(Row(f"open {n // 1000}k without snapshot (table scan)", scan_s, "s", "target", 1.5 * n / 1e6,
+                        scan_s, "<= 1.5 s per 1M", scan_s <= 1.5 * n / 1e6))
         gc.collect()
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
@@ -175,8 +196,11 @@ def run(quick: bool) -> list[Row]:
 
         # -- group commit: 8 threads vs 1, durability="full" ---------------------------
         per = 100 if quick else 250
-        one = _threads_rate(tmp / "g1.db", 1, per * 2, kernel)
-        eight = _threads_rate(tmp / "g8.db", 8, per, kernel)
+        # interleaved, best of 3 each: fsync latency on a shared disk moves by 10x
+        one = eight = 0.0
+        for k in range(3):
+            one = max(one, _threads_rate(tmp / f"g1-{k}.db", 1, per * 2, kernel))
+            eight = max(eight, _threads_rate(tmp / f"g8-{k}.db", 8, per, kernel))
         rows.append(Row("8 threads x single appends, full", eight, "ev/s", "1 thread, full", one, eight / one,
                         ">= 5x", eight / one >= 5))
         raw_full = _raw_connect(tmp / "rawfull.db", "FULL")

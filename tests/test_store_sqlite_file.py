@@ -291,3 +291,35 @@ def test_two_stores_on_one_file_see_each_other(tmp_path: Path, kernel: Any) -> N
     finally:
         a.close()
         b.close()
+
+
+def test_index_snapshot_is_used_only_while_valid(tmp_path: Path, kernel: Any) -> None:
+    p = tmp_path / "snap.db"
+    with SQLiteStore(p, kernel=kernel) as s:
+        s.append("a", *[ev(i, data=i) for i in range(10)])
+    raw = sqlite3.connect(p)
+    assert raw.execute("SELECT count(*) FROM snapshot").fetchone()[0] == 6  # written at close
+    raw.close()
+    # a writer that dies without closing: its rows are after the snapshot
+    b = SQLiteStore(p, kernel=kernel, max_events_per_stream=8)
+    b.append("a", ev(10, data=10), ev(11, data=11))  # evicts positions 1-4 (gen changes)
+    b.append("c", ev(12, data=12))
+    b._sqlite_log.closed = True
+    b._conn.close()  # no snapshot written: the old one is stale now
+    with SQLiteStore(p, kernel=kernel) as s:
+        assert [e.data for e in s.read("a")[0]] == list(range(4, 12))
+        assert s.stream_info("a") == StreamInfo("a", 8, 5, 12, 4)
+        assert [e.data for e in s.read("c")[0]] == [12]
+        s.append("c", ev(13, data=13))
+    # the snapshot written by that close covers everything, the next open agrees
+    with SQLiteStore(p, kernel=kernel) as s:
+        assert s._sqlite_log._snapshot_at == (1, 14)
+        assert [e.data for e in s.replay()] == list(range(4, 14))
+    # appends after the snapshot by a writer that died are read from the table
+    b = SQLiteStore(p, kernel=kernel)
+    b.append("a", ev(20, data=20))
+    b._sqlite_log.closed = True
+    b._conn.close()
+    with SQLiteStore(p, kernel=kernel) as s:
+        assert [e.data for e in s.replay()] == list(range(4, 14)) + [20]
+        assert s.append("a", ev(21)) == 14

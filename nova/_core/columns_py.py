@@ -252,6 +252,20 @@ def restore_columns(
         )
     if k == 0:
         return sc, tc, ts, seq, pos
+    if k == 1:  # one row (a durable store's single append): scalar checks
+        c, t, q, p = int(sc[0]), int(tc[0]), int(seq[0]), int(pos[0])
+        if not 0 <= c < log_streams:
+            raise ValidationError(f"Expected stream codes in [0, {log_streams}), got {c}..{c}")
+        if not 0 <= t < log_types:
+            raise ValidationError(f"Expected type codes in [0, {log_types}), got {t}..{t}")
+        if q < next_seq:
+            raise ValidationError(f"Expected sequences increasing from {next_seq}, got {[q]}...")
+        if p <= int(last_positions[c]):
+            raise ValidationError(
+                f"Expected positions increasing past the stream's last position {int(last_positions[c])}, "
+                f"got {p} in stream code {c}"
+            )
+        return sc, tc, ts, seq, pos
     if int(sc.min()) < 0 or int(sc.max()) >= log_streams:
         raise ValidationError(f"Expected stream codes in [0, {log_streams}), got {int(sc.min())}..{int(sc.max())}")
     if int(tc.min()) < 0 or int(tc.max()) >= log_types:

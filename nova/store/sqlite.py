@@ -57,8 +57,9 @@ CREATE TABLE events (
 CREATE TABLE streams (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, last_pos INTEGER NOT NULL);
 CREATE TABLE types (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE snapshot (name TEXT PRIMARY KEY, value BLOB);
 """
-_TABLES = {"events", "streams", "types", "meta"}
+_TABLES = {"events", "streams", "types", "meta", "snapshot"}
 
 
 def _tname(value: object) -> str:
@@ -261,10 +262,15 @@ class SQLiteStore(MemoryStore):
             ValidationError, StreamFull, StoreClosed: as :meth:`MemoryStore.append`.
             sqlite3.Error: the file could not be written (nothing stored).
         """
+        log = self._sqlite_log
+        log.enter()
         try:
+            log.prepare(events)  # checks and encodes before the lock: another thread may be committing
             pos = self._append_locked(stream, *events)
         finally:
-            self._sqlite_log.flush()
+            log.leave()
+            log.discard_prepared()
+            log.flush()
         return pos
 
     def append_many(self, stream: str, events: Iterable[Any]) -> int:
@@ -279,10 +285,13 @@ class SQLiteStore(MemoryStore):
         """Append rows given as columns (all or nothing), committed before it returns;
         see :meth:`MemoryStore.append_columns`.  Rows without ids get new unique ids
         stored with them."""
+        log = self._sqlite_log
+        log.enter()
         try:
             pos = super().append_columns(stream, types=types, timestamps=timestamps, data=data, ids=ids)
         finally:
-            self._sqlite_log.flush()
+            log.leave()
+            log.flush()
         return pos
 
     def append_batch(self, batch: EventBatch) -> int:
@@ -380,6 +389,13 @@ class SQLiteStore(MemoryStore):
             log = self._sqlite_log
             try:
                 log.commit()
+                try:
+                    # the next open reads it instead of scanning the table; a busy
+                    # writer elsewhere delays close by at most half a second
+                    self._conn.execute("PRAGMA busy_timeout = 500")
+                    log.write_snapshot()
+                except sqlite3.Error:
+                    pass  # a read-only file or a busy writer: the next open scans the table
             finally:
                 log.closed = True
                 self._conn.close()

@@ -49,6 +49,8 @@ __all__ = ("SQLiteLog", "RowSlice")
 _Event: Any = _core.Event
 _INSERT = "INSERT INTO events(seq, stream, pos, ts, type, id, meta, data) VALUES (?,?,?,?,?,?,?,?)"
 _IN_CHUNK = 500
+#: How long a commit leader waits at most for the appends under way (group commit).
+_GATHER_SECONDS = 0.002
 
 
 def _tname(value: object) -> str:
@@ -87,11 +89,14 @@ class SQLiteLog:
         self._max_type_id = 0
         self._evict_gen = 0
         self._dv = -1
+        self._snapshot_at: tuple[int, int] | None = None
         self._in_txn = False
         self._gen = 0  # write tickets handed out
         self._committed = 0  # tickets committed
         self._failed: tuple[int, int, BaseException] | None = None
         self._leading = False
+        self._inflight = 0  # appends between enter() and leave()
+        self._waiting = 0  # flush() callers waiting for a leader's commit
         self._fcond = threading.Condition(threading.Lock())
         self._local = threading.local()
         self.closed = False
@@ -132,9 +137,78 @@ class SQLiteLog:
         self._max_stream_id = self._max_type_id = 0
         self._evict_gen, self._last_seq = self._meta()
         fresh = self._read_names()
-        self._read_rows(0)
+        self._read_rows(self._load_snapshot())
         if self.on_change is not None:
             self.on_change(fresh, True)
+
+    # ------------------------------------------------------------------ index snapshot
+    def _tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lookup tables file stream id -> index code, file type id -> index code."""
+        stab = np.full(self._max_stream_id + 1, -1, dtype=np.int32)
+        for sid, code in self._stream_code.items():
+            stab[sid] = code
+        ttab = np.full(self._max_type_id + 1, -1, dtype=np.int32)
+        for tid, code in self._type_code.items():
+            ttab[tid] = code
+        return stab, ttab
+
+    def _load_snapshot(self) -> int:
+        """Fill the index from the snapshot of its columns the last close wrote, when no
+        row was evicted since; return the last sequence it covers (0: none usable, the
+        whole table is read).  Names are read already (txn open)."""
+        rows = dict(self._conn.execute("SELECT name, value FROM snapshot").fetchall())
+        head = rows.get("head")
+        if head is None:
+            return 0
+        h = json.loads(head)
+        if h.get("gen") != self._evict_gen or h.get("version") != 1:
+            return 0
+        cols = {k: np.frombuffer(rows[k], dtype=np.int64 if k in ("seq", "pos", "ts") else np.int32)
+                for k in ("seq", "stream", "pos", "ts", "type")}
+        n = int(h["rows"])
+        if any(len(v) != n for v in cols.values()):
+            return 0
+        if n:
+            stab, ttab = self._tables()
+            if int(cols["stream"].max()) > self._max_stream_id or int(cols["type"].max()) > self._max_type_id:
+                return 0
+            self._ix.restore_rows(stab[cols["stream"]], ttab[cols["type"]], cols["ts"], cols["seq"], cols["pos"])
+        last = int(h["last_seq"])
+        self._last_seq = max(self._last_seq, last)
+        self._snapshot_at = (self._evict_gen, last)
+        return last
+
+    def write_snapshot(self) -> None:
+        """Write the index's columns to the file (in file ids), so the next open reads
+        them instead of scanning the table; nothing when nothing changed since the
+        last snapshot (mutex held).  Done at close."""
+        self.sync()
+        last = max(self._last_seq, self._ix.last_seq)
+        if self._snapshot_at == (self._evict_gen, last):
+            return
+        self._begin()
+        last = max(self._last_seq, self._ix.last_seq)
+        sl = self._ix.since_sequence(0)
+        fstream = np.asarray(self._file_stream, dtype=np.int32)
+        ftype = np.zeros(len(self._ix.name_lists()[1]) + 1, dtype=np.int32)
+        for code, tid in self._file_type.items():
+            ftype[code] = tid
+        head = json.dumps({"version": 1, "gen": self._evict_gen, "last_seq": last, "rows": len(sl)})
+        conn = self._conn
+        conn.execute("DELETE FROM snapshot")
+        conn.executemany(
+            "INSERT INTO snapshot(name, value) VALUES (?, ?)",
+            [
+                ("seq", np.ascontiguousarray(sl.seq, dtype=np.int64).tobytes()),
+                ("stream", fstream[np.asarray(sl.stream)].tobytes()),
+                ("pos", np.ascontiguousarray(sl.pos, dtype=np.int64).tobytes()),
+                ("ts", np.ascontiguousarray(sl.ts, dtype=np.int64).tobytes()),
+                ("type", ftype[np.asarray(sl.type)].tobytes()),
+                ("head", head),
+            ],
+        )
+        self.commit()
+        self._snapshot_at = (self._evict_gen, last)
 
     def _read_names(self) -> list[tuple[str, int]]:
         """Streams and types added to the file since the last read (txn open)."""
@@ -164,8 +238,6 @@ class SQLiteLog:
         """Add the table's rows with seq > *after* to the index (txn open, names read)."""
         cur = self._conn.execute("SELECT seq, stream, pos, ts, type FROM events WHERE seq > ? ORDER BY seq", (after,))
         total = 0
-        smap = self._stream_code
-        tmap = self._type_code
         while True:
             rows = cur.fetchmany(262_144)
             if not rows:
@@ -173,13 +245,7 @@ class SQLiteLog:
             arr = np.array(rows, dtype=np.int64).reshape(len(rows), 5)
             sids = arr[:, 1]
             tids = arr[:, 4]
-            # file ids -> index codes through small lookup tables
-            stab = np.full(self._max_stream_id + 1, -1, dtype=np.int32)
-            for sid, code in smap.items():
-                stab[sid] = code
-            ttab = np.full(self._max_type_id + 1, -1, dtype=np.int32)
-            for tid, code in tmap.items():
-                ttab[tid] = code
+            stab, ttab = self._tables()  # file ids -> index codes
             sc = stab[sids]
             self._ix.restore_rows(sc, ttab[tids], arr[:, 3], arr[:, 0], arr[:, 2])
             total += len(rows)
@@ -232,6 +298,19 @@ class SQLiteLog:
             self._in_txn = False
             raise
 
+    def enter(self) -> None:
+        """An append starts (before :meth:`prepare`); a commit leader waits (briefly)
+        for the appends under way, so they share its commit."""
+        with self._fcond:
+            self._inflight += 1
+
+    def leave(self) -> None:
+        """The append started by :meth:`enter` inserted its rows (or failed)."""
+        with self._fcond:
+            self._inflight -= 1
+            if not self._inflight and self._leading:
+                self._fcond.notify_all()  # the leader waits for the appends under way
+
     def _ticket(self) -> None:
         self._gen += 1
         self._local.ticket = self._gen
@@ -260,7 +339,15 @@ class SQLiteLog:
                 if not self._leading:
                     self._leading = True
                     break
-                fcond.wait()
+                self._waiting += 1
+                try:
+                    fcond.wait()
+                finally:
+                    self._waiting -= 1
+            # Group commit: let the appends already under way insert first (bounded
+            # wait), so one commit covers them all.
+            if self._inflight:
+                fcond.wait_for(lambda: not self._inflight, _GATHER_SECONDS)
         target = ticket
         try:
             with self.mutex:
@@ -276,7 +363,8 @@ class SQLiteLog:
                 self._leading = False
                 if self._failed is None or self._failed[1] < target:
                     self._committed = max(self._committed, target)
-                fcond.notify_all()
+                if self._waiting:
+                    fcond.notify_all()
 
     def commit(self) -> None:
         """Commit the open write transaction now (mutex held).  On failure it is rolled
@@ -326,6 +414,41 @@ class SQLiteLog:
         """The store's own append path (no lock-free shortcut for a file)."""
         return fallback
 
+    def prepare(self, events: Sequence[Any]) -> None:
+        """Check and encode *events* before the store lock is taken (work that needs no
+        lock, done while another thread may hold it, e.g. committing), for the
+        ``append_event(s)`` call that follows in this thread.
+
+        Raises:
+            TypeError: an item is not an Event, or its data cannot be encoded.
+        """
+        self._local.prepared = (events, self._encode(events))
+
+    def discard_prepared(self) -> None:
+        """Forget what :meth:`prepare` left for this thread (the append is over)."""
+        self._local.prepared = None
+
+    def _prepared(self, events: Sequence[Any]) -> Any:
+        p = getattr(self._local, "prepared", None)
+        if p is None:
+            return None
+        self._local.prepared = None
+        evs = p[0]
+        if len(evs) == len(events) and all(a is b for a, b in zip(evs, events)):
+            return p[1]
+        return None
+
+    def _encode(self, events: Sequence[Any]) -> tuple[np.ndarray, list[str], list[str], list[Any], list[Any]]:
+        types = _EVENT_TYPES
+        for i, ev in enumerate(events):
+            if not isinstance(ev, types):
+                raise TypeError(f"Expected an Event at index {i}, got {_tname(ev)}")
+        k = len(events)
+        ts = np.fromiter((e.timestamp for e in events), np.int64, k)
+        datas = self._codec.encode_many([e.data for e in events])
+        metas = [json.dumps(m, separators=(",", ":"), ensure_ascii=False) if m else None for m in (e.metadata for e in events)]
+        return ts, [e.type for e in events], [e.id for e in events], metas, datas
+
     def append_event(self, code: int, event: Any) -> int:
         """Append one Event to stream *code*; return its position.
 
@@ -334,7 +457,7 @@ class SQLiteLog:
         """
         if not isinstance(event, _EVENT_TYPES):
             raise TypeError(f"Expected an Event, got {_tname(event)}")
-        return self.append_events(code, [event])
+        return self.append_events(code, (event,))
 
     def append_events(self, code: int, events: Sequence[Any]) -> int:
         """Append Events to stream *code*, all or nothing; return the last position.
@@ -342,17 +465,12 @@ class SQLiteLog:
         Raises:
             TypeError: an item is not an Event, or its data cannot be encoded.
         """
-        types = _EVENT_TYPES
-        for i, ev in enumerate(events):
-            if not isinstance(ev, types):
-                raise TypeError(f"Expected an Event at index {i}, got {_tname(ev)}")
-        k = len(events)
-        if k == 0:
+        enc = self._prepared(events)
+        if enc is None:
+            enc = self._encode(events)
+        if len(events) == 0:
             return self.stream_last_position(code)
-        ts = np.fromiter((e.timestamp for e in events), np.int64, k)
-        datas = self._codec.encode_many([e.data for e in events])
-        metas = [json.dumps(m, separators=(",", ":"), ensure_ascii=False) if m else None for m in (e.metadata for e in events)]
-        return self._write(code, ts, [e.type for e in events], [e.id for e in events], metas, datas)
+        return self._write(code, *enc)
 
     def append_columns(self, code: int, types: object, timestamps: object, data: object = None, ids: object = None) -> int:
         """Append rows given as columns (see ``ColumnLog.append_columns``); rows
@@ -412,41 +530,50 @@ class SQLiteLog:
         k = len(ts)
         ix = self._ix
         conn = self._conn
-        conn.execute("SAVEPOINT nova_append")
+        # the type codes, and whether a name is new to the file (no SQL yet)
+        tcodes = np.empty(k, dtype=np.int32)
+        ftype = self._file_type
+        fresh_types: dict[int, str] = {}
+        last_name = None
+        tc = -1
+        for i, name in enumerate(types):
+            if name is not last_name:
+                tc = ix.type_code(name)
+                if tc not in ftype:
+                    fresh_types[tc] = name
+                last_name = name
+            tcodes[i] = tc
+        ucodes = [int(codes[0])] if k == 1 else np.unique(codes).tolist()
+        fresh_streams = [c for c in ucodes if not self._file_stream[c]]
+        # one INSERT statement is atomic by itself; anything more runs in a savepoint
+        guarded = k > 1 or bool(fresh_types) or bool(fresh_streams)
+        if guarded:
+            conn.execute("SAVEPOINT nova_append")
         new_types: dict[int, int] = {}
         new_streams: dict[int, int] = {}
         try:
-            sids = {}
-            names = ix.stream_names()
-            for code in np.unique(codes).tolist():
-                sid = self._file_stream[code]
-                if not sid:
-                    sid = int(conn.execute("INSERT INTO streams(name, last_pos) VALUES (?, 0)", (names[code],)).lastrowid or 0)
-                    new_streams[code] = sid
-                sids[code] = sid
-            tcodes = np.empty(k, dtype=np.int32)
-            tids: list[int] = []
-            last_name = None
-            tc = tid = -1
-            for i, name in enumerate(types):
-                if name is not last_name:
-                    tc = ix.type_code(name)
-                    tid = self._file_type.get(tc, 0) or new_types.get(tc, 0)
-                    if not tid:
-                        tid = int(conn.execute("INSERT INTO types(name) VALUES (?)", (name,)).lastrowid or 0)
-                        new_types[tc] = tid
-                    last_name = name
-                tcodes[i] = tc
-                tids.append(tid)
-            if len(sids) == 1:
-                col = [next(iter(sids.values()))] * k
+            names = ix.stream_names() if fresh_streams else None
+            for code in fresh_streams:
+                assert names is not None
+                new_streams[code] = int(
+                    conn.execute("INSERT INTO streams(name, last_pos) VALUES (?, 0)", (names[code],)).lastrowid or 0
+                )
+            for tc_, name in fresh_types.items():
+                new_types[tc_] = int(conn.execute("INSERT INTO types(name) VALUES (?)", (name,)).lastrowid or 0)
+            sids = {c: new_streams.get(c) or self._file_stream[c] for c in ucodes}
+            if k == 1:
+                conn.execute(_INSERT, (int(seqs[0]), sids[ucodes[0]], int(poss[0]), int(ts[0]),
+                                       ftype.get(int(tcodes[0])) or new_types[int(tcodes[0])], ids[0], metas[0], datas[0]))
             else:
-                col = [sids[c] for c in codes.tolist()]
-            conn.executemany(_INSERT, zip(seqs.tolist(), col, poss.tolist(), ts.tolist(), tids, ids, metas, datas))
-            conn.execute("RELEASE nova_append")
+                tids = [ftype.get(t) or new_types[t] for t in tcodes.tolist()]
+                col = [sids[ucodes[0]]] * k if len(ucodes) == 1 else [sids[c] for c in codes.tolist()]
+                conn.executemany(_INSERT, zip(seqs.tolist(), col, poss.tolist(), ts.tolist(), tids, ids, metas, datas))
+            if guarded:
+                conn.execute("RELEASE nova_append")
         except BaseException:
-            conn.execute("ROLLBACK TO nova_append")
-            conn.execute("RELEASE nova_append")
+            if guarded:
+                conn.execute("ROLLBACK TO nova_append")
+                conn.execute("RELEASE nova_append")
             raise
         for code, sid in new_streams.items():
             self._file_stream[code] = sid
@@ -458,7 +585,7 @@ class SQLiteLog:
             self._max_type_id = max(self._max_type_id, tid_)
         ix.restore_rows(codes, tcodes, ts, seqs, poss)
         self._last_seq = max(self._last_seq, int(seqs[-1]))
-        for code in sids:
+        for code in ucodes:
             self._last_pos[code] = max(self._last_pos[code], ix.stream_last_position(code))
         self._ticket()
 
