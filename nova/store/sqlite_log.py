@@ -18,6 +18,9 @@ MemoryStore facade (subscriptions, retention, limits, blocking) over this log.
 
 Not thread-safe on its own: the store serialises every call under :attr:`mutex`,
 except :meth:`flush` and the slices' payload reads, which take it themselves.
+Over 600 lines because :class:`SQLiteLog` is one idea, the ColumnLog interface
+MemoryStore drives (some 30 methods) over one connection; group commit
+(``sqlite_commit``) and reading rows back (``sqlite_rows``) have their own modules.
 
 .. versionadded:: 0.2
 """
@@ -41,16 +44,14 @@ from nova._core.columns_py import (
     restore_columns,
     timestamps_array,
 )
-from nova.errors import EventEvicted, StoreClosed
+from nova.errors import StoreClosed
 from nova.store.codecs import Codec
+from nova.store.sqlite_commit import GroupCommit
+from nova.store.sqlite_rows import RowSlice, fetch_rows
 
-__all__ = ("SQLiteLog", "RowSlice")
+__all__ = ("SQLiteLog",)
 
-_Event: Any = _core.Event
 _INSERT = "INSERT INTO events(seq, stream, pos, ts, type, id, meta, data) VALUES (?,?,?,?,?,?,?,?)"
-_IN_CHUNK = 500
-#: How long a commit leader waits at most for the appends under way (group commit).
-_GATHER_SECONDS = 0.002
 
 
 def _tname(value: object) -> str:
@@ -91,14 +92,11 @@ class SQLiteLog:
         self._dv = -1
         self._snapshot_at: tuple[int, int] | None = None
         self._in_txn = False
-        self._gen = 0  # write tickets handed out
-        self._committed = 0  # tickets committed
-        self._failed: tuple[int, int, BaseException] | None = None
-        self._leading = False
-        self._inflight = 0  # appends between enter() and leave()
-        self._waiting = 0  # flush() callers waiting for a leader's commit
-        self._fcond = threading.Condition(threading.Lock())
         self._local = threading.local()
+        self._group = GroupCommit(self.mutex, self.commit)
+        #: An append starts / has inserted its rows (see GroupCommit.enter / leave).
+        self.enter = self._group.enter
+        self.leave = self._group.leave
         self.closed = False
 
     # ------------------------------------------------------------------ file state
@@ -298,73 +296,19 @@ class SQLiteLog:
             self._in_txn = False
             raise
 
-    def enter(self) -> None:
-        """An append starts (before :meth:`prepare`); a commit leader waits (briefly)
-        for the appends under way, so they share its commit."""
-        with self._fcond:
-            self._inflight += 1
-
-    def leave(self) -> None:
-        """The append started by :meth:`enter` inserted its rows (or failed)."""
-        with self._fcond:
-            self._inflight -= 1
-            if not self._inflight and self._leading:
-                self._fcond.notify_all()  # the leader waits for the appends under way
-
     def _ticket(self) -> None:
-        self._gen += 1
-        self._local.ticket = self._gen
+        self._group.ticket()
 
     # ------------------------------------------------------------------ commit
     def flush(self) -> None:
-        """Commit what this thread wrote (called without the mutex).  The first waiter
-        commits for everyone waiting (group commit).
+        """Commit what this thread wrote (called without the mutex), sharing the commit
+        with the appends under way (see :class:`~nova.store.sqlite_commit.GroupCommit`).
 
         Raises:
             sqlite3.Error: the commit covering this thread's writes failed (they were
                 rolled back).
         """
-        ticket = getattr(self._local, "ticket", 0)
-        if not ticket:
-            return
-        self._local.ticket = 0
-        fcond = self._fcond
-        with fcond:
-            while True:
-                failed = self._failed
-                if failed is not None and failed[0] <= ticket <= failed[1]:
-                    raise failed[2]
-                if self._committed >= ticket:
-                    return
-                if not self._leading:
-                    self._leading = True
-                    break
-                self._waiting += 1
-                try:
-                    fcond.wait()
-                finally:
-                    self._waiting -= 1
-            # Group commit: let the appends already under way insert first (bounded
-            # wait), so one commit covers them all.
-            if self._inflight:
-                fcond.wait_for(lambda: not self._inflight, _GATHER_SECONDS)
-        target = ticket
-        try:
-            with self.mutex:
-                target = self._gen
-                self.commit()
-        except BaseException as exc:
-            with fcond:
-                self._failed = (self._committed + 1, target, exc)
-                self._committed = max(self._committed, target)
-            raise
-        finally:
-            with fcond:
-                self._leading = False
-                if self._failed is None or self._failed[1] < target:
-                    self._committed = max(self._committed, target)
-                if self._waiting:
-                    fcond.notify_all()
+        self._group.flush()
 
     def commit(self) -> None:
         """Commit the open write transaction now (mutex held).  On failure it is rolled
@@ -625,7 +569,7 @@ class SQLiteLog:
         self._delete(sl.seq, sl.stream)
         k: int = self._ix.evict_before(cutoff)
         self.commit()
-        self._local.ticket = 0
+        self._group.forget()
         return k
 
     def evict_oldest(self, code: int, count: int) -> int:
@@ -687,114 +631,13 @@ class SQLiteLog:
 
         Raises:
             EventEvicted: a row was deleted since *seqs* were taken.
+            StoreClosed: the store was closed.
         """
-        k = len(seqs)
-        if k == 0:
+        if len(seqs) == 0:
             return []
-        cols = "seq, id, meta, data" if what == "all" else f"seq, {what}"
-        lo = int(seqs.min())
-        hi = int(seqs.max())
         if not locked:
             with self.mutex:
                 return self.fetch(seqs, what, True)
         if self.closed:
             raise StoreClosed("Expected an open store to read the batch's rows from, got a closed one")
-        conn = self._conn
-        if hi - lo + 1 <= 2 * k:
-            rows = conn.execute(f"SELECT {cols} FROM events WHERE seq BETWEEN ? AND ?", (lo, hi)).fetchall()
-            contiguous = hi - lo + 1 == k and len(rows) == k
-        else:
-            rows = []
-            sl = seqs.tolist()
-            for i in range(0, k, _IN_CHUNK):
-                part = sl[i : i + _IN_CHUNK]
-                q = f"SELECT {cols} FROM events WHERE seq IN ({','.join('?' * len(part))})"
-                rows += conn.execute(q, part).fetchall()
-            rows.sort()
-            contiguous = False
-        if contiguous and bool((seqs[1:] > seqs[:-1]).all()):
-            return rows
-        have = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        at = np.searchsorted(have, seqs)
-        if len(have) == 0 or bool((at >= len(have)).any()) or bool((have[np.minimum(at, len(have) - 1)] != seqs).any()):
-            raise EventEvicted("Expected the rows of this batch in the store file, got some evicted since it was taken")
-        return [rows[i] for i in at.tolist()]
-
-
-def _meta(text: str | None) -> dict[str, str]:
-    out: dict[str, str] = {} if text is None else json.loads(text)
-    return out
-
-
-class RowSlice:
-    """Rows of a :class:`SQLiteLog` window: numeric columns from the index (numpy
-    views), ids / payloads / metadata read from the file on demand (or at once when
-    *eager*, for reads that hand out every row).  An :class:`~nova.store.EventBatch`
-    source."""
-
-    __slots__ = ("ts", "seq", "pos", "stream", "type", "_log", "_types", "_rows")
-
-    def __init__(self, log: SQLiteLog, sl: Any, eager: bool) -> None:
-        self.ts = sl.ts
-        self.seq = sl.seq
-        self.pos = sl.pos
-        self.stream = sl.stream
-        self.type = sl.type
-        self._log = log
-        self._types = log.name_lists()[1]
-        self._rows: list[tuple[Any, ...]] | None = log.fetch(sl.seq, "all", True) if eager and len(sl) else None
-
-    def __len__(self) -> int:
-        return len(self.ts)
-
-    def _fetch(self, i: int, j: int) -> list[tuple[Any, ...]]:
-        if self._rows is not None:
-            return self._rows[i:j]
-        return self._log.fetch(self.seq[i:j], "all")
-
-    def event(self, i: int) -> Any:
-        """Row *i* as an Event."""
-        return self.events(i, i + 1)[0]
-
-    def events(self, i: int = 0, j: int | None = None) -> list[Any]:
-        """Rows ``[i, j)`` as Events (payloads decoded)."""
-        n = len(self.ts)
-        j = n if j is None or j > n else j
-        i = max(i, 0)
-        if i >= j:
-            return []
-        rows = self._fetch(i, j)
-        decode = self._log._codec.decode
-        names = self._types
-        ts = self.ts[i:j].tolist()
-        tc = self.type[i:j].tolist()
-        return [
-            _Event(names[t], None if data is None else decode(data), id=id_, timestamp=stamp,
-                   metadata=None if meta is None else json.loads(meta))
-            for (_s, id_, meta, data), t, stamp in zip(rows, tc, ts)
-        ]
-
-    def ids(self) -> list[str]:
-        """The event ids."""
-        if self._rows is not None:
-            return [r[1] for r in self._rows]
-        return [r[1] for r in self._log.fetch(self.seq, "id")]
-
-    def data(self) -> list[Any]:
-        """The decoded payloads."""
-        decode = self._log._codec.decode
-        if self._rows is not None:
-            return [None if r[3] is None else decode(r[3]) for r in self._rows]
-        return [None if r[1] is None else decode(r[1]) for r in self._log.fetch(self.seq, "data")]
-
-    def metadata(self) -> list[dict[str, str]]:
-        """The metadata dicts."""
-        if self._rows is not None:
-            return [_meta(r[2]) for r in self._rows]
-        return [_meta(r[1]) for r in self._log.fetch(self.seq, "meta")]
-
-    def codec_bytes(self) -> list[bytes | None]:
-        """The payloads as the codec's bytes (no decoding)."""
-        if self._rows is not None:
-            return [r[3] for r in self._rows]
-        return [r[1] for r in self._log.fetch(self.seq, "data")]
+        return fetch_rows(self._conn, seqs, what)
