@@ -323,3 +323,20 @@ def test_index_snapshot_is_used_only_while_valid(tmp_path: Path, kernel: Any) ->
     with SQLiteStore(p, kernel=kernel) as s:
         assert [e.data for e in s.replay()] == list(range(4, 14)) + [20]
         assert s.append("a", ev(21)) == 14
+
+
+def test_batch_payloads_evicted_after_the_window_was_taken(tmp_path: Path, kernel: Any) -> None:
+    from nova.errors import EventEvicted
+
+    now = [T0 + 100]
+    with SQLiteStore(tmp_path / "e.db", kernel=kernel, retention=50e-9, now_ns=lambda: now[0], sweep_interval=None) as s:
+        s.append("a", *[ev(60 + i, data=i) for i in range(10)])
+        early = s.window()
+        assert early.ids and len(early) == 10  # ids read: the batch keeps them
+        late = s.window()
+        now[0] += 15  # cutoff T0 + 65: the first 5 rows expire
+        assert s.sweep() == 5
+        assert len(early.ids) == 10  # what a batch already read stays readable
+        with pytest.raises(EventEvicted, match="evicted since it was taken"):
+            late.data
+        assert [e.data for e in s.window()] == [5, 6, 7, 8, 9]
