@@ -99,6 +99,35 @@ def _threads_rate(path: Path, threads: int, per: int, kernel: object) -> float:
     return threads * per / dt
 
 
+def _tail_latency(path: Path, kernel: object) -> list[float]:
+    """Seconds from another connection's append returning to a waiting subscriber
+    getting it (the ``PRAGMA data_version`` poll; two stores = two processes)."""
+    reader = SQLiteStore(path, kernel=kernel)
+    writer = SQLiteStore(path, kernel=kernel)
+    sub = reader.subscribe("s")
+    got: list[float] = []
+
+    def consume() -> None:
+        for _ in range(40):
+            sub.get(timeout=10)
+            got.append(time.perf_counter())
+
+    t = threading.Thread(target=consume)
+    t.start()
+    sent: list[float] = []
+    for i in range(40):
+        time.sleep(0.02)
+        writer.append("s", Event("t", i, timestamp=T0 + i))
+        sent.append(time.perf_counter())
+        while len(got) <= i and t.is_alive():
+            time.sleep(0.001)
+    t.join(30)
+    sub.close()
+    reader.close()
+    writer.close()
+    return [g - s for g, s in zip(got, sent)]
+
+
 def run(quick: bool) -> list[Row]:
     rows: list[Row] = []
     kernel = _core.ColumnLog
@@ -215,6 +244,11 @@ def run(quick: bool) -> list[Row]:
                         per / best_seconds(one_commit_each, 1), one / (per / best_seconds(one_commit_each, 1)),
                         "info", None))
         raw_full.close()
+
+        # -- another connection's appends reach a waiting subscriber (info) -----------
+        lat = _tail_latency(tmp / "tail.db", kernel)
+        rows.append(Row("subscriber sees another connection's append", float(np.median(lat)) * 1e3, "ms",
+                        "max of 40", max(lat) * 1e3, float(np.median(lat)) * 1e3, "~50 ms", max(lat) <= 0.05))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows

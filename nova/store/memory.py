@@ -33,7 +33,7 @@ from nova.store.base import (
     StreamInfo,
     SubscriptionStats,
 )
-from nova.store.bounds import bound_ns
+from nova.store.bounds import parse_iso_ns
 from nova.testing import to_seconds
 
 __all__ = ("MemoryStore", "StoreSubscription")
@@ -56,7 +56,11 @@ def _tname(value: object) -> str:
 
 
 def _bound(value: object, name: str) -> int | None:
-    return bound_ns(value, name)  # ISO-8601 strings with a zone too
+    if value is None:
+        return None
+    if type(value) is str:  # an ISO-8601 date-time with a zone
+        return parse_iso_ns(value, name)
+    return to_timestamp_ns(value, name)
 
 
 def _opt_int(value: object, name: str, minimum: int) -> int | None:
