@@ -340,3 +340,18 @@ def test_batch_payloads_evicted_after_the_window_was_taken(tmp_path: Path, kerne
         with pytest.raises(EventEvicted, match="evicted since it was taken"):
             late.data
         assert [e.data for e in s.window()] == [5, 6, 7, 8, 9]
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"retention": "1 day"}, TypeError, "retention"),
+        ({"max_events_per_stream": 0}, ValueError, "Expected max_events_per_stream >= 1"),
+        ({"on_full": "drop"}, ValueError, "Expected on_full among"),
+    ],
+)
+def test_bad_store_arguments_leave_no_file(tmp_path: Path, kwargs: dict[str, Any], exc: type, match: str) -> None:
+    p = tmp_path / "never.db"
+    with pytest.raises(exc, match=match):
+        SQLiteStore(p, **kwargs)
+    assert list(tmp_path.iterdir()) == []

@@ -204,6 +204,7 @@ class SQLiteStore(MemoryStore):
         self.path = path
         self.durability = durability
         self._poll_interval = float(poll_interval)
+        created = path != ":memory:" and not os.path.exists(path)
         try:
             conn = connect(path, float(busy_timeout))
         except sqlite3.Error as exc:
@@ -220,22 +221,28 @@ class SQLiteStore(MemoryStore):
                 log.load()
             except sqlite3.DatabaseError as exc:
                 raise _file_error(path, exc) from exc
+            self._conn = conn
+            self._sqlite_log = log
+            self._poller: threading.Thread | None = None
+            super().__init__(  # checks the retention and limit arguments
+                max_events_per_stream,
+                retention,
+                on_full=on_full,
+                max_streams=max_streams,
+                clock=clock,
+                now_ns=now_ns,
+                sweep_interval=sweep_interval,
+                kernel=lambda capacity: log,
+            )
         except BaseException:
             conn.close()
+            if created:  # a refused call leaves no file behind
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    try:
+                        os.remove(path + suffix)
+                    except OSError:
+                        pass
             raise
-        self._conn = conn
-        self._sqlite_log = log
-        self._poller: threading.Thread | None = None
-        super().__init__(
-            max_events_per_stream,
-            retention,
-            on_full=on_full,
-            max_streams=max_streams,
-            clock=clock,
-            now_ns=now_ns,
-            sweep_interval=sweep_interval,
-            kernel=lambda capacity: log,
-        )
         self._register(sorted(((sid, code) for code, sid in enumerate(log._file_stream) if sid)))
         ref = weakref.ref(self)
         log.on_change = lambda fresh, rows: _on_change(ref, fresh, rows)
