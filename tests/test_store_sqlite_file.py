@@ -355,3 +355,29 @@ def test_bad_store_arguments_leave_no_file(tmp_path: Path, kwargs: dict[str, Any
     with pytest.raises(exc, match=match):
         SQLiteStore(p, **kwargs)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_backup_while_another_thread_appends(tmp_path: Path, kernel: Any) -> None:
+    import threading
+
+    with SQLiteStore(tmp_path / "live.db", kernel=kernel) as s:
+        s.append_columns("a", types="t", timestamps=np.arange(50_000, dtype=np.int64), data=list(range(50_000)))
+        stop = threading.Event()
+        appended: list[int] = []
+
+        def append() -> None:
+            while not stop.is_set():
+                appended.append(s.append("b", ev(len(appended), data=len(appended))))
+
+        t = threading.Thread(target=append)
+        t.start()
+        try:
+            s.backup(tmp_path / "copy.db")
+        finally:
+            stop.set()
+            t.join(30)
+        with SQLiteStore(tmp_path / "copy.db", kernel=kernel) as c:
+            assert c.stream_info("a").length == 50_000
+            got = [e.data for e in c.read("b")[0]] if "b" in c.streams() else []
+            assert got == list(range(len(got)))  # a consistent prefix of b
+            assert len(got) <= len(appended)

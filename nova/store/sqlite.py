@@ -374,13 +374,24 @@ class SQLiteStore(MemoryStore):
         """
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"Expected path as a str or os.PathLike, got {_tname(path)}")
+        with self._lock:
+            self._check_open()
+            if self.path == ":memory:":
+                target = sqlite3.connect(os.fspath(path))
+                try:
+                    self._conn.backup(target)
+                finally:
+                    target.close()
+                return
+        # A connection of its own: one read snapshot of what is committed, copied
+        # without the store lock, so appends (ours and other processes') go on.
+        source = sqlite3.connect(self.path)
         target = sqlite3.connect(os.fspath(path))
         try:
-            with self._lock:
-                self._check_open()
-                self._conn.backup(target)
+            source.backup(target)
         finally:
             target.close()
+            source.close()
 
     def close(self) -> None:
         """Close the store (subscriptions end, the file is closed).  Idempotent."""
