@@ -74,3 +74,28 @@ def test_twins_agree(core_pair: Any) -> None:
         w = log.window(100, 900)
         out.append((w.ts.tolist(), w.seq.tolist(), w.pos.tolist(), log.stream_info(0), log.stream_info(1)))
     assert out[0] == out[1]
+
+
+def test_restore_row_scalar_form(core: Any) -> None:
+    log, a, b, t = _log(core)
+    log.restore_row(a, t, 50, 3, 2)
+    log.restore_row(b, t, 40, 7, 1)
+    log.restore_row(a, t, 60, 9, 5)
+    assert log.last_seq == 9 and len(log) == 3 and not log.is_sorted
+    w = log.window(None, None)
+    assert (w.ts.tolist(), w.seq.tolist(), w.pos.tolist()) == ([40, 50, 60], [7, 3, 9], [1, 2, 5])
+    assert log.stream_info(a) == (2, 2, 5, 0)
+    assert len(set(w.ids())) == 3  # derived ids stay unique
+    with pytest.raises(ValidationError, match="Expected sequences increasing from 10, got"):
+        log.restore_row(a, t, 1, 9, 6)
+    with pytest.raises(ValidationError, match="last position 5, got 5"):
+        log.restore_row(a, t, 1, 10, 5)
+    with pytest.raises(ValidationError, match=r"Expected a type code in \[0, 1\), got 4"):
+        log.restore_row(a, 4, 1, 10, 6)
+    with pytest.raises(ValueError, match="Expected a stream code"):
+        log.restore_row(9, t, 1, 10, 6)
+    assert len(log) == 3 and log.last_seq == 9
+    # mixed with restore_rows and ordinary appends
+    log.restore_rows([b], [t], [70], [12], [4])
+    assert log.append_columns(a, "t", [80]) == 6
+    assert log.since_sequence(9).seq.tolist() == [12, 13]

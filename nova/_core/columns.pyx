@@ -914,6 +914,59 @@ cdef class ColumnLog:
         self._live += k
         return k
 
+    def restore_row(self, code, type_code, timestamp, sequence, position):
+        """restore_row(code, type_code, timestamp, sequence, position) -> None
+
+        :meth:`restore_rows` for one row, with scalars (a durable store's single
+        append).  See ``columns_py.ColumnLog.restore_row``.
+
+        Raises:
+            ValueError: unknown stream code.
+            ValidationError: unknown type code, sequence or position not increasing.
+        """
+        cdef _Stream st = self._state(code)
+        cdef Py_ssize_t c = code
+        cdef Py_ssize_t ntypes = len(self._type_names)
+        if isinstance(type_code, bool) or not isinstance(type_code, (int, np.integer)) or not 0 <= type_code < ntypes:
+            raise ValidationError(f"Expected a type code in [0, {ntypes}), got {type_code!r}")
+        cdef int64_t ts = timestamp
+        cdef int64_t seq = sequence
+        cdef int64_t pos = position
+        if seq < self._next_seq:
+            raise ValidationError(f"Expected sequences increasing from {self._next_seq}, got [{seq}]...")
+        if pos <= st.last_pos:
+            raise ValidationError(
+                f"Expected positions increasing past the stream's last position {st.last_pos}, "
+                f"got {pos} in stream code {c}"
+            )
+        if self._solo != c:
+            self._solo_check(c, st)
+        cdef Py_ssize_t n = self._n
+        if n == self._cap:
+            self._reserve(1)
+        self._objs.append(None)
+        if self._ids is not None:
+            (<list>self._ids).append(None)
+        if not self._auto_seq:
+            self._auto_seq.append(seq)
+            self._auto_ms.append(_now_ns() // 1_000_000)
+        st.push(n)
+        self._ts_p[n] = ts
+        self._seq_p[n] = seq
+        self._pos_p[n] = pos
+        self._stream_p[n] = <int32_t>c
+        self._type_p[n] = <int32_t>type_code
+        self._flags_p[n] = 0
+        st.last_pos = pos
+        st.live += 1
+        self._next_seq = seq + 1
+        if ts < self._max_ts:
+            self._sorted = False
+        else:
+            self._max_ts = ts
+        self._n = n + 1
+        self._live += 1
+
     # ---------------------------------------------------------------- state
     def __len__(self):
         return self._live

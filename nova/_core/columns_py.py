@@ -805,6 +805,51 @@ class ColumnLog:
         self._live += k
         return k
 
+    def restore_row(self, code: int, type_code: int, timestamp: int, sequence: int, position: int) -> None:
+        """:meth:`restore_rows` for one row, with scalars (a durable store's single
+        append).
+
+        Raises:
+            ValueError: unknown stream code.
+            ValidationError: unknown type code, sequence or position not increasing.
+        """
+        st = self._stream_state(code)
+        ntypes = len(self._type_names)
+        if isinstance(type_code, bool) or not isinstance(type_code, (int, np.integer)) or not 0 <= type_code < ntypes:
+            raise ValidationError(f"Expected a type code in [0, {ntypes}), got {type_code!r}")
+        ts, seq, pos = int(timestamp), int(sequence), int(position)
+        if seq < self._next_seq:
+            raise ValidationError(f"Expected sequences increasing from {self._next_seq}, got [{seq}]...")
+        if pos <= st.last_pos:
+            raise ValidationError(
+                f"Expected positions increasing past the stream's last position {st.last_pos}, "
+                f"got {pos} in stream code {code}"
+            )
+        n = self._n
+        self._reserve(1)
+        self._objs.append(None)
+        if self._ids is not None:
+            self._ids.append(None)
+        if not self._auto_seq:
+            self._auto_seq.append(seq)
+            self._auto_ms.append(_core.now_ns() // 1_000_000)
+        st.push(n)
+        self._ts[n] = ts
+        self._seq[n] = seq
+        self._pos[n] = pos
+        self._stream[n] = code
+        self._type[n] = type_code
+        self._flags[n] = 0
+        st.last_pos = pos
+        st.live += 1
+        self._next_seq = seq + 1
+        if ts < self._max_ts:
+            self._sorted = False
+        else:
+            self._max_ts = ts
+        self._n = n + 1
+        self._live += 1
+
     # ---------------------------------------------------------------- state
     def __len__(self) -> int:
         return self._live

@@ -438,8 +438,19 @@ class SQLiteLog:
         """Append rows to stream *code* with the next sequences and positions (mutex held)."""
         k = len(ts)
         self._begin()
-        seq0 = max(self._last_seq, self._ix.last_seq) + 1
+        ix = self._ix
+        seq0 = max(self._last_seq, ix.last_seq) + 1
         pos0 = self.stream_last_position(code) + 1
+        if k == 1 and self._file_stream[code]:
+            tc = ix.type_code(types[0])
+            tid = self._file_type.get(tc)
+            if tid:  # the common single append: one statement, scalars, no savepoint
+                self._conn.execute(_INSERT, (seq0, self._file_stream[code], pos0, int(ts[0]), tid, ids[0], metas[0], datas[0]))
+                ix.restore_row(code, tc, int(ts[0]), seq0, pos0)
+                self._last_seq = seq0
+                self._last_pos[code] = pos0
+                self._ticket()
+                return pos0
         self._insert(
             np.full(k, code, dtype=np.int32), ts, types, ids, metas, datas,
             np.arange(seq0, seq0 + k, dtype=np.int64), np.arange(pos0, pos0 + k, dtype=np.int64),
