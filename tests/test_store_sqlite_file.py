@@ -77,13 +77,62 @@ def test_reopen_after_eviction_never_reuses_positions_or_sequences(tmp_path: Pat
 def test_durability_levels_set_synchronous(tmp_path: Path, kernel: Any, durability: str) -> None:
     with SQLiteStore(tmp_path / "s.db", durability=durability, kernel=kernel) as s:
         sync = s._conn.execute("PRAGMA synchronous").fetchone()[0]
-        assert sync == {"off": 0, "normal": 1, "full": 2}[durability]
+        # "full" commits with NORMAL and fsyncs the WAL itself, shared between appenders
+        assert sync == {"off": 0, "normal": 1, "full": 1}[durability]
         assert s._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        group = s._sqlite_log._group
         s.append("a", ev(1, data=1))
         # committed: another connection sees it
         other = sqlite3.connect(tmp_path / "s.db")
         assert other.execute("SELECT count(*) FROM events").fetchone()[0] == 1
         other.close()
+        # with "full", the append returned after an fsync of the WAL covering it
+        assert (group._synced >= group._gen) if durability == "full" else (group._sync is None)
+
+
+@pytest.mark.stress
+def test_full_durability_threads_each_append_fsynced(tmp_path: Path, kernel: Any) -> None:
+    import threading
+
+    with SQLiteStore(tmp_path / "g.db", durability="full", kernel=kernel) as s:
+        group = s._sqlite_log._group
+        fsyncs = [0]
+        real_sync, real_flush = group._sync, group.flush
+        covered: list[bool] = []
+
+        def counted() -> None:
+            fsyncs[0] += 1
+            real_sync()
+
+        def checked_flush() -> None:
+            ticket = group._local.ticket  # what this thread's append wrote
+            real_flush()
+            covered.append(group._synced >= ticket)  # an fsync after its commit finished
+
+        group._sync = counted
+        group.flush = checked_flush  # type: ignore[method-assign]
+        errors: list[BaseException] = []
+
+        def run(k: int) -> None:
+            try:
+                for i in range(100):
+                    s.append(f"s{k % 3}", ev(i, data=[k, i]))
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        assert s.stats().events == 800
+        assert len(covered) == 800 and all(covered)
+        assert group._synced == group._committed == group._gen
+        assert fsyncs[0] >= 1
+        for name in ("s0", "s1", "s2"):
+            positions = [int(p) for p in s.window(streams=name).positions]
+            assert sorted(positions) == list(range(1, len(positions) + 1))
 
 
 def test_bad_arguments(tmp_path: Path) -> None:

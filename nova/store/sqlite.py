@@ -41,7 +41,9 @@ SCHEMA_VERSION = 1
 #: ``PRAGMA application_id`` of a nova store file ("nova" in ASCII).
 APPLICATION_ID = 0x6E6F7661
 #: Durability levels: the ``synchronous`` setting each one uses (WAL in every case).
-DURABILITY = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
+#: ``"full"`` commits with NORMAL and then fsyncs the WAL itself, once for all the
+#: appends waiting (group commit): what FULL does at every commit, shared.
+DURABILITY = {"full": "NORMAL", "normal": "NORMAL", "off": "OFF"}
 
 _SCHEMA = """
 CREATE TABLE events (
@@ -216,7 +218,8 @@ class SQLiteStore(MemoryStore):
                 if mode != "wal":
                     raise StoreFileError(f"Expected WAL journal mode for {path!r}, got {mode!r}")
             conn.execute(f"PRAGMA synchronous = {DURABILITY[durability]}")
-            log = SQLiteLog(conn, self.codec, _core.ColumnLog if kernel is None else kernel)
+            wal = path + "-wal" if durability == "full" and path != ":memory:" else None
+            log = SQLiteLog(conn, self.codec, _core.ColumnLog if kernel is None else kernel, wal_path=wal)
             try:
                 log.load()
             except sqlite3.DatabaseError as exc:
@@ -270,12 +273,10 @@ class SQLiteStore(MemoryStore):
             sqlite3.Error: the file could not be written (nothing stored).
         """
         log = self._sqlite_log
-        log.enter()
         try:
             log.prepare(events)  # checks and encodes before the lock: another thread may be committing
             pos = self._append_locked(stream, *events)
         finally:
-            log.leave()
             log.discard_prepared()
             log.flush()
         return pos
@@ -293,11 +294,9 @@ class SQLiteStore(MemoryStore):
         see :meth:`MemoryStore.append_columns`.  Rows without ids get new unique ids
         stored with them."""
         log = self._sqlite_log
-        log.enter()
         try:
             pos = super().append_columns(stream, types=types, timestamps=timestamps, data=data, ids=ids)
         finally:
-            log.leave()
             log.flush()
         return pos
 
@@ -417,6 +416,7 @@ class SQLiteStore(MemoryStore):
             finally:
                 log.closed = True
                 self._conn.close()
+                log.close_wal()
 
     def __enter__(self) -> SQLiteStore:
         return self

@@ -1,12 +1,19 @@
 """Group commit for :class:`~nova.store.sqlite_log.SQLiteLog`: many threads appending
-share one commit (one fsync with ``durability="full"``).
+share one fsync.
 
 Each append, under the store lock, inserts its rows into the open write transaction
-and takes a ticket; then, outside the lock, it waits in :meth:`GroupCommit.flush`.  The
-first waiter becomes the leader: it waits (at most ``GATHER_SECONDS``) for the appends
-already under way (between :meth:`~GroupCommit.enter` and :meth:`~GroupCommit.leave`)
-to insert, then commits everything inserted so far; the others find their ticket
-committed.  A failed commit fails every append it covered.
+and takes a ticket.  Then, outside the lock, :meth:`GroupCommit.flush`:
+
+1. commits the transaction if no other thread's commit covered the ticket yet (a
+   commit without fsync: WAL frames written to the OS, ``synchronous=NORMAL``; a few
+   microseconds, under the store lock);
+2. with ``durability="full"``, waits until an fsync of the WAL that started after that
+   commit has finished.  The first waiter fsyncs for everyone committed so far, without
+   any lock held, so other threads go on inserting and committing meanwhile, and the
+   next fsync covers all of them.  This is what ``synchronous=FULL`` does per commit,
+   shared between the appends that were waiting.
+
+A failed commit or fsync fails every append it covered.
 
 .. versionadded:: 0.2
 """
@@ -17,42 +24,29 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ("GroupCommit", "GATHER_SECONDS")
-
-#: How long a commit leader waits at most for the appends under way.
-GATHER_SECONDS = 0.002
+__all__ = ("GroupCommit",)
 
 
 class GroupCommit:
-    """Tickets and commit leadership for one connection.
+    """Tickets, commits and shared fsyncs for one connection.
 
     *mutex* is the lock the connection is used under; *commit* commits the open
-    transaction (called with *mutex* held).
+    transaction (called with *mutex* held); *sync* makes what was committed durable
+    (called with no lock held; ``None``: commits are enough).
     """
 
-    def __init__(self, mutex: Any, commit: Callable[[], None]) -> None:
+    def __init__(self, mutex: Any, commit: Callable[[], None], sync: Callable[[], None] | None = None) -> None:
         self._mutex = mutex
         self._commit = commit
-        self._gen = 0  # tickets handed out
-        self._committed = 0  # tickets committed
+        self._sync = sync
+        self._gen = 0  # tickets handed out (mutex held)
+        self._committed = 0  # tickets committed (mutex held to write)
+        self._synced = 0  # tickets made durable (cond held to write)
         self._failed: tuple[int, int, BaseException] | None = None
-        self._leading = False
-        self._inflight = 0  # appends between enter() and leave()
-        self._waiting = 0  # flush() callers waiting for a leader's commit
+        self._syncing = False
+        self._waiting = 0
         self._cond = threading.Condition(threading.Lock())
         self._local = threading.local()
-
-    def enter(self) -> None:
-        """An append starts: a leader waits (briefly) for it before committing."""
-        with self._cond:
-            self._inflight += 1
-
-    def leave(self) -> None:
-        """The append started by :meth:`enter` inserted its rows (or failed)."""
-        with self._cond:
-            self._inflight -= 1
-            if not self._inflight and self._leading:
-                self._cond.notify_all()
 
     def ticket(self) -> None:
         """This thread wrote to the open transaction (mutex held): its next
@@ -61,49 +55,66 @@ class GroupCommit:
         self._local.ticket = self._gen
 
     def forget(self) -> None:
-        """This thread's writes were committed already (by its own commit)."""
+        """This thread's writes were committed already (by a commit of its own, mutex
+        held)."""
         self._local.ticket = 0
+        self._committed = self._gen
+
+    def _check(self, ticket: int) -> None:
+        failed = self._failed
+        if failed is not None and failed[0] <= ticket <= failed[1]:
+            raise failed[2]
 
     def flush(self) -> None:
-        """Return once this thread's writes are committed (mutex not held).
+        """Return once this thread's writes are committed (and durable, with a sync).
+        Called without the mutex.
 
         Raises:
-            Exception: the commit covering them failed (they were rolled back).
+            Exception: the commit or fsync covering them failed.
         """
         ticket = getattr(self._local, "ticket", 0)
         if not ticket:
             return
         self._local.ticket = 0
+        if self._committed < ticket:
+            with self._mutex:
+                if self._committed < ticket:
+                    target = self._gen
+                    try:
+                        self._commit()
+                    except BaseException as exc:
+                        self._failed = (self._committed + 1, target, exc)
+                        self._committed = target
+                        raise
+                    self._committed = target
+        self._check(ticket)
+        if self._sync is None:
+            return
         cond = self._cond
         with cond:
             while True:
-                failed = self._failed
-                if failed is not None and failed[0] <= ticket <= failed[1]:
-                    raise failed[2]
-                if self._committed >= ticket:
+                self._check(ticket)
+                if self._synced >= ticket:
                     return
-                if not self._leading:
-                    self._leading = True
+                if not self._syncing:
+                    self._syncing = True
                     break
                 self._waiting += 1
                 try:
                     cond.wait()
                 finally:
                     self._waiting -= 1
-            if self._inflight:
-                cond.wait_for(lambda: not self._inflight, GATHER_SECONDS)
-        target = ticket
+        target = self._committed  # every commit so far is in the WAL: one fsync covers them
         try:
-            with self._mutex:
-                target = self._gen
-                self._commit()
+            self._sync()
         except BaseException as exc:
             with cond:
-                self._failed = (self._committed + 1, target, exc)
+                self._failed = (self._synced + 1, target, exc)
+                self._syncing = False
+                cond.notify_all()
             raise
-        finally:
-            with cond:
-                self._leading = False
-                self._committed = max(self._committed, target)
-                if self._waiting:
-                    cond.notify_all()
+        with cond:
+            self._synced = max(self._synced, target)
+            self._syncing = False
+            if self._waiting:
+                cond.notify_all()

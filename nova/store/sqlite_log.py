@@ -28,6 +28,7 @@ MemoryStore drives (some 30 methods) over one connection; group commit
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -66,11 +67,15 @@ class SQLiteLog:
             file whose schema exists.
         codec: the payload codec.
         kernel: the ColumnLog class for the index.
+        wal_path: the WAL file to fsync after commits (``durability="full"``), or
+            ``None`` when a commit is enough.
         on_change: called (mutex held) after rows written by another process were
             read, with the names of streams that appeared ``(name, code)``.
     """
 
-    def __init__(self, conn: sqlite3.Connection, codec: Codec, kernel: Any, capacity: int = 1024) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, codec: Codec, kernel: Any, capacity: int = 1024, wal_path: str | None = None
+    ) -> None:
         self._conn = conn
         self._codec = codec
         self._kernel = kernel
@@ -93,10 +98,10 @@ class SQLiteLog:
         self._snapshot_at: tuple[int, int] | None = None
         self._in_txn = False
         self._local = threading.local()
-        self._group = GroupCommit(self.mutex, self.commit)
-        #: An append starts / has inserted its rows (see GroupCommit.enter / leave).
-        self.enter = self._group.enter
-        self.leave = self._group.leave
+        self._wal_path = wal_path
+        self._wal_fd: int | None = None
+        self._wal_lock = threading.Lock()
+        self._group = GroupCommit(self.mutex, self.commit, None if wal_path is None else self.sync_wal)
         self.closed = False
 
     # ------------------------------------------------------------------ file state
@@ -309,6 +314,31 @@ class SQLiteLog:
                 rolled back).
         """
         self._group.flush()
+
+    def sync_wal(self) -> None:
+        """fsync the WAL file: every commit made before the call is on disk after it
+        (what ``synchronous=FULL`` does at each commit).  Called by one thread at a
+        time, with no lock held, so appends go on meanwhile."""
+        path = self._wal_path
+        assert path is not None
+        with self._wal_lock:
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                return  # checkpointed and removed (the database file was synced then)
+            fd = self._wal_fd
+            if fd is None or os.fstat(fd).st_ino != st.st_ino:
+                if fd is not None:
+                    os.close(fd)
+                fd = self._wal_fd = os.open(path, os.O_RDONLY)
+            os.fsync(fd)
+
+    def close_wal(self) -> None:
+        """Close the WAL file descriptor :meth:`sync_wal` keeps."""
+        with self._wal_lock:
+            if self._wal_fd is not None:
+                os.close(self._wal_fd)
+                self._wal_fd = None
 
     def commit(self) -> None:
         """Commit the open write transaction now (mutex held).  On failure it is rolled
