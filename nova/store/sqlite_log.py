@@ -317,8 +317,8 @@ class SQLiteLog:
 
     def sync_wal(self) -> None:
         """fsync the WAL file: every commit made before the call is on disk after it
-        (what ``synchronous=FULL`` does at each commit).  Called by one thread at a
-        time, with no lock held, so appends go on meanwhile."""
+        (what ``synchronous=FULL`` does at each commit).  Called with no lock of the
+        store held, so appends go on meanwhile (one at a time: GroupCommit leads it)."""
         path = self._wal_path
         assert path is not None
         with self._wal_lock:
@@ -331,7 +331,11 @@ class SQLiteLog:
                 if fd is not None:
                     os.close(fd)
                 fd = self._wal_fd = os.open(path, os.O_RDONLY)
+            fd = os.dup(fd)  # its own descriptor: close_wal() may run meanwhile
+        try:
             os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def close_wal(self) -> None:
         """Close the WAL file descriptor :meth:`sync_wal` keeps."""
