@@ -273,10 +273,12 @@ class SQLiteStore(MemoryStore):
             sqlite3.Error: the file could not be written (nothing stored).
         """
         log = self._sqlite_log
+        log.enter()
         try:
-            log.prepare(events)  # checks and encodes before the lock: another thread may be committing
+            log.prepare(events)  # checks and encodes before the lock: another thread may be syncing
             pos = self._append_locked(stream, *events)
         finally:
+            log.leave()
             log.discard_prepared()
             log.flush()
         return pos

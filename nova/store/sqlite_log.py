@@ -5,11 +5,13 @@ numeric columns indexed in a :class:`~nova._core.ColumnLog`.
 (appends, windows, stream slices, eviction, names), so ``SQLiteStore`` is the
 MemoryStore facade (subscriptions, retention, limits, blocking) over this log.
 
-* Appends validate and encode, insert the rows in the open write transaction (one
-  ``SAVEPOINT`` per append, so a failed append leaves no trace) and add their numbers to
-  the index with ``ColumnLog.restore_rows``.  The caller then waits in :meth:`flush`:
-  the first waiter becomes the commit leader and commits everything inserted so far,
-  so concurrent appenders share one commit (group commit).
+* Appends are checked and encoded before the store lock (:meth:`SQLiteLog.prepare`);
+  under it they insert their rows in one write transaction (a ``SAVEPOINT`` when
+  there is more than one statement, so a failed append leaves no trace), add their
+  numbers to the index (``ColumnLog.restore_row(s)``) and commit; no transaction
+  stays open outside the store lock.  With ``durability="full"`` the caller then
+  waits in :meth:`flush` for an fsync of the WAL shared with the other appenders
+  (group commit, :mod:`nova.store.sqlite_commit`).
 * Windows are a binary search in the index; payloads, ids and metadata are read from
   the table (by rowid = global sequence) only when asked for.
 * Before every read and at the start of every write transaction the log checks
@@ -101,7 +103,10 @@ class SQLiteLog:
         self._wal_path = wal_path
         self._wal_fd: int | None = None
         self._wal_lock = threading.Lock()
-        self._group = GroupCommit(self.mutex, self.commit, None if wal_path is None else self.sync_wal)
+        self._group = GroupCommit(None if wal_path is None else self.sync_wal)
+        #: An append starts / has committed (see GroupCommit.enter / leave).
+        self.enter = self._group.enter
+        self.leave = self._group.leave
         self.closed = False
 
     # ------------------------------------------------------------------ file state
@@ -302,16 +307,19 @@ class SQLiteLog:
             raise
 
     def _ticket(self) -> None:
+        """Commit what this thread just wrote (mutex held; no transaction stays open
+        outside the store lock) and take the ticket :meth:`flush` waits on."""
+        self.commit()
         self._group.ticket()
 
     # ------------------------------------------------------------------ commit
     def flush(self) -> None:
-        """Commit what this thread wrote (called without the mutex), sharing the commit
-        with the appends under way (see :class:`~nova.store.sqlite_commit.GroupCommit`).
+        """Return once this thread's last append is durable (called without the mutex):
+        with ``durability="full"``, after an fsync of the WAL shared with the appends
+        waiting (see :class:`~nova.store.sqlite_commit.GroupCommit`); else at once.
 
         Raises:
-            sqlite3.Error: the commit covering this thread's writes failed (they were
-                rolled back).
+            OSError: the fsync covering it failed.
         """
         self._group.flush()
 
@@ -602,7 +610,7 @@ class SQLiteLog:
             conn.execute("RELEASE nova_evict")
             raise
         self._evict_gen += 1
-        self._ticket()
+        self.commit()  # an eviction needs no fsync of its own: a lost one is redone
 
     def evict_before(self, cutoff: int) -> int:
         """Evict (delete) every row with timestamp < *cutoff*; return how many.  The
@@ -613,13 +621,11 @@ class SQLiteLog:
             return 0
         self._delete(sl.seq, sl.stream)
         k: int = self._ix.evict_before(cutoff)
-        self.commit()
-        self._group.forget()
         return k
 
     def evict_oldest(self, code: int, count: int) -> int:
-        """Evict the *count* lowest live positions of stream *code* in the open write
-        transaction (committed with the append that caused it)."""
+        """Evict (delete) the *count* lowest live positions of stream *code*; return how
+        many (committed at once, mutex held)."""
         self.sync()
         sl = self._ix.stream_slice(code, 0, count)
         if len(sl) == 0:
