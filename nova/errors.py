@@ -37,6 +37,8 @@ __all__ = (
     "Timeout",
     "CircuitOpen",
     "RetryLimitExceeded",
+    "StoreFileError",
+    "EventEvicted",
     "type_name",
 )
 
@@ -120,3 +122,12 @@ class RetryLimitExceeded(NovaError):
     def __init__(self, message: str, attempts: int = 0) -> None:
         super().__init__(message)
         self.attempts = attempts
+
+
+class StoreFileError(NovaError):
+    """A store file cannot be opened as asked: not a nova store, written by a newer
+    schema, recorded with another codec, or corrupt.  The file is left untouched."""
+
+
+class EventEvicted(NovaError, LookupError):
+    """A durable store's batch was asked for a payload evicted since it was taken."""

@@ -32,6 +32,7 @@ from nova._core.columns_py import (
     _ids_list,
     _objects_list,
     _types_list,
+    restore_columns,
 )
 from nova._core.timeconv import check_bound as _check_bound
 from nova._core.timeconv import timestamps_array
@@ -924,6 +925,122 @@ cdef class ColumnLog:
         self._n = n + k
         self._live += k
         return 0
+
+    def restore_rows(self, stream_codes, type_codes, timestamps, sequences, positions):
+        """restore_rows(stream_codes, type_codes, timestamps, sequences, positions) -> int
+
+        Append rows whose sequence and position are already decided (payload-less
+        column rows; gaps allowed).  All or nothing; returns how many rows were added.
+        See ``columns_py.ColumnLog.restore_rows``.
+
+        Raises:
+            TypeError / ValidationError: see ``columns_py.restore_columns``.
+        """
+        cdef Py_ssize_t ns = len(self._streams)
+        last = np.empty(ns, dtype=np.int64)
+        cdef int64_t* lp = <int64_t*>_data(last)
+        cdef Py_ssize_t i
+        for i in range(ns):
+            lp[i] = (<_Stream>PyList_GET_ITEM(self._streams, i)).last_pos
+        sc, tc, ts, seq, pos = restore_columns(
+            ns, len(self._type_names), self._next_seq, last,
+            stream_codes, type_codes, timestamps, sequences, positions,
+        )
+        cdef Py_ssize_t k = len(sc)
+        if k == 0:
+            return 0
+        cdef Py_ssize_t n = self._n
+        self._reserve(k)
+        cdef const int32_t* scp = <int32_t*>_data(sc)
+        cdef const int64_t* tsp = <int64_t*>_data(ts)
+        cdef const int64_t* seqp = <int64_t*>_data(seq)
+        cdef const int64_t* posp = <int64_t*>_data(pos)
+        memcpy(self._ts_p + n, tsp, k * sizeof(int64_t))
+        memcpy(self._seq_p + n, seqp, k * sizeof(int64_t))
+        memcpy(self._pos_p + n, posp, k * sizeof(int64_t))
+        memcpy(self._stream_p + n, scp, k * sizeof(int32_t))
+        memcpy(self._type_p + n, _data(tc), k * sizeof(int32_t))
+        cdef bint in_order = self._sorted
+        cdef int64_t mx = self._max_ts
+        cdef _Stream st
+        cdef Py_ssize_t c
+        for i in range(k):
+            self._flags_p[n + i] = 0
+            c = scp[i]
+            st = <_Stream>PyList_GET_ITEM(self._streams, c)
+            if self._solo != c:
+                self._solo_check(c, st)
+            st.push(n + i)
+            st.last_pos = posp[i]
+            st.live += 1
+            if tsp[i] < mx:
+                in_order = False
+            else:
+                mx = tsp[i]
+        self._objs.extend([None] * k)
+        if self._ids is not None:
+            (<list>self._ids).extend([None] * k)
+        self._auto_seq.append(seqp[0])
+        self._auto_ms.append(_now_ns() // 1_000_000)
+        self._next_seq = seqp[k - 1] + 1
+        self._sorted = in_order
+        self._max_ts = mx
+        self._n = n + k
+        self._live += k
+        return k
+
+    def restore_row(self, code, type_code, timestamp, sequence, position):
+        """restore_row(code, type_code, timestamp, sequence, position) -> None
+
+        :meth:`restore_rows` for one row, with scalars (a durable store's single
+        append).  See ``columns_py.ColumnLog.restore_row``.
+
+        Raises:
+            ValueError: unknown stream code.
+            ValidationError: unknown type code, sequence or position not increasing.
+        """
+        cdef _Stream st = self._state(code)
+        cdef Py_ssize_t c = code
+        cdef Py_ssize_t ntypes = len(self._type_names)
+        if isinstance(type_code, bool) or not isinstance(type_code, (int, np.integer)) or not 0 <= type_code < ntypes:
+            raise ValidationError(f"Expected a type code in [0, {ntypes}), got {type_code!r}")
+        cdef int64_t ts = timestamp
+        cdef int64_t seq = sequence
+        cdef int64_t pos = position
+        if seq < self._next_seq:
+            raise ValidationError(f"Expected sequences increasing from {self._next_seq}, got [{seq}]...")
+        if pos <= st.last_pos:
+            raise ValidationError(
+                f"Expected positions increasing past the stream's last position {st.last_pos}, "
+                f"got {pos} in stream code {c}"
+            )
+        if self._solo != c:
+            self._solo_check(c, st)
+        cdef Py_ssize_t n = self._n
+        if n == self._cap:
+            self._reserve(1)
+        self._objs.append(None)
+        if self._ids is not None:
+            (<list>self._ids).append(None)
+        if not self._auto_seq:
+            self._auto_seq.append(seq)
+            self._auto_ms.append(_now_ns() // 1_000_000)
+        st.push(n)
+        self._ts_p[n] = ts
+        self._seq_p[n] = seq
+        self._pos_p[n] = pos
+        self._stream_p[n] = <int32_t>c
+        self._type_p[n] = <int32_t>type_code
+        self._flags_p[n] = 0
+        st.last_pos = pos
+        st.live += 1
+        self._next_seq = seq + 1
+        if ts < self._max_ts:
+            self._sorted = False
+        else:
+            self._max_ts = ts
+        self._n = n + 1
+        self._live += 1
 
     # ---------------------------------------------------------------- state
     def __len__(self):

@@ -151,6 +151,87 @@ def _ids_list(ids: object, n: int) -> list[str]:
     return items
 
 
+def restore_columns(
+    log_streams: int,
+    log_types: int,
+    next_seq: int,
+    last_positions: np.ndarray,
+    stream_codes: object,
+    type_codes: object,
+    timestamps: object,
+    sequences: object,
+    positions: object,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Check the columns of :meth:`ColumnLog.restore_rows` (both twins use it) and
+    return them as contiguous ``(stream int32, type int32, ts, seq, pos int64)`` arrays.
+
+    *last_positions* holds each stream's last position (indexed by code).
+
+    Raises:
+        TypeError: a column is not a sequence or array of ints.
+        ValidationError: columns of different lengths, an unknown stream or type code,
+            sequences not increasing from *next_seq*, positions not increasing past
+            their stream's last position.
+    """
+    cols = []
+    for name, values, dtype in (
+        ("stream_codes", stream_codes, np.int32),
+        ("type_codes", type_codes, np.int32),
+        ("timestamps", timestamps, np.int64),
+        ("sequences", sequences, np.int64),
+        ("positions", positions, np.int64),
+    ):
+        arr = np.asarray(values)
+        if arr.ndim != 1 or (len(arr) and arr.dtype.kind not in "iu"):
+            raise TypeError(f"Expected {name} as a 1-D array of ints, got {arr.dtype} of shape {arr.shape}")
+        cols.append(np.ascontiguousarray(arr, dtype=dtype))
+    sc, tc, ts, seq, pos = cols
+    seq_: Any = seq
+    k = len(sc)
+    if not len(tc) == len(ts) == len(seq) == len(pos) == k:
+        raise ValidationError(
+            f"Expected columns of one length, got {k}, {len(tc)}, {len(ts)}, {len(seq)} and {len(pos)}"
+        )
+    if k == 0:
+        return sc, tc, ts, seq, pos
+    if k == 1:  # one row (a durable store's single append): scalar checks
+        c, t, q, p = int(sc[0]), int(tc[0]), int(seq[0]), int(pos[0])
+        if not 0 <= c < log_streams:
+            raise ValidationError(f"Expected stream codes in [0, {log_streams}), got {c}..{c}")
+        if not 0 <= t < log_types:
+            raise ValidationError(f"Expected type codes in [0, {log_types}), got {t}..{t}")
+        if q < next_seq:
+            raise ValidationError(f"Expected sequences increasing from {next_seq}, got {[q]}...")
+        if p <= int(last_positions[c]):
+            raise ValidationError(
+                f"Expected positions increasing past the stream's last position {int(last_positions[c])}, "
+                f"got {p} in stream code {c}"
+            )
+        return sc, tc, ts, seq, pos
+    if int(sc.min()) < 0 or int(sc.max()) >= log_streams:
+        raise ValidationError(f"Expected stream codes in [0, {log_streams}), got {int(sc.min())}..{int(sc.max())}")
+    if int(tc.min()) < 0 or int(tc.max()) >= log_types:
+        raise ValidationError(f"Expected type codes in [0, {log_types}), got {int(tc.min())}..{int(tc.max())}")
+    if int(seq[0]) < next_seq or (k > 1 and bool((seq_[1:] <= seq_[:-1]).any())):
+        raise ValidationError(f"Expected sequences increasing from {next_seq}, got {seq[:8].tolist()}...")
+    # per stream, positions must increase past the stream's last position
+    order = np.lexsort((seq, sc))
+    s_sorted = sc[order]
+    p_sorted: Any = pos[order]
+    first = np.ones(k, dtype=bool)
+    first[1:] = s_sorted[1:] != s_sorted[:-1]
+    prev: Any = np.empty(k, dtype=np.int64)
+    prev[1:] = p_sorted[:-1]
+    prev[first] = last_positions[s_sorted[first]]
+    if bool((p_sorted <= prev).any()):
+        bad = int(np.flatnonzero(p_sorted <= prev)[0])
+        raise ValidationError(
+            f"Expected positions increasing past the stream's last position {int(prev[bad])}, "
+            f"got {int(p_sorted[bad])} in stream code {int(s_sorted[bad])}"
+        )
+    return sc, tc, ts, seq, pos
+
+
 def _view(arr: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """A read-only view of arr[lo:hi]."""
     v = arr[lo:hi]
@@ -663,6 +744,105 @@ class ColumnLog:
             self._max_ts = mx
         self._n = n + k
         self._live += k
+
+    def restore_rows(
+        self,
+        stream_codes: object,
+        type_codes: object,
+        timestamps: object,
+        sequences: object,
+        positions: object,
+    ) -> int:
+        """Append rows whose sequence and position are already decided (a durable
+        store rebuilding its index, or catching up with rows another process wrote).
+        Rows are column rows with no payload (the owner keeps payloads and ids); gaps
+        in sequences and positions are allowed (evicted rows).  All or nothing; returns
+        how many rows were added.
+
+        Raises:
+            TypeError / ValidationError: see :func:`restore_columns`.
+        """
+        last = np.fromiter((st.last_pos for st in self._streams), np.int64, len(self._streams))
+        sc, tc, ts, seq, pos = restore_columns(
+            len(self._streams), len(self._type_names), self._next_seq, last,
+            stream_codes, type_codes, timestamps, sequences, positions,
+        )
+        k = len(sc)
+        if k == 0:
+            return 0
+        n = self._n
+        self._reserve(k)
+        self._ts[n : n + k] = ts
+        self._seq[n : n + k] = seq
+        self._pos[n : n + k] = pos
+        self._stream[n : n + k] = sc
+        self._type[n : n + k] = tc
+        self._flags[n : n + k] = 0
+        self._objs.extend([None] * k)
+        if self._ids is not None:
+            self._ids.extend([None] * k)
+        self._auto_seq.append(int(seq[0]))
+        self._auto_ms.append(_core.now_ns() // 1_000_000)
+        for c, p, row in zip(sc.tolist(), pos.tolist(), range(n, n + k)):
+            st = self._streams[c]
+            st.push(row)
+            st.last_pos = p
+            st.live += 1
+        self._next_seq = int(seq[-1]) + 1
+        if self._sorted:
+            if ts[0] < self._max_ts or (k > 1 and bool((ts[1:] < ts[:-1]).any())):
+                self._sorted = False
+        mx = int(ts.max())
+        if mx > self._max_ts:
+            self._max_ts = mx
+        self._n = n + k
+        self._live += k
+        return k
+
+    def restore_row(self, code: int, type_code: int, timestamp: int, sequence: int, position: int) -> None:
+        """:meth:`restore_rows` for one row, with scalars (a durable store's single
+        append).
+
+        Raises:
+            ValueError: unknown stream code.
+            ValidationError: unknown type code, sequence or position not increasing.
+        """
+        st = self._stream_state(code)
+        ntypes = len(self._type_names)
+        if isinstance(type_code, bool) or not isinstance(type_code, (int, np.integer)) or not 0 <= type_code < ntypes:
+            raise ValidationError(f"Expected a type code in [0, {ntypes}), got {type_code!r}")
+        ts, seq, pos = int(timestamp), int(sequence), int(position)
+        if seq < self._next_seq:
+            raise ValidationError(f"Expected sequences increasing from {self._next_seq}, got [{seq}]...")
+        if pos <= st.last_pos:
+            raise ValidationError(
+                f"Expected positions increasing past the stream's last position {st.last_pos}, "
+                f"got {pos} in stream code {code}"
+            )
+        n = self._n
+        self._reserve(1)
+        self._objs.append(None)
+        if self._ids is not None:
+            self._ids.append(None)
+        if not self._auto_seq:
+            self._auto_seq.append(seq)
+            self._auto_ms.append(_core.now_ns() // 1_000_000)
+        st.push(n)
+        self._ts[n] = ts
+        self._seq[n] = seq
+        self._pos[n] = pos
+        self._stream[n] = code
+        self._type[n] = type_code
+        self._flags[n] = 0
+        st.last_pos = pos
+        st.live += 1
+        self._next_seq = seq + 1
+        if ts < self._max_ts:
+            self._sorted = False
+        else:
+            self._max_ts = ts
+        self._n = n + 1
+        self._live += 1
 
     # ---------------------------------------------------------------- state
     def __len__(self) -> int:

@@ -3,6 +3,8 @@ streams live.
 
 * :class:`EventStore` — the protocol every backend implements.
 * :class:`MemoryStore` — in memory, columnar (numpy), the fastest.
+* :class:`SQLiteStore` — durable, one SQLite file, windows at memory speed.
+* :func:`copy` — copy events between any two stores.
 * :class:`Cursor`, :class:`EventBatch`, :class:`StreamInfo`, :class:`StoreStats`,
   :class:`SubscriptionStats`, :class:`StoreSubscription` — the values they return.
 
@@ -20,14 +22,18 @@ from nova.store.base import (
     SubscriptionStats,
 )
 from nova.store.memory import MemoryStore, StoreSubscription
+from nova.store.sqlite import SQLiteStore
+from nova.store.transfer import copy
 
 __all__ = (
     "EventStore",
     "MemoryStore",
+    "SQLiteStore",
     "Cursor",
     "EventBatch",
     "StreamInfo",
     "StoreStats",
     "SubscriptionStats",
     "StoreSubscription",
+    "copy",
 )

@@ -320,16 +320,30 @@ class EventBatch:
     def _categories(names: tuple[str, ...]) -> list[str]:
         return list(names)
 
-    def to_arrow(self, *, include_data: bool = True) -> Any:
+    def to_arrow(self, *, include_data: bool = True, data: str = "infer", codec: Any = "json") -> Any:
         """A :class:`pyarrow.Table` with columns ``timestamp`` (timestamp[ns, UTC]),
         ``sequence``, ``stream`` and ``type`` (dictionary-encoded), ``position``, ``id``
-        and, if *include_data*, ``data`` (typed by pyarrow's inference).
+        and, if *include_data*, ``data``.
+
+        *data* says how payloads are written:
+
+        * ``"infer"`` (default): typed by pyarrow's inference (payloads of different
+          shapes are merged into one struct: lossy, handy for analytics).
+        * ``"json"`` / ``"bytes"``: the **lossless** archive form: payloads as JSON text
+          or as *codec*'s bytes (``"json"``, ``"msgpack"``, ``"pickle"`` or a codec
+          object), plus a ``metadata`` column (``map<string, string>``); the schema
+          records the form, so :meth:`from_arrow` restores every field exactly.
+        * ``"struct"``: inferred as with ``"infer"``, plus the ``metadata`` column.
 
         Raises:
             ImportError: pyarrow is not installed (``pip install 'nova-events[arrow]'``).
-            TypeError: the payloads have no common Arrow type (pass
-                ``include_data=False``, or export with :meth:`to_pandas`).
+            TypeError: the payloads have no common Arrow type (``"infer"``/``"struct"``;
+                pass ``include_data=False``, or use ``data="json"``), or the codec
+                cannot encode a payload.
+            ValueError: an unknown *data* form.
         """
+        if data not in ("infer", "json", "bytes", "struct"):
+            raise ValueError(f"Expected data among ('infer', 'json', 'bytes', 'struct'), got {data!r}")
         try:
             import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
         except ImportError as exc:
@@ -346,15 +360,86 @@ class EventBatch:
             "type": pa.DictionaryArray.from_arrays(pa.array(np.asarray(self.type_codes)), types),
             "id": pa.array(self.ids, pa.string()),
         }
+        schema_meta: dict[bytes, bytes] = {}
+        if data != "infer":
+            cols["metadata"] = pa.array([list(m.items()) for m in self.metadata], pa.map_(pa.string(), pa.string()))
+            schema_meta[b"nova.data"] = data.encode()
         if include_data:
-            try:
-                cols["data"] = pa.array(self.data)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
-                raise TypeError(
-                    f"Expected payloads pyarrow can type, got ({exc}); "
-                    "pass include_data=False or use to_pandas()"
-                ) from exc
-        return pa.table(cols)
+            if data in ("infer", "struct"):
+                try:
+                    cols["data"] = pa.array(self.data)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+                    raise TypeError(
+                        f"Expected payloads pyarrow can type, got ({exc}); "
+                        "pass include_data=False or use to_pandas()"
+                    ) from exc
+            else:
+                from nova.store.codecs import get_codec
+
+                c = get_codec("json" if data == "json" else codec)
+                encoded = c.encode_many(self.data)
+                if data == "json":
+                    cols["data"] = pa.array([None if b is None else b.decode("utf-8") for b in encoded], pa.string())
+                else:
+                    cols["data"] = pa.array(encoded, pa.binary())
+                    schema_meta[b"nova.codec"] = c.name.encode()
+        table = pa.table(cols)
+        return table.replace_schema_metadata(schema_meta) if schema_meta else table
+
+    @classmethod
+    def from_arrow(cls, table: Any, *, codec: Any = None) -> EventBatch:
+        """The batch a lossless :meth:`to_arrow` table (``data="json"`` or ``"bytes"``,
+        read back from Parquet too) holds: every id, stream, position, sequence,
+        timestamp, type, metadata and payload as they were.
+
+        *codec*: for ``data="bytes"`` tables, the codec to decode with (``None``: the
+        one recorded in the table, json or msgpack; pickle must be named).
+
+        Raises:
+            ValueError: the table is not a lossless export (no ``nova.data`` form or
+                a missing column), or a pickle table without ``codec="pickle"``.
+        """
+        from nova._core import Event
+        from nova.store.codecs import get_codec
+
+        meta = table.schema.metadata or {}
+        form = meta.get(b"nova.data", b"").decode()
+        need = ("timestamp", "sequence", "stream", "position", "type", "id", "metadata")
+        missing = [c for c in need if c not in table.column_names]
+        if form not in ("json", "bytes", "struct") or missing:
+            raise ValueError(
+                "Expected a table from EventBatch.to_arrow(data='json' or 'bytes'), got "
+                + (f"one without the columns {missing}" if missing else f"data form {form or 'infer'!r}")
+            )
+        n = table.num_rows
+        ts = np.asarray(table.column("timestamp").cast("int64").to_numpy(), dtype=np.int64).reshape(n)
+        ids = table.column("id").to_pylist()
+        types = table.column("type").to_pylist()
+        metas = [dict(m) if m else None for m in table.column("metadata").to_pylist()]
+        if "data" not in table.column_names:
+            datas: list[Any] = [None] * n
+        elif form == "json":
+            import json
+
+            datas = [None if t is None else json.loads(t) for t in table.column("data").to_pylist()]
+        elif form == "struct":
+            datas = table.column("data").to_pylist()
+        else:
+            recorded = meta.get(b"nova.codec", b"json").decode()
+            if codec is None and recorded not in ("json", "msgpack"):
+                raise ValueError(f"Expected codec= naming the table's codec {recorded!r}, got None")
+            c = get_codec(recorded if codec is None else codec)
+            datas = [None if b is None else c.decode(b) for b in table.column("data").to_pylist()]
+        events = [
+            Event(t, d, id=i, timestamp=int(stamp), metadata=m)
+            for t, d, i, stamp, m in zip(types, datas, ids, ts.tolist(), metas)
+        ]
+        return cls.from_events(
+            events,
+            streams=table.column("stream").to_pylist(),
+            positions=table.column("position").to_numpy(),
+            sequences=table.column("sequence").to_numpy(),
+        )
 
 
 @runtime_checkable

@@ -36,6 +36,7 @@ from nova.store.base import (
     StreamInfo,
     SubscriptionStats,
 )
+from nova.store.bounds import parse_iso_ns
 from nova.testing import to_seconds
 
 __all__ = ("MemoryStore", "StoreSubscription")
@@ -71,6 +72,8 @@ def _check_stream(stream: object) -> None:
 def _bound(value: object, name: str) -> int | None:
     if value is None:
         return None
+    if type(value) is str:  # an ISO-8601 date-time with a zone
+        return parse_iso_ns(value, name)
     return to_timestamp_ns(value, name)
 
 
