@@ -159,7 +159,7 @@ class BufferedIntake:
             q = RingQueue(self.buffer_size)
             pool = self._user_pool
             if pool is None:
-                from nova.pool import WorkerPool, _owned_by
+                from nova.pool.workers import WorkerPool, _owned_by
 
                 pool = self.pool = WorkerPool(self.workers, self.workers, name=f"nova-{owner._name}")
                 _owned_by(pool)  # the emitter closes it (at exit too) and restarts it after a fork

@@ -281,6 +281,8 @@ class Emitter:
             if self._closed:
                 raise EmitterClosed(f"Expected an open emitter, got {self._name!r} shut down: it takes no new subscriptions")
             self._table.add(entry)
+            if sem is not None:
+                _LIVE_EMITTERS.add(self)  # a forked child gives it a fresh semaphore
             self._refresh(event_type)
             n = self._table.nsubs
         if self._metrics is not None:
@@ -638,7 +640,8 @@ class Emitter:
         lock a parent thread held would block every call).  Events the parent had
         accepted and not delivered are the parent's: they are delivered there, never
         here, and leave the child's counters.  Subscriptions and middleware stay."""
-        from nova.pool import Semaphore, _FORK_KEEP
+        from nova.pool.semaphore import Semaphore
+        from nova.pool.workers import _FORK_KEEP
 
         self._lock = threading.RLock()
         self._intake.after_fork_in_child(_FORK_KEEP)
