@@ -9,6 +9,7 @@ The package holds one idea per module (see ``docs/architecture.md``):
 * :mod:`~nova.emitter.buffered`: ``emit_async``'s buffer and drain loops.
 * :mod:`~nova.emitter.aio`: nova's loop thread and delivery on asyncio.
 * :mod:`~nova.emitter.stats`: :class:`EmitterStats` and the counters.
+* :mod:`~nova.emitter.lifecycle`: shutdown, interpreter exit, the fork reset.
 * :mod:`~nova.emitter.fastpath`: the benchmarked inline paths.
 """
 

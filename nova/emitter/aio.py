@@ -20,12 +20,14 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from nova._util.loop import LoopThread
+from nova.emitter.middleware import chain
 from nova.emitter.routes import SKIP, Entry
+from nova.events import check_event
 
 if TYPE_CHECKING:
     from nova.emitter.dispatch import Dispatcher
 
-__all__ = ("LoopRunner", "adeliver", "arun")
+__all__ = ("LoopRunner", "adeliver", "adeliver_through", "arun")
 
 
 async def _await_it(aw: Awaitable[Any]) -> Any:
@@ -171,3 +173,24 @@ async def _run_all(d: Dispatcher, event: Any, later: list[tuple[Entry, Any]]) ->
             task.cancel()
         raise
     return results
+
+
+async def adeliver_through(d: Dispatcher, event: Any, layers: tuple[Any, ...]) -> None:
+    """``aemit``'s delivery after the sync middleware *layers* ran: they decide what is
+    delivered (the events their innermost ``call_next`` received), then each is
+    delivered on the running loop.  Middleware does not see the listeners' errors."""
+    if not layers:
+        await adeliver(d, event)
+        return
+    pending: list[Any] = []
+
+    def terminal(ev: Any) -> None:
+        check_event(ev)
+        pending.append(ev)
+
+    try:
+        chain(layers, terminal)(event)
+    except Exception as exc:
+        d.middleware_failed(event, exc)
+    for ev in pending:
+        await adeliver(d, ev)

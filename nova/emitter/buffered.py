@@ -20,12 +20,14 @@ a worker is parked and none is a getter.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from concurrent.futures import wait as wait_futures
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from nova._util.checks import check_timeout
 from nova._util.counters import count_value
 from nova.emitter import fastpath
 from nova.errors import BufferFull, QueueClosed, QueueEmpty, Timeout
@@ -68,6 +70,71 @@ class BufferedIntake:
     # -- intake ----------------------------------------------------------------------
     def closed_error(self) -> Exception:
         return self._owner._closed_error()
+
+    def admit(self, event: Any) -> Any:
+        """Intake checks and ``before`` hooks: the event to enqueue, or None when a hook
+        stopped it (or failed, with ``error_policy="continue"``)."""
+        owner = self._owner
+        owner._prep(event)
+        for hook in owner._mw.before:
+            try:
+                ev = hook.run_before(event)
+            except Exception as exc:
+                owner._d.middleware_failed(event, exc)
+                return None
+            if ev is None:
+                return None
+            event = ev
+        return event
+
+    def put_slow(self, event: Any, timeout: Any, deadline: float | None) -> bool:
+        """``emit_async`` off the fast path: admit, then enqueue (*deadline*: the end of
+        an ``emit_batch`` call's time, which bounds this put)."""
+        t = check_timeout(timeout)
+        if deadline is not None:
+            t = max(0.0, deadline - monotonic())
+        admitted = self.admit(event)
+        if admitted is None:
+            return False
+        return self.enqueue(admitted, t)
+
+    def emit_batch(self, events: list[Any], t: float | None) -> int:
+        """``emit_batch`` of checked *events*, *t* seconds for the whole call."""
+        q = self._owner._aq
+        if q is not None and t is None and self._owner._block:
+            return self._put_all(q, events)
+        deadline = None if t is None else monotonic() + t
+        return sum(1 for ev in events if self.put_slow(ev, t, deadline))
+
+    def _put_all(self, q: Any, events: list[Any]) -> int:
+        """``emit_batch`` on the plain path: put each event, waiting for room."""
+        put, accepted = q.put, self._owner._counters.accepted
+        getters, parked = self.getters, self.parked
+        n = 0
+        try:
+            for ev in events:
+                put(ev)
+                next(accepted)
+                n += 1
+                if not getters and parked:
+                    self.wake_one()
+        except QueueClosed:
+            raise self.closed_error() from None
+        return n
+
+    async def aput(self, event: Any, t: float | None) -> bool:
+        """``aemit_async``: never blocks the loop (a blocking put waits in a thread)."""
+        admitted = self.admit(event)
+        if admitted is None:
+            return False
+        if self._owner._overflow != "block":
+            return self.enqueue(admitted, t)
+        try:
+            return self.enqueue(admitted, 0.0, first_try=t != 0)
+        except Timeout:
+            if t == 0:
+                raise
+        return await asyncio.to_thread(self.enqueue, admitted, t)
 
     def enqueue(self, event: Any, t: float | None, first_try: bool = False) -> bool:
         """Put an admitted event in the buffer under the overflow policy (*first_try*:

@@ -25,26 +25,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
-import weakref
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from time import monotonic
 from typing import Any
 
 from nova._core import Event
-from nova._util import atexit as _exit
 from nova._util.checks import check_name, check_opt_callable, check_positive_int, check_timeout
 from nova._util.counters import count_value
 from nova.emitter import fastpath
-from nova.emitter.aio import adeliver
+from nova.emitter.aio import adeliver_through
 from nova.emitter.buffered import BufferedIntake
 from nova.emitter.dispatch import Dispatcher
-from nova.emitter.middleware import Ctx, Stack, as_middleware, chain
-from nova.emitter.routes import SKIP, WILDCARD, Entry, RouteTable
-from nova.emitter.stats import Counters, EmitterStats
-from nova.errors import EmitterClosed, QueueClosed, Timeout, ValidationError, type_name
+from nova.emitter.middleware import Stack, as_middleware
+from nova.emitter.routes import WILDCARD, Entry, RouteTable, bounded_call, once_call
+from nova.emitter.lifecycle import Lifecycle
+from nova.emitter.stats import Counters, EmitterStats, snapshot
+from nova.errors import EmitterClosed, ValidationError, type_name
 from nova.events import EVENT_CLASSES, FunctionListener, Subscription, as_listener, check_event, is_async_listener
 
 __all__ = ("Emitter", "OVERFLOW_POLICIES", "ERROR_POLICIES")
@@ -58,20 +56,6 @@ ERROR_POLICIES = ("raise", "continue")
 
 _METRIC_OPS = ("inc_events_emitted", "inc_events_processed", "observe_listener_duration",
                "set_queue_size", "set_active_listeners", "inc_events_dropped")
-
-# Emitters that started threads, so a forked child can reset its copies.
-_LIVE_EMITTERS: weakref.WeakSet[Emitter] = weakref.WeakSet()
-
-
-def _reset_emitters_in_child() -> None:
-    """``os.fork()`` child: see :meth:`Emitter._after_fork_in_child`."""
-    for em in list(_LIVE_EMITTERS):
-        em._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_emitters_in_child)
-
 
 def _check_type(event_type: object) -> str:
     # Not checks.check_name: tests assert this TypeError wording ("a non-empty str
@@ -200,9 +184,7 @@ class Emitter:
         )
         self._intake = BufferedIntake(self, workers, buffer_size, pool)
         self._closed = False
-        self._shutdown_started = False
-        self._shutdown_done = threading.Event()
-        self._shutdown_result = True
+        self._life = Lifecycle(self)
         self._refresh()
 
     # The benchmarked shortcuts (see nova.emitter.fastpath).
@@ -271,36 +253,23 @@ class Emitter:
         sub = Subscription(event_type, lis, self._detach)
         entry = Entry(next(self._table.seq), sub, lis, call, is_async, sem, event_type)
         if once:
-            entry.call = _once_call(entry, call)
+            entry.call = once_call(entry, call)
             entry.checked = True
         elif max_concurrency is not None and not is_async:
             # An explicit bound covers every call of this subscription, inline ones too.
-            entry.call = self._bounded_call(entry, call)
+            entry.call = bounded_call(entry, call, self._d.acquire_timeout)
             entry.bounded = True
         with self._lock:
             if self._closed:
                 raise EmitterClosed(f"Expected an open emitter, got {self._name!r} shut down: it takes no new subscriptions")
             self._table.add(entry)
             if sem is not None:
-                _LIVE_EMITTERS.add(self)  # a forked child gives it a fresh semaphore
+                self._life.watch_fork()  # a forked child gives it a fresh semaphore
             self._refresh(event_type)
             n = self._table.nsubs
         if self._metrics is not None:
             self._metrics.set_active_listeners(self._name, n)
         return sub
-
-    def _bounded_call(self, entry: Entry, call: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        timeout = self._d.acquire_timeout
-
-        def bounded_call(event: Any) -> Any:
-            sem = entry.sem  # read per call: a forked child gives the entry a fresh one
-            sem.acquire(1, timeout)
-            try:
-                return call(event)
-            finally:
-                sem.release(1)
-
-        return bounded_call
 
     def _detach(self, sub: Subscription) -> None:
         with self._lock:
@@ -415,32 +384,7 @@ class Emitter:
         for i, ev in enumerate(evs):
             if type(ev) is not Event and not isinstance(ev, EVENT_CLASSES):
                 raise TypeError(f"Expected a nova Event at index {i}, got {type_name(ev)}")
-        t = check_timeout(timeout)
-        q = self._aq
-        if q is not None and t is None and self._block:
-            return self._put_all(q, evs)
-        deadline = None if t is None else monotonic() + t
-        n = 0
-        for ev in evs:
-            if self._emit_async_slow(ev, t, deadline):
-                n += 1
-        return n
-
-    def _put_all(self, q: Any, evs: list[Any]) -> int:
-        """``emit_batch`` on the plain path: put each event, waiting for room."""
-        put, accepted, intake = q.put, self._c_accepted, self._intake
-        getters, parked = intake.getters, intake.parked
-        n = 0
-        try:
-            for ev in evs:
-                put(ev)
-                next(accepted)
-                n += 1
-                if not getters and parked:
-                    intake.wake_one()
-        except QueueClosed:
-            raise self._closed_error() from None
-        return n
+        return self._intake.emit_batch(evs, check_timeout(timeout))
 
     async def aemit_async(self, event: Any, timeout: float | timedelta | None = None) -> bool:
         """:meth:`emit_async` from asyncio code: never blocks the event loop.
@@ -449,19 +393,7 @@ class Emitter:
         happens in a helper thread while the loop goes on; the other policies never
         wait.  Returns and raises as :meth:`emit_async`.
         """
-        t = check_timeout(timeout)
-        admitted = self._admit(event)
-        if admitted is None:
-            return False
-        enqueue = self._intake.enqueue
-        if self._overflow != "block":
-            return enqueue(admitted, t)
-        try:
-            return enqueue(admitted, 0.0, first_try=t != 0)
-        except Timeout:
-            if t == 0:
-                raise
-        return await asyncio.to_thread(enqueue, admitted, t)
+        return await self._intake.aput(event, check_timeout(timeout))
 
     def _closed_error(self) -> EmitterClosed:
         return EmitterClosed(f"Expected an open emitter, got {self._name!r} shut down: it accepts no more events")
@@ -469,30 +401,6 @@ class Emitter:
     @staticmethod
     def _timeout(timeout: Any) -> float | None:
         return check_timeout(timeout)
-
-    def _emit_async_slow(self, event: Any, timeout: float | timedelta | None, deadline: float | None) -> bool:
-        t = check_timeout(timeout)
-        if deadline is not None:
-            t = max(0.0, deadline - monotonic())
-        admitted = self._admit(event)
-        if admitted is None:
-            return False
-        return self._intake.enqueue(admitted, t)
-
-    def _admit(self, event: Any) -> Any:
-        """Intake checks and ``before`` hooks for the buffer: the event to enqueue, or
-        None when a hook stopped it (or failed, with ``error_policy="continue"``)."""
-        self._prep(event)
-        for hook in self._mw.before:
-            try:
-                ev = hook.run_before(event)
-            except Exception as exc:
-                self._d.middleware_failed(event, exc)
-                return None
-            if ev is None:
-                return None
-            event = ev
-        return event
 
     def drain(self, timeout: float | timedelta | None = None) -> bool:
         """Wait until every event accepted by ``emit_async`` so far has been delivered
@@ -522,23 +430,7 @@ class Emitter:
     async def _aemit_slow(self, event: Any) -> None:
         self._prep(event)
         next(self._counters.emitted)
-        mws = self._mw.all
-        if not mws:
-            await adeliver(self._d, event)
-            return
-        ctx = Ctx()
-        ctx.pending = pending = []
-
-        def terminal(ev: Any) -> None:
-            check_event(ev)
-            pending.append(ev)
-
-        try:
-            chain(mws, terminal)(event)
-        except Exception as exc:
-            self._d.middleware_failed(event, exc)
-        for ev in pending:
-            await adeliver(self._d, ev)
+        await adeliver_through(self._d, event, self._mw.all)
 
     # -- shutdown --------------------------------------------------------------------
 
@@ -565,45 +457,7 @@ class Emitter:
             RuntimeError: called from a listener running in this emitter's workers (it
                 would wait for itself).
         """
-        return self._shutdown(check_timeout(timeout), at_exit=False)
-
-    def _shutdown(self, t: float | None, at_exit: bool) -> bool:
-        self._not_from_worker("shutdown")
-        with self._lock:
-            first = not self._shutdown_started
-            if first:
-                self._shutdown_started = True
-                self._closed = True
-                self._refresh()
-        if not first:
-            if self._shutdown_done.wait(t):
-                return self._shutdown_result
-            return False
-        deadline = None if t is None else monotonic() + t
-
-        def left() -> float | None:
-            return None if deadline is None else max(0.0, deadline - monotonic())
-
-        ok = True
-        try:
-            ok = self._intake.close(left(), log=not at_exit)
-            runner = self._d.runner
-            if not runner.wait_idle(left()):
-                ok = False
-            # After a timeout, a moment for the loop to cancel what is left.
-            grace = 0.5 if deadline is None or not at_exit else min(0.5, left() or 0.0)
-            runner.loop.close(left() if ok else grace)
-            self._intake.close_pool(left() if ok else 0.0)
-            if self._metrics is not None:
-                q = self._intake.queue
-                self._metrics.set_queue_size(self._component, q.qsize() if q is not None else 0)
-        finally:
-            self._shutdown_result = ok
-            self._shutdown_done.set()
-            self._intake.finished()
-            _exit.unregister(self)
-            _LIVE_EMITTERS.discard(self)
-        return ok
+        return self._life.shutdown(check_timeout(timeout), at_exit=False)
 
     def close_at_exit(self, timeout: float) -> None:
         """Interpreter exit (called by :mod:`nova._util.atexit` with the seconds left of
@@ -614,51 +468,11 @@ class Emitter:
         ``nova.emitter`` logger.  The worker and loop threads are daemons: what is left
         cannot hold the interpreter.
         """
-        before = self._counters.undelivered
-        if self._shutdown(max(0.0, timeout), at_exit=True):
-            return
-        given_up = self._counters.undelivered - before
-        running = max(0, count_value(self._c_accepted) - self._intake.settled())
-        _log.warning(
-            "emitter %r at interpreter exit: %d accepted events undelivered (not started), "
-            "%d deliveries still running and %d async listener calls abandoned after %.3g s",
-            self._name, given_up, running, self._d.runner.running, timeout)
+        self._life.close_at_exit(timeout)
 
     def _started_threads(self) -> None:
-        """The emitter now owns threads: close it at interpreter exit, reset it in a
-        forked child.  Called with ``self._lock`` held, once per kind of thread."""
-        _exit.register(self.close_at_exit, _exit.STAGE_PRODUCER)
-        _LIVE_EMITTERS.add(self)
-
-    def _after_fork_in_child(self) -> None:
-        """In a forked child: the drain loops, the pool's workers and nova's loop thread
-        do not exist, and the locks may have been held by parent threads.  The child's
-        copy starts afresh: new locks, no buffer (the next ``emit_async`` starts new
-        drain loops, on a new private pool or the user's pool, itself restarted by
-        :mod:`nova.pool`), no loop (made again on demand), and fresh ``max_concurrency``
-        semaphores (a slot held by a parent thread would be lost here, and a semaphore
-        lock a parent thread held would block every call).  Events the parent had
-        accepted and not delivered are the parent's: they are delivered there, never
-        here, and leave the child's counters.  Subscriptions and middleware stay."""
-        from nova.pool.semaphore import Semaphore
-        from nova.pool.workers import _FORK_KEEP
-
-        self._lock = threading.RLock()
-        self._intake.after_fork_in_child(_FORK_KEEP)
-        self._counters.after_fork_in_child(self._intake.settled())
-        self._c_accepted = self._counters.accepted
-        self._d.runner.after_fork_in_child()
-        for entry in self._table.entries():
-            if entry.sem is not None:
-                # The forking thread may be inside a bounded call: it releases the slot
-                # it took to the semaphore it took it from (already given a fresh lock by
-                # nova.pool), so the fresh one here is never over-released.
-                entry.sem = Semaphore(entry.sem.capacity)
-        if self._shutdown_started and not self._shutdown_done.is_set():
-            self._shutdown_done = threading.Event()
-            self._shutdown_result = False
-            self._shutdown_done.set()
-        self._refresh()
+        """The emitter now owns threads (see :meth:`Lifecycle.started_threads`)."""
+        self._life.started_threads()
 
     async def ashutdown(self, timeout: float | timedelta | None = None) -> bool:
         """:meth:`shutdown` from asyncio code, without blocking the loop."""
@@ -681,29 +495,7 @@ class Emitter:
     def stats(self) -> EmitterStats:
         """A snapshot of the counters (see :class:`EmitterStats`); each event and each
         listener call is counted exactly once."""
-        c, t = self._counters, self._table
-        with self._lock:  # compaction (under this lock) moves retired counts into the base
-            emitted, processed = t.counted()
-            n_active = t.nsubs
-            with c.lock:
-                emitted += t.base_emitted
-                processed += t.base_processed
-        emitted += count_value(c.emitted) + count_value(self._c_accepted)
-        with c.lock:
-            processed += c.processed - c.corrections
-            failed, mw, und = c.failed, c.mw_errors, c.undelivered
-        q = self._intake.queue
-        return EmitterStats(
-            emitted=emitted,
-            processed=processed,
-            failed=failed,
-            dropped=c.dropped(),
-            queued=q.qsize() if q is not None else 0,
-            active_listeners=n_active,
-            middleware_errors=mw,
-            delivered=sum(self._intake.done),
-            undelivered=und,
-        )
+        return snapshot(self._counters, self._table, self._intake, self._lock)
 
     @property
     def name(self) -> str:
@@ -718,18 +510,3 @@ class Emitter:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<Emitter {self._name!r} {state} subscriptions={self._table.nsubs}>"
-
-
-def _once_call(entry: Entry, call: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """*call* gated to run once: the first caller unsubscribes and calls, every other
-    one gets :data:`~nova.emitter.routes.SKIP` (it did not run)."""
-    gate = threading.Lock()
-    take = gate.acquire
-
-    def once_call(event: Any) -> Any:
-        if not take(False):
-            return SKIP
-        entry.sub.unsubscribe()
-        return call(event)
-
-    return once_call

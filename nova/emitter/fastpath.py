@@ -111,7 +111,7 @@ def emit_async(self: Emitter, event: Any, timeout: Any = None) -> bool:
     """
     q = self._aq  # the buffer, when the plain path applies (no hooks/validator/metrics)
     if q is None or type(event) is not Event:
-        return self._emit_async_slow(event, timeout, None)
+        return self._intake.put_slow(event, timeout, None)
     intake = self._intake
     if self._block:
         try:

@@ -137,11 +137,10 @@ class Stack:
 class Ctx:
     """Per-call state of a delivery through middleware."""
 
-    __slots__ = ("delivery_exc", "pending")
+    __slots__ = ("delivery_exc",)
 
     def __init__(self) -> None:
         self.delivery_exc: BaseException | None = None
-        self.pending: list[Any] | None = None
 
 
 def chain(layers: tuple[Any, ...], terminal: Callable[[Any], Any]) -> Callable[[Any], Any]:

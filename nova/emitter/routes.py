@@ -11,6 +11,7 @@ replaced route's counters are kept ("retired") and folded into a base once idle,
 from __future__ import annotations
 
 import itertools
+import threading
 import types
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from nova._util.counters import count_value
 from nova.events import FunctionListener, Subscription
 
-__all__ = ("WILDCARD", "SKIP", "Entry", "Route", "RouteTable", "index_of", "alias")
+__all__ = ("WILDCARD", "SKIP", "Entry", "Route", "RouteTable", "index_of", "alias", "bounded_call", "once_call")
 
 #: Subscribe to this event type to receive every event.
 WILDCARD = "*"
@@ -255,3 +256,32 @@ def alias(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
         return fn(event)
 
     return aliased
+
+
+def bounded_call(entry: Entry, call: Callable[[Any], Any], timeout: float | None) -> Callable[[Any], Any]:
+    """*call* taking a slot of *entry*'s concurrency semaphore (waiting up to *timeout*)."""
+
+    def bounded(event: Any) -> Any:
+        sem = entry.sem  # read per call: a forked child gives the entry a fresh one
+        sem.acquire(1, timeout)
+        try:
+            return call(event)
+        finally:
+            sem.release(1)
+
+    return bounded
+
+
+def once_call(entry: Entry, call: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """*call* gated to run once: the first caller unsubscribes and calls, every other
+    one gets :data:`SKIP` (it did not run)."""
+    gate = threading.Lock()
+    take = gate.acquire
+
+    def once(event: Any) -> Any:
+        if not take(False):
+            return SKIP
+        entry.sub.unsubscribe()
+        return call(event)
+
+    return once

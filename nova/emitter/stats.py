@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from nova._util.counters import count_value
 
-__all__ = ("EmitterStats", "Counters")
+if TYPE_CHECKING:
+    from nova.emitter.buffered import BufferedIntake
+    from nova.emitter.routes import RouteTable
+
+__all__ = ("EmitterStats", "Counters", "snapshot")
 
 
 class EmitterStats(NamedTuple):
@@ -95,3 +99,30 @@ class Counters:
         accepted count restarts at *settled* (the parent's in-flight events leave)."""
         self.lock = threading.Lock()
         self.accepted = itertools.count(settled)
+
+
+def snapshot(c: Counters, table: RouteTable, intake: BufferedIntake, lock: Any) -> EmitterStats:
+    """The :class:`EmitterStats` of one emitter; *lock*: its lock, under which route
+    compaction moves retired counts into the table's base."""
+    with lock:
+        emitted, processed = table.counted()
+        n_active = table.nsubs
+        with c.lock:
+            emitted += table.base_emitted
+            processed += table.base_processed
+    emitted += count_value(c.emitted) + count_value(c.accepted)
+    with c.lock:
+        processed += c.processed - c.corrections
+        failed, mw, und = c.failed, c.mw_errors, c.undelivered
+    q = intake.queue
+    return EmitterStats(
+        emitted=emitted,
+        processed=processed,
+        failed=failed,
+        dropped=c.dropped(),
+        queued=q.qsize() if q is not None else 0,
+        active_listeners=n_active,
+        middleware_errors=mw,
+        delivered=sum(intake.done),
+        undelivered=und,
+    )
