@@ -53,12 +53,7 @@ class LoopRunner:
         try:
             if sem is None:
                 return await aw
-            try:
-                await sem.acquire_async(1, self._acquire_timeout)
-            except BaseException:
-                if inspect.iscoroutine(aw):
-                    aw.close()
-                raise
+            await _acquire(sem, self._acquire_timeout, aw)
             try:
                 return await aw
             finally:
@@ -98,17 +93,11 @@ async def arun(d: Dispatcher, entry: Entry, event: Any, aw: Any) -> BaseExceptio
     """Run one async call on the running loop under its concurrency bound, counted.
     *aw*: the awaitable the call already returned, or None to make the call here.
     Returns its error or None."""
-    m = d.metrics
-    t0 = perf_counter() if m is not None else 0.0
+    t0 = perf_counter() if d.metrics is not None else 0.0
     sem = entry.sem
     try:
         if sem is not None:
-            try:
-                await sem.acquire_async(1, d.acquire_timeout)
-            except BaseException:
-                if aw is not None and inspect.iscoroutine(aw):
-                    aw.close()
-                raise
+            await _acquire(sem, d.acquire_timeout, aw)
         try:
             if aw is None:
                 aw = entry.call(event)
@@ -124,6 +113,16 @@ async def arun(d: Dispatcher, entry: Entry, event: Any, aw: Any) -> BaseExceptio
         return exc
     d.count(entry, True, t0)
     return None
+
+
+async def _acquire(sem: Any, timeout: float | None, aw: Any) -> None:
+    """Take a slot of *sem*; if that fails, close the coroutine *aw* never started."""
+    try:
+        await sem.acquire_async(1, timeout)
+    except BaseException:
+        if aw is not None and inspect.iscoroutine(aw):
+            aw.close()
+        raise
 
 
 async def adeliver(d: Dispatcher, event: Any) -> None:

@@ -73,25 +73,33 @@ class Dispatcher:
         sem = entry.sem if bounded else None
         t0 = perf_counter() if self.metrics is not None else 0.0
         try:
-            if sem is not None:
+            if sem is None:
+                counted = self._call(entry, event, wait)
+            else:
                 sem.acquire(1, self.acquire_timeout)
-            try:
-                r = entry.call(event)
-                if r is not None and entry.checked:
-                    if r is SKIP:
-                        return None
-                    if inspect.isawaitable(r):
-                        self.run_on_loop(r, entry, event, background=not wait)
-                        if not wait:
-                            return None
-            finally:
-                if sem is not None:
+                try:
+                    counted = self._call(entry, event, wait)
+                finally:
                     sem.release()
         except Exception as exc:
             self.count(entry, False, t0)
             return exc
-        self.count(entry, True, t0)
+        if counted:
+            self.count(entry, True, t0)
         return None
+
+    def _call(self, entry: Entry, event: Any, wait: bool) -> bool:
+        """Call *entry*; False when the call is not to be counted here (a once-listener
+        that did not run, or an awaitable left running on nova's loop)."""
+        r = entry.call(event)
+        if r is None or not entry.checked:
+            return True
+        if r is SKIP:
+            return False
+        if inspect.isawaitable(r):
+            self.run_on_loop(r, entry, event, background=not wait)
+            return wait
+        return True
 
     def count(self, entry: Entry, ok: bool, t0: float) -> None:
         """One call of *entry* that started at *t0* ended (ok or failed)."""
