@@ -20,9 +20,8 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from nova._util.loop import LoopThread
-from nova.emitter.middleware import chain
+from nova.emitter.middleware import run
 from nova.emitter.routes import SKIP, Entry
-from nova.events import check_event
 
 if TYPE_CHECKING:
     from nova.emitter.dispatch import Dispatcher
@@ -182,14 +181,8 @@ async def adeliver_through(d: Dispatcher, event: Any, layers: tuple[Any, ...]) -
         await adeliver(d, event)
         return
     pending: list[Any] = []
-
-    def terminal(ev: Any) -> None:
-        check_event(ev)
-        pending.append(ev)
-
-    try:
-        chain(layers, terminal)(event)
-    except Exception as exc:
+    exc = run(layers, event, pending.append)
+    if exc is not None:
         d.middleware_failed(event, exc)
     for ev in pending:
         await adeliver(d, ev)

@@ -18,11 +18,11 @@ from time import perf_counter
 from typing import Any
 
 from nova.emitter.aio import LoopRunner
-from nova.emitter.middleware import Ctx, chain
+from nova.emitter.middleware import Ctx, run
 from nova.emitter.routes import SKIP, Entry, Route, RouteTable, index_of
 from nova.emitter.stats import Counters
 from nova.errors import EmitterClosed
-from nova.events import FunctionListener, check_event
+from nova.events import FunctionListener
 
 __all__ = ("Dispatcher",)
 
@@ -148,14 +148,8 @@ class Dispatcher:
 
     def through_workers_chain(self, event: Any, layers: tuple[Any, ...]) -> None:
         """A worker's delivery of *event* through the middleware *layers*."""
-
-        def terminal(ev: Any) -> None:
-            check_event(ev)
-            self.deliver_reporting(ev)
-
-        try:
-            chain(layers, terminal)(event)
-        except Exception as exc:
+        exc = run(layers, event, self.deliver_reporting)
+        if exc is not None:
             self.counters.middleware_error()
             self.report(event, exc, None)
 
@@ -166,19 +160,18 @@ class Dispatcher:
         ctx = Ctx()
 
         def terminal(ev: Any) -> None:
-            check_event(ev)
             try:
                 self.deliver_inline(ev)
             except BaseException as exc:
                 ctx.delivery_exc = exc
                 raise
 
-        try:
-            chain(layers, terminal)(event)
-        except Exception as exc:
-            if exc is ctx.delivery_exc:
-                raise
-            self.middleware_failed(event, exc)
+        exc = run(layers, event, terminal)
+        if exc is None:
+            return
+        if exc is ctx.delivery_exc:
+            raise exc
+        self.middleware_failed(event, exc)
 
     def deliver_inline(self, event: Any) -> None:
         """``emit``'s delivery without middleware: every listener, then the policy."""

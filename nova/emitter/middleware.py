@@ -16,7 +16,7 @@ from typing import Any
 from nova.errors import type_name
 from nova.events import EVENT_CLASSES, check_event
 
-__all__ = ("HookMiddleware", "hooks", "Stack", "as_middleware", "chain", "Ctx")
+__all__ = ("HookMiddleware", "hooks", "Stack", "as_middleware", "chain", "run", "Ctx")
 
 
 class HookMiddleware:
@@ -161,3 +161,18 @@ def _layer(mw: Any, nxt: Callable[[Any], Any]) -> Callable[[Any], Any]:
         return mw(ev, call_next_checked)
 
     return run
+
+
+def run(layers: tuple[Any, ...], event: Any, terminal: Callable[[Any], Any]) -> Exception | None:
+    """Pass *event* through *layers* to *terminal* (given only Events); returns the
+    Exception that came out of the chain, or None."""
+
+    def checked(ev: Any) -> Any:
+        check_event(ev)
+        return terminal(ev)
+
+    try:
+        chain(layers, checked)(event)
+    except Exception as exc:
+        return exc
+    return None

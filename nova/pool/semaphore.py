@@ -143,6 +143,16 @@ class Semaphore:
                     w.granted = False
                     self._value += w.n
 
+    def _take_now(self, n: int, t: float | None) -> bool:
+        """With the lock held: take *n* units if free and nobody waits (True); else
+        raise Timeout when *t* is 0, or return False (the caller gets in line)."""
+        if not self._waiters and self._value >= n:
+            self._value -= n
+            return True
+        if t == 0:
+            raise Timeout(f"Expected {n} free units within 0 s, got {self._value} and {len(self._waiters)} waiting")
+        return False
+
     def try_acquire(self, n: int = 1) -> bool:
         """Take *n* units if they are free and nobody is waiting; never waits.
 
@@ -167,11 +177,8 @@ class Semaphore:
             self._check_n(n)
         t = None if timeout is None else check_timeout(timeout)
         with self._lock:
-            if not self._waiters and self._value >= n:
-                self._value -= n
+            if self._take_now(n, t):
                 return
-            if t == 0:
-                raise Timeout(f"Expected {n} free units within 0 s, got {self._value} and {len(self._waiters)} waiting")
             w = _Waiter(n)
             w.event = threading.Event()
             self._waiters.append(w)
@@ -204,11 +211,8 @@ class Semaphore:
         n = self._check_n(n)
         t = check_timeout(timeout)
         with self._lock:
-            if not self._waiters and self._value >= n:
-                self._value -= n
+            if self._take_now(n, t):
                 return
-            if t == 0:
-                raise Timeout(f"Expected {n} free units within 0 s, got {self._value} and {len(self._waiters)} waiting")
             loop = asyncio.get_running_loop()
             w = _Waiter(n)
             w.loop = loop
