@@ -175,7 +175,6 @@ class Emitter:
         self._table = RouteTable()
         self._mw = Stack()
         self._counters = Counters()
-        self._c_accepted = self._counters.accepted  # emit_async's fast path counts here
         self._d = Dispatcher(
             name=name, table=self._table, counters=self._counters, metrics=metrics,
             raise_errors=error_policy == "raise", on_error=on_error,
@@ -183,6 +182,7 @@ class Emitter:
             bound_workers=self._max_concurrency is not None and workers > self._max_concurrency,
         )
         self._intake = BufferedIntake(self, workers, buffer_size, pool)
+        self._publish_intake()
         self._closed = False
         self._life = Lifecycle(self)
         self._refresh()
@@ -271,6 +271,12 @@ class Emitter:
             self._metrics.set_active_listeners(self._name, n)
         return sub
 
+    def _publish_intake(self) -> None:
+        """What ``emit_async``'s fast path reads of the intake, on the emitter itself
+        (one attribute load less per event)."""
+        self._getters, self._parked = self._intake.getters, self._intake.parked
+        self._c_accepted = self._counters.accepted
+
     def _detach(self, sub: Subscription) -> None:
         with self._lock:
             if not self._table.remove(sub):
@@ -311,7 +317,8 @@ class Emitter:
         self._aq = self._intake.queue if not self._closed and not self._mw.before and plain else None
         t = self._table
         t.refresh(changed, fast_ok, wfast_ok, monotonic(), self._counters.lock)
-        self._routes, self._fast, self._fastc, self._fast_default = t.routes, t.fast, t.fastc, t.fast_default
+        self._routes, self._default = t.routes, t.default
+        self._fast, self._fastc, self._fast_default = t.fast, t.fastc, t.fast_default
 
     # -- middleware ------------------------------------------------------------------
 

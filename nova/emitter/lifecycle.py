@@ -128,7 +128,7 @@ class Lifecycle:
         em._lock = threading.RLock()
         em._intake.after_fork_in_child(_FORK_KEEP)
         em._counters.after_fork_in_child(em._intake.settled())
-        em._c_accepted = em._counters.accepted
+        em._publish_intake()
         em._d.runner.after_fork_in_child()
         for entry in em._table.entries():
             if entry.sem is not None:

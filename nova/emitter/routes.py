@@ -56,12 +56,14 @@ class Entry:
 class Route:
     """The immutable delivery plan of one event type.
 
-    The fast paths (:mod:`nova.emitter.fastpath`) read ``calls``, ``tick``/``wtick`` and
-    ``checked``; ``tick`` counts one emitted event with ``n`` calls presumed to succeed
-    (corrections are counted apart when one fails), ``wtick`` the same for workers.
+    ``tick`` counts one emitted event with ``n`` calls presumed to succeed (corrections
+    are counted apart when one fails), ``wtick`` the same for workers.  The fast paths
+    (:mod:`nova.emitter.fastpath`) read ``fast``/``wfast``: ``(calls, tick, route,
+    checked)`` as a plain tuple.
     """
 
-    __slots__ = ("entries", "calls", "n", "count", "wcount", "tick", "wtick", "all_sync", "single_async", "checked")
+    __slots__ = ("entries", "calls", "n", "count", "wcount", "tick", "wtick", "all_sync", "single_async", "checked",
+                 "fast", "wfast")
 
     def __init__(self, entries: tuple[Entry, ...]) -> None:
         self.entries = entries
@@ -74,6 +76,10 @@ class Route:
         self.all_sync = not any(e.is_async for e in entries)
         self.single_async = len(entries) == 1 and entries[0].is_async
         self.checked = any(e.checked for e in entries)
+        # The fast paths' view, a plain tuple (calls, tick, route, checked): indexing it
+        # is ~10 ns faster per emit than reading slots (see nova.emitter.fastpath).
+        self.fast = (self.calls, self.tick, self, self.checked)
+        self.wfast = (self.calls, self.wtick, self, self.checked)
 
     def same_entries(self, entries: tuple[Entry, ...]) -> bool:
         """True when this route delivers exactly *entries* (by identity)."""
@@ -95,11 +101,11 @@ class RouteTable:
         self.default = Route(())  # the wildcard subscriptions alone
         # Sync-only routes the fast paths may run: plain ones (return values ignored),
         # checked ones (return values acted on), and the workers' (both kinds).
-        self.fast: dict[str, Route] = {}
-        self.fastc: dict[str, Route] = {}
-        self.fast_default: Route | None = self.default
-        self.wfast: dict[str, Route] = {}
-        self.wfast_default: Route | None = self.default
+        self.fast: dict[str, tuple[Any, ...]] = {}
+        self.fastc: dict[str, tuple[Any, ...]] = {}
+        self.fast_default: tuple[Any, ...] | None = self.default.fast
+        self.wfast: dict[str, tuple[Any, ...]] = {}
+        self.wfast_default: tuple[Any, ...] | None = self.default.wfast
         self.retired: list[tuple[itertools.count[int], itertools.count[int], int, float]] = []
         self.compact_at = RETIRED_COMPACT
         # Counts of compacted retired routes (under the owner's stats lock).
@@ -152,8 +158,8 @@ class RouteTable:
         else:
             self._refresh_all(fast_ok, wfast_ok, now, stats_lock)
         default = self.default
-        self.fast_default = default if fast_ok and default.all_sync else None
-        self.wfast_default = default if wfast_ok and default.all_sync else None
+        self.fast_default = default.fast if fast_ok and default.all_sync else None
+        self.wfast_default = default.wfast if wfast_ok and default.all_sync else None
 
     def _refresh_one(self, changed: str, fast_ok: bool, wfast_ok: bool, now: float, stats_lock: Any) -> None:
         """One type changed: copy the dicts and replace that entry only."""
@@ -170,9 +176,9 @@ class RouteTable:
             route = routes[changed] = Route(self._merged(changed, tuple(self.subs.get(WILDCARD, ()))))
             if route.all_sync:
                 if fast_ok:
-                    (fastc if route.checked else fast)[changed] = route
+                    (fastc if route.checked else fast)[changed] = route.fast
                 if wfast_ok:
-                    wfast[changed] = route
+                    wfast[changed] = route.wfast
         self.routes, self.fast, self.fastc, self.wfast = routes, fast, fastc, wfast
 
     def _refresh_all(self, fast_ok: bool, wfast_ok: bool, now: float, stats_lock: Any) -> None:
@@ -193,10 +199,10 @@ class RouteTable:
                 self._retire(r, now, stats_lock)
         self.routes = routes
         self.default = default
-        sync = {t: r for t, r in routes.items() if r.all_sync}
-        self.fast = {t: r for t, r in sync.items() if not r.checked} if fast_ok else {}
-        self.fastc = {t: r for t, r in sync.items() if r.checked} if fast_ok else {}
-        self.wfast = sync if wfast_ok else {}
+        sync = [(t, r) for t, r in routes.items() if r.all_sync]
+        self.fast = {t: r.fast for t, r in sync if not r.checked} if fast_ok else {}
+        self.fastc = {t: r.fast for t, r in sync if r.checked} if fast_ok else {}
+        self.wfast = {t: r.wfast for t, r in sync} if wfast_ok else {}
 
     def _retire(self, route: Route, now: float, stats_lock: Any) -> None:
         """Keep a replaced route's counters (deliveries holding it may still count)."""
