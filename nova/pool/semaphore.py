@@ -153,6 +153,15 @@ class Semaphore:
             raise Timeout(f"Expected {n} free units within 0 s, got {self._value} and {len(self._waiters)} waiting")
         return False
 
+    def _leave(self, w: _Waiter) -> None:
+        """With the lock held: *w* gives up (its units back if it was granted them, else
+        it leaves the line, which a fork may already have emptied); serve the line."""
+        if w.granted:
+            self._value += w.n
+        elif w in self._waiters:
+            self._waiters.remove(w)
+        self._grant()
+
     def try_acquire(self, n: int = 1) -> bool:
         """Take *n* units if they are free and nobody is waiting; never waits.
 
@@ -188,17 +197,12 @@ class Semaphore:
         except BaseException:
             # Interrupted (e.g. KeyboardInterrupt): leave the line and take nothing.
             with self._lock:
-                if w.granted:
-                    self._value += n
-                else:
-                    self._waiters.remove(w)
-                self._grant()
+                self._leave(w)
             raise
         with self._lock:
             if w.granted:
                 return
-            self._waiters.remove(w)
-            self._grant()  # the head may have changed
+            self._leave(w)  # the head may have changed
             raise Timeout(f"Expected {n} free units within {t} s, got {self._value} and {len(self._waiters)} waiting")
 
     async def acquire_async(self, n: int = 1, timeout: float | timedelta | None = None) -> None:
@@ -225,12 +229,7 @@ class Semaphore:
                 await asyncio.wait_for(asyncio.shield(w.future), t)
         except BaseException as exc:
             with self._lock:
-                if w.granted:
-                    # Granted while we were being cancelled / timing out: give it back.
-                    self._value += n
-                else:
-                    self._waiters.remove(w)
-                self._grant()
+                self._leave(w)  # granted while being cancelled / timing out: given back
                 value, waiting = self._value, len(self._waiters)
             if not w.future.done():
                 w.future.cancel()
