@@ -135,6 +135,9 @@ class Emitter:
         TypeError / ValueError: an invalid argument, at construction.
 
     Thread-safe: every method may be called from many threads at once.
+
+    (Near the ~400-line class guide only through the documented public API; every
+    mechanism lives in a sibling module.)
     """
 
     def __init__(
