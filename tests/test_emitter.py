@@ -1359,10 +1359,10 @@ def test_aemit_async_never_blocks_the_loop(make):
 
 
 def test_retired_route_counters_are_folded_exactly(make, monkeypatch):
-    import nova.emitter as emitter_mod
+    import nova.emitter.routes as routes_mod
 
-    monkeypatch.setattr(emitter_mod, "_RETIRED_AGE", 0.0)  # fold at once (single thread here)
-    monkeypatch.setattr(emitter_mod, "_RETIRED_COMPACT", 16)
+    monkeypatch.setattr(routes_mod, "RETIRED_AGE", 0.0)  # fold at once (single thread here)
+    monkeypatch.setattr(routes_mod, "RETIRED_COMPACT", 16)
     em = make()
     calls = []
     em.subscribe("a", calls.append)
@@ -1373,7 +1373,7 @@ def test_retired_route_counters_are_folded_exactly(make, monkeypatch):
         em.emit(Event("a", i))
     st = em.stats()
     assert st.emitted == 600 and st.processed == 600 + 300 and len(calls) == 600
-    assert len(em._retired) <= 64  # white-box: compaction keeps the list bounded
+    assert len(em._table.retired) <= 64  # white-box: compaction keeps the list bounded
 
 
 # ------------------------------------------------------------------ model-based check

@@ -223,7 +223,7 @@ def test_closed_components_leave_the_exit_hook():
     em.emit(Event("t"))
     pool = WorkerPool(1, 4)
     assert id(em) in nexit._hooks and id(pool) in nexit._hooks
-    assert id(em._pool) not in nexit._hooks  # the emitter closes its own pool
+    assert id(em._intake.pool) not in nexit._hooks  # the emitter closes its own pool
     assert em.shutdown(10)
     pool.close(10)
     assert id(em) not in nexit._hooks and id(pool) not in nexit._hooks
@@ -387,11 +387,11 @@ def test_idle_workers_park_and_only_one_waits_on_the_buffer(workers):
         for i in range(200):
             em.emit_async(Event("t", i))
         assert em.drain(WAIT)
-        _settle(lambda: len(em._parked) == workers - 1 and len(em._getters) == 1, "workers did not park")
-        _settle(lambda: em._queue.stats().getters == 1, "more than one worker blocked on the buffer")
+        _settle(lambda: len(em._intake.parked) == workers - 1 and len(em._intake.getters) == 1, "workers did not park")
+        _settle(lambda: em._intake.queue.stats().getters == 1, "more than one worker blocked on the buffer")
     assert em.stats().delivered == 600
     assert em.shutdown(WAIT)
-    assert all(f.done() for f in em._drains)
+    assert all(f.done() for f in em._intake.drains)
 
 
 def test_an_event_never_waits_while_a_worker_is_parked():
@@ -461,7 +461,7 @@ def test_wake_one_under_many_producers_counts_exactly(overflow):
     assert len(got) == len(set(got)) == st.delivered
     assert st.delivered + (st.dropped if overflow == "drop_oldest" else 0) == sum(accepted)
     assert em.shutdown(WAIT)
-    assert all(f.done() for f in em._drains)
+    assert all(f.done() for f in em._intake.drains)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
