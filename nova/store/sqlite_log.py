@@ -40,14 +40,14 @@ from typing import Any
 import numpy as np
 
 from nova import _core
-from nova._core.columns_py import (
+from nova._core._columns_common import (
     _EVENT_TYPES,
     _ids_list,
     _objects_list,
     _types_list,
     restore_columns,
-    timestamps_array,
 )
+from nova._core.timeconv import timestamps_array
 from nova.errors import StoreClosed
 from nova.store.codecs import Codec
 from nova.store.sqlite_commit import GroupCommit
