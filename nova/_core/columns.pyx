@@ -3,8 +3,11 @@
 Same names, results and exceptions as ``columns_py`` (the specification; read its
 module docstring for the layout).  The per-event paths (single append, batch append of
 Events, window lookup, materialisation of Events, stream reads) work on raw int64
-buffers held by numpy arrays; bulk maintenance (index merge, eviction, compaction)
-is vectorised numpy, as in the pure twin.
+buffers held by numpy arrays; bulk maintenance (index merge, compaction, name
+release) and the argument checks are the plain code both twins import from
+``nova._core._columns_common``.
+Over 600 lines because it is one idea, the column log and the slices that read it,
+mirroring the pure twin method for method.
 """
 
 cimport cython
@@ -492,6 +495,8 @@ cdef class _Appender:
 @cython.final
 cdef class ColumnLog:
     """ColumnLog(capacity=1024)
+
+    One state machine over the columns, hence one class over ~400 lines.
 
     An append-only columnar event log with a (timestamp, sequence) index.  See
     ``nova._core.columns_py`` for the layout.  Not thread-safe: callers serialise access.

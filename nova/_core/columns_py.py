@@ -26,6 +26,10 @@ Eviction
     compaction once they are at least half of the rows, so eviction is O(1) amortized.
     Rows of a given storage generation never change once written: a :class:`WindowSlice`
     taken earlier stays valid and consistent whatever happens to the log afterwards.
+
+The numpy work both twins share (index merge, compaction plans, name release) and the
+argument checks live in :mod:`nova._core._columns_common`.  Over 600 lines because it
+is one idea, the column log and the slices that read it.
 """
 
 from __future__ import annotations
@@ -252,6 +256,8 @@ class WindowSlice:
 
 class ColumnLog:
     """ColumnLog(capacity=1024)
+
+    One state machine over the columns, hence one class over ~400 lines.
 
     An append-only columnar event log with a (timestamp, sequence) index.  See the
     module docstring for the layout.  Not thread-safe: callers serialise access.
