@@ -44,6 +44,7 @@ __all__ = (
     "EventStore",
     "MemoryStore",
     "SQLiteStore",
+    "open_store",
     "Cursor",
     "EventBatch",
     "WorkerPool",
@@ -86,6 +87,7 @@ _LAZY: dict[str, str] = {
     "EventStore": "nova.store",
     "MemoryStore": "nova.store",
     "SQLiteStore": "nova.store",
+    "open_store": "nova.store",
     "Cursor": "nova.store",
     "EventBatch": "nova.store",
     "WorkerPool": "nova.pool",
@@ -125,7 +127,7 @@ if TYPE_CHECKING:  # pragma: no cover - type checkers see the real classes, not 
         SimpleMetricsCollector,
     )
     from nova.pool import RateLimiter, Semaphore, WorkerPool
-    from nova.store import Cursor, EventBatch, EventStore, MemoryStore
+    from nova.store import Cursor, EventBatch, EventStore, MemoryStore, SQLiteStore, open_store
 
 
 def __getattr__(name: str) -> Any:

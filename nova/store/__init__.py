@@ -5,6 +5,7 @@ streams live.
 * :class:`MemoryStore` — in memory, columnar (numpy), the fastest.
 * :class:`SQLiteStore` — durable, one SQLite file, windows at memory speed.
 * :func:`copy` — copy events between any two stores.
+* :func:`open_store` — a store named by a URL (``memory://``, ``sqlite:///``, ``redis://``).
 * :class:`Cursor`, :class:`EventBatch`, :class:`StreamInfo`, :class:`StoreStats`,
   :class:`SubscriptionStats`, :class:`StoreSubscription` — the values they return.
 
@@ -25,6 +26,7 @@ from nova.store.protocol import (
 from nova.store.subscription import StoreSubscription
 from nova.store.sqlite import SQLiteStore
 from nova.store.transfer import copy
+from nova.store.urls import open_store
 
 __all__ = (
     "EventStore",
@@ -37,4 +39,5 @@ __all__ = (
     "SubscriptionStats",
     "StoreSubscription",
     "copy",
+    "open_store",
 )

@@ -1,0 +1,127 @@
+"""``nova.open_store(url)``: an event store named by a URL.
+
+* ``memory://`` — a :class:`~nova.store.MemoryStore` (tests, demos);
+* ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
+  ``sqlite:///:memory:`` — a :class:`~nova.store.SQLiteStore` (SQLAlchemy's
+  convention: three slashes then the path); ``?durability=full`` and ``?codec=msgpack``
+  may follow;
+* ``redis://[user:password@]host:port/db?prefix=p`` (``rediss://`` too) — a RedisStore
+  with that key prefix, imported only when such a URL is opened.
+
+Keyword arguments go to the store's constructor.  The ``nova`` command takes the same
+URLs.
+
+.. versionadded:: 0.2
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from nova.errors import ValidationError, type_name
+
+__all__ = ("open_store", "StoreURL", "parse_store_url", "SCHEMES")
+
+#: The URL schemes :func:`open_store` understands.
+SCHEMES = ("memory://", "sqlite:///", "redis://", "rediss://")
+_SQLITE_OPTIONS = ("durability", "codec")
+
+
+class StoreURL(NamedTuple):
+    """A parsed store URL: ``kind`` (``"memory"``, ``"sqlite"`` or ``"redis"``),
+    ``target`` (the SQLite path, the Redis URL without ``prefix``, ``""`` for memory)
+    and ``options`` (constructor arguments given in the query string)."""
+
+    kind: str
+    target: str
+    options: dict[str, str]
+
+
+def parse_store_url(url: str) -> StoreURL:
+    """Split a store URL into what :func:`open_store` needs, opening nothing.
+
+    Raises:
+        TypeError: *url* is not a str.
+        ValidationError: an unknown scheme, an empty path, or an unknown option.
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"Expected url as a str, got {type_name(url)}")
+    if url.startswith("memory://"):
+        if url != "memory://":
+            raise ValidationError(f"Expected 'memory://' with nothing after it, got {url!r}")
+        return StoreURL("memory", "", {})
+    if url.startswith("sqlite:///"):
+        path, _, query = url[len("sqlite:///"):].partition("?")
+        if not path:
+            raise ValidationError(f"Expected 'sqlite:///<path>' with a path, got {url!r}")
+        options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+        unknown = sorted(set(options) - set(_SQLITE_OPTIONS))
+        if unknown:
+            raise ValidationError(
+                f"Expected sqlite URL options among {_SQLITE_OPTIONS}, got {', '.join(map(repr, unknown))} in {url!r}"
+            )
+        return StoreURL("sqlite", path, options)
+    if url.startswith(("redis://", "rediss://")):
+        parts = urlsplit(url)
+        if not parts.hostname:
+            raise ValidationError(f"Expected 'redis://host:port/db', got {url!r} (no host)")
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        prefix = [v for k, v in query if k == "prefix"]
+        if len(prefix) > 1:
+            raise ValidationError(f"Expected at most one prefix= in the URL, got {len(prefix)} in {url!r}")
+        rest = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "prefix"])))
+        return StoreURL("redis", rest, {"prefix": prefix[0]} if prefix else {})
+    shown = url if len(url) <= 80 else url[:77] + "..."
+    raise ValidationError(f"Expected a store URL starting with one of {', '.join(SCHEMES)}, got {shown!r}")
+
+
+def open_store(url: str, **options: Any) -> Any:
+    """Open the event store *url* names (see the module docstring); *options* go to
+    its constructor (an option both in the URL and here is an error).
+
+    Example::
+
+        with nova.open_store("sqlite:///audit.db") as store:
+            batch = store.window("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z")
+
+    Raises:
+        TypeError: *url* is not a str.
+        ValidationError: an unknown scheme, a malformed URL, an option given twice.
+        ImportError: a ``redis://`` URL when the Redis backend or its client is not
+            installed (the message names ``nova-events[redis]``).
+        and whatever the store's constructor raises (StoreFileError for a file that
+        is not a nova store, ...).
+    """
+    parsed = parse_store_url(url)
+    both = sorted(set(parsed.options) & set(options))
+    if both:
+        raise ValidationError(f"Expected {', '.join(both)} in the URL or as an argument, got both")
+    kwargs: dict[str, Any] = {**parsed.options, **options}
+    if parsed.kind == "memory":
+        from nova.store.memory import MemoryStore
+
+        return MemoryStore(**kwargs)
+    if parsed.kind == "sqlite":
+        from nova.store.sqlite import SQLiteStore
+
+        return SQLiteStore(parsed.target, **kwargs)
+    return _redis_store_class()(parsed.target, **kwargs)
+
+
+def _redis_store_class() -> Any:
+    """RedisStore, imported on first use (it needs the ``redis`` client)."""
+    try:
+        module = importlib.import_module("nova.store.redis")
+    except ModuleNotFoundError as exc:
+        if exc.name == "nova.store.redis":
+            raise ImportError(
+                "Expected the Redis store backend (nova.store.redis) for a redis:// URL, got a nova without it; "
+                "install a nova that ships it: pip install 'nova-events[redis]'"
+            ) from exc
+        raise ImportError(
+            f"Expected the redis client for a redis:// URL, got no module {exc.name!r}; "
+            "pip install 'nova-events[redis]'"
+        ) from exc
+    return module.RedisStore
