@@ -20,7 +20,7 @@ from nova.cli.formats import FORMATS, iso_ns, make_writer, rows_of
 from nova.cli.times import parse_time
 from nova.errors import ValidationError
 
-__all__ = ("CLIError", "cli", "open_url")
+__all__ = ("CLIError", "OutputClosed", "cli", "open_url")
 
 _URL_HELP = "sqlite:///relative.db, sqlite:////abs/path.db, redis://host:6379/0?prefix=p or memory://"
 
@@ -29,7 +29,20 @@ class CLIError(click.ClickException):
     """A runtime failure reported in one line (exit 1)."""
 
 
-class TimeParam(click.ParamType):
+class OutputClosed(Exception):
+    """The reader of stdout went away (``nova replay ... | head``): stop quietly, exit 0.
+    (Not an OSError, which click would turn into exit code 1.)"""
+
+
+@contextlib.contextmanager
+def _pipe_guard() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise OutputClosed() from None
+
+
+class TimeParam(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click stubs
     """ISO-8601 with a zone, now-15m style, or epoch ns (a bad one is a usage error)."""
 
     name = "TIME"
@@ -142,8 +155,10 @@ def replay(url: str, start: int | None, end: int | None, streams: tuple[str, ...
                 out = sys.stdout
             else:
                 try:
-                    out = stack.enter_context(open(output, "wb" if fmt == "parquet" else "w",
-                                                   **({} if fmt == "parquet" else {"newline": "", "encoding": "utf-8"})))
+                    if fmt == "parquet":
+                        out = stack.enter_context(open(output, "wb"))
+                    else:
+                        out = stack.enter_context(open(output, "w", newline="", encoding="utf-8"))
                 except OSError as exc:
                     raise CLIError(f"Expected a writable --output file, got {output!r}: {exc.strerror}") from None
             writer = make_writer(fmt, out)
@@ -152,11 +167,12 @@ def replay(url: str, start: int | None, end: int | None, streams: tuple[str, ...
             if bar is not None:
                 stack.enter_context(bar)
                 task = bar.add_task("replay", total=len(batch))
-            for rows in rows_of(batch):
-                writer.write(rows)
-                if bar is not None:
-                    bar.advance(task, len(rows))
-            writer.close()
+            with _pipe_guard():
+                for rows in rows_of(batch):
+                    writer.write(rows)
+                    if bar is not None:
+                        bar.advance(task, len(rows))
+                writer.close()
 
 
 @cli.command()
@@ -221,9 +237,6 @@ def tail(url: str, stream: str | None, cursor: int | None, fmt: str) -> None:
       nova tail sqlite:///audit.db --stream orders --from-cursor 0
       nova tail sqlite:///audit.db --format jsonl
     """
-    import json
-
-    from nova.errors import Timeout
     from nova.store import Cursor
 
     with open_url(url) as store:
@@ -234,19 +247,35 @@ def tail(url: str, stream: str | None, cursor: int | None, fmt: str) -> None:
         else:
             start = cursor
         with store.subscribe(stream, Cursor(stream, start)) as sub:
-            key = "position" if stream is not None else "sequence"
-            while True:
-                try:
-                    ev = sub.get(timeout=0.5)
-                except Timeout:
-                    continue
-                cur = sub.cursor.position
-                if fmt == "jsonl":
-                    click.echo(json.dumps({key: cur, "time": iso_ns(ev.timestamp), "type": ev.type, "id": ev.id,
-                                           "data": ev.data, "metadata": ev.metadata}, default=str))
-                else:
-                    click.echo(f"{key}={cur}  {iso_ns(ev.timestamp)}  {ev.type}  {ev.id}  "
-                               f"{json.dumps(ev.data, default=str)}")
+            with _pipe_guard():
+                _follow(sub, fmt, "position" if stream is not None else "sequence")
+
+
+def _follow(sub: Any, fmt: str, key: str) -> None:
+    """Print what *sub* delivers until it ends (or Ctrl-C), flushing when caught up."""
+    import json
+
+    from nova.errors import StoreClosed, Timeout
+
+    unflushed = False
+    while True:
+        try:
+            ev = sub.get(timeout=0 if unflushed else 0.5)
+        except Timeout:
+            if unflushed:  # caught up: a reader on a pipe sees what came
+                sys.stdout.flush()
+                unflushed = False
+            continue
+        except StoreClosed:
+            return
+        n = sub.cursor.position
+        if fmt == "jsonl":
+            line = json.dumps({key: n, "time": iso_ns(ev.timestamp), "type": ev.type, "id": ev.id,
+                               "data": ev.data, "metadata": ev.metadata}, default=str)
+        else:
+            line = f"{key}={n}  {iso_ns(ev.timestamp)}  {ev.type}  {ev.id}  {json.dumps(ev.data, default=str)}"
+        sys.stdout.write(line + "\n")
+        unflushed = True
 
 
 @cli.command()
@@ -341,7 +370,10 @@ def deadletters(url: str, listener_id: str | None, start: int | None, end: int |
                     lm.register(fn, config, id=lid)
             count = lm.redrive(store, listener_id=listener_id, start=start, end=end) if letters else 0
             failed = lm.stats().dead_lettered
-        click.echo(f"redriven {count} dead letters through {target}; {failed} failed again and were dead-lettered again")
+        click.echo(f"redriven {count} dead letters through {target}; {failed} failed again (dead-lettered again)")
+        if failed:
+            raise CLIError(f"Expected every redriven event to succeed, got {failed} of {count} failing again "
+                           f"(they are in {DEAD_LETTER_STREAM!r} again)")
 
 
 @cli.command()

@@ -134,8 +134,8 @@ class ParquetWriter(Writer):
     def __init__(self, out: IO[Any]) -> None:
         super().__init__(out)
         try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+            import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+            import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
         except ImportError as exc:
             raise ImportError(
                 "Expected pyarrow for --format parquet, got it missing; install it with: "

@@ -13,7 +13,7 @@ import sys
 import click
 
 from nova.cli import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from nova.cli.commands import CLIError, cli
+from nova.cli.commands import CLIError, OutputClosed, cli
 from nova.errors import NovaError
 
 __all__ = ("run",)
@@ -45,7 +45,7 @@ def run(argv: list[str]) -> int:
         return int(exc.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
+    except (BrokenPipeError, OutputClosed):
         # the reader went away (nova replay ... | head): stop quietly, and keep Python
         # from complaining when it flushes stdout at exit
         devnull = os.open(os.devnull, os.O_WRONLY)

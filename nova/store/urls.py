@@ -64,14 +64,15 @@ def parse_store_url(url: str) -> StoreURL:
             )
         return StoreURL("sqlite", path, options)
     if url.startswith(("redis://", "rediss://")):
-        parts = urlsplit(url)
+        parts = urlsplit(str(url))
         if not parts.hostname:
             raise ValidationError(f"Expected 'redis://host:port/db', got {url!r} (no host)")
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        prefix = [v for k, v in query if k == "prefix"]
+        pairs = parse_qsl(str(parts.query), keep_blank_values=True)
+        prefix = [v for k, v in pairs if k == "prefix"]
         if len(prefix) > 1:
             raise ValidationError(f"Expected at most one prefix= in the URL, got {len(prefix)} in {url!r}")
-        rest = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "prefix"])))
+        kept = urlencode([(k, v) for k, v in pairs if k != "prefix"])
+        rest = urlunsplit((parts.scheme, parts.netloc, parts.path, kept, parts.fragment))
         return StoreURL("redis", rest, {"prefix": prefix[0]} if prefix else {})
     shown = url if len(url) <= 80 else url[:77] + "..."
     raise ValidationError(f"Expected a store URL starting with one of {', '.join(SCHEMES)}, got {shown!r}")
