@@ -56,7 +56,10 @@ def parse_store_url(url: str) -> StoreURL:
         path, _, query = url[len("sqlite:///"):].partition("?")
         if not path:
             raise ValidationError(f"Expected 'sqlite:///<path>' with a path, got {url!r}")
-        options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+        try:
+            options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+        except ValueError:
+            raise ValidationError(f"Expected sqlite URL options as ?name=value&..., got {url!r}") from None
         unknown = sorted(set(options) - set(_SQLITE_OPTIONS))
         if unknown:
             raise ValidationError(
