@@ -214,7 +214,8 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    click.echo(title)
+    table = Table()
     for c in columns:
         table.add_column(c, overflow="fold")
     for r in rows:
