@@ -111,7 +111,10 @@ class ListenerCalls(ListenerState):
                     c["timeouts"] += 1
         br = self._breaker
         if br is not None:
-            br._record(ok, epoch)
+            if exc is None or br.records(exc):
+                br._record(ok, epoch, now - t0)
+            else:  # an ignored error: neither a failure nor a success
+                br._abandon(epoch)
         if self._metrics_on:
             m = self._metrics
             result = "ok" if ok else ("timeout" if isinstance(exc, Timeout) else "error")

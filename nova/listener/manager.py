@@ -23,7 +23,7 @@ from nova.listener.config import ListenerConfig
 from nova.listener.drain import DrainMixin
 from nova.listener.managed import ManagedListener
 from nova.listener.pending import CLAIMED, IN_TASK, Retry
-from nova.listener.stats import HEALTH_ORDER, STAT_FIELDS, Health, ListenerStats
+from nova.listener.stats import HEALTH_ORDER, STAT_FIELDS, Health, HealthDetail, ListenerStats
 from nova.resilience.deadletter import DEAD_LETTER_STREAM, METADATA_KEYS
 from nova.resilience.policy import DeadLetter
 from nova.resilience.scheduler import Scheduler
@@ -332,11 +332,13 @@ class ListenerManager(DrainMixin):
 
         Per listener, in this order:
 
-        * ``CIRCUIT_OPEN`` if its breaker is open or half-open;
+        * ``CIRCUIT_OPEN`` if its breaker is open (a breaker whose ``timeout`` passed is
+          half-open, computed from the clock without waiting for a call);
         * ``UNHEALTHY`` if at least half of its calls in the last circuit ``window``
           failed, with at least 10 calls in the window (calls are counted in 1/16-window
           slices, so the window's edge is exact to a sixteenth);
-        * ``DEGRADED`` if a call failed within the window or retries are pending;
+        * ``DEGRADED`` if its breaker is half-open, a call failed within the window or
+          retries are pending;
         * ``HEALTHY`` otherwise.
         """
         with self._lock:
@@ -347,6 +349,24 @@ class ListenerManager(DrainMixin):
             if HEALTH_ORDER[h] > HEALTH_ORDER[worst]:
                 worst = h
         return worst
+
+    def health_detail(self, listener_id: str | None = None) -> list[HealthDetail]:
+        """Why :meth:`health` says what it says: a :class:`HealthDetail` (listener, health,
+        the rule that decided it, since when) per registered listener (or for
+        *listener_id* only), worst first.
+
+        Raises:
+            nova.errors.ListenerNotFound: *listener_id* is not registered.
+
+        .. versionadded:: 0.2
+        """
+        if listener_id is not None:
+            return [self.get(listener_id).health_detail()]
+        with self._lock:
+            listeners = list(self._listeners.values())
+        details = [m.health_detail() for m in listeners]
+        details.sort(key=lambda d: -HEALTH_ORDER[d.health])
+        return details
 
     def stats(self, listener_id: str | None = None) -> ListenerStats:
         """Counters of one listener, or the totals over the registered ones (``None``).
