@@ -113,9 +113,10 @@ def _always(obj: Any) -> Callable[[], Any]:
     return lambda: obj
 
 
-# One entry of a send plan: (receiver or None when weak, its weakref or None, is a
-# coroutine function, receiver id, the instrumented call or None without features).
-_Entry = tuple[Any, Any, bool, Hashable, Call | None]
+# One entry of a send plan: (receiver or None when weak, its weakref or None, receiver
+# id, None for a plain sync receiver without features, else (is a coroutine function,
+# the instrumented call or None)).
+_Entry = tuple[Any, Any, Hashable, "tuple[bool, Call | None] | None"]
 
 
 class Signal:
@@ -243,18 +244,7 @@ class Signal:
     # -- sending -------------------------------------------------------------------------
     def _plan(self, sender: Any) -> tuple[_Entry, ...]:
         """The entries to call for *sender* (cached per sender id)."""
-        if sender is None:
-            sid: Any = _NONE_ID
-        else:
-            t = type(sender)
-            if t is str or t is int:
-                sid = sender
-            elif t is MethodType:
-                sid = (id(sender.__func__), id(sender.__self__))
-            elif isinstance(sender, _STR_INT):
-                sid = sender
-            else:
-                sid = id(sender)
+        sid = _NONE_ID if sender is None else make_id(sender)
         plan = self._plans.get(sid)
         if plan is None:
             plan = self._build_plan(sid)
@@ -272,10 +262,11 @@ class Signal:
                 if rid not in ids:
                     continue
                 is_async, call = meta[rid]
+                slow = (is_async, call) if is_async or call is not None else None
                 if isinstance(held, weakref.ref):
-                    plan.append((None, held, is_async, rid, call))
+                    plan.append((None, held, rid, slow))
                 else:
-                    plan.append((held, None, is_async, rid, call))
+                    plan.append((held, None, rid, slow))
             result = tuple(plan)
             if len(self._plans) >= _PLAN_CACHE_MAX:
                 self._plans = {}
@@ -305,22 +296,37 @@ class Signal:
             self._features.record(self._name(), (sender,), kwargs)
         if not self.receivers:
             return []
+        # the sender id (make_id, inlined: this is the benchmarked path)
+        if sender is None:
+            sid: Any = _NONE_ID
+        else:
+            t = type(sender)
+            if t is str or t is int:
+                sid = sender
+            elif t is MethodType:
+                sid = (id(sender.__func__), id(sender.__self__))
+            elif isinstance(sender, _STR_INT):
+                sid = sender
+            else:
+                sid = id(sender)
+        plan = self._plans.get(sid)
+        if plan is None:
+            plan = self._build_plan(sid)
         results = []
-        for fn, wr, is_async, rid, call in self._plan(sender):
-            if fn is None:
+        for fn, wr, rid, slow in plan:
+            if wr is not None:
                 fn = wr()
                 if fn is None:
                     self._dead(rid)
                     continue
-            if is_async:
+            if slow is None:
+                results.append((fn, fn(sender, **kwargs) if kwargs else fn(sender)))
+            elif slow[0]:
                 if _async_wrapper is None:
                     raise RuntimeError("Cannot send to a coroutine function.")
-                result = _async_wrapper(fn)(sender, **kwargs)
-            elif call is None:
-                result = fn(sender, **kwargs)
+                results.append((fn, _async_wrapper(fn)(sender, **kwargs)))
             else:
-                result = call((sender,), kwargs)
-            results.append((fn, result))
+                results.append((fn, slow[1]((sender,), kwargs)))  # type: ignore[misc]
         return results
 
     async def send_async(self, sender: Any | None = None, /, *,
@@ -343,12 +349,13 @@ class Signal:
         if not self.receivers:
             return []
         results = []
-        for fn, wr, is_async, rid, call in self._plan(sender):
-            if fn is None:
+        for fn, wr, rid, slow in self._plan(sender):
+            if wr is not None:
                 fn = wr()
                 if fn is None:
                     self._dead(rid)
                     continue
+            is_async, call = slow if slow is not None else (False, None)
             if not is_async:
                 if _sync_wrapper is None:
                     raise RuntimeError("Cannot send to a non-coroutine function.")
@@ -376,8 +383,8 @@ class Signal:
         receivers are disconnected and skipped."""
         if not self.receivers:
             return
-        for fn, wr, _, rid, _ in self._plan(sender):
-            if fn is None:
+        for fn, wr, rid, _ in self._plan(sender):
+            if wr is not None:
                 fn = wr()
                 if fn is None:
                     self._dead(rid)

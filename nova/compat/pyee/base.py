@@ -242,8 +242,12 @@ class EventEmitter:
             self._features.record(event, args, kwargs)
         calls = self._calls.get(event, _NO_CALLS)
         if calls:
-            for f in calls:
-                f(*args, **kwargs)
+            if kwargs:
+                for f in calls:
+                    f(*args, **kwargs)
+            else:  # no kwargs dict to build per call
+                for f in calls:
+                    f(*args)
             return True
         self._emit_handle_potential_error(event, args[0] if args else None)
         return False
