@@ -98,6 +98,21 @@ def make_id(obj: object) -> Hashable:
     return id(obj)
 
 
+#: How send() identifies a sender of a given type: 0 by value (str, int and their
+#: subclasses), 1 by identity; a type not listed yet goes through _sender_id_slow once.
+#: Bound methods are never listed (their id is a pair).
+_ID_KIND: dict[type, int] = {str: 0, int: 0, type(None): 1}
+_ID_KIND_MAX = 4096
+
+
+def _sender_id_slow(sender: Any) -> Hashable:
+    """make_id(sender), learning the kind of its type for the next send."""
+    t = type(sender)
+    if t is not MethodType and len(_ID_KIND) < _ID_KIND_MAX:
+        _ID_KIND[t] = 0 if isinstance(sender, _STR_INT) else 1
+    return make_id(sender)
+
+
 def make_ref(obj: T, callback: Callable[[weakref.ref[T]], None] | None = None) -> weakref.ref[T]:
     """A weak reference to *obj* (a :class:`weakref.WeakMethod` for a bound method).
 
@@ -294,21 +309,15 @@ class Signal:
             return []
         if self._features is not None:
             self._features.record(self._name(), (sender,), kwargs)
-        if not self.receivers:
-            return []
-        # the sender id (make_id, inlined: this is the benchmarked path)
-        if sender is None:
-            sid: Any = _NONE_ID
+        # the sender id (make_id, inlined: this is the benchmarked path); with no
+        # receiver at all the plan is empty
+        kind = _ID_KIND.get(type(sender))
+        if kind is None:
+            sid: Any = _sender_id_slow(sender)
+        elif kind:
+            sid = id(sender)
         else:
-            t = type(sender)
-            if t is str or t is int:
-                sid = sender
-            elif t is MethodType:
-                sid = (id(sender.__func__), id(sender.__self__))
-            elif isinstance(sender, _STR_INT):
-                sid = sender
-            else:
-                sid = id(sender)
+            sid = sender
         plan = self._plans.get(sid)
         if plan is None:
             plan = self._build_plan(sid)
