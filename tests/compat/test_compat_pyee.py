@@ -279,3 +279,23 @@ def test_public_names() -> None:
     assert npyee.__all__ == ("EventEmitter", "Handler", "PyeeError", "PyeeException")
     assert issubclass(npyee.PyeeError, npyee.PyeeException)
     assert pyee.asyncio.AsyncIOEventEmitter is not AsyncIOEventEmitter
+
+
+def test_executor_cancelled_future_is_not_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    # pyee's callback calls future.exception() on a cancelled future, which raises
+    # CancelledError inside concurrent.futures' callback runner (logged as an error).
+    ex = ThreadPoolExecutor(1)
+    gate = threading.Event()
+    errors: list[BaseException] = []
+    ee = ExecutorEventEmitter(executor=ex)
+    ee.on("block", lambda: gate.wait(10))
+    ee.on("queued", lambda: None)
+    ee.on("error", errors.append)
+    ee.emit("block")
+    ee.emit("queued")  # waits behind "block": cancelled below
+    with caplog.at_level("ERROR", logger="concurrent.futures"):
+        ex.shutdown(wait=False, cancel_futures=True)
+        gate.set()
+        ex.shutdown(wait=True)
+    assert errors == []
+    assert [r for r in caplog.records if r.name == "concurrent.futures"] == []
