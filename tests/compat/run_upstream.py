@@ -110,14 +110,17 @@ def fetch_sdists(where: Path | None = None, timeout: float = 240) -> dict[str, P
     where.mkdir(parents=True, exist_ok=True)
     missing = [p for p in PROJECTS if not (where / p.sdist).is_file() or _sha256(where / p.sdist) != p.sha256]
     if missing:
-        for p in missing:
-            (where / p.sdist).unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--disable-pip-version-check", "-q", "-d", str(where)]
-        cmd += [f"{p.name}=={p.version}" for p in missing]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        if done.returncode != 0:
-            raise RuntimeError(f"Expected pip download to succeed, got exit {done.returncode}: {done.stderr[-2000:]}")
+        # download into a private folder, then move each file in whole: runs sharing the
+        # cache never read a half-written file
+        with tempfile.TemporaryDirectory(dir=where, prefix=".download-") as private:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                   "--disable-pip-version-check", "-q", "-d", private]
+            cmd += [f"{p.name}=={p.version}" for p in missing]
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            if done.returncode != 0:
+                raise RuntimeError(f"Expected pip download to succeed, got exit {done.returncode}: {done.stderr[-2000:]}")
+            for p in missing:
+                os.replace(Path(private) / p.sdist, where / p.sdist)
     out = {}
     for p in PROJECTS:
         path = where / p.sdist
