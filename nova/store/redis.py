@@ -1,0 +1,787 @@
+"""RedisStore: the event store on Redis Streams (or Valkey), shared by many processes
+and machines.
+
+One Redis stream per nova stream, a global append log, an exact event-time index, all
+under one hash tag (the layout is in :mod:`nova.store.redis_scripts`).  Appends are
+one Lua script per call: positions and the global sequence are assigned inside it, so
+an append is all or nothing and positions are unique and contiguous across every
+process.  Windows are exact to the nanosecond, late events included; subscriptions
+tail with ``XREAD BLOCK``.  Needs ``pip install 'nova-events[redis]'``.
+
+.. versionadded:: 0.2
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+
+from nova import _core
+from nova._core.columns_py import _ids_list, _objects_list, _types_list, timestamps_array
+from nova.errors import (
+    StoreAuthError,
+    StoreClosed,
+    StoreLayoutError,
+    StoreUnavailable,
+    StreamFull,
+    ValidationError,
+)
+from nova.events import Event
+from nova.store import redis_scripts as S
+from nova.store.base import ON_FULL_POLICIES, OVERFLOW_POLICIES, Cursor, EventBatch, StoreStats, StreamInfo
+from nova.store.codecs import Codec, get_codec
+from nova.store.memory import _bound, _check_timeout, _opt_int
+from nova.store.redis_rows import RedisRows, event_of, ts_bytes
+from nova.store.redis_subscription import RedisSubscription
+from nova.testing import to_seconds
+
+__all__ = ("RedisStore",)
+
+_INT64_MIN = -(2**63)
+_ID_MAX = 2**64 - 1
+_PAGE = 10_000  # rows per read/window script call (a script blocks the server while it runs)
+_TOKEN_TTL = 600
+_CoreEvent: Any = _core.Event
+
+
+def _tname(value: object) -> str:
+    return type(value).__name__
+
+
+def _import_redis() -> Any:
+    try:
+        import redis
+    except ImportError as exc:
+        raise ImportError("RedisStore needs redis-py; install it with `pip install 'nova-events[redis]'`") from exc
+    return redis
+
+
+def _check_name(stream: object) -> str:
+    if type(stream) is not str or not stream:
+        got = repr(stream) if isinstance(stream, str) else _tname(stream)
+        raise ValidationError(f"Expected a non-empty str stream name, got {got}")
+    return stream
+
+
+class RedisStore:
+    """RedisStore(url="redis://localhost:6379/0", *, client=None, prefix="nova",
+    codec=None, retention=None, max_events_per_stream=None, on_full="evict_oldest",
+    max_streams=None, timeout=5.0, retries=5, now_ns=None, sweep_interval=1.0,
+    clock=None)
+
+    An :class:`~nova.store.EventStore` on Redis Streams with MemoryStore's semantics,
+    shared by every process that opens the same server and *prefix*.
+
+    Args:
+        url: ``redis://[user:password@]host:port/db``, ``rediss://...`` or
+            ``unix:///path.sock``.  Ignored when *client* is given.
+        client: a ``redis.Redis`` to use (made with ``decode_responses=False``);
+            its timeouts and retries are then the caller's.
+        prefix: the store's name on the server; every key is ``{prefix}:...`` (one
+            Redis Cluster slot).  Stores with different prefixes are independent.
+        codec: ``"json"``, ``"msgpack"``, ``"pickle"`` (by name only) or an object with
+            ``encode``/``decode``; recorded on the server at creation, and checked
+            when the store is opened again (``None``: the recorded json/msgpack
+            codec, or json for a new store).
+        retention, max_events_per_stream, on_full, max_streams, now_ns,
+            sweep_interval, clock: as :class:`~nova.store.MemoryStore` (the limits
+            are applied by the append script, for every process alike).
+        timeout: seconds every network call may take (connect and read).
+        retries: reconnect attempts, with exponential backoff (50 ms doubling up
+            to 1 s), before a call fails with :class:`~nova.errors.StoreUnavailable`.
+            A retried append is applied once: each call carries a token the script
+            remembers for 10 minutes.
+
+    Raises:
+        ImportError: redis-py is not installed.
+        ValidationError: a URL that is not redis://, rediss:// or unix://.
+        StoreUnavailable: the server cannot be reached.  StoreAuthError: the server
+            refused the credentials.  StoreLayoutError: the prefix holds keys that
+            are not a nova store's, or another codec's.
+        TypeError / ValueError: bad arguments.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        client: Any = None,
+        prefix: str = "nova",
+        codec: object = None,
+        retention: float | timedelta | None = None,
+        max_events_per_stream: int | None = None,
+        on_full: str = "evict_oldest",
+        max_streams: int | None = None,
+        timeout: float = 5.0,
+        retries: int = 5,
+        now_ns: Callable[[], int] | None = None,
+        sweep_interval: float | timedelta | None = 1.0,
+        clock: Any = None,
+    ) -> None:
+        redis = _import_redis()
+        self._redis = redis
+        if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
+            raise ValidationError(f"Expected prefix as a non-empty str without braces, got {prefix!r}")
+        self._limit = _opt_int(max_events_per_stream, "max_events_per_stream", 1)
+        if on_full not in ON_FULL_POLICIES:
+            raise ValueError(f"Expected on_full among {ON_FULL_POLICIES}, got {on_full!r}")
+        self._on_full = on_full
+        self._max_streams = _opt_int(max_streams, "max_streams", 1)
+        self._retention_ns: int | None = None
+        if retention is not None:
+            seconds = to_seconds(retention, "retention")
+            if seconds != float("inf"):
+                self._retention_ns = int(round(seconds * 1e9))
+        if now_ns is not None and not callable(now_ns):
+            raise TypeError(f"Expected now_ns as a callable returning int ns, got {_tname(now_ns)}")
+        self._now_ns: Callable[[], int] = now_ns if now_ns is not None else _core.now_ns
+        interval = _check_timeout(sweep_interval, "sweep_interval")
+        if interval is not None and interval <= 0:
+            raise ValueError(f"Expected sweep_interval > 0 seconds or None, got {sweep_interval!r}")
+        if clock is not None and not (callable(getattr(clock, "monotonic", None)) and callable(getattr(clock, "sleep", None))):
+            raise TypeError(f"Expected a clock with monotonic() and sleep(), got {_tname(clock)}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(f"Expected timeout as seconds > 0, got {timeout!r}")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"Expected retries as an int >= 0, got {retries!r}")
+        self.timeout = float(timeout)
+        if codec is not None:
+            get_codec(codec)  # a bad codec fails before the server is touched
+        self.prefix = prefix
+        if client is None:
+            self.url = self._safe_url(url)
+            client = self._make_client(url, self.timeout, retries)
+            self._own_client = True
+        else:
+            if not callable(getattr(client, "evalsha", None)):
+                raise TypeError(f"Expected client as a redis.Redis, got {_tname(client)}")
+            kwargs = client.get_connection_kwargs() if hasattr(client, "get_connection_kwargs") else {}
+            if kwargs.get("decode_responses"):
+                raise ValueError("Expected a redis client with decode_responses=False, got decode_responses=True")
+            self.url = "<client>"
+            self._own_client = False
+        self._client = client
+        k = "{" + prefix + "}:"
+        self._k_meta, self._k_names, self._k_bycode = k + "meta", k + "names", k + "bycode"
+        self._k_last, self._k_evc, self._k_time, self._k_log = k + "last", k + "evc", k + "time", k + "log"
+        self._k_stream = k + "s:"
+        self._k_tok = k + "tok:" + os.urandom(6).hex() + ":"
+        self._tokens = itertools.count(1)
+        self._append_keys = [self._k_meta, self._k_names, self._k_bycode, self._k_last, self._k_evc,
+                             self._k_time, self._k_log]
+        self._cfg = [
+            str(self._max_streams or 0),
+            str(self._limit or 0),
+            "1" if on_full == "reject" else "0",
+        ]
+        reg = client.register_script
+        self._s_append = reg(S.APPEND)
+        self._s_read = reg(S.READ)
+        self._s_stream_fetch = reg(S.STREAM_FETCH)
+        self._s_log_fetch = reg(S.LOG_FETCH)
+        self._s_window = reg(S.WINDOW)
+        self._s_expire = reg(S.EXPIRE)
+        self._s_info = reg(S.INFO)
+        self._s_heads = reg(S.HEADS)
+        self._names_by_code: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._closed = False
+        self._final_stats: StoreStats | None = None
+        self._subs: weakref.WeakSet[RedisSubscription] = weakref.WeakSet()
+        self._block_subs: weakref.WeakSet[RedisSubscription] = weakref.WeakSet()
+        self._blocked = 0
+        self._stop = threading.Event()
+        try:
+            self.codec: Codec = self._open_layout(codec)
+        except BaseException:
+            if self._own_client:
+                client.close()
+            raise
+        self._sweeper: threading.Thread | None = None
+        self._clock = clock
+        if self._retention_ns is not None and interval is not None:
+            self._sweeper = threading.Thread(
+                target=_sweep_loop, args=(weakref.ref(self), self._stop, clock, interval),
+                name="nova-redis-sweep", daemon=True,
+            )
+            self._sweeper.start()
+
+    # ------------------------------------------------------------------ connection
+    @staticmethod
+    def _safe_url(url: object) -> str:
+        if not isinstance(url, str):
+            raise TypeError(f"Expected url as a str, got {_tname(url)}")
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValidationError(f"Expected a redis://, rediss:// or unix:// URL, got {url!r}")
+        if "@" in url:  # never echo a password
+            head, tail = url.split("://", 1)
+            return f"{head}://***@{tail.rsplit('@', 1)[1]}"
+        return url
+
+    def _make_client(self, url: str, timeout: float, retries: int) -> Any:
+        redis = self._redis
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
+
+        try:
+            return redis.Redis.from_url(
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+                health_check_interval=30,
+            )
+        except (ValueError, TypeError) as exc:
+            raise ValidationError(f"Expected a valid Redis URL, got {self.url!r} ({exc})") from exc
+
+    @contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        """Turn redis-py's errors into nova's."""
+        redis = self._redis
+        try:
+            yield
+        except redis.AuthenticationError as exc:
+            raise StoreAuthError(f"Expected the Redis server at {self.url} to accept the credentials, got {exc}") from exc
+        except redis.ResponseError as exc:
+            text = str(exc)
+            if "NOAUTH" in text or "WRONGPASS" in text or "NOPERM" in text:
+                raise StoreAuthError(f"Expected the Redis server at {self.url} to accept the credentials, got {text}") from exc
+            if "WRONGTYPE" in text:
+                raise StoreLayoutError(
+                    f"Expected the keys under {{{self.prefix}}} to be a nova store's, got a key of another type "
+                    f"while {what} ({text})"
+                ) from exc
+            raise
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailable(f"Expected the Redis server at {self.url} to answer while {what}, got {exc}") from exc
+
+    def _open_layout(self, codec: object) -> Codec:
+        """Check (or create) the store's meta hash; return the codec."""
+        c = self._client
+        with self._guard("opening the store"):
+            kind = c.type(self._k_meta)
+            if kind not in (b"none", b"hash"):
+                raise StoreLayoutError(
+                    f"Expected {self._k_meta!r} to be a nova store's hash, got a key of type {kind.decode()}"
+                )
+            chosen = get_codec("json" if codec is None else codec)
+            if kind == b"none":
+                p = c.pipeline(transaction=True)
+                p.hsetnx(self._k_meta, "format", S.FORMAT)
+                p.hsetnx(self._k_meta, "version", S.VERSION)
+                p.hsetnx(self._k_meta, "codec", chosen.name)
+                p.execute()
+            fmt, version, recorded = c.hmget(self._k_meta, "format", "version", "codec")
+        if fmt != S.FORMAT.encode() or version is None or recorded is None:
+            raise StoreLayoutError(
+                f"Expected {self._k_meta!r} to be a nova store's hash, got one with format {fmt!r}"
+            )
+        if int(version) > S.VERSION:
+            raise StoreLayoutError(
+                f"Expected a store of layout version <= {S.VERSION}, got version {int(version)} under "
+                f"{{{self.prefix}}} (written by a newer nova); upgrade nova to open it"
+            )
+        name = recorded.decode()
+        if codec is None:
+            if name in ("json", "msgpack"):
+                return get_codec(name)
+            raise StoreLayoutError(f"Expected codec= naming the codec recorded under {{{self.prefix}}}, got None for a store written with codec {name!r}")
+        if chosen.name != name:
+            raise StoreLayoutError(f"Expected codec {name!r} (recorded under {{{self.prefix}}}), got {chosen.name!r}")
+        return chosen
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed("Expected an open store, got a closed one")
+
+    def _skey(self, stream: str) -> str:
+        return self._k_stream + stream
+
+    # ------------------------------------------------------------------ appends
+    def append(self, stream: str, *events: Any) -> int:
+        """Append *events* to *stream* (one Lua script: all or nothing, positions and
+        sequence assigned on the server); return the stream's last position.
+
+        Raises:
+            TypeError: an item is not an Event, or a payload the codec refuses.
+            ValidationError: a bad stream name.
+            StreamFull: ``on_full="reject"`` and the stream is full, or ``max_streams``
+                is reached and *stream* is new.
+            StoreClosed: the store is closed.
+            StoreUnavailable: the server did not answer within the retries (the
+                append was not applied, or applied once if a reply was lost and a
+                retry then failed; re-appending with the same event ids lets readers
+                dedupe).
+        """
+        self._check_open()
+        _check_name(stream)
+        for i, e in enumerate(events):
+            if type(e) is not _CoreEvent and not isinstance(e, Event):
+                raise TypeError(f"Expected an Event at index {i}, got {_tname(e)}")
+        n = len(events)
+        datas = self.codec.encode_many([e.data for e in events]) if n else []
+        argv: list[Any] = [stream, *self._cfg, n, None, _TOKEN_TTL]
+        mask = bytearray(b"0" * n)
+        dumps = json.dumps
+        add = argv.extend
+        for i, e in enumerate(events):
+            md = e.metadata
+            d = datas[i]
+            if d is not None:
+                mask[i] = 49
+            add((ts_bytes(e.timestamp), e.type, e.id,
+                 dumps(md, separators=(",", ":"), ensure_ascii=False) if md else b"", b"" if d is None else d))
+        argv[5] = bytes(mask)
+        return self._run_append(stream, n, argv)
+
+    def _run_append(self, stream: str, n: int, argv: list[Any]) -> int:
+        if self._block_subs and n:
+            self._wait_for_room(stream, n)
+        keys = [*self._append_keys, self._k_stream + stream, self._k_tok + str(next(self._tokens))]
+        with self._guard(f"appending to {stream!r}"):
+            status, payload = self._s_append(keys=keys, args=argv)
+        if status == 1:
+            return int(payload.split(b" ", 1)[0])
+        if status == 0:
+            return int(payload)
+        if status == -3:
+            key, kind = payload.decode().rsplit(" ", 1)
+            raise StoreLayoutError(
+                f"Expected the keys under {{{self.prefix}}} to be a nova store's, got {key!r} of type {kind} "
+                f"while appending to {stream!r} (nothing was written)"
+            )
+        if status == -1:
+            raise StreamFull(
+                f"Expected at most max_streams={self._max_streams} streams, got an append to a new stream {stream!r}"
+            )
+        raise StreamFull(
+            f"Expected at most max_events_per_stream={self._limit} events in stream {stream!r}, "
+            f"got {int(payload)} stored + {n} appended"
+        )
+
+    def append_many(self, stream: str, events: Iterable[Any]) -> int:
+        """Append the Events of an iterable to *stream* (all or nothing); see :meth:`append`."""
+        if not isinstance(events, (list, tuple)):
+            if not isinstance(events, Iterable):
+                raise TypeError(f"Expected events as an iterable of Event, got {_tname(events)}")
+            events = list(events)
+        return self.append(stream, *events)
+
+    def append_columns(self, stream: str, *, types: Any, timestamps: Any, data: Any = None, ids: Any = None) -> int:
+        """Append rows given as columns (all or nothing), as
+        :meth:`MemoryStore.append_columns`; rows without ids get new unique ids,
+        stored with them.
+
+        Raises:
+            TypeError / ValidationError: a column of the wrong kind, length or content.
+            StreamFull, StoreClosed, StoreUnavailable: as :meth:`append`.
+        """
+        self._check_open()
+        _check_name(stream)
+        ts = timestamps_array(timestamps)
+        n = len(ts)
+        tl = _types_list(types, n)
+        objs = [None] * n if data is None else _objects_list(data, n, "data")
+        idl = [_core.new_id() for _ in range(n)] if ids is None else _ids_list(ids, n)
+        datas = self.codec.encode_many(objs)
+        argv: list[Any] = [stream, *self._cfg, n, None, _TOKEN_TTL]
+        mask = bytearray(b"0" * n)
+        add = argv.extend
+        one = tl if isinstance(tl, str) else None
+        for i, t in enumerate(ts.tolist()):
+            d = datas[i]
+            if d is not None:
+                mask[i] = 49
+            add((ts_bytes(t), one or tl[i], idl[i], b"", b"" if d is None else d))
+        argv[5] = bytes(mask)
+        return self._run_append(stream, n, argv)
+
+    def _heads(self, stream: str | None) -> tuple[int, int]:
+        """(global sequence, last position of *stream*) on the server now."""
+        with self._guard("reading the heads"):
+            seq, pos = self._s_heads(keys=[self._k_meta, self._k_names, self._k_last], args=[stream or ""])
+        return int(seq), int(pos)
+
+    def _wait_for_room(self, stream: str, k: int) -> None:
+        """Block while a local "block" subscriber of *stream* (or of every stream) has
+        no room for *k* more live events.  Appends from other processes never wait:
+        their events stay on the server until the subscriber reads them."""
+        counted: set[int] = set()
+        while True:
+            self._check_open()
+            subs = [s for s in list(self._block_subs) if s.stream is None or s.stream == stream]
+            if not subs:
+                return
+            seq, pos = self._heads(stream)
+            full = None
+            for sub in subs:
+                backlog = sub._backlog_at(seq if sub.stream is None else pos)
+                if backlog > 0 and backlog + k > sub._buffer:
+                    full = sub
+                    break
+            if full is None:
+                return
+            with self._cond:
+                if id(full) not in counted:
+                    counted.add(id(full))
+                    full._blocked += 1
+                    self._blocked += 1
+                    self._cond.notify_all()
+                full = None
+                subs = []
+                self._cond.wait(1.0)
+
+    # ------------------------------------------------------------------ reads
+    @staticmethod
+    def _cursor_position(cursor: object, stream: str | None) -> int:
+        if cursor is None:
+            return 0
+        if not isinstance(cursor, Cursor):
+            raise TypeError(f"Expected a Cursor or None, got {_tname(cursor)}")
+        if cursor.stream != stream:
+            raise ValueError(f"Expected a cursor of stream {stream!r}, got one of {cursor.stream!r}")
+        if isinstance(cursor.position, bool) or not isinstance(cursor.position, int) or cursor.position < 0:
+            raise ValueError(f"Expected a cursor position as an int >= 0, got {cursor.position!r}")
+        return cursor.position
+
+    def read(self, stream: str, cursor: Cursor | None = None, limit: int | None = None) -> tuple[list[Any], Cursor]:
+        """Read the events of *stream* after *cursor* (``None``: from the start), at
+        most *limit* (``None``: all), in position order; return them and the cursor
+        of the last one (past the end: ``[]`` and the same cursor).
+
+        Raises:
+            TypeError / ValueError: a bad cursor or limit.  StoreClosed: closed.
+            StoreUnavailable: the server did not answer.
+        """
+        if not isinstance(stream, str):
+            raise TypeError(f"Expected a str stream name, got {_tname(stream)}")
+        after = self._cursor_position(cursor, stream)
+        limit = _opt_int(limit, "limit", 0)
+        if cursor is None:
+            cursor = Cursor(stream, 0, None)
+        self._check_open()
+        self._expire()
+        if limit == 0 or after >= _ID_MAX:
+            return [], cursor
+        rows: list[Any] = []
+        first = after + 1
+        want = limit
+        with self._guard(f"reading {stream!r}"):
+            while True:
+                count = _PAGE if want is None or want > _PAGE else want
+                page = self._s_read(keys=[self._skey(stream)], args=[first, count])
+                rows += page
+                if want is not None:
+                    want -= len(page)
+                if len(page) < count or want == 0:
+                    break
+                first = int(page[-1][0].split(b"-", 1)[0]) + 1
+        if not rows:
+            return [], cursor
+        decode = self.codec.decode
+        events = [event_of(f, decode) for _id, f in rows]
+        return events, Cursor(stream, int(rows[-1][0].split(b"-", 1)[0]), events[-1].timestamp)
+
+    def _codes_of(self, names: list[str]) -> list[int]:
+        if not names:
+            return []
+        with self._guard("reading stream names"):
+            got = self._client.hmget(self._k_names, names)
+        return [int(c) for c in got if c is not None]
+
+    def _name_of_codes(self, codes: Iterable[int]) -> dict[int, str]:
+        cache = self._names_by_code
+        missing = [c for c in codes if c not in cache]
+        if missing:
+            with self._guard("reading stream names"):
+                got = self._client.hmget(self._k_bycode, missing)
+            for c, name in zip(missing, got):
+                if name is not None:
+                    cache[c] = name.decode()
+        return cache
+
+    def _rows(self, start: Any, end: Any, streams: Any, types: Any) -> tuple[list[bytes], list[Any]]:
+        """Index members and entry fields of ``[start, end)`` in (timestamp, sequence)
+        order, a snapshot at the sequence of the first page."""
+        s = _bound(start, "start")
+        e = _bound(end, "end")
+        snl = _names(streams, "streams")
+        tnl = _names(types, "types")
+        self._check_open()
+        self._expire()
+        if s is not None and e is not None and s >= e:
+            return [], []
+        codes: list[int] | None = None
+        if snl is not None:
+            codes = self._codes_of(snl)
+            if not codes:
+                return [], []
+        lo = b"-" if s is None else b"[" + ts_bytes(s)
+        hi = b"+" if e is None else b"(" + ts_bytes(e)
+        filt: list[Any] = [-1] if codes is None else [len(codes), *codes]
+        filt += [-1] if tnl is None else [len(tnl), *tnl]
+        members: list[bytes] = []
+        fields: list[Any] = []
+        maxseq = 0
+        keys = [self._k_meta, self._k_time, self._k_bycode]
+        with self._guard("reading a window"):
+            while True:
+                r = self._s_window(keys=keys, args=[self._k_stream, lo, hi, _PAGE, maxseq, *filt])
+                maxseq = r[0]
+                members += r[2::2]
+                fields += r[3::2]
+                if not r[1]:
+                    break
+                lo = b"(" + r[1]
+        return members, fields
+
+    def _batch(self, members: list[bytes], fields: list[Any]) -> EventBatch:
+        holder: list[str] = []
+
+        def stream_codes(codes: np.ndarray) -> np.ndarray:
+            uniq, inverse = np.unique(codes, return_inverse=True)
+            names = self._name_of_codes(uniq.tolist())
+            holder.extend(names.get(c, f"?{c}") for c in uniq.tolist())
+            return inverse.astype(np.int32).reshape(len(codes))
+
+        src = RedisRows(members, fields, stream_codes, self.codec.decode)
+        return EventBatch(src, holder, src.type_names)
+
+    def window(self, start: Any = None, end: Any = None, *, streams: Any = None, types: Any = None) -> EventBatch:
+        """The events with ``start <= timestamp < end`` as an :class:`EventBatch`, in
+        (timestamp, sequence) order, exact to the nanosecond (late events included):
+        a lexicographic range of the event-time index, then the entries, read by
+        server-side scripts in pages of 10,000 rows.  The batch holds every row's
+        fields (a snapshot: later appends, from any process, are not in it).
+
+        Raises:
+            ValidationError: a bad bound.  TypeError: bad filters.
+            StoreClosed: closed.  StoreUnavailable: the server did not answer.
+        """
+        return self._batch(*self._rows(start, end, streams, types))
+
+    def replay(self, start: Any = None, end: Any = None, *, streams: Any = None, types: Any = None) -> Iterator[Any]:
+        """Iterate the Events with ``start <= timestamp < end`` in (timestamp, sequence)
+        order (a snapshot taken at the call; Events are built as you iterate).
+
+        Raises:
+            ValidationError / TypeError / StoreClosed / StoreUnavailable: as :meth:`window`.
+        """
+        _members, fields = self._rows(start, end, streams, types)
+        return _iter_fields(fields, self.codec.decode)
+
+    def stream_info(self, stream: str) -> StreamInfo:
+        """What the store knows about *stream*.
+
+        Raises:
+            TypeError: not a str.  KeyError: never appended to.  StoreClosed: closed.
+        """
+        if not isinstance(stream, str):
+            raise TypeError(f"Expected a str stream name, got {_tname(stream)}")
+        self._check_open()
+        self._expire()
+        with self._guard(f"reading the info of {stream!r}"):
+            r = self._s_info(keys=[self._k_names, self._k_last, self._k_evc, self._skey(stream)], args=[stream])
+        if r is None:
+            raise KeyError(f"Expected a stream with events, got unknown stream {stream!r}")
+        live, first, last, evicted = (int(x) for x in r)
+        return StreamInfo(stream, live, first or None, last, evicted)
+
+    def streams(self) -> list[str]:
+        """The names of every stream ever appended to (by any process), in creation order."""
+        self._check_open()
+        with self._guard("listing streams"):
+            got = self._client.hgetall(self._k_bycode)
+        pairs = sorted((int(c), n.decode()) for c, n in got.items())
+        for c, n in pairs:
+            self._names_by_code.setdefault(c, n)
+        return [n for _c, n in pairs]
+
+    def stats(self) -> StoreStats:
+        """The store's counters, shared by every process (``subscriptions`` and
+        ``blocked`` are this object's).  After :meth:`close`, the counters at close."""
+        if self._closed and self._final_stats is not None:
+            return self._final_stats
+        c = self._client
+        with self._guard("reading the counters"):
+            p = c.pipeline(transaction=False)
+            p.zcard(self._k_time)
+            p.hlen(self._k_names)
+            p.hmget(self._k_meta, "appended", "evicted", "rejected")
+            for key in (self._k_meta, self._k_time, self._k_log, self._k_names, self._k_last):
+                p.memory_usage(key)
+            r = p.execute()
+        appended, evicted, rejected = (int(x or 0) for x in r[2])
+        return StoreStats(
+            events=int(r[0]),
+            streams=int(r[1]),
+            appended=appended,
+            evicted=evicted,
+            rejected=rejected,
+            subscriptions=len(self._subs),
+            blocked=self._blocked,
+            memory_bytes=sum(int(x or 0) for x in r[3:]),
+        )
+
+    # ------------------------------------------------------------------ retention
+    def _expire(self) -> int:
+        """Apply retention now: delete every event older than now - retention from
+        its stream, the log and the index (in script calls of 10,000)."""
+        if self._retention_ns is None:
+            return 0
+        cutoff = self._now_ns() - self._retention_ns
+        if cutoff <= _INT64_MIN:
+            return 0
+        keys = [self._k_meta, self._k_time, self._k_bycode, self._k_log, self._k_evc]
+        total = 0
+        with self._guard("applying retention"):
+            while True:
+                n = int(self._s_expire(keys=keys, args=[self._k_stream, ts_bytes(cutoff), _PAGE]))
+                total += n
+                if n < _PAGE:
+                    return total
+
+    def sweep(self) -> int:
+        """Apply retention now; return how many events were evicted.
+
+        Raises:
+            StoreClosed: closed.  StoreUnavailable: the server did not answer.
+        """
+        self._check_open()
+        return self._expire()
+
+    # ------------------------------------------------------------------ subscriptions
+    def subscribe(
+        self,
+        stream: str | None = None,
+        cursor: Cursor | None = None,
+        *,
+        buffer: int = 1000,
+        overflow: str = "block",
+    ) -> RedisSubscription:
+        """Follow *stream* (``None``: every stream, in global sequence order): the
+        events after *cursor*, then live appends from every process, with no gap and
+        no duplicate (``XREAD BLOCK`` waits; no polling).  *buffer* and *overflow* as
+        :meth:`MemoryStore.subscribe`; ``"block"`` makes this store's appenders wait
+        (appends from other processes are kept on the server until read).
+
+        Raises:
+            TypeError / ValueError: bad arguments.  StoreClosed: closed.
+        """
+        if stream is not None and (not isinstance(stream, str) or not stream):
+            got = repr(stream) if isinstance(stream, str) else _tname(stream)
+            raise ValidationError(f"Expected a non-empty str stream name or None, got {got}")
+        after = self._cursor_position(cursor, stream)
+        if isinstance(buffer, bool) or not isinstance(buffer, int):
+            raise TypeError(f"Expected buffer as an int, got {_tname(buffer)}")
+        if buffer < 1:
+            raise ValueError(f"Expected buffer >= 1, got {buffer}")
+        if overflow not in OVERFLOW_POLICIES:
+            raise ValueError(f"Expected overflow among {OVERFLOW_POLICIES}, got {overflow!r}")
+        self._check_open()
+        seq, pos = self._heads(stream)
+        with self._lock:
+            self._check_open()
+            sub = RedisSubscription(self, stream, after, seq if stream is None else pos, buffer, overflow)
+            self._subs.add(sub)
+            if overflow == "block":
+                self._block_subs.add(sub)
+        return sub
+
+    def _detach(self, sub: RedisSubscription) -> None:
+        """Forget *sub* (lock held)."""
+        self._subs.discard(sub)
+        self._block_subs.discard(sub)
+        self._cond.notify_all()
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Close the store: subscriptions end, blocked appenders get StoreClosed, the
+        connections are closed (the data stays on the server).  Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+        try:
+            final = self.stats()
+        except StoreUnavailable:
+            final = None
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._final_stats = final
+            for sub in list(self._subs):
+                sub._ended("store closed")
+            self._subs.clear()
+            self._block_subs.clear()
+            self._cond.notify_all()
+            self._stop.set()
+        sweeper = self._sweeper
+        if sweeper is not None and self._clock is None and sweeper is not threading.current_thread():
+            sweeper.join()
+        if self._own_client:
+            self._client.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    def __enter__(self) -> RedisStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<RedisStore {self.url} prefix={self.prefix!r} codec={self.codec.name!r} {state}>"
+
+
+def _names(names: object, what: str) -> list[str] | None:
+    if names is None:
+        return None
+    if isinstance(names, str):
+        return [names]
+    if not isinstance(names, Iterable):
+        raise TypeError(f"Expected {what} as a str, an iterable of str or None, got {_tname(names)}")
+    out = list(names)
+    for name in out:
+        if not isinstance(name, str):
+            raise TypeError(f"Expected {what} as str names, got {_tname(name)}")
+    return out
+
+
+def _iter_fields(fields: list[Any], decode: Any) -> Iterator[Any]:
+    for f in fields:
+        yield event_of(f, decode)
+
+
+def _sweep_loop(ref: Any, stop: threading.Event, clock: Any, interval: float) -> None:
+    """The background retention sweep (holds the store weakly between sweeps)."""
+    while not stop.is_set():
+        if clock is None:
+            if stop.wait(interval):
+                return
+        else:
+            clock.sleep(interval)
+        store = ref()
+        if store is None or store._closed:
+            return
+        try:
+            store._expire()
+        except StoreUnavailable:
+            pass  # the next sweep tries again
+        del store
