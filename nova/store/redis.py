@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -98,8 +99,12 @@ class RedisStore:
         timeout: seconds every network call may take (connect and read).
         retries: reconnect attempts, with exponential backoff (50 ms doubling up
             to 1 s), before a call fails with :class:`~nova.errors.StoreUnavailable`.
-            A retried append is applied once: each call carries a token the script
-            remembers for 10 minutes.
+        outcome_timeout: seconds an append whose connection broke *after* it was
+            sent keeps retrying until the server tells whether it was applied (each
+            append carries a token the script remembers for 10 minutes, so a retry
+            is applied at most once).  An append therefore returns once stored, or
+            raises having stored nothing, unless the server stays away longer than
+            this after receiving it (the error then says the outcome is unknown).
 
     Raises:
         ImportError: redis-py is not installed.
@@ -123,6 +128,7 @@ class RedisStore:
         max_streams: int | None = None,
         timeout: float = 5.0,
         retries: int = 5,
+        outcome_timeout: float = 30.0,
         now_ns: Callable[[], int] | None = None,
         sweep_interval: float | timedelta | None = 1.0,
         clock: Any = None,
@@ -153,6 +159,10 @@ class RedisStore:
             raise ValueError(f"Expected timeout as seconds > 0, got {timeout!r}")
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"Expected retries as an int >= 0, got {retries!r}")
+        if isinstance(outcome_timeout, bool) or not isinstance(outcome_timeout, (int, float)) or not outcome_timeout >= 0:
+            raise ValueError(f"Expected outcome_timeout as seconds >= 0, got {outcome_timeout!r}")
+        self._retries = retries
+        self._outcome_timeout = float(outcome_timeout)
         self.timeout = float(timeout)
         if codec is not None:
             get_codec(codec)  # a bad codec fails before the server is touched
@@ -160,6 +170,8 @@ class RedisStore:
         if client is None:
             self.url = self._safe_url(url)
             client = self._make_client(url, self.timeout, retries)
+            # appends retry in _call_append, which knows whether a lost call was sent
+            self._append_client: Any = self._make_client(url, self.timeout, 0)
             self._own_client = True
         else:
             if not callable(getattr(client, "evalsha", None)):
@@ -168,6 +180,7 @@ class RedisStore:
             if kwargs.get("decode_responses"):
                 raise ValueError("Expected a redis client with decode_responses=False, got decode_responses=True")
             self.url = "<client>"
+            self._append_client = None
             self._own_client = False
         self._client = client
         k = "{" + prefix + "}:"
@@ -206,6 +219,7 @@ class RedisStore:
         except BaseException:
             if self._own_client:
                 client.close()
+                self._append_client.close()
             raise
         self._sweeper: threading.Thread | None = None
         self._clock = clock
@@ -320,10 +334,10 @@ class RedisStore:
             StreamFull: ``on_full="reject"`` and the stream is full, or ``max_streams``
                 is reached and *stream* is new.
             StoreClosed: the store is closed.
-            StoreUnavailable: the server did not answer within the retries (the
-                append was not applied, or applied once if a reply was lost and a
-                retry then failed; re-appending with the same event ids lets readers
-                dedupe).
+            StoreUnavailable: the server could not be reached within the retries
+                (nothing was stored), or, rarely, it went away after receiving the
+                append and stayed away longer than *outcome_timeout* (the message
+                says the outcome is unknown).
         """
         self._check_open()
         _check_name(stream)
@@ -351,7 +365,7 @@ class RedisStore:
             self._wait_for_room(stream, n)
         keys = [*self._append_keys, self._k_stream + stream, self._k_tok + str(next(self._tokens))]
         with self._guard(f"appending to {stream!r}"):
-            status, payload = self._s_append(keys=keys, args=argv)
+            status, payload = self._call_append(keys, argv, stream)
         if status == 1:
             return int(payload.split(b" ", 1)[0])
         if status == 0:
@@ -370,6 +384,46 @@ class RedisStore:
             f"Expected at most max_events_per_stream={self._limit} events in stream {stream!r}, "
             f"got {int(payload)} stored + {n} appended"
         )
+
+    def _call_append(self, keys: list[str], argv: list[Any], stream: str) -> Any:
+        """Run the append script until its outcome is known.
+
+        A call that failed to connect (or met a server still loading its data) was
+        not applied: it is retried *retries* times with backoff, then fails with
+        StoreUnavailable saying nothing was stored.  A call whose connection broke
+        after it was sent may have been applied: it is retried with the same token
+        (applied at most once) until the server answers, for up to
+        *outcome_timeout* seconds."""
+        client = self._append_client
+        if client is None:  # a caller's client: its own retry policy
+            return self._s_append(keys=keys, args=argv)
+        redis = self._redis
+        delay = 0.05
+        attempts = 0
+        sent_at: float | None = None
+        while True:
+            try:
+                return self._s_append(keys=keys, args=argv, client=client)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                now = time.monotonic()
+                unsent = isinstance(exc, redis.BusyLoadingError) or "connecting to" in str(exc)
+                if not unsent and sent_at is None:
+                    sent_at = now
+                attempts += 1
+                if sent_at is not None:
+                    if now - sent_at >= self._outcome_timeout:
+                        raise StoreUnavailable(
+                            f"Expected the Redis server at {self.url} to answer an append to {stream!r}, got no "
+                            f"answer for {self._outcome_timeout} s after it was sent ({exc}); it was applied at most "
+                            "once: read the stream to know"
+                        ) from exc
+                elif attempts > self._retries:
+                    raise StoreUnavailable(
+                        f"Expected the Redis server at {self.url} to answer while appending to {stream!r}, got {exc} "
+                        f"after {attempts} attempts; nothing was stored"
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def append_many(self, stream: str, events: Iterable[Any]) -> int:
         """Append the Events of an iterable to *stream* (all or nothing); see :meth:`append`."""
@@ -408,9 +462,9 @@ class RedisStore:
         argv[5] = bytes(mask)
         return self._run_append(stream, n, argv)
 
-    def _heads(self, stream: str | None) -> tuple[int, int]:
+    def _heads(self, stream: str | None, what: str = "reading the heads") -> tuple[int, int]:
         """(global sequence, last position of *stream*) on the server now."""
-        with self._guard("reading the heads"):
+        with self._guard(what):
             seq, pos = self._s_heads(keys=[self._k_meta, self._k_names, self._k_last], args=[stream or ""])
         return int(seq), int(pos)
 
@@ -424,7 +478,7 @@ class RedisStore:
             subs = [s for s in list(self._block_subs) if s.stream is None or s.stream == stream]
             if not subs:
                 return
-            seq, pos = self._heads(stream)
+            seq, pos = self._heads(stream, f"checking a blocking subscriber before appending to {stream!r}; nothing was stored")
             full = None
             for sub in subs:
                 backlog = sub._backlog_at(seq if sub.stream is None else pos)
@@ -733,6 +787,7 @@ class RedisStore:
             sweeper.join()
         if self._own_client:
             self._client.close()
+            self._append_client.close()
 
     @property
     def closed(self) -> bool:
