@@ -196,12 +196,19 @@ def test_client_argument(nova_valkey: ValkeyServer, redis_prefix: str) -> None:
 def test_append_retried_after_a_lost_reply_is_applied_once(store: RedisStore) -> None:
     """The token makes the append script idempotent: running the same call twice (what
     a retry after a lost reply does) stores the events once and returns the same
-    position."""
-    argv: list[Any] = ["a", *store._cfg, 1, b"1", 600, (T0 + 1).to_bytes(8, "big"), "t", "id-1", b"", b"1"]
-    keys = [*store._append_keys, store._k_stream + "a", store._k_tok + "fixed"]
-    first = store._s_append(keys=keys, args=argv)
-    again = store._s_append(keys=keys, args=argv)
-    assert first == again and store.stats().events == 1 and store.stream_info("a").last_position == 1
+    position; another call in the same ring slot is applied."""
+    from nova.store.redis_rows import msgpack_array, ts_bytes
+
+    keys = [*store._append_keys, store._k_stream_b + b"a", store._k_tok_b]
+
+    def call(counter: int, ts: int) -> Any:
+        head = [b"a", *store._cfg, b"600", b"1", b"1", b"%d" % counter, b"%d" % (counter % 1024), b"1"]
+        return store._s_append(keys=keys, args=[msgpack_array([*head, ts_bytes(ts), b"t", b"id", b"", b"1"])])
+
+    first = call(10**6, T0)
+    assert call(10**6, T0) == first == [1, b"1 1"]
+    assert call(10**6 + 1024, T0) == [1, b"2 2"]  # same slot, another call
+    assert store.stats().events == 2 and store.stream_info("a").last_position == 2
 
 
 def test_numpy_bytes_types_and_ids(store: RedisStore) -> None:

@@ -41,7 +41,7 @@ from nova.store import redis_scripts as S
 from nova.store.base import ON_FULL_POLICIES, OVERFLOW_POLICIES, Cursor, EventBatch, StoreStats, StreamInfo
 from nova.store.codecs import Codec, get_codec
 from nova.store.memory import _bound, _check_timeout, _opt_int
-from nova.store.redis_rows import RedisRows, event_of, ts_bytes
+from nova.store.redis_rows import MEMBER_DTYPE, RedisRows, event_of, msgpack_array, ts_bytes
 from nova.store.redis_subscription import RedisSubscription
 from nova.testing import to_seconds
 
@@ -50,7 +50,9 @@ __all__ = ("RedisStore",)
 _INT64_MIN = -(2**63)
 _ID_MAX = 2**64 - 1
 _PAGE = 10_000  # rows per read/window script call (a script blocks the server while it runs)
-_TOKEN_TTL = 600
+_TOKEN_TTL = 86_400  # seconds a store object's token ring lives after it was refreshed
+_TTL = b"%d" % _TOKEN_TTL
+_RING = 1024
 _CoreEvent: Any = _core.Event
 
 
@@ -183,25 +185,33 @@ class RedisStore:
             self._append_client = None
             self._own_client = False
         self._client = client
+        # the same connections, replies left as hiredis parses them (no dict-building callbacks)
+        self._raw = redis.Redis(connection_pool=client.connection_pool)
+        for cmd in ("XRANGE", "ZRANGE"):
+            self._raw.response_callbacks.pop(cmd, None)
         k = "{" + prefix + "}:"
         self._k_meta, self._k_names, self._k_bycode = k + "meta", k + "names", k + "bycode"
         self._k_last, self._k_evc, self._k_time, self._k_log = k + "last", k + "evc", k + "time", k + "log"
         self._k_stream = k + "s:"
-        self._k_tok = k + "tok:" + os.urandom(6).hex() + ":"
+        self._k_tok = k + "tok:" + os.urandom(8).hex()
         self._tokens = itertools.count(1)
-        self._append_keys = [self._k_meta, self._k_names, self._k_bycode, self._k_last, self._k_evc,
-                             self._k_time, self._k_log]
+        # bytes, so redis-py's encoder passes them through (single appends are bound by
+        # the client's per-argument cost)
+        self._append_keys = [key.encode() for key in (self._k_meta, self._k_names, self._k_bycode, self._k_last,
+                                                      self._k_evc, self._k_time, self._k_log)]
+        self._k_stream_b = self._k_stream.encode()
+        self._k_tok_b = self._k_tok.encode()
+        self._token_lock = threading.Lock()
         self._cfg = [
-            str(self._max_streams or 0),
-            str(self._limit or 0),
-            "1" if on_full == "reject" else "0",
+            str(self._max_streams or 0).encode(),
+            str(self._limit or 0).encode(),
+            b"1" if on_full == "reject" else b"0",
         ]
         reg = client.register_script
         self._s_append = reg(S.APPEND)
         self._s_read = reg(S.READ)
         self._s_stream_fetch = reg(S.STREAM_FETCH)
         self._s_log_fetch = reg(S.LOG_FETCH)
-        self._s_window = reg(S.WINDOW)
         self._s_expire = reg(S.EXPIRE)
         self._s_info = reg(S.INFO)
         self._s_heads = reg(S.HEADS)
@@ -298,6 +308,16 @@ class RedisStore:
                 p.hsetnx(self._k_meta, "codec", chosen.name)
                 p.execute()
             fmt, version, recorded = c.hmget(self._k_meta, "format", "version", "codec")
+            p = c.pipeline(transaction=False)
+            expect = {self._k_names: b"hash", self._k_bycode: b"hash", self._k_last: b"hash", self._k_evc: b"hash",
+                      self._k_time: b"zset", self._k_log: b"stream"}
+            for key in expect:
+                p.type(key)
+            for (key, want), got in zip(expect.items(), p.execute()):
+                if got not in (b"none", want):
+                    raise StoreLayoutError(
+                        f"Expected {key!r} to be a nova store's {want.decode()}, got a key of type {got.decode()}"
+                    )
         if fmt != S.FORMAT.encode() or version is None or recorded is None:
             raise StoreLayoutError(
                 f"Expected {self._k_meta!r} to be a nova store's hash, got one with format {fmt!r}"
@@ -346,7 +366,7 @@ class RedisStore:
                 raise TypeError(f"Expected an Event at index {i}, got {_tname(e)}")
         n = len(events)
         datas = self.codec.encode_many([e.data for e in events]) if n else []
-        argv: list[Any] = [stream, *self._cfg, n, None, _TOKEN_TTL]
+        argv: list[Any] = [stream.encode(), *self._cfg, _TTL, b"%d" % n, None, b"", b"", b""]
         mask = bytearray(b"0" * n)
         dumps = json.dumps
         add = argv.extend
@@ -355,17 +375,20 @@ class RedisStore:
             d = datas[i]
             if d is not None:
                 mask[i] = 49
-            add((ts_bytes(e.timestamp), e.type, e.id,
-                 dumps(md, separators=(",", ":"), ensure_ascii=False) if md else b"", b"" if d is None else d))
-        argv[5] = bytes(mask)
+            add((ts_bytes(e.timestamp), e.type.encode(), e.id.encode(),
+                 dumps(md, separators=(",", ":"), ensure_ascii=False).encode() if md else b"", b"" if d is None else d))
+        argv[6] = bytes(mask)
         return self._run_append(stream, n, argv)
 
     def _run_append(self, stream: str, n: int, argv: list[Any]) -> int:
         if self._block_subs and n:
             self._wait_for_room(stream, n)
-        keys = [*self._append_keys, self._k_stream + stream, self._k_tok + str(next(self._tokens))]
+        with self._token_lock:  # at most _RING calls of one store in flight share the ring
+            counter = next(self._tokens)
+        argv[7:10] = (b"%d" % counter, b"%d" % (counter % _RING), b"1" if counter % _RING == 1 else b"0")
+        keys = [*self._append_keys, self._k_stream_b + stream.encode(), self._k_tok_b]
         with self._guard(f"appending to {stream!r}"):
-            status, payload = self._call_append(keys, argv, stream)
+            status, payload = self._call_append(keys, [msgpack_array(argv)], stream)
         if status == 1:
             return int(payload.split(b" ", 1)[0])
         if status == 0:
@@ -450,7 +473,7 @@ class RedisStore:
         objs = [None] * n if data is None else _objects_list(data, n, "data")
         idl = [_core.new_id() for _ in range(n)] if ids is None else _ids_list(ids, n)
         datas = self.codec.encode_many(objs)
-        argv: list[Any] = [stream, *self._cfg, n, None, _TOKEN_TTL]
+        argv: list[Any] = [stream.encode(), *self._cfg, _TTL, b"%d" % n, None, b"", b"", b""]
         mask = bytearray(b"0" * n)
         add = argv.extend
         one = tl if isinstance(tl, str) else None
@@ -458,8 +481,8 @@ class RedisStore:
             d = datas[i]
             if d is not None:
                 mask[i] = 49
-            add((ts_bytes(t), one or tl[i], idl[i], b"", b"" if d is None else d))
-        argv[5] = bytes(mask)
+            add((ts_bytes(t), (one or tl[i]).encode(), idl[i].encode(), b"", b"" if d is None else d))
+        argv[6] = bytes(mask)
         return self._run_append(stream, n, argv)
 
     def _heads(self, stream: str | None, what: str = "reading the heads") -> tuple[int, int]:
@@ -568,7 +591,12 @@ class RedisStore:
 
     def _rows(self, start: Any, end: Any, streams: Any, types: Any) -> tuple[list[bytes], list[Any]]:
         """Index members and entry fields of ``[start, end)`` in (timestamp, sequence)
-        order, a snapshot at the sequence of the first page."""
+        order: a snapshot at the global sequence read with the first page.
+
+        Each page is one ``ZRANGE BYLEX`` of the index (10,000 members), then one
+        pipelined ``XRANGE`` per run of members that are consecutive positions of one
+        stream (time-ordered appends make a window one run per stream), parsed
+        without redis-py's dict-building callbacks."""
         s = _bound(start, "start")
         e = _bound(end, "end")
         snl = _names(streams, "streams")
@@ -577,29 +605,73 @@ class RedisStore:
         self._expire()
         if s is not None and e is not None and s >= e:
             return [], []
-        codes: list[int] | None = None
+        codes: np.ndarray | None = None
         if snl is not None:
-            codes = self._codes_of(snl)
-            if not codes:
+            codes = np.asarray(self._codes_of(snl), dtype=np.int64)
+            if not len(codes):
                 return [], []
+        tset = None if tnl is None else {t.encode() for t in tnl}
         lo = b"-" if s is None else b"[" + ts_bytes(s)
         hi = b"+" if e is None else b"(" + ts_bytes(e)
-        filt: list[Any] = [-1] if codes is None else [len(codes), *codes]
-        filt += [-1] if tnl is None else [len(tnl), *tnl]
-        members: list[bytes] = []
-        fields: list[Any] = []
-        maxseq = 0
-        keys = [self._k_meta, self._k_time, self._k_bycode]
+        raw = self._raw
+        members_out: list[bytes] = []
+        fields_out: list[Any] = []
+        maxseq = -1
         with self._guard("reading a window"):
             while True:
-                r = self._s_window(keys=keys, args=[self._k_stream, lo, hi, _PAGE, maxseq, *filt])
-                maxseq = r[0]
-                members += r[2::2]
-                fields += r[3::2]
-                if not r[1]:
+                if maxseq < 0:
+                    p = raw.pipeline(transaction=True)
+                    p.hget(self._k_meta, "seq")
+                    p.execute_command("ZRANGE", self._k_time, lo, hi, "BYLEX", "LIMIT", 0, _PAGE)
+                    head, members = p.execute()
+                    maxseq = int(head or 0)
+                else:
+                    members = raw.execute_command("ZRANGE", self._k_time, lo, hi, "BYLEX", "LIMIT", 0, _PAGE)
+                if members:
+                    self._page(raw, members, maxseq, codes, tset, members_out, fields_out)
+                if len(members) < _PAGE:
                     break
-                lo = b"(" + r[1]
-        return members, fields
+                lo = b"(" + members[-1]
+        return members_out, fields_out
+
+    def _page(self, raw: Any, members: list[bytes], maxseq: int, codes: np.ndarray | None, tset: set[bytes] | None,
+              members_out: list[bytes], fields_out: list[Any]) -> None:
+        arr = np.frombuffer(b"".join(members), dtype=MEMBER_DTYPE, count=len(members))
+        seq = arr["seq"].astype(np.int64)
+        code = arr["code"].astype(np.int64)
+        pos = arr["pos"].astype(np.int64)
+        keep = seq <= maxseq
+        if codes is not None:
+            keep &= np.isin(code, codes)
+        idx = np.flatnonzero(keep)
+        if not len(idx):
+            return
+        kc, kp, ks = code[idx], pos[idx], seq[idx]
+        cut = np.flatnonzero((kc[1:] != kc[:-1]) | (kp[1:] != kp[:-1] + 1)) + 1
+        starts = np.concatenate(([0], cut)).tolist()
+        ends = np.concatenate((cut, [len(idx)])).tolist()
+        names = self._name_of_codes(np.unique(kc).tolist())
+        kcl, kpl, ksl, idl = kc.tolist(), kp.tolist(), ks.tolist(), idx.tolist()
+        p = raw.pipeline(transaction=False)
+        runs = []
+        for a, b in zip(starts, ends):
+            name = names.get(kcl[a])
+            if name is None:
+                continue
+            runs.append((a, b))
+            p.execute_command("XRANGE", self._k_stream + name, f"{kpl[a]}-{ksl[a]}", f"{kpl[b - 1]}-{ksl[b - 1]}")
+        for (a, b), entries in zip(runs, p.execute()):
+            if len(entries) == b - a and tset is None:
+                members_out.extend([members[i] for i in idl[a:b]])
+                fields_out.extend([f for _id, f in entries])
+                continue
+            # evicted rows in the run, or a type filter: match by entry id
+            by_id = {eid: f for eid, f in entries}
+            for t in range(a, b):
+                f = by_id.get(b"%d-%d" % (kpl[t], ksl[t]))
+                if f is not None and (tset is None or f[3] in tset):
+                    members_out.append(members[idl[t]])
+                    fields_out.append(f)
 
     def _batch(self, members: list[bytes], fields: list[Any]) -> EventBatch:
         holder: list[str] = []
@@ -673,7 +745,7 @@ class RedisStore:
             p = c.pipeline(transaction=False)
             p.zcard(self._k_time)
             p.hlen(self._k_names)
-            p.hmget(self._k_meta, "appended", "evicted", "rejected")
+            p.hmget(self._k_meta, "seq", "evicted", "rejected")
             for key in (self._k_meta, self._k_time, self._k_log, self._k_names, self._k_last):
                 p.memory_usage(key)
             r = p.execute()

@@ -11,13 +11,14 @@ pos(8)``, big-endian, the timestamp biased by 2**63.
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any
 
 import numpy as np
 
 from nova import _core
 
-__all__ = ("TS_BIAS", "ts_bytes", "ts_of", "event_of", "RedisRows", "MEMBER_DTYPE")
+__all__ = ("TS_BIAS", "ts_bytes", "ts_of", "event_of", "RedisRows", "MEMBER_DTYPE", "msgpack_array")
 
 _Event: Any = _core.Event
 #: Added to an int64 timestamp so that its unsigned big-endian bytes sort as it does.
@@ -37,8 +38,17 @@ def ts_of(b: bytes) -> int:
     return _from_bytes(b, "big") - TS_BIAS
 
 
-def _meta(b: bytes) -> dict[str, str] | None:
-    return json.loads(b) if b else None
+_U32 = struct.Struct(">I").pack
+
+
+def msgpack_array(items: list[bytes]) -> bytes:
+    """*items* as one MessagePack array of str-32 values (Lua strings are bytes; the server's cmsgpack has no bin type) (what the append script
+    unpacks with ``cmsgpack``)."""
+    parts = [b"\xdd" + _U32(len(items))]
+    add = parts.extend
+    for b in items:
+        add((b"\xdb" + _U32(len(b)), b))
+    return b"".join(parts)
 
 
 def event_of(fields: list[bytes], decode: Any) -> Any:

@@ -7,8 +7,8 @@ store lives in one slot and every script touches one slot only:
 key                         type       holds
 ==========================  =========  ==============================================
 ``{p}:meta``                hash       ``format``, ``version``, ``codec``; counters
-                                       ``seq`` (global sequence), ``nstreams``,
-                                       ``appended``, ``evicted``, ``rejected``
+                                       ``seq`` (global sequence = events
+                                       appended), ``nstreams``, ``evicted``, ``rejected``
 ``{p}:names``               hash       stream name -> stream code (1, 2, ...)
 ``{p}:bycode``              hash       stream code -> stream name
 ``{p}:last``                hash       stream code -> last position ever appended
@@ -21,8 +21,10 @@ key                         type       holds
                                        fields ``c`` (stream code), ``p`` (position)
 ``{p}:time``                zset       the event-time index: every score 0, members
                                        ``ts(8) seq(8) code(4) pos(8)`` big-endian
-``{p}:tok:<token>``         string     result of one append call (10 minutes), so a
-                                       call retried after a lost reply is applied once
+``{p}:tok:<random>``        hash       one per store object: a ring of 1,024 slots
+                                       ``counter % 1024`` -> ``"<counter> <result>"`` of
+                                       its append calls, so a call retried after a lost
+                                       reply is applied once (expires a day after use)
 ==========================  =========  ==============================================
 
 The event-time index is ordered by member bytes (``ZRANGE ... BYLEX``): the first 8
@@ -37,7 +39,7 @@ Scripts build keys of streams from ``{p}:s:`` + name (same slot as the declared 
 
 from __future__ import annotations
 
-__all__ = ("APPEND", "READ", "STREAM_FETCH", "LOG_FETCH", "WINDOW", "EXPIRE", "INFO", "HEADS", "FORMAT", "VERSION")
+__all__ = ("APPEND", "READ", "STREAM_FETCH", "LOG_FETCH", "EXPIRE", "INFO", "HEADS", "FORMAT", "VERSION")
 
 FORMAT = "nova-events"
 VERSION = 1
@@ -64,17 +66,17 @@ end
 """
 
 #: KEYS: meta names bycode last evc time log stream tok
-#: ARGV: name max_streams limit reject(0/1) n nullmask ttl then n x (tsb type id meta data)
+#: ARGV[1]: a MessagePack array (one argument: the client's cost is per argument) of
+#: name max_streams limit reject(0/1) ttl n nullmask counter slot refresh(0/1), then
+#: n x (tsb type id meta data)
 APPEND = _COMMON + r"""
-local prev = redis.call('GET', KEYS[9])
-if prev then return {1, prev} end
--- a script is not rolled back on error: check every key it writes before the first write
-for _, k in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]}) do
-  local t = redis.call('TYPE', k)['ok']
-  local want = 'hash'
-  if k == KEYS[6] then want = 'zset' elseif k == KEYS[7] or k == KEYS[8] then want = 'stream' end
-  if t ~= 'none' and t ~= want then return {-3, k .. ' ' .. t} end
-end
+local A = cmsgpack.unpack(ARGV[1])
+local ARGV = {A[1], A[2], A[3], A[4], A[6], A[7], A[5]}
+local TYPES = {[KEYS[6]] = 'zset', [KEYS[7]] = 'stream', [KEYS[8]] = 'stream'}
+local F = A
+-- the call's token: slot ARGV[8] of this store object's ring KEYS[9] holds "<counter> <result>"
+local prev = redis.call('HGET', KEYS[9], A[9])
+if prev and string.sub(prev, 1, #A[8] + 1) == A[8] .. ' ' then return {1, string.sub(prev, #A[8] + 2)} end
 local name = ARGV[1]
 local n = tonumber(ARGV[5])
 local limit = tonumber(ARGV[3])
@@ -93,6 +95,12 @@ if limit > 0 and ARGV[4] == '1' then
   end
 end
 if not code then
+  -- a script is not rolled back on error: before the first write to a new stream, check
+  -- the keys XADD/ZADD write (the store checks its hashes when it opens)
+  for k, want in pairs(TYPES) do
+    local t = redis.call('TYPE', k)['ok']
+    if t ~= 'none' and t ~= want then return {-3, k .. ' ' .. t} end
+  end
   local maxs = tonumber(ARGV[2])
   if maxs > 0 and redis.call('HLEN', KEYS[2]) >= maxs then
     redis.call('HINCRBY', KEYS[1], 'rejected', 1)
@@ -106,20 +114,19 @@ local seq0 = redis.call('HINCRBY', KEYS[1], 'seq', n) - n
 local mask = ARGV[6]
 local skey, tkey, lkey = KEYS[8], KEYS[6], KEYS[7]
 for i = 1, n do
-  local b = 7 + (i - 1) * 5
+  local b = 10 + (i - 1) * 5
   local pos, seq = last + i, seq0 + i
-  local tsb = ARGV[b + 1]
+  local tsb = F[b + 1]
   if string.byte(mask, i) == 49 then
-    redis.call('XADD', skey, entry_id(pos, seq), 't', tsb, 'y', ARGV[b + 2], 'i', ARGV[b + 3], 'm', ARGV[b + 4], 'd', ARGV[b + 5])
+    redis.call('XADD', skey, entry_id(pos, seq), 't', tsb, 'y', F[b + 2], 'i', F[b + 3], 'm', F[b + 4], 'd', F[b + 5])
   else
-    redis.call('XADD', skey, entry_id(pos, seq), 't', tsb, 'y', ARGV[b + 2], 'i', ARGV[b + 3], 'm', ARGV[b + 4])
+    redis.call('XADD', skey, entry_id(pos, seq), 't', tsb, 'y', F[b + 2], 'i', F[b + 3], 'm', F[b + 4])
   end
   redis.call('ZADD', tkey, 0, member(tsb, seq, code, pos))
   redis.call('XADD', lkey, string.format('%d-0', seq), 'c', code, 'p', pos)
 end
 last = last + n
 redis.call('HSET', KEYS[4], code, last)
-redis.call('HINCRBY', KEYS[1], 'appended', n)
 if limit > 0 then
   local live = redis.call('XLEN', skey)
   if live > limit then
@@ -136,7 +143,8 @@ if limit > 0 then
   end
 end
 local result = string.format('%d %d', last, seq0 + n)
-redis.call('SET', KEYS[9], result, 'EX', tonumber(ARGV[7]))
+redis.call('HSET', KEYS[9], A[9], A[8] .. ' ' .. result)
+if A[10] == '1' then redis.call('PEXPIRE', KEYS[9], tonumber(ARGV[7]) * 1000) end
 return {1, result}
 """
 
@@ -174,44 +182,6 @@ for _, r in ipairs(refs) do
   out[#out + 1] = code
   out[#out + 1] = pos
   out[#out + 1] = fields
-end
-return out
-"""
-
-#: KEYS: meta time bycode   ARGV: stream-key-prefix lo hi count max-seq(0: now) ncodes codes... ntypes types...
-#: -> {max-seq, last member when the page was full (else false), member1, fields1, ...}
-#:    (members in (timestamp, sequence) order)
-WINDOW = _COMMON + r"""
-local maxseq = tonumber(ARGV[5])
-if maxseq == 0 then maxseq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') end
-local i = 6
-local nc = tonumber(ARGV[i]); i = i + 1
-local codes = nil
-if nc >= 0 then
-  codes = {}
-  for k = 1, nc do codes[tonumber(ARGV[i])] = true; i = i + 1 end
-end
-local nt = tonumber(ARGV[i]); i = i + 1
-local types = nil
-if nt >= 0 then
-  types = {}
-  for k = 1, nt do types[ARGV[i]] = true; i = i + 1 end
-end
-local members = redis.call('ZRANGE', KEYS[2], ARGV[2], ARGV[3], 'BYLEX', 'LIMIT', 0, tonumber(ARGV[4]))
-local out = {maxseq, false}
-if #members == tonumber(ARGV[4]) then out[2] = members[#members] end
-for _, m in ipairs(members) do
-  local seq, code, pos = unmember(m)
-  if seq <= maxseq and (codes == nil or codes[code]) then
-    local skey = stream_key(ARGV[1], KEYS[3], code)
-    if skey then
-      local e = redis.call('XRANGE', skey, entry_id(pos, seq), entry_id(pos, seq))
-      if e[1] and (types == nil or types[e[1][2][4]]) then
-        out[#out + 1] = m
-        out[#out + 1] = e[1][2]
-      end
-    end
-  end
 end
 return out
 """
