@@ -72,12 +72,16 @@ def run(quick: bool) -> list[Row]:
             for b in batches:
                 _raw_xadd_batch(r, "raw-a", b)
 
-        r.config_resetstat()
-        t_raw = best_seconds(raw_batches, 3)
-        raw_usec = _usec_per_call(r, "xadd")
-        r.config_resetstat()
-        t_nova = best_seconds(nova_batches, 3)
-        nova_usec = _usec_per_call(r, "evalsha") / 1000
+        # alternate the two, best of 5 each: the machine is shared, and a burst of
+        # load must not land on one side only
+        t_raw = t_nova = raw_usec = nova_usec = float("inf")
+        for _ in range(5):
+            r.config_resetstat()
+            t_raw = min(t_raw, best_seconds(raw_batches, 1))
+            raw_usec = min(raw_usec, _usec_per_call(r, "xadd"))
+            r.config_resetstat()
+            t_nova = min(t_nova, best_seconds(nova_batches, 1))
+            nova_usec = min(nova_usec, _usec_per_call(r, "evalsha") / 1000)
         n = 20_000
         rows.append(Row("append_many 1,000-event batches", n / t_nova, "ev/s", "raw pipelined XADD x1000",
                         n / t_raw, t_raw / t_nova, ">= 0.8", t_raw / t_nova >= 0.8))
@@ -98,8 +102,10 @@ def run(quick: bool) -> list[Row]:
             for e in singles:
                 r.xadd("raw-s", {"y": e.type, "i": e.id, "t": e.timestamp, "d": dumps(e.data, separators=(",", ":"))})
 
-        t_raw = best_seconds(raw_single, 3)
-        t_nova = best_seconds(nova_single, 3)
+        t_raw = t_nova = float("inf")
+        for _ in range(5):
+            t_raw = min(t_raw, best_seconds(raw_single, 1))
+            t_nova = min(t_nova, best_seconds(nova_single, 1))
         k = len(singles)
         rows.append(Row("single append", k / t_nova, "ev/s", "raw single XADD", k / t_raw, t_raw / t_nova,
                         ">= 0.8", t_raw / t_nova >= 0.8))
@@ -128,12 +134,16 @@ def run(quick: bool) -> list[Row]:
             return out
 
         assert len(raw_xrange()) == w and len(store.window(start, end)) == w
-        t_raw = best_seconds(raw_xrange, 5)
-        t_win = best_seconds(lambda: store.window(start, end), 5)
+        t_raw = t_win = float("inf")
+        for _ in range(5):
+            t_raw = min(t_raw, best_seconds(raw_xrange, 1))
+            t_win = min(t_win, best_seconds(lambda: store.window(start, end), 1))
         rows.append(Row(f"window() 1% ({w:,} of {total:,})", t_win * 1e3, "ms", "raw XRANGE of the entries",
                         t_raw * 1e3, t_win / t_raw, "<= 1.5", t_win / t_raw <= 1.5))
-        t_raw_r = best_seconds(raw_replay, 5)
-        t_rep = best_seconds(lambda: list(store.replay(start, end)), 5)
+        t_raw_r = t_rep = float("inf")
+        for _ in range(5):
+            t_raw_r = min(t_raw_r, best_seconds(raw_replay, 1))
+            t_rep = min(t_rep, best_seconds(lambda: list(store.replay(start, end)), 1))
         rows.append(Row(f"replay() 1% as Events ({w:,} of {total:,})", t_rep * 1e3, "ms",
                         "raw XRANGE + json.loads + Event", t_raw_r * 1e3, t_rep / t_raw_r, "<= 1.5", t_rep / t_raw_r <= 1.5))
         t_rows = best_seconds(lambda: store._rows(start, end, None, None), 5)

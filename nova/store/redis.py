@@ -408,7 +408,7 @@ class RedisStore:
             f"got {int(payload)} stored + {n} appended"
         )
 
-    def _call_append(self, keys: list[str], argv: list[Any], stream: str) -> Any:
+    def _call_append(self, keys: list[bytes], argv: list[Any], stream: str) -> Any:
         """Run the append script until its outcome is known.
 
         A call that failed to connect (or met a server still loading its data) was
