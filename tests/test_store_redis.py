@@ -234,3 +234,17 @@ def test_open_store_urls(nova_valkey: ValkeyServer, redis_prefix: str, tmp_path:
             nova.open_store(bad)
     with pytest.raises(TypeError, match="Expected url as a str"):
         nova.open_store(None)  # type: ignore[arg-type]
+
+
+def test_blocking_reads_end_before_the_socket_timeout(nova_valkey: ValkeyServer, redis_prefix: str) -> None:
+    """A subscription waits in XREAD BLOCK slices shorter than the connection's socket
+    timeout: a wait longer than the timeout is a Timeout, not a lost connection."""
+    from nova.errors import Timeout
+
+    for store in (RedisStore(nova_valkey.url, prefix=redis_prefix + "a", timeout=0.3),
+                  RedisStore(client=redis.Redis.from_url(nova_valkey.url, socket_timeout=0.3), prefix=redis_prefix + "b")):
+        with store, store.subscribe("quiet") as sub:
+            with pytest.raises(Timeout):
+                sub.get(timeout=0.8)
+            store.append("quiet", Event("t", 1))
+            assert sub.get(timeout=5).data == 1

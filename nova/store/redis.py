@@ -182,6 +182,9 @@ class RedisStore:
             if kwargs.get("decode_responses"):
                 raise ValueError("Expected a redis client with decode_responses=False, got decode_responses=True")
             self.url = "<client>"
+            sock = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {}).get("socket_timeout")
+            if isinstance(sock, (int, float)) and sock > 0:
+                self.timeout = float(sock)  # blocking reads end before the client's own timeout
             self._append_client = None
             self._own_client = False
         self._client = client

@@ -165,7 +165,8 @@ class RedisSubscription:
     def _wait(self, seconds: float) -> None:
         """Block on the server until an event after the last one fetched may exist."""
         store = self._store
-        ms = max(1, int(seconds * 1000))
+        # a blocking read must end before the socket timeout of the call
+        ms = max(1, int(min(seconds, store.timeout / 2) * 1000))
         if self.stream is None:
             key, last = store._k_log, f"{self._next - 1}-0"
         else:
