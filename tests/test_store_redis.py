@@ -89,8 +89,10 @@ def test_windows_are_exact_with_shuffled_timestamps(store: RedisStore) -> None:
 
 def test_window_pages_past_one_script_call(store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> None:
     import nova.store.redis as mod
+    import nova.store.redis_windows as windows
 
     monkeypatch.setattr(mod, "_PAGE", 7)
+    monkeypatch.setattr(windows, "_PAGE", 7)
     store.append_columns("a", types="t", timestamps=[T0 + (i * 7919) % 100 for i in range(100)], data=list(range(100)))
     store.append("b", Event("u", "late", timestamp=T0 + 50))
     got = store.window(T0 + 10, T0 + 90)

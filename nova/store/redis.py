@@ -8,41 +8,37 @@ an append is all or nothing and positions are unique and contiguous across every
 process.  Windows are exact to the nanosecond, late events included; subscriptions
 tail with ``XREAD BLOCK``.  Needs ``pip install 'nova-events[redis]'``.
 
+The store is assembled from one module per idea: :mod:`~nova.store.redis_connection`
+(client, errors, layout check), :mod:`~nova.store.redis_appends` (the append path),
+:mod:`~nova.store.redis_windows` (windows and replay), :mod:`~nova.store.redis_scripts`
+(key layout and Lua), :mod:`~nova.store.redis_rows` (decoding replies) and
+:mod:`~nova.store.redis_subscription` (live subscriptions); docs/backends.md explains
+the design.
+
 .. versionadded:: 0.2
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import threading
-import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
-import numpy as np
-
 from nova import _core
-from nova._core.columns_py import _ids_list, _objects_list, _types_list, timestamps_array
-from nova.errors import (
-    StoreAuthError,
-    StoreClosed,
-    StoreLayoutError,
-    StoreUnavailable,
-    StreamFull,
-    ValidationError,
-)
-from nova.events import Event
+from nova.errors import StoreClosed, StoreUnavailable, ValidationError
 from nova.store import redis_scripts as S
 from nova.store.base import ON_FULL_POLICIES, OVERFLOW_POLICIES, Cursor, EventBatch, StoreStats, StreamInfo
 from nova.store.codecs import Codec, get_codec
-from nova.store.memory import _bound, _check_timeout, _opt_int
-from nova.store.redis_rows import MEMBER_DTYPE, RedisRows, event_of, msgpack_array, ts_bytes
+from nova.store.memory import _check_timeout, _opt_int
+from nova.store.redis_appends import Appends
+from nova.store.redis_connection import RedisConnection, import_redis
+from nova.store.redis_rows import event_of, ts_bytes
 from nova.store.redis_subscription import RedisSubscription
+from nova.store.redis_windows import WindowReads, iter_fields
 from nova.testing import to_seconds
 
 __all__ = ("RedisStore",)
@@ -50,32 +46,13 @@ __all__ = ("RedisStore",)
 _INT64_MIN = -(2**63)
 _ID_MAX = 2**64 - 1
 _PAGE = 10_000  # rows per read/window script call (a script blocks the server while it runs)
-_TOKEN_TTL = 86_400  # seconds a store object's token ring lives after it was refreshed
-_TTL = b"%d" % _TOKEN_TTL
-_RING = 1024
-_CoreEvent: Any = _core.Event
 
 
 def _tname(value: object) -> str:
     return type(value).__name__
 
 
-def _import_redis() -> Any:
-    try:
-        import redis
-    except ImportError as exc:
-        raise ImportError("RedisStore needs redis-py; install it with `pip install 'nova-events[redis]'`") from exc
-    return redis
-
-
-def _check_name(stream: object) -> str:
-    if type(stream) is not str or not stream:
-        got = repr(stream) if isinstance(stream, str) else _tname(stream)
-        raise ValidationError(f"Expected a non-empty str stream name, got {got}")
-    return stream
-
-
-class RedisStore:
+class RedisStore(RedisConnection, Appends, WindowReads):
     """RedisStore(url="redis://localhost:6379/0", *, client=None, prefix="nova",
     codec=None, retention=None, max_events_per_stream=None, on_full="evict_oldest",
     max_streams=None, timeout=5.0, retries=5, now_ns=None, sweep_interval=1.0,
@@ -135,7 +112,7 @@ class RedisStore:
         sweep_interval: float | timedelta | None = 1.0,
         clock: Any = None,
     ) -> None:
-        redis = _import_redis()
+        redis = import_redis()
         self._redis = redis
         if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
             raise ValidationError(f"Expected prefix as a non-empty str without braces, got {prefix!r}")
@@ -243,285 +220,12 @@ class RedisStore:
             )
             self._sweeper.start()
 
-    # ------------------------------------------------------------------ connection
-    @staticmethod
-    def _safe_url(url: object) -> str:
-        if not isinstance(url, str):
-            raise TypeError(f"Expected url as a str, got {_tname(url)}")
-        scheme = url.split("://", 1)[0] if "://" in url else ""
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ValidationError(f"Expected a redis://, rediss:// or unix:// URL, got {url!r}")
-        if "@" in url:  # never echo a password
-            head, tail = url.split("://", 1)
-            return f"{head}://***@{tail.rsplit('@', 1)[1]}"
-        return url
-
-    def _make_client(self, url: str, timeout: float, retries: int) -> Any:
-        redis = self._redis
-        from redis.backoff import ExponentialBackoff
-        from redis.retry import Retry
-
-        try:
-            return redis.Redis.from_url(
-                url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
-                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-                health_check_interval=30,
-            )
-        except (ValueError, TypeError) as exc:
-            raise ValidationError(f"Expected a valid Redis URL, got {self.url!r} ({exc})") from exc
-
-    @contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
-        """Turn redis-py's errors into nova's."""
-        redis = self._redis
-        try:
-            yield
-        except redis.AuthenticationError as exc:
-            raise StoreAuthError(f"Expected the Redis server at {self.url} to accept the credentials, got {exc}") from exc
-        except redis.ResponseError as exc:
-            text = str(exc)
-            if "NOAUTH" in text or "WRONGPASS" in text or "NOPERM" in text:
-                raise StoreAuthError(f"Expected the Redis server at {self.url} to accept the credentials, got {text}") from exc
-            if "WRONGTYPE" in text:
-                raise StoreLayoutError(
-                    f"Expected the keys under {{{self.prefix}}} to be a nova store's, got a key of another type "
-                    f"while {what} ({text})"
-                ) from exc
-            raise
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise StoreUnavailable(f"Expected the Redis server at {self.url} to answer while {what}, got {exc}") from exc
-
-    def _open_layout(self, codec: object) -> Codec:
-        """Check (or create) the store's meta hash; return the codec."""
-        c = self._client
-        with self._guard("opening the store"):
-            kind = c.type(self._k_meta)
-            if kind not in (b"none", b"hash"):
-                raise StoreLayoutError(
-                    f"Expected {self._k_meta!r} to be a nova store's hash, got a key of type {kind.decode()}"
-                )
-            chosen = get_codec("json" if codec is None else codec)
-            if kind == b"none":
-                p = c.pipeline(transaction=True)
-                p.hsetnx(self._k_meta, "format", S.FORMAT)
-                p.hsetnx(self._k_meta, "version", S.VERSION)
-                p.hsetnx(self._k_meta, "codec", chosen.name)
-                p.execute()
-            fmt, version, recorded = c.hmget(self._k_meta, "format", "version", "codec")
-            p = c.pipeline(transaction=False)
-            expect = {self._k_names: b"hash", self._k_bycode: b"hash", self._k_last: b"hash", self._k_evc: b"hash",
-                      self._k_time: b"zset", self._k_log: b"stream"}
-            for key in expect:
-                p.type(key)
-            for (key, want), got in zip(expect.items(), p.execute()):
-                if got not in (b"none", want):
-                    raise StoreLayoutError(
-                        f"Expected {key!r} to be a nova store's {want.decode()}, got a key of type {got.decode()}"
-                    )
-        if fmt != S.FORMAT.encode() or version is None or recorded is None:
-            raise StoreLayoutError(
-                f"Expected {self._k_meta!r} to be a nova store's hash, got one with format {fmt!r}"
-            )
-        if int(version) > S.VERSION:
-            raise StoreLayoutError(
-                f"Expected a store of layout version <= {S.VERSION}, got version {int(version)} under "
-                f"{{{self.prefix}}} (written by a newer nova); upgrade nova to open it"
-            )
-        name = recorded.decode()
-        if codec is None:
-            if name in ("json", "msgpack"):
-                return get_codec(name)
-            raise StoreLayoutError(f"Expected codec= naming the codec recorded under {{{self.prefix}}}, got None for a store written with codec {name!r}")
-        if chosen.name != name:
-            raise StoreLayoutError(f"Expected codec {name!r} (recorded under {{{self.prefix}}}), got {chosen.name!r}")
-        return chosen
-
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosed("Expected an open store, got a closed one")
 
     def _skey(self, stream: str) -> str:
         return self._k_stream + stream
-
-    # ------------------------------------------------------------------ appends
-    def append(self, stream: str, *events: Any) -> int:
-        """Append *events* to *stream* (one Lua script: all or nothing, positions and
-        sequence assigned on the server); return the stream's last position.
-
-        Raises:
-            TypeError: an item is not an Event, or a payload the codec refuses.
-            ValidationError: a bad stream name.
-            StreamFull: ``on_full="reject"`` and the stream is full, or ``max_streams``
-                is reached and *stream* is new.
-            StoreClosed: the store is closed.
-            StoreUnavailable: the server could not be reached within the retries
-                (nothing was stored), or, rarely, it went away after receiving the
-                append and stayed away longer than *outcome_timeout* (the message
-                says the outcome is unknown).
-        """
-        self._check_open()
-        _check_name(stream)
-        for i, e in enumerate(events):
-            if type(e) is not _CoreEvent and not isinstance(e, Event):
-                raise TypeError(f"Expected an Event at index {i}, got {_tname(e)}")
-        n = len(events)
-        datas = self.codec.encode_many([e.data for e in events]) if n else []
-        argv: list[Any] = [stream.encode(), *self._cfg, _TTL, b"%d" % n, None, b"", b"", b""]
-        mask = bytearray(b"0" * n)
-        dumps = json.dumps
-        add = argv.extend
-        for i, e in enumerate(events):
-            md = e.metadata
-            d = datas[i]
-            if d is not None:
-                mask[i] = 49
-            add((ts_bytes(e.timestamp), e.type.encode(), e.id.encode(),
-                 dumps(md, separators=(",", ":"), ensure_ascii=False).encode() if md else b"", b"" if d is None else d))
-        argv[6] = bytes(mask)
-        return self._run_append(stream, n, argv)
-
-    def _run_append(self, stream: str, n: int, argv: list[Any]) -> int:
-        if self._block_subs and n:
-            self._wait_for_room(stream, n)
-        with self._token_lock:  # at most _RING calls of one store in flight share the ring
-            counter = next(self._tokens)
-        argv[7:10] = (b"%d" % counter, b"%d" % (counter % _RING), b"1" if counter % _RING == 1 else b"0")
-        keys = [*self._append_keys, self._k_stream_b + stream.encode(), self._k_tok_b]
-        with self._guard(f"appending to {stream!r}"):
-            status, payload = self._call_append(keys, [msgpack_array(argv)], stream)
-        if status == 1:
-            return int(payload.split(b" ", 1)[0])
-        if status == 0:
-            return int(payload)
-        if status == -3:
-            key, kind = payload.decode().rsplit(" ", 1)
-            raise StoreLayoutError(
-                f"Expected the keys under {{{self.prefix}}} to be a nova store's, got {key!r} of type {kind} "
-                f"while appending to {stream!r} (nothing was written)"
-            )
-        if status == -1:
-            raise StreamFull(
-                f"Expected at most max_streams={self._max_streams} streams, got an append to a new stream {stream!r}"
-            )
-        raise StreamFull(
-            f"Expected at most max_events_per_stream={self._limit} events in stream {stream!r}, "
-            f"got {int(payload)} stored + {n} appended"
-        )
-
-    def _call_append(self, keys: list[bytes], argv: list[Any], stream: str) -> Any:
-        """Run the append script until its outcome is known.
-
-        A call that failed to connect (or met a server still loading its data) was
-        not applied: it is retried *retries* times with backoff, then fails with
-        StoreUnavailable saying nothing was stored.  A call whose connection broke
-        after it was sent may have been applied: it is retried with the same token
-        (applied at most once) until the server answers, for up to
-        *outcome_timeout* seconds."""
-        client = self._append_client
-        if client is None:  # a caller's client: its own retry policy
-            return self._s_append(keys=keys, args=argv)
-        redis = self._redis
-        delay = 0.05
-        attempts = 0
-        sent_at: float | None = None
-        while True:
-            try:
-                return self._s_append(keys=keys, args=argv, client=client)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                now = time.monotonic()
-                unsent = isinstance(exc, redis.BusyLoadingError) or "connecting to" in str(exc)
-                if not unsent and sent_at is None:
-                    sent_at = now
-                attempts += 1
-                if sent_at is not None:
-                    if now - sent_at >= self._outcome_timeout:
-                        raise StoreUnavailable(
-                            f"Expected the Redis server at {self.url} to answer an append to {stream!r}, got no "
-                            f"answer for {self._outcome_timeout} s after it was sent ({exc}); it was applied at most "
-                            "once: read the stream to know"
-                        ) from exc
-                elif attempts > self._retries:
-                    raise StoreUnavailable(
-                        f"Expected the Redis server at {self.url} to answer while appending to {stream!r}, got {exc} "
-                        f"after {attempts} attempts; nothing was stored"
-                    ) from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
-
-    def append_many(self, stream: str, events: Iterable[Any]) -> int:
-        """Append the Events of an iterable to *stream* (all or nothing); see :meth:`append`."""
-        if not isinstance(events, (list, tuple)):
-            if not isinstance(events, Iterable):
-                raise TypeError(f"Expected events as an iterable of Event, got {_tname(events)}")
-            events = list(events)
-        return self.append(stream, *events)
-
-    def append_columns(self, stream: str, *, types: Any, timestamps: Any, data: Any = None, ids: Any = None) -> int:
-        """Append rows given as columns (all or nothing), as
-        :meth:`MemoryStore.append_columns`; rows without ids get new unique ids,
-        stored with them.
-
-        Raises:
-            TypeError / ValidationError: a column of the wrong kind, length or content.
-            StreamFull, StoreClosed, StoreUnavailable: as :meth:`append`.
-        """
-        self._check_open()
-        _check_name(stream)
-        ts = timestamps_array(timestamps)
-        n = len(ts)
-        tl = _types_list(types, n)
-        objs = [None] * n if data is None else _objects_list(data, n, "data")
-        idl = [_core.new_id() for _ in range(n)] if ids is None else _ids_list(ids, n)
-        datas = self.codec.encode_many(objs)
-        argv: list[Any] = [stream.encode(), *self._cfg, _TTL, b"%d" % n, None, b"", b"", b""]
-        mask = bytearray(b"0" * n)
-        add = argv.extend
-        one = tl if isinstance(tl, str) else None
-        for i, t in enumerate(ts.tolist()):
-            d = datas[i]
-            if d is not None:
-                mask[i] = 49
-            add((ts_bytes(t), (one or tl[i]).encode(), idl[i].encode(), b"", b"" if d is None else d))
-        argv[6] = bytes(mask)
-        return self._run_append(stream, n, argv)
-
-    def _heads(self, stream: str | None, what: str = "reading the heads") -> tuple[int, int]:
-        """(global sequence, last position of *stream*) on the server now."""
-        with self._guard(what):
-            seq, pos = self._s_heads(keys=[self._k_meta, self._k_names, self._k_last], args=[stream or ""])
-        return int(seq), int(pos)
-
-    def _wait_for_room(self, stream: str, k: int) -> None:
-        """Block while a local "block" subscriber of *stream* (or of every stream) has
-        no room for *k* more live events.  Appends from other processes never wait:
-        their events stay on the server until the subscriber reads them."""
-        counted: set[int] = set()
-        while True:
-            self._check_open()
-            subs = [s for s in list(self._block_subs) if s.stream is None or s.stream == stream]
-            if not subs:
-                return
-            seq, pos = self._heads(stream, f"checking a blocking subscriber before appending to {stream!r}; nothing was stored")
-            full = None
-            for sub in subs:
-                backlog = sub._backlog_at(seq if sub.stream is None else pos)
-                if backlog > 0 and backlog + k > sub._buffer:
-                    full = sub
-                    break
-            if full is None:
-                return
-            with self._cond:
-                if id(full) not in counted:
-                    counted.add(id(full))
-                    full._blocked += 1
-                    self._blocked += 1
-                    self._cond.notify_all()
-                full = None
-                subs = []
-                self._cond.wait(1.0)
 
     # ------------------------------------------------------------------ reads
     @staticmethod
@@ -574,120 +278,6 @@ class RedisStore:
         events = [event_of(f, decode) for _id, f in rows]
         return events, Cursor(stream, int(rows[-1][0].split(b"-", 1)[0]), events[-1].timestamp)
 
-    def _codes_of(self, names: list[str]) -> list[int]:
-        if not names:
-            return []
-        with self._guard("reading stream names"):
-            got = self._client.hmget(self._k_names, names)
-        return [int(c) for c in got if c is not None]
-
-    def _name_of_codes(self, codes: Iterable[int]) -> dict[int, str]:
-        cache = self._names_by_code
-        missing = [c for c in codes if c not in cache]
-        if missing:
-            with self._guard("reading stream names"):
-                got = self._client.hmget(self._k_bycode, missing)
-            for c, name in zip(missing, got):
-                if name is not None:
-                    cache[c] = name.decode()
-        return cache
-
-    def _rows(self, start: Any, end: Any, streams: Any, types: Any) -> tuple[list[bytes], list[Any]]:
-        """Index members and entry fields of ``[start, end)`` in (timestamp, sequence)
-        order: a snapshot at the global sequence read with the first page.
-
-        Each page is one ``ZRANGE BYLEX`` of the index (10,000 members), then one
-        pipelined ``XRANGE`` per run of members that are consecutive positions of one
-        stream (time-ordered appends make a window one run per stream), parsed
-        without redis-py's dict-building callbacks."""
-        s = _bound(start, "start")
-        e = _bound(end, "end")
-        snl = _names(streams, "streams")
-        tnl = _names(types, "types")
-        self._check_open()
-        self._expire()
-        if s is not None and e is not None and s >= e:
-            return [], []
-        codes: np.ndarray | None = None
-        if snl is not None:
-            codes = np.asarray(self._codes_of(snl), dtype=np.int64)
-            if not len(codes):
-                return [], []
-        tset = None if tnl is None else {t.encode() for t in tnl}
-        lo = b"-" if s is None else b"[" + ts_bytes(s)
-        hi = b"+" if e is None else b"(" + ts_bytes(e)
-        raw = self._raw
-        members_out: list[bytes] = []
-        fields_out: list[Any] = []
-        maxseq = -1
-        with self._guard("reading a window"):
-            while True:
-                if maxseq < 0:
-                    p = raw.pipeline(transaction=True)
-                    p.hget(self._k_meta, "seq")
-                    p.execute_command("ZRANGE", self._k_time, lo, hi, "BYLEX", "LIMIT", 0, _PAGE)
-                    head, members = p.execute()
-                    maxseq = int(head or 0)
-                else:
-                    members = raw.execute_command("ZRANGE", self._k_time, lo, hi, "BYLEX", "LIMIT", 0, _PAGE)
-                if members:
-                    self._page(raw, members, maxseq, codes, tset, members_out, fields_out)
-                if len(members) < _PAGE:
-                    break
-                lo = b"(" + members[-1]
-        return members_out, fields_out
-
-    def _page(self, raw: Any, members: list[bytes], maxseq: int, codes: np.ndarray | None, tset: set[bytes] | None,
-              members_out: list[bytes], fields_out: list[Any]) -> None:
-        arr = np.frombuffer(b"".join(members), dtype=MEMBER_DTYPE, count=len(members))
-        seq = arr["seq"].astype(np.int64)
-        code = arr["code"].astype(np.int64)
-        pos = arr["pos"].astype(np.int64)
-        keep = seq <= maxseq
-        if codes is not None:
-            keep &= np.isin(code, codes)
-        idx = np.flatnonzero(keep)
-        if not len(idx):
-            return
-        kc, kp, ks = code[idx], pos[idx], seq[idx]
-        cut = np.flatnonzero((kc[1:] != kc[:-1]) | (kp[1:] != kp[:-1] + 1)) + 1
-        starts = np.concatenate(([0], cut)).tolist()
-        ends = np.concatenate((cut, [len(idx)])).tolist()
-        names = self._name_of_codes(np.unique(kc).tolist())
-        kcl, kpl, ksl, idl = kc.tolist(), kp.tolist(), ks.tolist(), idx.tolist()
-        p = raw.pipeline(transaction=False)
-        runs = []
-        for a, b in zip(starts, ends):
-            name = names.get(kcl[a])
-            if name is None:
-                continue
-            runs.append((a, b))
-            p.execute_command("XRANGE", self._k_stream + name, f"{kpl[a]}-{ksl[a]}", f"{kpl[b - 1]}-{ksl[b - 1]}")
-        for (a, b), entries in zip(runs, p.execute()):
-            if len(entries) == b - a and tset is None:
-                members_out.extend([members[i] for i in idl[a:b]])
-                fields_out.extend([f for _id, f in entries])
-                continue
-            # evicted rows in the run, or a type filter: match by entry id
-            by_id = {eid: f for eid, f in entries}
-            for t in range(a, b):
-                f = by_id.get(b"%d-%d" % (kpl[t], ksl[t]))
-                if f is not None and (tset is None or f[3] in tset):
-                    members_out.append(members[idl[t]])
-                    fields_out.append(f)
-
-    def _batch(self, members: list[bytes], fields: list[Any]) -> EventBatch:
-        holder: list[str] = []
-
-        def stream_codes(codes: np.ndarray) -> np.ndarray:
-            uniq, inverse = np.unique(codes, return_inverse=True)
-            names = self._name_of_codes(uniq.tolist())
-            holder.extend(names.get(c, f"?{c}") for c in uniq.tolist())
-            return inverse.astype(np.int32).reshape(len(codes))
-
-        src = RedisRows(members, fields, stream_codes, self.codec.decode)
-        return EventBatch(src, holder, src.type_names)
-
     def window(self, start: Any = None, end: Any = None, *, streams: Any = None, types: Any = None) -> EventBatch:
         """The events with ``start <= timestamp < end`` as an :class:`EventBatch`, in
         (timestamp, sequence) order, exact to the nanosecond (late events included):
@@ -709,7 +299,7 @@ class RedisStore:
             ValidationError / TypeError / StoreClosed / StoreUnavailable: as :meth:`window`.
         """
         _members, fields = self._rows(start, end, streams, types)
-        return _iter_fields(fields, self.codec.decode)
+        return iter_fields(fields, self.codec.decode)
 
     def stream_info(self, stream: str) -> StreamInfo:
         """What the store knows about *stream*.
@@ -878,20 +468,6 @@ class RedisStore:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<RedisStore {self.url} prefix={self.prefix!r} codec={self.codec.name!r} {state}>"
-
-
-def _names(names: object, what: str) -> list[str] | None:
-    if names is None:
-        return None
-    if isinstance(names, str):
-        return [names]
-    if not isinstance(names, Iterable):
-        raise TypeError(f"Expected {what} as a str, an iterable of str or None, got {_tname(names)}")
-    out = list(names)
-    for name in out:
-        if not isinstance(name, str):
-            raise TypeError(f"Expected {what} as str names, got {_tname(name)}")
-    return out
 
 
 def _iter_fields(fields: list[Any], decode: Any) -> Iterator[Any]:
