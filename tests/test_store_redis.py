@@ -250,3 +250,12 @@ def test_blocking_reads_end_before_the_socket_timeout(nova_valkey: ValkeyServer,
                 sub.get(timeout=0.8)
             store.append("quiet", Event("t", 1))
             assert sub.get(timeout=5).data == 1
+
+
+def test_memory_bytes_counts_the_streams(store: RedisStore) -> None:
+    # memory_bytes summed the hashes, index and log only: the streams, which hold the
+    # payloads, were left out.
+    before = store.stats().memory_bytes
+    store.append_many("big", [Event("t", "x" * 2000, timestamp=T0 + i) for i in range(200)])
+    grown = store.stats().memory_bytes - before
+    assert grown >= 200 * 2000

@@ -330,7 +330,9 @@ class RedisStore(RedisConnection, Appends, WindowReads):
 
     def stats(self) -> StoreStats:
         """The store's counters, shared by every process (``subscriptions`` and
-        ``blocked`` are this object's).  After :meth:`close`, the counters at close."""
+        ``blocked`` are this object's; ``memory_bytes`` is the server's ``MEMORY
+        USAGE`` estimate of every key of the store, payloads included).  After
+        :meth:`close`, the counters at close."""
         if self._closed and self._final_stats is not None:
             return self._final_stats
         c = self._client
@@ -339,19 +341,24 @@ class RedisStore(RedisConnection, Appends, WindowReads):
             p.zcard(self._k_time)
             p.hlen(self._k_names)
             p.hmget(self._k_meta, "seq", "evicted", "rejected")
-            for key in (self._k_meta, self._k_time, self._k_log, self._k_names, self._k_last):
+            p.hvals(self._k_bycode)
+            head = p.execute()
+            p = c.pipeline(transaction=False)
+            keys = [self._k_meta, self._k_names, self._k_bycode, self._k_last, self._k_evc, self._k_time, self._k_log]
+            keys += [self._k_stream + name.decode() for name in head[3]]
+            for key in keys:
                 p.memory_usage(key)
-            r = p.execute()
-        appended, evicted, rejected = (int(x or 0) for x in r[2])
+            usage = p.execute()
+        appended, evicted, rejected = (int(x or 0) for x in head[2])
         return StoreStats(
-            events=int(r[0]),
-            streams=int(r[1]),
+            events=int(head[0]),
+            streams=int(head[1]),
             appended=appended,
             evicted=evicted,
             rejected=rejected,
             subscriptions=len(self._subs),
             blocked=self._blocked,
-            memory_bytes=sum(int(x or 0) for x in r[3:]),
+            memory_bytes=sum(int(x or 0) for x in usage),
         )
 
     # ------------------------------------------------------------------ retention
