@@ -4,7 +4,9 @@ streams live.
 * :class:`EventStore` — the protocol every backend implements.
 * :class:`MemoryStore` — in memory, columnar (numpy), the fastest.
 * :class:`SQLiteStore` — durable, one SQLite file, windows at memory speed.
+* :class:`RedisStore` — on Redis Streams / Valkey, shared by processes and machines.
 * :func:`copy` — copy events between any two stores.
+* :func:`open_store` — a store named by a URL (``memory://``, ``sqlite:///``, ``redis://``).
 * :class:`Cursor`, :class:`EventBatch`, :class:`StreamInfo`, :class:`StoreStats`,
   :class:`SubscriptionStats`, :class:`StoreSubscription` — the values they return.
 
@@ -22,6 +24,8 @@ from nova.store.protocol import (
     StreamInfo,
     SubscriptionStats,
 )
+from nova.store.opening import open_store
+from nova.store.redis import RedisStore
 from nova.store.subscription import StoreSubscription
 from nova.store.sqlite import SQLiteStore
 from nova.store.transfer import copy
@@ -30,6 +34,7 @@ __all__ = (
     "EventStore",
     "MemoryStore",
     "SQLiteStore",
+    "RedisStore",
     "Cursor",
     "EventBatch",
     "StreamInfo",
@@ -37,4 +42,5 @@ __all__ = (
     "SubscriptionStats",
     "StoreSubscription",
     "copy",
+    "open_store",
 )
