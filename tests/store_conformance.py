@@ -866,6 +866,30 @@ class StoreConformance:
 
         assert asyncio.run(main()) == [1, 3, 5, 7]
 
+    def test_a_full_block_subscriber_that_leaves_system_streams_out_does_not_block_their_appends(self) -> None:
+        # a dead letter written from a delivery thread must not wait for a subscriber
+        # that will never receive it
+        s = self.store()
+        sub = s.subscribe(buffer=2, overflow="block")
+        s.append("orders", ev(1, data=1), ev(2, data=2))  # the buffer is full now
+        done = threading.Event()
+
+        def dead_letter() -> None:
+            s.append("nova.deadletter", ev(3, data=3))
+            done.set()
+
+        t = threading.Thread(target=dead_letter, daemon=True)
+        t.start()
+        try:
+            assert done.wait(10), "the system append blocked on a subscriber that leaves it out"
+        finally:
+            if not done.is_set():
+                s.close()  # wakes the blocked appender
+            t.join(10)
+        assert [sub.get(timeout=5).data for _ in range(2)] == [1, 2]
+        assert sub.get_many(5, timeout=0.05) == []  # and it never gets the dead letter
+        sub.close()
+
     # ------------------------------------------------------------------ threads
     @pytest.mark.stress
     def test_all_streams_subscriber_with_concurrent_appenders(self) -> None:

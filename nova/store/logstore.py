@@ -318,13 +318,16 @@ class LogStore:
         """Block while a "block" subscriber of this stream has no room for k more
         live events (lock held; waiting releases it)."""
         counted: set[int] = set()
+        # a subscription to every stream that leaves system streams out never gets
+        # this append: it does not wait for that one
+        system = is_system(self._log.stream_names()[code])
         while True:
             self._check_open()
             full = None
             for sub in self._block_subs:
                 if sub._code == -2:
                     sub._head()
-                if sub._code == -1 or sub._code == code:
+                if (sub._code == -1 and not (system and sub._hide_system)) or sub._code == code:
                     backlog = sub._backlog()
                     if backlog > 0 and backlog + k > sub._buffer:
                         full = sub
