@@ -421,7 +421,7 @@ class ListenerManager(DrainMixin):
         if listener_id is not None:
             self.get(listener_id)
 
-        def target(lid: str) -> Target | None:
+        def target(lid: str, topic: str | None) -> Target | None:
             if listener_id is not None and lid != listener_id:
                 return None
             managed = self._listeners.get(lid)

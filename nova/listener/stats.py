@@ -18,10 +18,10 @@ class Health(str, enum.Enum):
       least 10 calls in the window.
     * ``DEGRADED``: a breaker half-open (probing), a failure in the window, or retries
       pending.
+    * ``HEALTHY``: none of the above.
 
     .. versionchanged:: 0.2
         A half-open breaker is DEGRADED (it was CIRCUIT_OPEN).
-    * ``HEALTHY``: none of the above.
     """
 
     HEALTHY = "healthy"

@@ -9,7 +9,7 @@ stream :data:`ACK_STREAM`: one ack event per entry that need not be replayed aga
   store (that newer entry is the one a later redrive replays).
 
 :func:`redrive` is the one implementation; :meth:`nova.ListenerManager.redrive` gives it
-its listeners.  An open breaker stops the redrive early (``on_open="stop"``, the rest is
+its listeners and :meth:`nova.Bus.redrive` its subscribers (:mod:`nova.bus.redrive`).  An open breaker stops the redrive early (``on_open="stop"``, the rest is
 reported in ``left``) or waits on the clock until it half-opens (``on_open="wait"``).
 """
 
@@ -86,7 +86,7 @@ def _acks(store: Any) -> tuple[set[str], set[str]]:
 
 def redrive(
     store: Any,
-    target: Callable[[str], Target | None],
+    target: Callable[[str, str | None], Target | None],
     *,
     start: Any = None,
     end: Any = None,
@@ -97,9 +97,16 @@ def redrive(
 ) -> RedriveReport:
     """Replay the dead letters of *store* with timestamps in ``[start, end)``.
 
-    *target(listener_id)* says where an entry goes (``None``: skipped).  *wait(seconds)*
-    sleeps on the caller's clock (``on_open="wait"``).  *new_event(type, **kw)* makes
-    an ack event (the ``nova.Event`` class).
+    *target(listener_id, topic)* says where an entry goes (*topic*: the entry's
+    ``nova.topic``, ``None`` when it has none; the target returns ``None`` to skip it).
+    *wait(seconds)* sleeps on the caller's clock (``on_open="wait"``).
+    *new_event(type, **kw)* makes an ack event (the ``nova.Event`` class).
+
+    Returns a :class:`RedriveReport`.
+
+    Raises:
+        ValueError: *on_open* is not ``"stop"`` or ``"wait"`` (or ``"wait"`` without
+            *wait*).
     """
     if on_open not in ("stop", "wait"):
         raise ValueError(f"Expected on_open 'stop' or 'wait', got {on_open!r}")
@@ -113,7 +120,7 @@ def redrive(
         meta = ev.metadata
         lid = meta.get("nova.listener")
         key = _key(meta, ev)
-        tgt = target(lid) if lid is not None else None
+        tgt = target(lid, meta.get("nova.topic")) if lid is not None else None
         if tgt is None or key in acked or key.rsplit("\x1f", 1)[0] in handled:
             skipped += 1
             continue
