@@ -81,8 +81,9 @@ def main() -> None:
         # the breaker's timeout has passed (it half-opens, probes succeed, it closes).
         service["failure_rate"] = 0.0
         clock.advance(30)
-        replayed = lm.redrive(store)
-        print(f"redriven {replayed}; handled now {lm.stats().processed} of 50")
+        report = lm.redrive(store)
+        print(f"redriven {report.replayed} ({report.succeeded} handled); "
+              f"handled now {lm.stats().processed} of 50")
         assert lm.stats().processed == 50
         lm.stop()
     store.close()

@@ -41,9 +41,12 @@ __all__ = (
     "DeadLetterConfig",
     "DeadLetter",
     "Health",
+    "HealthDetail",
+    "RedriveReport",
     "EventStore",
     "MemoryStore",
     "SQLiteStore",
+    "RedisStore",
     "open_store",
     "Cursor",
     "EventBatch",
@@ -84,9 +87,12 @@ _LAZY: dict[str, str] = {
     "DeadLetterConfig": "nova.listener",
     "DeadLetter": "nova.listener",
     "Health": "nova.listener",
+    "HealthDetail": "nova.listener",
+    "RedriveReport": "nova.listener",
     "EventStore": "nova.store",
     "MemoryStore": "nova.store",
     "SQLiteStore": "nova.store",
+    "RedisStore": "nova.store",
     "open_store": "nova.store",
     "Cursor": "nova.store",
     "EventBatch": "nova.store",
@@ -117,8 +123,10 @@ if TYPE_CHECKING:  # pragma: no cover - type checkers see the real classes, not 
         DeadLetter,
         DeadLetterConfig,
         Health,
+        HealthDetail,
         ListenerConfig,
         ListenerManager,
+        RedriveReport,
         RetryPolicy,
     )
     from nova.observability.metrics import (
@@ -127,7 +135,7 @@ if TYPE_CHECKING:  # pragma: no cover - type checkers see the real classes, not 
         SimpleMetricsCollector,
     )
     from nova.pool import RateLimiter, Semaphore, WorkerPool
-    from nova.store import Cursor, EventBatch, EventStore, MemoryStore, SQLiteStore, open_store
+    from nova.store import Cursor, EventBatch, EventStore, MemoryStore, SQLiteStore
 
 
 def __getattr__(name: str) -> Any:

@@ -39,6 +39,9 @@ __all__ = (
     "RetryLimitExceeded",
     "StoreFileError",
     "EventEvicted",
+    "StoreUnavailable",
+    "StoreAuthError",
+    "StoreLayoutError",
     "type_name",
 )
 
@@ -131,3 +134,17 @@ class StoreFileError(NovaError):
 
 class EventEvicted(NovaError, LookupError):
     """A durable store's batch was asked for a payload evicted since it was taken."""
+
+
+class StoreUnavailable(NovaError, ConnectionError):
+    """A networked store (Redis) could not be reached: refused connection, timeout, or
+    the server went away and did not come back within the retries.  Retry later."""
+
+
+class StoreAuthError(NovaError, PermissionError):
+    """A networked store refused the credentials (wrong password or user, or none given)."""
+
+
+class StoreLayoutError(StoreFileError):
+    """A networked store's keys are not a nova store's: a key of the wrong type, another
+    format, or a codec other than the one recorded.  Nothing was written."""

@@ -79,3 +79,7 @@ def env_clean(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         if var.startswith("NOVA_"):
             monkeypatch.delenv(var)
     return monkeypatch
+
+
+# the real valkey-server fixtures of the Redis backend tests (nova_valkey, redis_prefix)
+from valkey_server import nova_valkey, redis_prefix  # noqa: E402,F401

@@ -745,6 +745,151 @@ class StoreConformance:
             t.join(60)
         assert sorted(got) == list(range(total))
 
+    # ------------------------------------------------------------------ system streams
+    # Streams named "nova.*" (dead letters, redrive acks, audit) are nova's own: left
+    # out of replay/window/subscribe over every stream unless include_system=True or
+    # named (issue 13, report 4).
+    def _with_system(self) -> Any:
+        s = self.store()
+        s.append("orders", ev(1, "order.paid", 1))
+        s.append("nova.deadletter", ev(2, "nova.deadletter", 2))
+        s.append("orders", ev(3, "order.paid", 3))
+        s.append("nova.audit", ev(4, "nova.audit", 4))
+        s.append("users", ev(5, "user.created", 5))
+        return s
+
+    def test_system_streams_left_out_of_replay_and_window_by_default(self) -> None:
+        s = self._with_system()
+        assert [e.data for e in s.replay()] == [1, 3, 5]
+        batch = s.window()
+        assert len(batch) == 3 and [e.data for e in batch] == [1, 3, 5]
+        assert {batch.streams[c] for c in batch.stream_codes.tolist()} == {"orders", "users"}
+        assert [e.data for e in s.replay(T0 + 2, T0 + 5)] == [3]
+        assert [e.data for e in s.replay(types=["order.paid", "nova.deadletter"])] == [1, 3]
+
+    def test_include_system_or_naming_a_system_stream_reads_it(self) -> None:
+        s = self._with_system()
+        assert [e.data for e in s.replay(include_system=True)] == [1, 2, 3, 4, 5]
+        assert len(s.window(include_system=True)) == 5
+        assert [e.data for e in s.replay(streams="nova.deadletter")] == [2]
+        assert [e.data for e in s.window(streams=["orders", "nova.audit"])] == [1, 3, 4]
+        assert [e.data for e in s.replay(types="nova.audit", include_system=True)] == [4]
+
+    def test_readers_by_name_and_inventory_see_system_streams(self) -> None:
+        s = self._with_system()
+        assert [e.data for e in s.read("nova.deadletter")[0]] == [2]
+        assert s.stream_info("nova.audit").length == 1
+        assert s.streams() == ["orders", "nova.deadletter", "nova.audit", "users"]
+        assert s.stats().events == 5 and s.stats().streams == 4
+
+    def test_a_stream_merely_containing_nova_is_not_a_system_stream(self) -> None:
+        s = self.store()
+        s.append("novatel", ev(1, data=1))
+        s.append("my.nova.stream", ev(2, data=2))
+        s.append("nova", ev(3, data=3))
+        s.append("nova.x", ev(4, data=4))
+        assert [e.data for e in s.replay()] == [1, 2, 3]
+
+    def test_include_system_must_be_a_bool(self) -> None:
+        s = self._with_system()
+        for call in (lambda: s.replay(include_system=1), lambda: s.window(include_system="yes"),
+                     lambda: s.subscribe(include_system=None)):
+            with pytest.raises(TypeError, match="Expected include_system as a bool, got (int|str|NoneType)"):
+                call()
+
+    def test_system_stream_added_later_is_left_out_too(self) -> None:
+        s = self.store()
+        s.append("orders", ev(1, data=1))
+        assert [e.data for e in s.replay()] == [1]
+        s.append("nova.deadletter", ev(2, data=2))
+        assert [e.data for e in s.replay()] == [1]
+        s.append("orders", ev(3, data=3))
+        assert [e.data for e in s.window()] == [1, 3]
+
+    def test_subscribe_to_every_stream_skips_system_streams_history_and_live(self) -> None:
+        s = self._with_system()
+        sub = s.subscribe()
+        assert [sub.get(timeout=5).data for _ in range(3)] == [1, 3, 5]
+        s.append("nova.deadletter", ev(6, data=6))
+        s.append("orders", ev(7, data=7))
+        assert sub.get(timeout=5).data == 7
+        assert sub.get_many(10, timeout=0.05) == []
+        st = sub.stats()
+        assert (st.delivered, st.missed, st.dropped) == (4, 0, 0)
+        # the cursor is the global sequence of the last event taken: resuming from it
+        # gives nothing twice
+        cur = sub.cursor
+        assert cur.position == 7
+        sub.close()
+        s.append("users", ev(8, data=8))
+        again = s.subscribe(None, cur)
+        assert again.get(timeout=5).data == 8
+        again.close()
+
+    def test_subscribe_include_system_and_by_name(self) -> None:
+        s = self._with_system()
+        every = s.subscribe(include_system=True)
+        assert [every.get(timeout=5).data for _ in range(5)] == [1, 2, 3, 4, 5]
+        dead = s.subscribe("nova.deadletter")
+        assert dead.get(timeout=5).data == 2
+        s.append("nova.deadletter", ev(6, data=6))
+        assert dead.get(timeout=5).data == 6 and every.get(timeout=5).data == 6
+        every.close()
+        dead.close()
+
+    def test_subscribe_skips_a_long_run_of_system_events(self) -> None:
+        # more system rows than one fetch takes (512) between two business events
+        s = self.store()
+        s.append("orders", ev(0, data="a"))
+        s.append_many("nova.deadletter", [ev(i, data=i) for i in range(1, 1301)])
+        s.append("orders", ev(2000, data="b"))
+        sub = s.subscribe()
+        assert [sub.get(timeout=5).data for _ in range(2)] == ["a", "b"]
+        assert sub.get_many(10, timeout=0.05) == []
+        assert sub.stats().missed == 0
+        sub.close()
+
+    def test_async_subscribe_skips_system_streams(self) -> None:
+        s = self._with_system()
+
+        async def main() -> list[Any]:
+            sub = s.subscribe()
+            out = []
+            async for e in sub:
+                out.append(e.data)
+                if len(out) == 3:
+                    s.append("nova.audit", ev(6, data=6))
+                    s.append("orders", ev(7, data=7))
+                if len(out) == 4:
+                    sub.close()
+            return out
+
+        assert asyncio.run(main()) == [1, 3, 5, 7]
+
+    def test_a_full_block_subscriber_that_leaves_system_streams_out_does_not_block_their_appends(self) -> None:
+        # a dead letter written from a delivery thread must not wait for a subscriber
+        # that will never receive it
+        s = self.store()
+        sub = s.subscribe(buffer=2, overflow="block")
+        s.append("orders", ev(1, data=1), ev(2, data=2))  # the buffer is full now
+        done = threading.Event()
+
+        def dead_letter() -> None:
+            s.append("nova.deadletter", ev(3, data=3))
+            done.set()
+
+        t = threading.Thread(target=dead_letter, daemon=True)
+        t.start()
+        try:
+            assert done.wait(10), "the system append blocked on a subscriber that leaves it out"
+        finally:
+            if not done.is_set():
+                s.close()  # wakes the blocked appender
+            t.join(10)
+        assert [sub.get(timeout=5).data for _ in range(2)] == [1, 2]
+        assert sub.get_many(5, timeout=0.05) == []  # and it never gets the dead letter
+        sub.close()
+
     # ------------------------------------------------------------------ threads
     @pytest.mark.stress
     def test_all_streams_subscriber_with_concurrent_appenders(self) -> None:

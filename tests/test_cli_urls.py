@@ -44,7 +44,8 @@ def test_open_store_memory_and_sqlite(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 @pytest.mark.parametrize("url, message", [
-    ("ftp://host/x", "Expected a store URL starting with one of memory://, sqlite:///"),
+    ("ftp://host/x", "Expected a store URL starting with one of memory://, sqlite:///, redis://, rediss://, unix://"),
+    ("unix://", "Expected 'unix:///path/to/redis.sock', got 'unix://' (no socket path)"),
     ("", "Expected a store URL"),
     ("memory://x", "Expected 'memory://' with nothing after it"),
     ("sqlite:///", "Expected 'sqlite:///<path>' with a path"),
@@ -82,22 +83,17 @@ def test_parse_redis_url_keeps_everything_but_the_prefix() -> None:
     assert parse_store_url("rediss://h/0") == StoreURL("redis", "rediss://h/0", {})
 
 
-def test_open_store_redis_names_the_extra_when_the_backend_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib
+def test_open_store_redis_names_the_extra_without_redis_py(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
 
-    real = importlib.import_module
-
-    def fake(name: str, package: str | None = None) -> Any:
-        if name == "nova.store.redis":
-            raise ModuleNotFoundError("No module named 'nova.store.redis'", name="nova.store.redis")
-        if name == "nova.store.redis_client":
-            raise ModuleNotFoundError("No module named 'redis'", name="redis")
-        return real(name, package)
-
-    monkeypatch.setattr(importlib, "import_module", fake)
-    with pytest.raises(ImportError, match=r"nova-events\[redis\]") as info:
+    monkeypatch.setitem(sys.modules, "redis", None)  # `import redis` fails as when it is not installed
+    with pytest.raises(ImportError, match=r"nova-events\[redis\]"):
         nova.open_store("redis://localhost:6379/0?prefix=t")
-    assert "Expected the Redis store backend" in str(info.value)
+
+
+def test_parse_unix_socket_url() -> None:
+    assert parse_store_url("unix:///run/redis.sock?db=2&prefix=p") == StoreURL(
+        "redis", "unix:///run/redis.sock?db=2", {"prefix": "p"})
 
 
 # --- times --------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nova import _core
 from nova._util import atexit as _exit
@@ -41,6 +41,9 @@ from nova.events import EVENT_CLASSES, Event, Subscription, as_listener
 from nova.observability.metrics import NoOpMetricsCollector
 from nova.transport import default_transport
 from nova.transport.base import OVERFLOW_POLICIES, Consumer, Transport
+
+if TYPE_CHECKING:
+    from nova.resilience.redrive import RedriveReport
 
 __all__ = ("Bus",)
 
@@ -475,6 +478,57 @@ class Bus:
             lanes = self._registry.live_lanes() + self._registry.ledger.pending_retired()
         targets = [(lane, lane.enqueued) for lane in lanes]
         return self._transport.wait_settled(targets, timeout)
+
+    def redrive(
+        self,
+        store: Any,
+        *,
+        topic: str | None = None,
+        listener_id: str | None = None,
+        start: Any = None,
+        end: Any = None,
+        dry_run: bool = False,
+        on_open: str = "stop",
+    ) -> RedriveReport:
+        """Re-deliver the Bus dead letters stored in *store* (stream
+        ``"nova.deadletter"``, written by a topic's ``DeadLetterConfig(store=...)``) to
+        the subscriber that dead-lettered each one: all topics or only *topic*, all
+        subscribers or only *listener_id*, entries with timestamps in ``[start, end)``.
+        Not re-published: other subscribers and groups do not see the event again (see
+        :mod:`nova.bus.redrive`; re-publish ``redrive(store, dry_run=True).events``
+        yourself for that).
+
+        Each entry runs on the calling thread (concurrently with the subscriber's
+        delivery thread), with the delivery pipeline: handler, hooks, the topic's retry
+        policy, then the topic's dead-letter config (a ManagedListener subscriber
+        applies its own policy and breaker).  Entries of a subscriber no longer
+        subscribed to the entry's topic are skipped and stay to be redriven.
+        Idempotent as :meth:`nova.ListenerManager.redrive` is (acks in stream
+        ``"nova.deadletter.ack"``); a ManagedListener's open breaker stops the redrive
+        (``on_open="stop"``) or is waited for on the bus clock (``"wait"``);
+        ``dry_run=True`` runs nothing and lists the events.  Outcomes are reported in
+        the returned :class:`~nova.resilience.redrive.RedriveReport`, not in
+        :meth:`stats` (which counts deliveries from the partitions).
+
+        Raises:
+            TypeError: *store* is not an EventStore, or a bad *listener_id*.
+            ValidationError: a bad topic name.  TopicNotFound: *topic* does not exist.
+            ValueError: *on_open* is not ``"stop"`` or ``"wait"``.
+            BusClosed: the bus was shut down.
+
+        .. versionadded:: 0.2
+        """
+        from nova.bus.redrive import redrive_bus
+
+        self._check_open()
+        if not callable(getattr(store, "replay", None)) or not callable(getattr(store, "append", None)):
+            raise TypeError(f"Expected an EventStore (with replay and append) to redrive from, got {type_name(store)}")
+        if topic is not None:
+            self._registry.get(topic)
+        if listener_id is not None and not isinstance(listener_id, str):
+            raise TypeError(f"Expected listener_id as a str or None, got {type_name(listener_id)}")
+        return redrive_bus(self._registry, self._clock, store, topic=topic, listener_id=listener_id,
+                           start=start, end=end, dry_run=dry_run, on_open=on_open)
 
     def _refuse_from_handler(self, what: str) -> None:
         if self._transport.in_delivery():

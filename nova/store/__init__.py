@@ -4,6 +4,7 @@ streams live.
 * :class:`EventStore` — the protocol every backend implements.
 * :class:`MemoryStore` — in memory, columnar (numpy), the fastest.
 * :class:`SQLiteStore` — durable, one SQLite file, windows at memory speed.
+* :class:`RedisStore` — on Redis Streams / Valkey, shared by processes and machines.
 * :func:`copy` — copy events between any two stores.
 * :func:`open_store` — a store named by a URL (``memory://``, ``sqlite:///``, ``redis://``).
 * :class:`Cursor`, :class:`EventBatch`, :class:`StreamInfo`, :class:`StoreStats`,
@@ -23,6 +24,7 @@ from nova.store.protocol import (
     StreamInfo,
     SubscriptionStats,
 )
+from nova.store.redis import RedisStore
 from nova.store.subscription import StoreSubscription
 from nova.store.sqlite import SQLiteStore
 from nova.store.transfer import copy
@@ -32,6 +34,7 @@ __all__ = (
     "EventStore",
     "MemoryStore",
     "SQLiteStore",
+    "RedisStore",
     "Cursor",
     "EventBatch",
     "StreamInfo",

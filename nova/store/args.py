@@ -13,7 +13,12 @@ from nova.events import to_timestamp_ns
 from nova.store.bounds import parse_iso_ns
 from nova.store.protocol import Cursor
 
-__all__ = ("check_stream", "bound", "names", "cursor_position")
+__all__ = ("check_stream", "bound", "names", "cursor_position", "SYSTEM_PREFIX", "is_system",
+           "check_include_system")
+
+#: Streams whose name starts with this prefix are nova's own (dead letters, redrive acks,
+#: audit records): ``replay``/``window``/``subscribe`` leave them out unless asked.
+SYSTEM_PREFIX = "nova."
 
 
 def check_stream(stream: object) -> None:
@@ -62,3 +67,16 @@ def cursor_position(cursor: object, stream: str | None) -> int:
     if isinstance(cursor.position, bool) or not isinstance(cursor.position, int) or cursor.position < 0:
         raise ValueError(f"Expected a cursor position as an int >= 0, got {cursor.position!r}")
     return cursor.position
+
+
+def is_system(stream: str) -> bool:
+    """True when *stream* is one of nova's system streams (its name starts with
+    :data:`SYSTEM_PREFIX`, ``"nova."``)."""
+    return stream.startswith(SYSTEM_PREFIX)
+
+
+def check_include_system(value: object) -> bool:
+    """*include_system* as a bool (refused at the call otherwise)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"Expected include_system as a bool, got {type_name(value)}")
+    return value

@@ -26,7 +26,7 @@ from nova._core import forksafe as _forksafe
 from nova._util import atexit as _exit
 from nova._util.checks import check_clock, check_int, check_opt_int, check_timeout
 from nova.errors import StoreClosed, StreamFull, ValidationError, type_name
-from nova.store.args import bound, check_stream, cursor_position, names
+from nova.store.args import bound, check_include_system, check_stream, cursor_position, is_system, names
 from nova.store.batch import EventBatch
 from nova.store.protocol import ON_FULL_POLICIES, OVERFLOW_POLICIES, Cursor, StoreStats, StreamInfo
 from nova.store.subscription import StoreSubscription, wake_future
@@ -93,6 +93,10 @@ class LogStore:
         self._cond = threading.Condition(self._lock)
         self._closed = False
         self._codes: dict[str, int] = {}
+        # system streams ("nova." names), recomputed when _codes grows (_system_codes)
+        self._sys_seen = 0
+        self._sys_codes: frozenset[int] = frozenset()
+        self._user_codes: list[int] = []
         # weak: a subscription dropped without close() stops counting (and blocking)
         self._subs: weakref.WeakSet[StoreSubscription] = weakref.WeakSet()
         self._block_subs: weakref.WeakSet[StoreSubscription] = weakref.WeakSet()
@@ -168,6 +172,17 @@ class LogStore:
             return None
         codes = self._codes
         return [codes[n] for n in names if n in codes]
+
+    def _system_codes(self) -> frozenset[int]:
+        """Codes of the system streams (names starting with ``"nova."``; lock held).
+        Streams are never removed, so the sets are recomputed only when a stream was
+        added since the last call (also streams another process added to a file)."""
+        codes = self._codes
+        if len(codes) != self._sys_seen:
+            self._sys_codes = frozenset(c for n, c in codes.items() if is_system(n))
+            self._user_codes = [c for n, c in codes.items() if not is_system(n)]
+            self._sys_seen = len(codes)
+        return self._sys_codes
 
     def _type_codes(self, names: list[str] | None) -> list[int] | None:
         """Codes of the known event types among *names* (lock held)."""
@@ -303,13 +318,16 @@ class LogStore:
         """Block while a "block" subscriber of this stream has no room for k more
         live events (lock held; waiting releases it)."""
         counted: set[int] = set()
+        # a subscription to every stream that leaves system streams out never gets
+        # this append: it does not wait for that one
+        system = is_system(self._log.stream_names()[code])
         while True:
             self._check_open()
             full = None
             for sub in self._block_subs:
                 if sub._code == -2:
                     sub._head()
-                if sub._code == -1 or sub._code == code:
+                if (sub._code == -1 and not (system and sub._hide_system)) or sub._code == code:
                     backlog = sub._backlog()
                     if backlog > 0 and backlog + k > sub._buffer:
                         full = sub
@@ -355,44 +373,82 @@ class LogStore:
         events = sl.events(0, len(sl))
         return events, Cursor(stream, int(sl.pos[-1]), int(sl.ts[-1]))
 
-    def _slice(self, start: Any, end: Any, streams: Any, types: Any) -> Any:
+    def _slice(self, start: Any, end: Any, streams: Any, types: Any, include_system: Any) -> Any:
         s = bound(start, "start")
         e = bound(end, "end")
         snl = names(streams, "streams")
         tnl = names(types, "types")
+        if include_system.__class__ is not bool:
+            check_include_system(include_system)
         with self._lock:
             self._check_open()
             if self._retention_ns is not None:
                 self._expire()
-            sc = self._stream_codes(snl)
+            if snl is not None:
+                sc: list[int] | None = self._stream_codes(snl)
+            elif include_system or (len(self._codes) == self._sys_seen and not self._sys_codes):
+                sc = None  # (the common case checked inline: the window benchmark)
+            else:
+                sc = list(self._user_codes) if self._system_codes() else None
             tc = self._type_codes(tnl)
             snames, tnames = self._log.name_lists()
             return self._log.window(s, e, sc, tc), snames, tnames
 
-    def window(self, start: Any = None, end: Any = None, *, streams: Any = None, types: Any = None) -> EventBatch:
+    def window(
+        self,
+        start: Any = None,
+        end: Any = None,
+        *,
+        streams: Any = None,
+        types: Any = None,
+        include_system: bool = False,
+    ) -> EventBatch:
         """The events with ``start <= timestamp < end`` as an :class:`EventBatch`, in
         (timestamp, sequence) order.  Bounds accept what Event accepts for timestamps;
-        ``None`` is open.  *streams* / *types*: a name or names to keep (``None``: all).
+        ``None`` is open.  *streams* / *types*: a name or names to keep.
 
-        O(log n) with zero-copy column views while the log is in time order and
-        nothing inside the window was evicted; O(log n + k) otherwise.
+        ``streams=None`` means every stream except nova's system streams (names starting
+        with ``"nova."``: dead letters, redrive acks, audit records), so a window over a
+        store that also holds dead letters has only business events;
+        ``include_system=True`` adds them, and a system stream named in *streams* is
+        always read.
+
+        O(log n) with zero-copy column views while the log is in time order, nothing
+        inside the window was evicted and the store has no system stream (or
+        ``include_system=True``); O(log n + k) otherwise.
 
         Raises:
-            ValidationError: a bad bound.  TypeError: bad filters.
+            ValidationError: a bad bound.  TypeError: bad filters or *include_system*.
             StoreClosed: the store is closed.
+
+        .. versionchanged:: 0.2
+            System streams are left out unless named or ``include_system=True``.
         """
-        sl, snames, tnames = self._slice(start, end, streams, types)
+        sl, snames, tnames = self._slice(start, end, streams, types, include_system)
         return EventBatch(sl, snames, tnames)
 
-    def replay(self, start: Any = None, end: Any = None, *, streams: Any = None, types: Any = None) -> Iterator[Any]:
+    def replay(
+        self,
+        start: Any = None,
+        end: Any = None,
+        *,
+        streams: Any = None,
+        types: Any = None,
+        include_system: bool = False,
+    ) -> Iterator[Any]:
         """Iterate the Events with ``start <= timestamp < end`` in (timestamp, sequence)
         order (a snapshot taken at the call; arguments are checked at the call).
-        Events appended as Events come back as the same objects.
+        Events appended as Events come back as the same objects.  *streams*, *types*
+        and *include_system* filter as in :meth:`window` (``streams=None``: every
+        stream except the ``"nova."`` system streams).
 
         Raises:
             ValidationError / TypeError / StoreClosed: as :meth:`window`.
+
+        .. versionchanged:: 0.2
+            System streams are left out unless named or ``include_system=True``.
         """
-        sl, _, _ = self._slice(start, end, streams, types)
+        sl, _, _ = self._slice(start, end, streams, types, include_system)
         return _iter_slice(sl)
 
     def stream_info(self, stream: str) -> StreamInfo:
@@ -415,7 +471,9 @@ class LogStore:
         return StreamInfo(stream, live, first or None, last, evicted)
 
     def streams(self) -> list[str]:
-        """The names of every stream ever appended to, in creation order.
+        """The names of every stream ever appended to, in creation order, nova's
+        system streams (``"nova."`` names) included: this is the store's inventory
+        (what ``nova.store.copy`` and backups walk).
 
         Raises:
             StoreClosed: the store is closed.
@@ -425,7 +483,8 @@ class LogStore:
             return list(self._codes)
 
     def stats(self) -> StoreStats:
-        """A snapshot of the store's counters (works after close too)."""
+        """A snapshot of the store's counters (works after close too).  They count
+        storage, so system streams (dead letters, acks, audit) are included."""
         with self._lock:
             log = self._log
             return StoreStats(
@@ -459,10 +518,17 @@ class LogStore:
         *,
         buffer: int = 1000,
         overflow: str = "block",
+        include_system: bool = False,
     ) -> StoreSubscription:
         """Follow *stream* (``None``: every stream, in append order): the events after
         *cursor* (``None``: from the start), then live appends, with no gap and no
         duplicate.  *stream* may not exist yet.
+
+        With ``stream=None`` the events of nova's system streams (names starting with
+        ``"nova."``: dead letters, redrive acks, audit records) are not delivered unless
+        ``include_system=True``; a system stream named as *stream* is always followed.
+        (Their appends still count toward the *buffer* of a ``stream=None``
+        subscription that leaves them out.)
 
         *buffer* bounds the live events appended but not yet taken by the subscriber;
         when it is full, *overflow* decides: ``"block"`` makes appenders to the stream
@@ -472,6 +538,8 @@ class LogStore:
 
         Raises:
             TypeError / ValueError: bad arguments.  StoreClosed: the store is closed.
+
+        .. versionchanged:: 0.2 ``include_system``; system streams left out by default.
         """
         if stream is not None and not isinstance(stream, str):
             raise TypeError(f"Expected a str stream name or None, got {type_name(stream)}")
@@ -479,11 +547,13 @@ class LogStore:
             raise ValidationError("Expected a non-empty str stream name or None, got ''")
         after = cursor_position(cursor, stream)
         check_int(buffer, "buffer", 1)
+        check_include_system(include_system)
         if overflow not in OVERFLOW_POLICIES:
             raise ValueError(f"Expected overflow among {OVERFLOW_POLICIES}, got {overflow!r}")
         with self._lock:
             self._check_open()
-            sub = StoreSubscription(self, stream, after, buffer, overflow)
+            sub = StoreSubscription(self, stream, after, buffer, overflow,
+                                    hide_system=stream is None and not include_system)
             self._subs.add(sub)
             self._register_exit()
             if overflow == "block":

@@ -102,11 +102,17 @@ class EventStore(Protocol):
     * ``append_many(stream, events)`` and ``append_columns(stream, *, types,
       timestamps, data=None, ids=None)`` — batch forms, all or nothing.
     * ``read(stream, cursor=None, limit=None) -> (events, cursor)``.
-    * ``replay(start, end, *, streams=None, types=None)`` — Events with
-      ``start <= timestamp < end`` in (timestamp, sequence) order.
-    * ``window(start, end, *, streams=None, types=None) -> EventBatch``.
-    * ``subscribe(stream=None, cursor=None, *, buffer=1000, overflow="block")`` —
-      history after the cursor, then live appends, no gap, no duplicate.
+    * ``replay(start, end, *, streams=None, types=None, include_system=False)`` —
+      Events with ``start <= timestamp < end`` in (timestamp, sequence) order.
+    * ``window(start, end, *, streams=None, types=None, include_system=False) -> EventBatch``.
+    * ``subscribe(stream=None, cursor=None, *, buffer=1000, overflow="block",
+      include_system=False)`` — history after the cursor, then live appends, no gap,
+      no duplicate.
+
+    System streams (names starting with ``"nova."``: dead letters, redrive acks, audit
+    records) are left out of ``replay``/``window``/``subscribe`` over every stream
+    (``streams=None`` / ``stream=None``) unless ``include_system=True``; naming one
+    reads it.  ``read``, ``stream_info``, ``streams`` and ``stats`` see every stream.
     * ``stream_info(stream)``, ``streams()``, ``stats()``, ``close()``, context manager.
     """
 
@@ -137,14 +143,18 @@ class EventStore(Protocol):
         ...
 
     def replay(
-        self, start: Any = None, end: Any = None, *, streams: Any = None, types: Any = None
+        self, start: Any = None, end: Any = None, *, streams: Any = None, types: Any = None,
+        include_system: bool = False,
     ) -> Iterator[Any]:
         """Iterate the Events with ``start <= timestamp < end`` (None: open) in
-        (timestamp, sequence) order, optionally only some streams and types."""
+        (timestamp, sequence) order, optionally only some streams and types
+        (``streams=None``: all but the ``"nova."`` system streams, unless
+        *include_system*)."""
         ...
 
     def window(
-        self, start: Any = None, end: Any = None, *, streams: Any = None, types: Any = None
+        self, start: Any = None, end: Any = None, *, streams: Any = None, types: Any = None,
+        include_system: bool = False,
     ) -> EventBatch:
         """Return the events of ``[start, end)`` as columns (an :class:`EventBatch`)."""
         ...
@@ -156,8 +166,10 @@ class EventStore(Protocol):
         *,
         buffer: int = 1000,
         overflow: str = "block",
+        include_system: bool = False,
     ) -> Any:
-        """Follow *stream* (None: every stream): the history after *cursor*, then live
+        """Follow *stream* (None: every stream but the ``"nova."`` system streams,
+        unless *include_system*): the history after *cursor*, then live
         appends, with no gap and no duplicate; a full buffer follows *overflow*
         (``"block"``, ``"drop_oldest"`` or ``"error"``)."""
         ...

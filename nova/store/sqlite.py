@@ -345,11 +345,12 @@ class SQLiteStore(LogStore):
         return n
 
     # ------------------------------------------------------------------ subscriptions
-    def subscribe(self, stream: str | None = None, cursor: Any = None, *, buffer: int = 1000, overflow: str = "block") -> Any:
+    def subscribe(self, stream: str | None = None, cursor: Any = None, *, buffer: int = 1000, overflow: str = "block",
+                  include_system: bool = False) -> Any:
         """Follow *stream* as :meth:`MemoryStore.subscribe` does, including appends made
         by other processes to the same file (seen within ``poll_interval`` seconds
         while the subscriber waits)."""
-        sub = super().subscribe(stream, cursor, buffer=buffer, overflow=overflow)
+        sub = super().subscribe(stream, cursor, buffer=buffer, overflow=overflow, include_system=include_system)
         with self._lock:
             if self._poller is None and self._conn_path_shared():
                 self._poller = threading.Thread(

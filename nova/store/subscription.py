@@ -16,6 +16,8 @@ from collections import deque
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from nova._util.checks import check_timeout
 from nova.errors import BufferFull, StoreClosed, Timeout, type_name
 from nova.store.protocol import Cursor, SubscriptionStats
@@ -49,9 +51,13 @@ class StoreSubscription:
     Thread-safe; one consumer at a time is the intended use.
     """
 
-    def __init__(self, store: LogStore, stream: str | None, after: int, buffer: int, overflow: str) -> None:
+    def __init__(
+        self, store: LogStore, stream: str | None, after: int, buffer: int, overflow: str,
+        *, hide_system: bool = False,
+    ) -> None:
         self._store = store
         self.stream = stream
+        self._hide_system = hide_system  # stream=None without include_system
         self._buffer = buffer
         self._overflow = overflow
         code = store._codes.get(stream) if stream is not None else -1
@@ -100,7 +106,25 @@ class StoreSubscription:
             self._dq.clear()
 
     def _fetch(self) -> Any:
-        """Take the next events from the log (lock held); None when nothing new."""
+        """Take the next events from the log (lock held); None when nothing new.  A
+        subscription to every stream that leaves system streams out skips their rows
+        here (they are neither delivered nor counted as missed)."""
+        while True:
+            sl = self._fetch_rows()
+            if sl is None or not self._hide_system:
+                return sl
+            system = self._store._system_codes()
+            if not system:
+                return sl
+            keep = ~np.isin(sl.stream, np.fromiter(system, np.int32, len(system)))
+            if keep.all():
+                return sl
+            if keep.any():
+                return _Rows(sl, np.flatnonzero(keep))
+            # only system rows: look further (self._next moved past them)
+
+    def _fetch_rows(self) -> Any:
+        """The next rows of the log after ``self._next`` (lock held), all streams'."""
         if self._store._retention_ns is not None:
             self._store._expire()  # an expired event is never delivered (counted as missed)
         head = self._head()
@@ -148,7 +172,7 @@ class StoreSubscription:
         if len(sl) and int(keys[-1]) > last_wanted:
             # evicted rows made the slice reach past the wanted range: cut it there
             n = int((keys <= last_wanted).sum())
-            sl = _Head(sl, n)
+            sl = _Rows(sl, np.arange(n))
             keys = keys[:n]
         if len(sl) == 0:
             # everything up to last_wanted was evicted before we got there
@@ -358,20 +382,27 @@ class StoreSubscription:
         return f"<StoreSubscription stream={self.stream!r} overflow={self._overflow!r} {state}>"
 
 
-class _Head:
-    """The first *n* rows of a window slice."""
+class _Rows:
+    """Some rows of a slice (the indices *idx*, increasing): the rows up to a limit,
+    or those of non-system streams."""
 
-    __slots__ = ("_sl", "_n", "ts", "seq", "pos")
+    __slots__ = ("_sl", "_idx", "ts", "seq", "pos", "stream")
 
-    def __init__(self, sl: Any, n: int) -> None:
+    def __init__(self, sl: Any, idx: Any) -> None:
         self._sl = sl
-        self._n = n
-        self.ts = sl.ts[:n]
-        self.seq = sl.seq[:n]
-        self.pos = sl.pos[:n]
+        self._idx = idx
+        self.ts = sl.ts[idx]
+        self.seq = sl.seq[idx]
+        self.pos = sl.pos[idx]
+        self.stream = sl.stream[idx]
 
     def __len__(self) -> int:
-        return self._n
+        return len(self._idx)
 
     def events(self, i: int, j: int) -> list[Any]:
-        return self._sl.events(i, min(j, self._n))  # type: ignore[no-any-return]
+        idx = self._idx[i:j]
+        if not len(idx):
+            return []
+        lo = int(idx[0])
+        rows = self._sl.events(lo, int(idx[-1]) + 1)
+        return [rows[k - lo] for k in idx.tolist()]

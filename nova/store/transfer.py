@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from nova.store.args import check_include_system, is_system
 from nova.store.bounds import bound_ns
 
 __all__ = ("copy",)
@@ -26,6 +27,7 @@ def copy(
     streams: str | Iterable[str] | None = None,
     *,
     batch_size: int = 10_000,
+    include_system: bool = True,
 ) -> int:
     """Copy the events of *src* with ``start <= timestamp < end`` (``None``: open;
     the bounds ``window`` accepts, ISO-8601 strings included) of *streams* (``None``:
@@ -37,9 +39,17 @@ def copy(
     (the global sequence across streams is not kept; use ``EventBatch`` +
     ``append_batch`` for an exact restore).
 
+    Unlike ``replay``/``window``, ``streams=None`` copies nova's system streams
+    (``"nova."`` names: dead letters, redrive acks, audit records) too, so a copy is
+    a complete backup and a redrive from it skips what was already redriven;
+    ``include_system=False`` leaves them out (a system stream named in *streams* is
+    always copied).
+
+    .. versionchanged:: 0.2 ``include_system``.
+
     Raises:
-        TypeError: a store without ``read``/``streams``/``append_many``, bad *streams*
-            or *batch_size*.
+        TypeError: a store without ``read``/``streams``/``append_many``, bad *streams*,
+            *batch_size* or *include_system*.
         ValidationError: a bad bound.
     """
     for store, name, need in ((src, "src", ("read", "streams")), (dst, "dst", ("append_many",))):
@@ -47,10 +57,11 @@ def copy(
             raise TypeError(f"Expected {name} as an EventStore, got {type(store).__name__}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise TypeError(f"Expected batch_size as an int >= 1, got {batch_size!r}")
+    check_include_system(include_system)
     s = bound_ns(start, "start")
     e = bound_ns(end, "end")
     if streams is None:
-        names = list(src.streams())
+        names = [n for n in src.streams() if include_system or not is_system(n)]
     elif isinstance(streams, str):
         names = [streams]
     else:

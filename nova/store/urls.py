@@ -5,8 +5,10 @@
   ``sqlite:///:memory:`` — a :class:`~nova.store.SQLiteStore` (SQLAlchemy's
   convention: three slashes then the path); ``?durability=full`` and ``?codec=msgpack``
   may follow;
-* ``redis://[user:password@]host:port/db?prefix=p`` (``rediss://`` too) — a RedisStore
-  with that key prefix, imported only when such a URL is opened.
+* ``redis://[user:password@]host:port/db?prefix=p`` (``rediss://``, and
+  ``unix:///path/redis.sock?db=0&prefix=p`` too) — a
+  :class:`~nova.store.RedisStore` with that key prefix (default ``nova``), imported
+  only when such a URL is opened.
 
 Keyword arguments go to the store's constructor.  The ``nova`` command takes the same
 URLs.
@@ -16,16 +18,15 @@ URLs.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, NamedTuple
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from nova.errors import ValidationError, type_name
 
 __all__ = ("open_store", "StoreURL", "parse_store_url", "SCHEMES")
 
 #: The URL schemes :func:`open_store` understands.
-SCHEMES = ("memory://", "sqlite:///", "redis://", "rediss://")
+SCHEMES = ("memory://", "sqlite:///", "redis://", "rediss://", "unix://")
 _SQLITE_OPTIONS = ("durability", "codec")
 
 
@@ -40,7 +41,8 @@ class StoreURL(NamedTuple):
 
 
 def parse_store_url(url: str) -> StoreURL:
-    """Split a store URL into what :func:`open_store` needs, opening nothing.
+    """Split a store URL into what :func:`open_store` needs, opening nothing (the
+    ``nova`` command uses it to refuse a SQLite path that does not exist).
 
     Raises:
         TypeError: *url* is not a str.
@@ -66,16 +68,18 @@ def parse_store_url(url: str) -> StoreURL:
                 f"Expected sqlite URL options among {_SQLITE_OPTIONS}, got {', '.join(map(repr, unknown))} in {url!r}"
             )
         return StoreURL("sqlite", path, options)
-    if url.startswith(("redis://", "rediss://")):
+    if url.startswith(("redis://", "rediss://", "unix://")):
         parts = urlsplit(str(url))
-        if not parts.hostname:
+        if parts.scheme == "unix" and not parts.path:
+            raise ValidationError(f"Expected 'unix:///path/to/redis.sock', got {url!r} (no socket path)")
+        if parts.scheme != "unix" and not parts.hostname:
             raise ValidationError(f"Expected 'redis://host:port/db', got {url!r} (no host)")
         pairs = parse_qsl(str(parts.query), keep_blank_values=True)
         prefix = [v for k, v in pairs if k == "prefix"]
         if len(prefix) > 1:
             raise ValidationError(f"Expected at most one prefix= in the URL, got {len(prefix)} in {url!r}")
         kept = urlencode([(k, v) for k, v in pairs if k != "prefix"])
-        rest = urlunsplit((parts.scheme, parts.netloc, parts.path, kept, parts.fragment))
+        rest = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{kept}" if kept else "")
         return StoreURL("redis", rest, {"prefix": prefix[0]} if prefix else {})
     shown = url if len(url) <= 80 else url[:77] + "..."
     raise ValidationError(f"Expected a store URL starting with one of {', '.join(SCHEMES)}, got {shown!r}")
@@ -93,8 +97,8 @@ def open_store(url: str, **options: Any) -> Any:
     Raises:
         TypeError: *url* is not a str.
         ValidationError: an unknown scheme, a malformed URL, an option given twice.
-        ImportError: a ``redis://`` URL when the Redis backend or its client is not
-            installed (the message names ``nova-events[redis]``).
+        ImportError: a ``redis://`` URL without redis-py (the message names
+            ``nova-events[redis]``).
         and whatever the store's constructor raises (StoreFileError for a file that
         is not a nova store, ...).
     """
@@ -111,21 +115,6 @@ def open_store(url: str, **options: Any) -> Any:
         from nova.store.sqlite import SQLiteStore
 
         return SQLiteStore(parsed.target, **kwargs)
-    return _redis_store_class()(parsed.target, **kwargs)
+    from nova.store.redis import RedisStore  # needs redis-py only when a store is made
 
-
-def _redis_store_class() -> Any:
-    """RedisStore, imported on first use (it needs the ``redis`` client)."""
-    try:
-        module = importlib.import_module("nova.store.redis")
-    except ModuleNotFoundError as exc:
-        if exc.name == "nova.store.redis":
-            raise ImportError(
-                "Expected the Redis store backend (nova.store.redis) for a redis:// URL, got a nova without it; "
-                "install a nova that ships it: pip install 'nova-events[redis]'"
-            ) from exc
-        raise ImportError(
-            f"Expected the redis client for a redis:// URL, got no module {exc.name!r}; "
-            "pip install 'nova-events[redis]'"
-        ) from exc
-    return module.RedisStore
+    return RedisStore(parsed.target, **kwargs)

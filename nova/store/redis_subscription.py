@@ -1,0 +1,340 @@
+"""Live subscriptions of a :class:`~nova.store.RedisStore`.
+
+A subscription reads the server in batches of up to 512 events after the last one it
+took (by position in one stream, or by global sequence in the append log for
+``stream=None``), and waits for more with ``XREAD BLOCK`` on that key: the server
+wakes it when any process appends, so history joins live appends with no gap, no
+duplicate and no polling.  Waits are cut into slices of at most half a second so that
+``close()`` is noticed.
+
+.. versionadded:: 0.2
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from datetime import timedelta
+from typing import Any
+
+from nova.errors import BufferFull, StoreClosed, Timeout
+from nova.store.base import Cursor, SubscriptionStats
+from nova._util.checks import check_timeout as _check_timeout
+from nova.store.redis_rows import event_of
+
+__all__ = ("RedisSubscription",)
+
+_FETCH = 512
+_SLICE = 0.5
+_ID_MAX = 2**64 - 1
+
+
+def _tname(value: object) -> str:
+    return type(value).__name__
+
+
+class RedisSubscription:
+    """A live subscription to a :class:`~nova.store.RedisStore` (what ``subscribe``
+    returns): the same API and guarantees as
+    :class:`~nova.store.StoreSubscription`.
+
+    Iterate it (``for``, ``async for``), or take events with :meth:`get` /
+    :meth:`get_many`; :attr:`cursor` is the place of the last event taken.  While
+    the server is unreachable, :meth:`get` raises
+    :class:`~nova.errors.StoreUnavailable` and the subscription stays where it
+    was: the next call resumes after the last event taken.
+    """
+
+    def __init__(self, store: Any, stream: str | None, after: int, head: int, buffer: int, overflow: str) -> None:
+        self._store = store
+        self.stream = stream
+        self._buffer = buffer
+        self._overflow = overflow
+        self._next = after + 1
+        self._live_from = head + 1
+        self._skip: tuple[int, int] | None = None
+        self._dq: deque[Any] = deque()
+        self._consumer = threading.Lock()
+        self._keys: list[int] | None = None
+        self._tss: list[int] | None = None
+        self._closed = False
+        self.end_reason: str | None = None
+        self._delivered = 0
+        self._dropped = 0
+        self._overflows = 0
+        self._blocked = 0
+        self._missed = 0
+        self._base: tuple[int, int | None] = (after, None)
+
+    # -- state
+    def _backlog_at(self, head: int) -> int:
+        return max(0, head - max(self._next, self._live_from) + 1)
+
+    def _ended(self, reason: str) -> None:
+        if not self._closed:
+            cur = self.cursor
+            self._base = (cur.position, cur.timestamp)
+            self._closed = True
+            self.end_reason = reason
+            self._keys = None
+            self._tss = None
+            self._dq.clear()
+
+    def _read(self, first: int) -> tuple[int, list[tuple[int, Any]]]:
+        """(head, [(key, fields or None)]) of up to 512 events from key *first* on."""
+        store = self._store
+        if first > _ID_MAX:
+            return 0, []
+        with store._guard("reading a subscription"):
+            if self.stream is None:
+                r = store._s_log_fetch(keys=[store._k_meta, store._k_log, store._k_bycode],
+                                       args=[store._k_stream, first, _FETCH])
+                return int(r[0]), [(int(r[i]), r[i + 3]) for i in range(1, len(r), 4)]
+            head, entries = store._s_stream_fetch(
+                keys=[store._k_names, store._k_last, store._skey(self.stream)],
+                args=[self.stream, first, _FETCH])
+        return int(head), [(int(eid.split(b"-", 1)[0]), f) for eid, f in entries]
+
+    def _fetch(self) -> list[tuple[int, Any]] | None:
+        """The next rows (consumer lock held); None when nothing new."""
+        store = self._store
+        if store._retention_ns is not None:
+            store._expire()  # an expired event is never delivered (counted as missed)
+        first = self._next
+        head, rows = self._read(first)
+        backlog = head - max(self._next, self._live_from) + 1
+        if backlog > self._buffer:
+            self._overflows += 1
+            if self._overflow == "error":
+                with store._lock:
+                    self._ended("overflow")
+                    store._detach(self)
+                raise BufferFull(
+                    f"Expected the subscriber to keep up within buffer={self._buffer} events, "
+                    f"got {backlog} live events not taken"
+                )
+            if self._overflow == "drop_oldest":
+                cut = head - self._buffer
+                first_live = max(self._next, self._live_from)
+                self._dropped += cut - first_live + 1
+                if self._next >= self._live_from:
+                    self._next = cut + 1
+                else:
+                    a = self._live_from if self._skip is None else self._skip[0]
+                    self._skip = (a, cut)
+                self._live_from = cut + 1
+        stop = None
+        if self._skip is not None:
+            a, b = self._skip
+            if self._next >= a:
+                self._next = max(self._next, b + 1)
+                self._skip = None
+            else:
+                stop = a
+        last_wanted = head if stop is None else min(head, stop - 1)
+        if self._next > last_wanted:
+            return None
+        if self._next != first:
+            _head, rows = self._read(self._next)
+        rows = [r for r in rows if r[0] <= last_wanted]
+        if not rows:
+            self._missed += last_wanted - self._next + 1
+            self._next = last_wanted + 1
+            return None
+        last = rows[-1][0]
+        kept = [r for r in rows if r[1] is not None]
+        self._missed += (last - self._next + 1) - len(kept)
+        self._next = last + 1
+        if store._block_subs:
+            with store._cond:
+                store._cond.notify_all()
+        return kept or None
+
+    def _accept(self, rows: list[tuple[int, Any]]) -> None:
+        if self._keys:
+            self._base = (self._keys[-1], self._tss[-1])  # type: ignore[index]
+        decode = self._store.codec.decode
+        events = [event_of(f, decode) for _k, f in rows]
+        self._keys = [k for k, _f in rows]
+        self._tss = [e.timestamp for e in events]
+        self._delivered += len(events)
+        self._dq.extend(events)
+
+    def _wait(self, seconds: float) -> None:
+        """Block on the server until an event after the last one fetched may exist."""
+        store = self._store
+        # a blocking read must end before the socket timeout of the call
+        ms = max(1, int(min(seconds, store.timeout / 2) * 1000))
+        if self.stream is None:
+            key, last = store._k_log, f"{self._next - 1}-0"
+        else:
+            key, last = store._skey(self.stream), f"{self._next - 1}-{_ID_MAX}"
+        with store._guard("waiting for appends"):
+            store._client.xread({key: last}, count=1, block=ms)
+
+    def _take(self, timeout: float | None) -> bool:
+        """Refill the pending batch, waiting up to *timeout* (None: forever)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._consumer:
+            if self._dq:
+                return True
+            while True:
+                if self._closed or self._store._closed:
+                    return False
+                rows = self._fetch()
+                if rows is not None:
+                    break
+                if self._next - 1 >= _ID_MAX:
+                    wait = _SLICE
+                    if deadline is not None:
+                        wait = min(wait, deadline - time.monotonic())
+                        if wait <= 0:
+                            return False
+                    time.sleep(wait)  # nothing can come after the largest position
+                    continue
+                if deadline is None:
+                    wait = _SLICE
+                else:
+                    wait = min(_SLICE, deadline - time.monotonic())
+                    if wait < 0.001:
+                        return False
+                self._wait(wait)
+            self._accept(rows)
+        return True
+
+    # -- consumer API
+    def __iter__(self) -> RedisSubscription:
+        return self
+
+    def __next__(self) -> Any:
+        dq = self._dq
+        while True:
+            try:
+                return dq.popleft()
+            except IndexError:
+                if not self._take(None):
+                    raise StopIteration from None
+
+    def get(self, timeout: float | timedelta | None = None) -> Any:
+        """Take the next event, waiting up to *timeout* seconds (``None``: forever).
+
+        Raises:
+            Timeout: nothing came in time.
+            StoreClosed: the subscription ended (closed, or its store closed).
+            BufferFull: ``overflow="error"`` and the buffer overflowed.
+            StoreUnavailable: the server did not answer (the subscription resumes
+                at the next call).
+        """
+        t = _check_timeout(timeout)
+        dq = self._dq
+        while True:
+            try:
+                return dq.popleft()
+            except IndexError:
+                if not self._take(t):
+                    if self._closed or self._store._closed:
+                        raise StoreClosed(
+                            f"Expected an open subscription, got one ended ({self.end_reason or 'store closed'})"
+                        ) from None
+                    raise Timeout(f"Expected an event within {t} s, got none") from None
+
+    def get_many(self, max_items: int, timeout: float | timedelta | None = None) -> list[Any]:
+        """Take up to *max_items* events, waiting up to *timeout* for the first one;
+        ``[]`` when the timeout passes or the subscription ended.
+
+        Raises:
+            TypeError: *max_items* is not an int.  ValueError: *max_items* < 1.
+            BufferFull, StoreUnavailable: as :meth:`get`.
+        """
+        if isinstance(max_items, bool) or not isinstance(max_items, int):
+            raise TypeError(f"Expected max_items as an int >= 1, got {_tname(max_items)}")
+        if max_items < 1:
+            raise ValueError(f"Expected max_items as an int >= 1, got {max_items!r}")
+        t = _check_timeout(timeout)
+        dq = self._dq
+        if not dq and not self._take(t):
+            return []
+        out = []
+        pop = dq.popleft
+        try:
+            for _ in range(max_items):
+                out.append(pop())
+        except IndexError:
+            pass
+        return out
+
+    def __aiter__(self) -> RedisSubscription:
+        return self
+
+    async def __anext__(self) -> Any:
+        """The next event; the blocking read runs in a worker thread, so the event
+        loop is never blocked.
+
+        Raises:
+            StopAsyncIteration: the subscription or the store was closed.
+            BufferFull, StoreUnavailable: as :meth:`get`.
+        """
+        dq = self._dq
+        while True:
+            try:
+                return dq.popleft()
+            except IndexError:
+                pass
+            if self._closed or self._store._closed:
+                raise StopAsyncIteration
+            await asyncio.to_thread(self._take, _SLICE)
+
+    # -- lifecycle and introspection
+    def close(self) -> None:
+        """End the subscription (idempotent): iteration stops (within half a second
+        for a consumer waiting on the server), appenders blocked on it go on."""
+        store = self._store
+        with store._lock:
+            if self._closed:
+                return
+            self._ended("closed")
+            store._detach(self)
+
+    @property
+    def closed(self) -> bool:
+        """True once the subscription ended (closed, store closed, or overflow error)."""
+        return self._closed
+
+    @property
+    def cursor(self) -> Cursor:
+        """The place of the last event taken (for ``stream=None`` the position is
+        the global sequence)."""
+        keys = self._keys
+        if keys is not None:
+            i = len(keys) - len(self._dq)
+            if i > 0:
+                return Cursor(self.stream, keys[i - 1], self._tss[i - 1])  # type: ignore[index]
+        return Cursor(self.stream, *self._base)
+
+    def stats(self) -> SubscriptionStats:
+        """This subscription's counters (``backlog`` asks the server for the head)."""
+        backlog = 0
+        if not self._closed:
+            seq, pos = self._store._heads(self.stream)
+            backlog = self._backlog_at(seq if self.stream is None else pos)
+        return SubscriptionStats(
+            delivered=self._delivered - len(self._dq),
+            dropped=self._dropped,
+            overflows=self._overflows,
+            blocked=self._blocked,
+            missed=self._missed,
+            backlog=backlog,
+        )
+
+    def __enter__(self) -> RedisSubscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<RedisSubscription stream={self.stream!r} overflow={self._overflow!r} {state}>"
+
