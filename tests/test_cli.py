@@ -106,12 +106,14 @@ def expect_window(rows: list[tuple[str, Event]], start: int, end: int, streams: 
     return [i for _, i in sorted(kept)]
 
 
-def one_error_line(cp: subprocess.CompletedProcess[str], code: int) -> str:
+def one_error_line(cp: subprocess.CompletedProcess[str], code: int, log_lines: int = 0) -> str:
+    """The one error line on stderr (after *log_lines* warnings nova logged, if any)."""
     assert cp.returncode == code, (cp.returncode, cp.stdout, cp.stderr)
     assert "Traceback" not in cp.stderr + cp.stdout
     lines = cp.stderr.strip().splitlines()
-    assert len(lines) == 1, cp.stderr
-    return lines[0]
+    assert len(lines) == 1 + log_lines, cp.stderr
+    assert all(line.startswith("nova: ") and "error" not in line for line in lines[:-1]), cp.stderr
+    return lines[-1]
 
 
 # --- replay ---------------------------------------------------------------------------------
@@ -375,26 +377,44 @@ def test_deadletters_list_and_redrive(nova_cmd: list[str], tmp_path: Path) -> No
         "import os\n"
         "def ok(ev):\n"
         "    with open(os.environ['OUT'], 'a') as f:\n"
-        "        f.write(ev.id + ' ' + ','.join(sorted(ev.metadata)) + '\\n')\n"
+        "        f.write(ev.id + ' ' + ev.type + ' ' + ','.join(sorted(ev.metadata)) + '\\n')\n"
         "def bad(ev):\n"
         "    raise ValueError('still broken')\n"
     )
     out = tmp_path / "seen.txt"
     env = child_env(OUT=str(out))
+    cp = run(nova_cmd, "deadletters", url, "--redrive", "handlers:ok", "--dry-run", env=env, cwd=tmp_path)
+    assert cp.returncode == 0, cp.stderr
+    assert [json.loads(x)["id"] for x in cp.stdout.splitlines()[:-1]] == [e.id for e in events]
+    assert cp.stdout.splitlines()[-1].startswith("would redrive 3 dead letters through handlers:ok")
+    assert not out.exists()  # a dry run runs nothing
     cp = run(nova_cmd, "deadletters", url, "--redrive", "handlers:ok", env=env, cwd=tmp_path)
     assert cp.returncode == 0, cp.stderr
-    assert "redriven 3 dead letters through handlers:ok; 0 failed again" in cp.stdout
-    # each event once, its dead-letter metadata removed
-    assert out.read_text().splitlines() == [f"{e.id} " for e in events]
+    assert "redrive through handlers:ok: 3 succeeded, 0 failed again" in cp.stdout
+    # each event once, with its original type, its dead-letter metadata removed
+    assert out.read_text().splitlines() == [f"{e.id} order.placed " for e in events]
+    # a second redrive skips what the first handled
+    cp = run(nova_cmd, "deadletters", url, "--redrive", "handlers:ok", env=env, cwd=tmp_path)
+    assert cp.returncode == 0 and "0 succeeded" in cp.stdout and "3 skipped" in cp.stdout, cp.stdout
+    assert len(out.read_text().splitlines()) == 3
     # --listener that matches nothing redrives nothing
     cp = run(nova_cmd, "deadletters", url, "--listener", "shipping", "--redrive", "handlers:ok", env=env, cwd=tmp_path)
-    assert cp.returncode == 0 and "redriven 0 dead letters" in cp.stdout
-    # a listener that fails again: exit 1, one line, the events dead-lettered again
+    assert cp.returncode == 0 and "no dead letters to redrive" in cp.stdout
+
+
+def test_deadletters_redrive_failing_again_exits_1(nova_cmd: list[str], tmp_path: Path) -> None:
+    path = tmp_path / "dl.db"
+    _dead_letters(path, 2)
+    url = f"sqlite:///{path}"
+    (tmp_path / "handlers.py").write_text("def bad(ev):\n    raise ValueError('still broken')\n")
     cp = run(nova_cmd, "deadletters", url, "--redrive", "handlers:bad", cwd=tmp_path)
-    line = one_error_line(cp, 1)
-    assert "3 of 3 failing again" in line
+    # 2 events x 3 attempts: the breaker opens at the 5th failure and says so (a warning)
+    line = one_error_line(cp, 1, log_lines=1)
+    assert "circuit of listener 'billing' opened" in cp.stderr
+    assert "2 failing again" in line, line
+    assert "0 succeeded, 2 failed again" in cp.stdout
     with SQLiteStore(path) as store:
-        assert store.stream_info("nova.deadletter").length == 6
+        assert store.stream_info("nova.deadletter").length == 4  # dead-lettered anew
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -409,6 +429,7 @@ def test_deadletters_list_and_redrive(nova_cmd: list[str], tmp_path: Path) -> No
     (["replay", "{url}", "--start", "now", "--end", "now-1h"], "Expected --end >= --start"),
     (["tail", "{url}", "--from-cursor", "-1"], "--from-cursor"),
     (["deadletters", "{url}", "--redrive", "handlers"], "Expected module:function"),
+    (["deadletters", "{url}", "--dry-run"], "Expected --redrive MODULE:FUNCTION with --dry-run"),
     (["bench", "nosucharea"], "Expected areas among"),
     (["nosuchcommand"], "No such command"),
 ])
@@ -496,3 +517,22 @@ def test_bench_runs_the_ratio_report(nova_cmd: list[str]) -> None:
     cp = run(nova_cmd, "bench", "foundation", "--quick", timeout=120)
     assert cp.returncode == 0, cp.stderr
     assert "== foundation ==" in cp.stdout and re.search(r"\d+ ratios, \d+ met", cp.stdout)
+
+
+def test_system_streams_only_when_asked(nova_cmd: list[str], tmp_path: Path) -> None:
+    path = tmp_path / "sys.db"
+    with SQLiteStore(path) as store:
+        store.append("orders", Event("order.placed", {"n": 1}, timestamp=T0))
+        store.append("nova.audit", Event("nova.delivery", {"n": 2}, timestamp=T0 + 1))
+    url = f"sqlite:///{path}"
+
+    def ids(*args: str) -> list[int]:
+        cp = run(nova_cmd, "replay", url, "--format", "jsonl", *args)
+        assert cp.returncode == 0, cp.stderr
+        return [json.loads(x)["data"]["n"] for x in cp.stdout.splitlines()]
+
+    assert ids() == [1]  # as store.replay(): system streams ('nova.' names) left out
+    assert ids("--include-system") == [1, 2]
+    assert ids("--stream", "nova.audit") == [2]
+    cp = run(nova_cmd, "streams", url, "--format", "jsonl")
+    assert [json.loads(x)["stream"] for x in cp.stdout.splitlines()] == ["orders", "nova.audit"]

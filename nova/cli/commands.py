@@ -128,10 +128,12 @@ def cli() -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
               help="write to FILE (default: stdout; parquet needs a file)")
+@click.option("--include-system", is_flag=True,
+              help="also the system streams ('nova.' names: dead letters, redrive acks, audit) when no --stream names them")
 @click.option("--progress/--no-progress", default=None,
               help="progress bar on stderr (default: when stderr is a terminal and the rows go elsewhere)")
 def replay(url: str, start: int | None, end: int | None, streams: tuple[str, ...], types: tuple[str, ...],
-           fmt: str, output: str | None, progress: bool | None) -> None:
+           fmt: str, output: str | None, include_system: bool, progress: bool | None) -> None:
     """Print the events of [start, end) in time order.
 
     Columns: time (UTC, ns), timestamp_ns, stream, position, sequence, type, id, data
@@ -148,7 +150,8 @@ def replay(url: str, start: int | None, end: int | None, streams: tuple[str, ...
     if start is not None and end is not None and end < start:
         raise click.UsageError(f"Expected --end >= --start, got end {iso_ns(end)} before start {iso_ns(start)}")
     with open_url(url) as store:
-        batch = store.window(start, end, streams=_check_streams(store, streams), types=list(types) or None)
+        batch = store.window(start, end, streams=_check_streams(store, streams), types=list(types) or None,
+                             include_system=include_system)
         out: IO[Any]
         with contextlib.ExitStack() as stack:
             if output is None:
@@ -228,8 +231,9 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 @click.option("--stream", default=None, metavar="S", help="follow this stream (default: every stream)")
 @click.option("--from-cursor", "cursor", type=click.IntRange(min=0), default=None, metavar="C",
               help="start after position C of S (after global sequence C without --stream); default: new events only")
+@click.option("--include-system", is_flag=True, help="without --stream: also the system streams ('nova.' names)")
 @click.option("--format", "fmt", type=click.Choice(("table", "jsonl")), default="table", show_default=True)
-def tail(url: str, stream: str | None, cursor: int | None, fmt: str) -> None:
+def tail(url: str, stream: str | None, cursor: int | None, include_system: bool, fmt: str) -> None:
     """Print the events after a cursor, then new ones as they come, until Ctrl-C
     (exit code 130).  Each line carries the cursor to resume from.
 
@@ -247,7 +251,7 @@ def tail(url: str, stream: str | None, cursor: int | None, fmt: str) -> None:
                 start = store.stats().appended
         else:
             start = cursor
-        with store.subscribe(stream, Cursor(stream, start)) as sub:
+        with store.subscribe(stream, Cursor(stream, start), include_system=include_system) as sub:
             with _pipe_guard():
                 _follow(sub, fmt, "position" if stream is not None else "sequence")
 
@@ -325,13 +329,17 @@ def _load_listener(spec: str) -> Any:
 @click.option("--end", type=TIME, default=None, help="dead letters before T (excluded)")
 @click.option("--redrive", "target", default=None, metavar="MODULE:FUNCTION",
               help="replay them through this listener (retried; a new failure is dead-lettered again in the store)")
+@click.option("--dry-run", is_flag=True, help="with --redrive: list what would be replayed, run nothing")
 @click.option("--format", "fmt", type=click.Choice(("table", "jsonl")), default="table", show_default=True)
 def deadletters(url: str, listener_id: str | None, start: int | None, end: int | None, target: str | None,
-                fmt: str) -> None:
+                dry_run: bool, fmt: str) -> None:
     """List the dead letters (stream "nova.deadletter"), or redrive them.
 
     With --redrive, each dead letter goes through MODULE:FUNCTION, registered under
-    the listener id it was dead-lettered by (ListenerManager.redrive semantics).
+    the listener id it was dead-lettered by, with ListenerManager.redrive semantics:
+    the original type comes back, the dead-letter metadata goes, and what was done is
+    recorded (stream "nova.deadletter.ack"), so a second redrive skips what the first
+    handled.  Exit code 1 when some failed again or a breaker stopped the redrive.
 
     \b
     Examples:
@@ -340,8 +348,10 @@ def deadletters(url: str, listener_id: str | None, start: int | None, end: int |
     """
     import json
 
-    from nova.resilience.deadletter import DEAD_LETTER_STREAM
+    from nova.resilience.deadletter import DEAD_LETTER_STREAM, ORIGINAL_TYPE_KEY
 
+    if dry_run and target is None:
+        raise click.UsageError("Expected --redrive MODULE:FUNCTION with --dry-run, got none")
     fn = _load_listener(target) if target is not None else None
     with open_url(url) as store:
         letters = []
@@ -352,14 +362,14 @@ def deadletters(url: str, listener_id: str | None, start: int | None, end: int |
         if fn is None:
             rows = [{"time": iso_ns(ev.timestamp), "listener": ev.metadata.get("nova.listener"),
                      "attempts": ev.metadata.get("nova.attempts"), "error": ev.metadata.get("nova.error.type"),
-                     "message": ev.metadata.get("nova.error.message"), "type": ev.type, "id": ev.id}
+                     "message": ev.metadata.get("nova.error.message"),
+                     "type": ev.metadata.get(ORIGINAL_TYPE_KEY, ev.type), "id": ev.id}
                     for ev in letters]
             if fmt == "jsonl":
                 for r in rows:
                     click.echo(json.dumps(r))
             else:
-                _table(f"{len(rows)} dead letters", list(rows[0]) if rows else
-                       ["time", "listener", "attempts", "error", "message", "type", "id"],
+                _table(f"{len(rows)} dead letters", ["time", "listener", "attempts", "error", "message", "type", "id"],
                        [list(r.values()) for r in rows])
             return
         from nova.listener import DeadLetterConfig, ListenerConfig, ListenerManager
@@ -369,12 +379,23 @@ def deadletters(url: str, listener_id: str | None, start: int | None, end: int |
             for lid in dict.fromkeys(ev.metadata.get("nova.listener") for ev in letters):
                 if lid is not None:
                     lm.register(fn, config, id=lid)
-            count = lm.redrive(store, listener_id=listener_id, start=start, end=end) if letters else 0
-            failed = lm.stats().dead_lettered
-        click.echo(f"redriven {count} dead letters through {target}; {failed} failed again (dead-lettered again)")
-        if failed:
-            raise CLIError(f"Expected every redriven event to succeed, got {failed} of {count} failing again "
-                           f"(they are in {DEAD_LETTER_STREAM!r} again)")
+            if not letters:
+                click.echo(f"no dead letters to redrive through {target}")
+                return
+            report = lm.redrive(store, listener_id=listener_id, start=start, end=end, dry_run=dry_run)
+        if dry_run:
+            for ev in report.events:
+                click.echo(json.dumps({"time": iso_ns(ev.timestamp), "type": ev.type, "id": ev.id, "data": ev.data},
+                                      default=str))
+            click.echo(f"would redrive {len(report.events)} dead letters through {target} "
+                       f"(skipped {report.skipped}: already redriven or not selected)")
+            return
+        click.echo(f"redrive through {target}: {report.succeeded} succeeded, {report.failed_again} failed again "
+                   f"(dead-lettered again), {report.rejected} rejected by an open breaker, "
+                   f"{report.skipped} skipped (already redriven), {report.left} left")
+        if report.failed_again or report.rejected or report.left:
+            raise CLIError(f"Expected every redriven event to be handled, got {report.failed_again} failing again, "
+                           f"{report.rejected + report.left} not run (breaker open); run the redrive again later")
 
 
 @cli.command()
