@@ -150,8 +150,8 @@ def replay(url: str, start: int | None, end: int | None, streams: tuple[str, ...
     if start is not None and end is not None and end < start:
         raise click.UsageError(f"Expected --end >= --start, got end {iso_ns(end)} before start {iso_ns(start)}")
     with open_url(url) as store:
-        batch = store.window(start, end, streams=_check_streams(store, streams), types=list(types) or None,
-                             include_system=include_system)
+        extra = {"include_system": True} if include_system else {}  # (not every store takes it yet)
+        batch = store.window(start, end, streams=_check_streams(store, streams), types=list(types) or None, **extra)
         out: IO[Any]
         with contextlib.ExitStack() as stack:
             if output is None:
@@ -251,7 +251,8 @@ def tail(url: str, stream: str | None, cursor: int | None, include_system: bool,
                 start = store.stats().appended
         else:
             start = cursor
-        with store.subscribe(stream, Cursor(stream, start), include_system=include_system) as sub:
+        extra = {"include_system": True} if include_system else {}
+        with store.subscribe(stream, Cursor(stream, start), **extra) as sub:
             with _pipe_guard():
                 _follow(sub, fmt, "position" if stream is not None else "sequence")
 
