@@ -608,6 +608,28 @@ class Bus:
                 dead_letter_errors=sums.dl_errors,
             )
 
+    def topic_counts(self) -> dict[str, list[int]]:
+        """Per live topic: ``[published, handled, failed, retried, dead_lettered,
+        duplicates, dropped, pending]`` summed over its current subscribers' lanes (what
+        :meth:`nova.observability.PrometheusMetricsCollector.watch` reports).  Counts of
+        removed subscribers and deleted topics are in :meth:`stats` only."""
+        out: dict[str, list[int]] = {}
+        with self._lock:
+            for name, t in self._topics.items():
+                row = [sum(t.log.offsets()), 0, 0, 0, 0, 0, 0, 0]
+                for s in t.all_slots():
+                    for lane in s.tslot.lanes:
+                        c = lane.counts()
+                        row[1] += c.handled
+                        row[2] += c.failed
+                        row[3] += c.retried
+                        row[4] += c.dead
+                        row[5] += c.dups
+                        row[6] += c.dropped + c.evicted
+                        row[7] += lane.pending()
+                out[name] = row
+        return out
+
     # -- context managers --------------------------------------------------------------
     def __enter__(self) -> Bus:
         return self
