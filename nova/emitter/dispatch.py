@@ -48,6 +48,7 @@ class Dispatcher:
         self.acquire_timeout = acquire_timeout
         self.bound_workers = bound_workers  # workers take a max_concurrency slot per call
         self.runner = LoopRunner(name, acquire_timeout)
+        self.obs: Any = None  # nova.observability.observers.Observers (tracing, audit) or None
 
     # -- calling ---------------------------------------------------------------------
     def deliver(self, event: Any, route: Route, worker: bool) -> list[tuple[Entry, BaseException]]:
@@ -87,6 +88,26 @@ class Dispatcher:
         if counted:
             self.count(entry, True, t0)
         return None
+
+    def observe(self, obs: Any) -> None:
+        """Run every listener call inside *obs*'s ``begin``/``end`` from now on: the
+        instance's ``invoke`` becomes :meth:`_invoke_observed` (unobserved, ``invoke``
+        stays the class's, without even a check)."""
+        self.obs = obs
+        self.invoke = self._invoke_observed  # type: ignore[method-assign]
+
+    def _invoke_observed(self, entry: Entry, event: Any, wait: bool, worker: bool) -> BaseException | None:
+        """:meth:`invoke` inside the observers' ``begin``/``end`` (one attempt; an
+        emitter does not retry, so a failure is settled ``error`` at once)."""
+        obs = self.obs
+        tokens = obs.begin(event, entry.lid, event.type, None, None, 1)
+        try:
+            r = Dispatcher.invoke(self, entry, event, wait, worker)
+        except BaseException as exc:
+            obs.end(tokens, exc, "error")
+            raise
+        obs.end(tokens, r, "error")
+        return r
 
     def _call(self, entry: Entry, event: Any, wait: bool) -> bool:
         """Call *entry*; False when the call is not to be counted here (a once-listener
