@@ -39,7 +39,6 @@ from nova.bus.topics import Topic
 from nova.errors import BusClosed, SubscriptionNotFound, Timeout, type_name
 from nova.events import EVENT_CLASSES, Event, Subscription, as_listener
 from nova.observability.metrics import NoOpMetricsCollector
-from nova.observability.observers import Observers
 from nova.observability.observers import check as check_observer
 from nova.observability.observers import plus as observers_plus
 from nova.transport import default_transport
@@ -185,7 +184,7 @@ class Bus:
         self._abandoned = False
         self._stopped_consumers: list[Consumer] = []
         self._forked_from: int | None = None  # the parent's pid in a forked child
-        self._obs: Observers | None = None  # tracing / audit trail (nova.observability)
+        self._obs: Any = None  # tracing / audit trail: an observer or Observers (nova.observability.observers)
         _BUSES.add(self)
         if tracing is not None:
             self._add_observer(tracing)

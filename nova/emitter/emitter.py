@@ -43,7 +43,6 @@ from nova.emitter.routes import WILDCARD, Entry, RouteTable, bounded_call, once_
 from nova.emitter.lifecycle import Lifecycle
 from nova.emitter.stats import Counters, EmitterStats, snapshot
 from nova.errors import EmitterClosed, ValidationError, type_name
-from nova.observability.observers import Observers
 from nova.observability.observers import check as check_observer
 from nova.observability.observers import plus as observers_plus
 from nova.events import EVENT_CLASSES, FunctionListener, Subscription, as_listener, check_event, is_async_listener
@@ -196,7 +195,7 @@ class Emitter:
         self._publish_intake()
         self._closed = False
         self._life = Lifecycle(self)
-        self._obs: Observers | None = None  # tracing / audit trail (nova.observability)
+        self._obs: Any = None  # tracing / audit trail: an observer or Observers (nova.observability.observers)
         self._refresh()
         if tracing is not None:
             self._add_observer(tracing)
@@ -395,7 +394,7 @@ class Emitter:
         else:
             self._d.deliver_inline(event)
 
-    def _emit_observed(self, event: Any, obs: Observers) -> None:
+    def _emit_observed(self, event: Any, obs: Any) -> None:
         tokens = obs.send(event, event.type, "emitter")
         try:
             mws = self._mw.all

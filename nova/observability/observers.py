@@ -108,10 +108,14 @@ def check(observer: Any) -> Any:
     return observer
 
 
-def plus(current: Observers | None, observer: Any) -> Observers:
-    """*current* with *observer* added (once: adding it again changes nothing)."""
+def plus(current: Any, observer: Any) -> Any:
+    """*current* (None, one observer or an :class:`Observers`) with *observer* added,
+    once (adding it again changes nothing).  A lone observer is returned as is: the
+    components call it directly, without the fan-out."""
     check(observer)
-    items = () if current is None else current.items
+    if current is None:
+        return observer
+    items = current.items if isinstance(current, Observers) else (current,)
     if any(o is observer for o in items):
-        return current  # type: ignore[return-value]
+        return current
     return Observers((*items, observer))

@@ -151,14 +151,16 @@ class Tracing:
         token = self._context.attach(trace.set_span_in_context(span))
         return span, token
 
-    def end(self, t: Any, exc: BaseException | None, outcome: str | None) -> None:
+    def end(self, t: Any, exc: BaseException | None, outcome: str | None = None) -> None:
         """End the consumer span (error status and exception event on failure)."""
         span, token = t
         try:
             if exc is not None:
                 span.set_status(self._error)
                 span.record_exception(exc)
-            if outcome is not None:
+            if exc is None:
+                span.set_attribute("nova.outcome", "ok")
+            elif outcome is not None:
                 span.set_attribute("nova.outcome", outcome)
             span.end()
         finally:
