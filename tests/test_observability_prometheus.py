@@ -191,3 +191,35 @@ def test_missing_prometheus_client_names_the_extra():
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert "nova-events[prometheus]" in r.stdout
+
+
+def test_metered_emit_counts_exactly(reg):
+    """The metrics-on inline path counts like the fast path (one presumption per
+    route, corrected per failure), for Exceptions and for a BaseException."""
+    m = PrometheusMetricsCollector(reg)
+    em = Emitter(metrics=m, error_policy="continue", on_error=lambda e, x, l: None)
+    seen = []
+    em.subscribe("a", seen.append)
+    em.subscribe("a", lambda ev: 1 / 0)
+    em.subscribe("a", seen.append)
+    for _ in range(10):
+        em.emit(Event("a"))
+    st = em.stats()
+    assert (st.emitted, st.processed, st.failed) == (10, 20, 10)
+    assert len(seen) == 20
+
+    em2 = Emitter(metrics=m)
+
+    def interrupt(ev):
+        raise KeyboardInterrupt
+
+    em2.subscribe("b", interrupt)
+    em2.subscribe("b", seen.append)
+    with pytest.raises(KeyboardInterrupt):
+        em2.emit(Event("b"))
+    st = em2.stats()
+    assert (st.emitted, st.processed, st.failed) == (1, 0, 1)
+    s = scrape(reg)
+    assert s[("nova_events_emitted_total", (("result", "error"), ("type", "a")))] == 10
+    em.shutdown()
+    em2.shutdown()

@@ -197,9 +197,41 @@ class Dispatcher:
 
     def deliver_inline(self, event: Any) -> None:
         """``emit``'s delivery without middleware: every listener, then the policy."""
-        errs = self.deliver(event, self.table.route(event.type), False)
+        route = self.table.route(event.type)
+        if self.metrics is not None and route.all_sync and not route.checked and self.obs is None:
+            self.deliver_metered(event, route)
+            return
+        errs = self.deliver(event, route, False)
         if self.metrics is not None:
             self.metrics.inc_events_emitted(event.type, "error" if errs else "ok")
+        if errs:
+            self.conclude(event, errs)
+
+    def deliver_metered(self, event: Any, route: Route) -> None:
+        """:meth:`deliver_inline` on a route of plain sync calls with metrics on: the
+        fast path's counting (one tick for the route, corrected when a call fails)
+        plus the metrics, without the general path's per-call frames.  Benchmark:
+        ``asv_benchmarks/ratio_observability.py`` (emit with a Prometheus collector)."""
+        m = self.metrics
+        route.wtick()  # n calls presumed processed (the emit itself was counted by the caller)
+        errs: list[tuple[Entry, BaseException]] = []
+        entries = route.entries
+        for i, entry in enumerate(entries):
+            t0 = perf_counter()
+            try:
+                entry.call(event)
+            except Exception as exc:
+                self.counters.correct(1, failed=1)
+                m.observe_listener_duration(entry.lid, perf_counter() - t0)
+                m.inc_events_processed(entry.lid, "error")
+                errs.append((entry, exc))
+                continue
+            except BaseException:  # KeyboardInterrupt...: fix the counts, propagate
+                self.counters.correct(len(entries) - i, failed=1)
+                raise
+            m.observe_listener_duration(entry.lid, perf_counter() - t0)
+            m.inc_events_processed(entry.lid, "ok")
+        m.inc_events_emitted(event.type, "error" if errs else "ok")
         if errs:
             self.conclude(event, errs)
 

@@ -21,12 +21,14 @@ Needs the optional extra: ``pip install 'nova-events[prometheus]'``.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import weakref
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from nova._util.counters import count_value
 from nova.errors import type_name
 
 __all__ = ("PrometheusMetricsCollector", "DEFAULT_BUCKETS", "OTHER", "require_prometheus")
@@ -38,6 +40,14 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
 )
 #: The label value that stands for every value past the cardinality limit.
 OTHER = "other"
+
+
+def _read(kind: str, cell: list[Any]) -> tuple[Any, Any]:
+    if kind == "counter":
+        return count_value(cell[0]) + cell[1], None
+    if kind == "gauge":
+        return cell[0], None
+    return [count_value(c) for c in cell[0]], cell[1][0]
 
 
 def require_prometheus() -> Any:
@@ -80,7 +90,7 @@ class _Bound:
 
 
 class _Family:
-    __slots__ = ("name", "doc", "labels", "kind", "series")
+    __slots__ = ("name", "doc", "labels", "kind", "series", "cache")
 
     def __init__(self, name: str, doc: str, labels: tuple[str, ...], kind: str) -> None:
         self.name = name
@@ -88,6 +98,7 @@ class _Family:
         self.labels = labels
         self.kind = kind  # "counter", "gauge" or "histogram"
         self.series: dict[tuple[str, ...], list[Any]] = {}
+        self.cache: dict[tuple[Any, ...], list[Any]] = {}  # raw label values -> series cell
 
 
 class PrometheusMetricsCollector:
@@ -163,6 +174,12 @@ class PrometheusMetricsCollector:
         registry.register(self)
 
     # -- internals ---------------------------------------------------------------------
+    # A series is a cell: a counter is [itertools.count (the +1 reports, lock-free: one
+    # C call under the GIL), extra (other increments, under the lock)]; a gauge is
+    # [value]; a histogram is [per-bucket counts, sum] (under the lock).  Each family
+    # caches the cell of the label values it was given (the raw values, so a report is
+    # one tuple and one dict lookup): only values that were kept, so the cache is
+    # bounded like the series; a collapsed value takes the bounded path every time.
     def _label_bound(self, label: str) -> _Bound:
         bd = self._bound.get(label)
         if bd is None:
@@ -174,63 +191,101 @@ class PrometheusMetricsCollector:
         self._families.append(f)
         return f
 
-    def _inc(self, f: _Family, key: tuple[str, ...], n: float) -> None:
+    def _cell(self, f: _Family, raw: tuple[Any, ...], bounds: tuple[_Bound, ...]) -> list[Any]:
+        key = tuple(b(v) for b, v in zip(bounds, raw))
         with self._lock:
-            s = f.series.get(key)
-            if s is None:
-                f.series[key] = [n]
-            else:
-                s[0] += n
+            cell = f.series.get(key)
+            if cell is None:
+                if f.kind == "counter":
+                    cell = [itertools.count(), 0]
+                elif f.kind == "gauge":
+                    cell = [0]
+                else:  # a lock-free count per bucket, [sum] (under the lock)
+                    cell = [[itertools.count() for _ in range(len(self._bounds) + 1)], [0.0]]
+                f.series[key] = cell
+            if all(k == v for k, v in zip(key, raw)):  # nothing collapsed: cache it
+                f.cache[raw] = cell
+        return cell
 
-    def _set(self, f: _Family, key: tuple[str, ...], v: float) -> None:
-        with self._lock:
-            f.series[key] = [v]
+    def _add(self, cell: list[Any], n: float) -> None:
+        if n == 1:
+            next(cell[0])
+        else:
+            with self._lock:
+                cell[1] += n
 
-    def _observe(self, f: _Family, key: tuple[str, ...], v: float) -> None:
-        i = bisect_left(self._bounds, v)
+    def _hist(self, f: _Family, raw: tuple[Any, ...], bound: _Bound, v: float) -> None:
+        cell = f.cache.get(raw)
+        if cell is None:
+            cell = self._cell(f, raw, (bound,))
+        next(cell[0][bisect_left(self._bounds, v)])
         with self._lock:
-            s = f.series.get(key)
-            if s is None:
-                s = f.series[key] = [[0] * (len(self._bounds) + 1), 0.0]
-            s[0][i] += 1
-            s[1] += v
+            cell[1][0] += v
 
     # -- the MetricsCollector protocol ---------------------------------------------------
     def inc_events_emitted(self, event_type: str, result: str, n: int = 1) -> None:
         """``nova_events_emitted_total{type,result}`` += *n*."""
-        self._inc(self._emitted, (self._bt(event_type), self._bres(result)), n)
+        f = self._emitted
+        cell = f.cache.get((event_type, result))
+        if cell is None:
+            cell = self._cell(f, (event_type, result), (self._bt, self._bres))
+        if n == 1:
+            next(cell[0])
+        else:
+            self._add(cell, n)
 
     def inc_events_processed(self, listener: str, result: str, n: int = 1) -> None:
         """``nova_events_processed_total{listener,result}`` += *n*."""
-        self._inc(self._processed, (self._blis(listener), self._bres(result)), n)
+        f = self._processed
+        cell = f.cache.get((listener, result))
+        if cell is None:
+            cell = self._cell(f, (listener, result), (self._blis, self._bres))
+        if n == 1:
+            next(cell[0])
+        else:
+            self._add(cell, n)
 
     def inc_events_dropped(self, component: str, reason: str, n: int = 1) -> None:
         """``nova_events_dropped_total{component,reason}`` += *n*."""
-        self._inc(self._dropped, (self._bcomp(component), self._breason(reason)), n)
+        f = self._dropped
+        cell = f.cache.get((component, reason)) or self._cell(f, (component, reason), (self._bcomp, self._breason))
+        self._add(cell, n)
 
     def observe_listener_duration(self, listener: str, seconds: float) -> None:
         """One observation of ``nova_listener_duration_seconds{listener}``."""
-        self._observe(self._ldur, (self._blis(listener),), seconds)
+        f = self._ldur
+        cell = f.cache.get((listener,))
+        if cell is None:
+            cell = self._cell(f, (listener,), (self._blis,))
+        next(cell[0][bisect_left(self._bounds, seconds)])  # lock-free +1 of its bucket
+        with self._lock:
+            cell[1][0] += seconds
 
     def observe_store_append_duration(self, seconds: float, store: str = "memory") -> None:
         """One observation of ``nova_store_append_duration_seconds{store}``."""
-        self._observe(self._sadur, (self._bstore(store),), seconds)
+        self._hist(self._sadur, (store,), self._bstore, seconds)
 
     def observe_store_read_duration(self, seconds: float, store: str = "memory") -> None:
         """One observation of ``nova_store_read_duration_seconds{store}``."""
-        self._observe(self._srdur, (self._bstore(store),), seconds)
+        self._hist(self._srdur, (store,), self._bstore, seconds)
 
     def set_queue_size(self, component: str, size: int) -> None:
         """Set ``nova_queue_size{component}``."""
-        self._set(self._qsize, (self._bcomp(component),), size)
+        f = self._qsize
+        cell = f.cache.get((component,)) or self._cell(f, (component,), (self._bcomp,))
+        cell[0] = size
 
     def set_active_listeners(self, emitter: str, count: int) -> None:
         """Set ``nova_active_listeners{emitter}``."""
-        self._set(self._active, (self._bem(emitter),), count)
+        f = self._active
+        cell = f.cache.get((emitter,)) or self._cell(f, (emitter,), (self._bem,))
+        cell[0] = count
 
     def inc_circuit_transitions(self, listener: str, state: str, n: int = 1) -> None:
         """``nova_circuit_transitions_total{listener,state}`` += *n*."""
-        self._inc(self._circuit, (self._blis(listener), self._bstate(state)), n)
+        f = self._circuit
+        cell = f.cache.get((listener, state)) or self._cell(f, (listener, state), (self._blis, self._bstate))
+        self._add(cell, n)
 
     # -- components read at scrape time ---------------------------------------------------
     def watch(self, *components: Any) -> None:
@@ -327,8 +382,7 @@ class PrometheusMetricsCollector:
         bounds = self._bounds
         les = [*(str(floatToGoString(b)) for b in bounds), "+Inf"]  # type: ignore[no-untyped-call]
         with self._lock:
-            snap = [(f, {k: (list(v[0]) if f.kind == "histogram" else v[0], v[1] if f.kind == "histogram" else None)
-                         for k, v in f.series.items()}) for f in self._families]
+            snap = [(f, {k: _read(f.kind, v) for k, v in list(f.series.items())}) for f in self._families]
             collapsed = {label: bd.collapsed for label, bd in self._bound.items() if bd.collapsed}
         for f, series in snap:
             if f.kind == "counter":
