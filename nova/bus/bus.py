@@ -191,12 +191,13 @@ class Bus:
 
     def _add_observer(self, observer: Any) -> None:
         """Let *observer* (a Tracing or an AuditTrail) see every publish and delivery
-        attempt from now on.  The instance's ``publish`` becomes the observed one
-        (unobserved, ``publish`` stays the class's, without even a check), and every
-        subscriber delivers on the general path."""
+        attempt from now on.  The instance's ``publish`` becomes the observed one when
+        an observer wants sends (tracing; unobserved, ``publish`` stays the class's,
+        without even a check), and every subscriber delivers on the general path."""
         with self._lock:
             self._obs = observers_plus(self._obs, observer)
-            self.publish = self._publish_observed  # type: ignore[method-assign]
+            if self._obs.producer:
+                self.publish = self._publish_observed  # type: ignore[method-assign]
             self._registry.observe(self._obs)
 
     def _publish_observed(self, topic: str, event: Event, *, key: str | bytes | None = None,

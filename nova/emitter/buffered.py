@@ -86,7 +86,7 @@ class BufferedIntake:
                 return None
             event = ev
         obs = owner._obs
-        if obs is not None:  # the producer span covers the intake (tracing, audit)
+        if obs is not None and obs.producer:  # the producer span covers the intake (tracing)
             obs.sent(obs.send(event, event.type, "emitter"), None, None)
         return event
 

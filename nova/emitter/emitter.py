@@ -385,7 +385,7 @@ class Emitter:
         self._prep(event)
         next(self._counters.emitted)
         obs = self._obs
-        if obs is not None:
+        if obs is not None and obs.producer:
             self._emit_observed(event, obs)
             return
         mws = self._mw.all
@@ -476,7 +476,7 @@ class Emitter:
         self._prep(event)
         next(self._counters.emitted)
         obs = self._obs
-        if obs is None:
+        if obs is None or not obs.producer:
             await adeliver_through(self._d, event, self._mw.all)
             return
         tokens = obs.send(event, event.type, "emitter")

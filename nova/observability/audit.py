@@ -26,16 +26,20 @@ and 09:30").
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import deque
+from time import perf_counter
 from typing import Any, NamedTuple
 
 from nova._util import atexit as _exit
 from nova._util.checks import check_timeout
+from nova._util.counters import count_value
 from nova.errors import type_name
-from nova.events import now_ns
 from nova.observability.observers import OUTCOMES
 from nova.resilience.deadletter import qualified_name
 
@@ -49,6 +53,7 @@ AUDIT_STREAM = "nova.audit"
 FIELDS = ("event_id", "event_type", "destination", "partition", "listener", "group", "attempt",
           "outcome", "duration", "error_type", "error_message", "timestamp", "component")
 _MAX_MESSAGE = 1000  # characters of an error message kept
+_TYPES = {o: f"nova.audit.{o}" for o in OUTCOMES}
 
 
 class AuditRecord(NamedTuple):
@@ -136,17 +141,18 @@ class AuditTrail:
         self._buf: deque[tuple[Any, ...]] = deque()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)  # records added / room made / written
-        self._accepted = 0
+        self._accepted = itertools.count()  # lock-free (see _put)
+        self._epoch = (time.time_ns(), perf_counter())  # perf_counter -> wall-clock ns
         self._written = 0
         self._overflowed = 0
         self._write_errors = 0
         self._lost = 0
-        self._writing = 0  # records taken by the writer and not yet written
         self._last_warn = 0.0
         self._closed = False
         self._thread: threading.Thread | None = None
         self._pid = 0
         _exit.register(self.close_at_exit, _exit.STAGE_EXECUTOR)  # after the components feeding it
+        _TRAILS.add(self)
 
     # -- attaching ----------------------------------------------------------------------
     def attach(self, component: Any) -> Any:
@@ -163,6 +169,9 @@ class AuditTrail:
         return component
 
     # -- the observer calls (on delivering threads: cheap) ---------------------------------
+    #: The trail records deliveries, not sends: components skip send/sent for it.
+    producer = False
+
     def send(self, event: Any, destination: str, component: str) -> None:
         """Nothing: the trail records deliveries."""
         return None
@@ -172,27 +181,30 @@ class AuditTrail:
 
     def begin(self, event: Any, listener_id: str, destination: str, partition: int | None,
               group: str | None, attempt: int) -> list[Any]:
-        """Note the start of one attempt."""
-        return [now_ns(), time.perf_counter(), event, listener_id, destination, partition, group, attempt, None, 0.0]
+        """Note the start of one attempt (a perf_counter reading: the wall-clock
+        timestamp is derived by the writer)."""
+        return [perf_counter(), event, listener_id, destination, partition, group, attempt, ""]
 
     def end(self, t: list[Any], exc: BaseException | None, outcome: str | None = None) -> None:
         """The attempt returned or raised; recorded now when its outcome is known."""
-        t[9] = time.perf_counter() - t[1]
-        t[8] = exc
+        dur = perf_counter() - t[0]
         if exc is None:
-            self._put(t, "ok")
-        elif outcome is not None:
-            self._put(t, outcome)
+            self._put((t, dur, None, "ok"))
+        else:
+            t.append((dur, exc))
+            if outcome is not None:
+                self._put((t, dur, exc, outcome))
 
     def settle(self, t: list[Any], outcome: str) -> None:
         """The outcome of a failed attempt is known: record it."""
-        self._put(t, outcome)
+        dur, exc = t[8]
+        self._put((t, dur, exc, outcome))
 
     def record(self, event: Any, listener_id: str, outcome: str, *, destination: str | None = None,
                partition: int | None = None, group: str | None = None, attempt: int = 1,
                duration: float = 0.0, error: BaseException | None = None, component: str = "app") -> None:
         """Record one attempt directly (for an outcome no component reports, or your
-        own delivery code).
+        own delivery code); its timestamp is now.
 
         Raises:
             ValueError: *outcome* is not one of ``ok``, ``error``, ``retry_scheduled``,
@@ -200,32 +212,49 @@ class AuditTrail:
         """
         if outcome not in OUTCOMES:
             raise ValueError(f"Expected an outcome among {', '.join(OUTCOMES)}, got {outcome!r}")
-        t = [now_ns(), 0.0, event, listener_id, destination or event.type, partition, group, attempt, error,
-             float(duration)]
-        self._put(t, outcome, component)
+        t = [perf_counter(), event, listener_id, destination or event.type, partition, group, attempt, component]
+        self._put((t, float(duration), error, outcome))
 
-    def _put(self, t: list[Any], outcome: str, component: str = "") -> None:
-        rec = (*t, outcome, component)
+    def _put(self, rec: tuple[Any, ...]) -> None:
+        # Lock-free on the common path: deque.append and next() on a count are atomic
+        # under the GIL; the bound is checked before the append, so it may be passed by
+        # at most one record per thread racing here.
+        buf = self._buf
+        n = len(buf)
+        if n >= self._cap or self._closed:
+            if not self._full(rec):
+                return
+        else:
+            buf.append(rec)
+            next(self._accepted)
+            if n == self._batch or self._thread is None:
+                self._kick()
+
+    def _full(self, rec: tuple[Any, ...]) -> bool:
+        """The buffer is full (or the trail closed): count it, or wait for room."""
         with self._lock:
             if self._closed:
                 self._overflowed += 1
-                return
-            if len(self._buf) >= self._cap:
-                if not self._block:
-                    self._overflowed += 1
-                    self._warn()
-                    return
-                self._wake()
-                while len(self._buf) >= self._cap and not self._closed:
-                    self._cond.wait(0.1)
+                return False
+            if not self._block:
+                self._overflowed += 1
+                self._warn()
+                return False
+            self._cond.notify_all()
+            while len(self._buf) >= self._cap and not self._closed:
+                self._cond.wait(0.1)
+            if self._closed:
+                self._overflowed += 1
+                return False
             self._buf.append(rec)
-            self._accepted += 1
-            n = len(self._buf)
-        if self._thread is None or self._pid != _getpid():
+            next(self._accepted)
+        return True
+
+    def _kick(self) -> None:
+        if self._thread is None or self._pid != os.getpid():
             self._start()
-        elif n >= self._batch:
-            with self._lock:
-                self._cond.notify_all()
+        with self._lock:
+            self._cond.notify_all()
 
     def _warn(self) -> None:
         now = time.monotonic()
@@ -234,52 +263,64 @@ class AuditTrail:
             _log.warning("nova: audit trail buffer full (%d records): %d records not recorded so far",
                          self._cap, self._overflowed)
 
-    def _wake(self) -> None:
-        self._cond.notify_all()
-
     # -- the writer ---------------------------------------------------------------------------
     def _start(self) -> None:
         with self._lock:
-            if self._thread is not None and self._pid == _getpid():
+            if self._thread is not None and self._pid == os.getpid():
                 return
-            self._pid = _getpid()
-            self._writing = 0
+            self._pid = os.getpid()
             self._thread = threading.Thread(target=self._run, name=f"nova-audit-{self.stream}", daemon=True)
             self._thread.start()
 
     def _run(self) -> None:
+        buf = self._buf
         while True:
-            with self._lock:
-                if not self._buf and not self._closed:
-                    self._cond.wait(self._interval)
-                if not self._buf:
-                    if self._closed:
-                        return
-                    continue
-                batch = [self._buf.popleft() for _ in range(min(self._batch, len(self._buf)))]
-                self._writing = len(batch)
-                self._cond.notify_all()  # room for a blocked delivering thread
+            if not buf:
+                with self._lock:
+                    if not buf:
+                        if self._closed:
+                            return
+                        self._cond.wait(self._interval)
+                        continue
+            batch = []
+            pop = buf.popleft
+            try:
+                for _ in range(self._batch):
+                    batch.append(pop())
+            except IndexError:
+                pass
+            if self._block:
+                with self._lock:
+                    self._cond.notify_all()  # room for a blocked delivering thread
             self._write(batch)
 
     def _write(self, batch: list[tuple[Any, ...]]) -> None:
         try:
+            base_ns, base_pc = self._epoch
             types, stamps, data = [], [], []
-            for r in batch:
-                types.append(f"nova.audit.{r[10]}")
-                stamps.append(r[0])
-                data.append(_data(r))
+            for t, dur, exc, outcome in batch:
+                pc, ev, lid, dest, part, group, attempt, comp = t[:8]
+                ts = base_ns + int((pc - base_pc) * 1e9)
+                types.append(_TYPES.get(outcome) or f"nova.audit.{outcome}")
+                stamps.append(ts)
+                if exc is None:
+                    et = em = None
+                else:
+                    et, em = qualified_name(exc), str(exc)[:_MAX_MESSAGE]
+                data.append({"event_id": ev.id, "event_type": ev.type, "destination": dest, "partition": part,
+                             "listener": lid, "group": group, "attempt": attempt, "outcome": outcome,
+                             "duration": dur, "error_type": et, "error_message": em, "timestamp": ts,
+                             "component": comp or ("bus" if part is not None else "emitter")})
             self.store.append_columns(self.stream, types=types, timestamps=stamps, data=data)
         except BaseException:  # noqa: BLE001 - logged and counted; the writer goes on
             _log.exception("nova: audit trail could not write %d records to stream %r", len(batch), self.stream)
             with self._lock:
                 self._write_errors += 1
                 self._lost += len(batch)
-                self._writing = 0
                 self._cond.notify_all()
             return
         with self._lock:
             self._written += len(batch)
-            self._writing = 0
             self._cond.notify_all()
 
     # -- flush / close ------------------------------------------------------------------------
@@ -288,11 +329,9 @@ class AuditTrail:
         passed first."""
         t = check_timeout(timeout)
         deadline = None if t is None else time.monotonic() + t
-        with self._lock:
-            target = self._accepted
-            if self._thread is None or self._pid != _getpid():
-                if not self._buf:
-                    return True
+        target = count_value(self._accepted)
+        if not self._buf and self._written + self._lost >= target:
+            return True
         self._start()
         with self._lock:
             self._cond.notify_all()
@@ -312,7 +351,7 @@ class AuditTrail:
             self._closed = True
             self._cond.notify_all()
             th = self._thread
-        if th is not None and th is not threading.current_thread() and self._pid == _getpid():
+        if th is not None and th is not threading.current_thread() and self._pid == os.getpid():
             th.join(None if timeout is None else check_timeout(timeout))
         _exit.unregister(self)
         return done
@@ -325,8 +364,9 @@ class AuditTrail:
     def stats(self) -> AuditStats:
         """The trail's counters (see :class:`AuditStats`)."""
         with self._lock:
-            return AuditStats(self._accepted, self._written, self._overflowed, self._write_errors, self._lost,
-                              self._accepted - self._written - self._lost)
+            accepted = count_value(self._accepted)
+            return AuditStats(accepted, self._written, self._overflowed, self._write_errors, self._lost,
+                              accepted - self._written - self._lost)
 
     @property
     def closed(self) -> bool:
@@ -370,30 +410,23 @@ class AuditTrail:
         self.flush()
         return self.store.window(start, end, streams=[self.stream])
 
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._thread = None  # the writer stayed in the parent; the next record starts one
+
     def __repr__(self) -> str:
         return f"<AuditTrail stream={self.stream!r} {'closed' if self._closed else 'open'}>"
 
 
-def _getpid() -> int:
-    import os
-
-    return os.getpid()
+#: Every AuditTrail of this process, for the fork handler below.
+_TRAILS: weakref.WeakSet[AuditTrail] = weakref.WeakSet()
 
 
-def _data(r: tuple[Any, ...]) -> dict[str, Any]:
-    ts, _, ev, lid, dest, part, group, attempt, exc, dur, outcome, comp = r
-    return {
-        "event_id": str(ev.id),
-        "event_type": ev.type,
-        "destination": dest,
-        "partition": part,
-        "listener": lid,
-        "group": group,
-        "attempt": attempt,
-        "outcome": outcome,
-        "duration": dur,
-        "error_type": None if exc is None else qualified_name(exc),
-        "error_message": None if exc is None else str(exc)[:_MAX_MESSAGE],
-        "timestamp": ts,
-        "component": comp or ("bus" if part is not None else "emitter"),
-    }
+def _after_fork_in_child() -> None:
+    for trail in list(_TRAILS):
+        trail._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -3,7 +3,8 @@
 An *observer* (a :class:`~nova.observability.tracing.Tracing`, an
 :class:`~nova.observability.audit.AuditTrail`) sees:
 
-* ``send(event, destination, component) -> token``: an event entering an Emitter
+* ``send(event, destination, component) -> token`` (only if its ``producer``
+  attribute is true or missing): an event entering an Emitter
   (``emit``/``emit_async``/``aemit``; destination = event type) or a Bus (``publish``;
   destination = topic), in the sending thread; ``sent(token, partition, exc)`` when the
   intake returned.
@@ -38,10 +39,12 @@ OUTCOMES = ("ok", "error", "retry_scheduled", "dead_lettered", "rejected_by_circ
 class Observers:
     """A fixed tuple of observers behind the observer calls (see the module)."""
 
-    __slots__ = ("items",)
+    __slots__ = ("items", "producer")
 
     def __init__(self, items: tuple[Any, ...]) -> None:
         self.items = items
+        #: Whether any of them wants ``send``/``sent`` (an AuditTrail does not).
+        self.producer = any(getattr(o, "producer", True) for o in items)
 
     def send(self, event: Any, destination: str, component: str) -> list[Any]:
         """An event enters *component* for *destination*; returns the tokens for :meth:`sent`."""
