@@ -41,6 +41,8 @@ __all__ = (
     "DeadLetterConfig",
     "DeadLetter",
     "Health",
+    "HealthDetail",
+    "RedriveReport",
     "EventStore",
     "MemoryStore",
     "SQLiteStore",
@@ -84,6 +86,8 @@ _LAZY: dict[str, str] = {
     "DeadLetterConfig": "nova.listener",
     "DeadLetter": "nova.listener",
     "Health": "nova.listener",
+    "HealthDetail": "nova.listener",
+    "RedriveReport": "nova.listener",
     "EventStore": "nova.store",
     "MemoryStore": "nova.store",
     "SQLiteStore": "nova.store",
@@ -117,8 +121,10 @@ if TYPE_CHECKING:  # pragma: no cover - type checkers see the real classes, not 
         DeadLetter,
         DeadLetterConfig,
         Health,
+        HealthDetail,
         ListenerConfig,
         ListenerManager,
+        RedriveReport,
         RetryPolicy,
     )
     from nova.observability.audit import AuditTrail
@@ -128,7 +134,7 @@ if TYPE_CHECKING:  # pragma: no cover - type checkers see the real classes, not 
         SimpleMetricsCollector,
     )
     from nova.pool import RateLimiter, Semaphore, WorkerPool
-    from nova.store import Cursor, EventBatch, EventStore, MemoryStore
+    from nova.store import Cursor, EventBatch, EventStore, MemoryStore, SQLiteStore
 
 
 def __getattr__(name: str) -> Any:

@@ -122,9 +122,11 @@ def test_store_sink_gets_the_event_with_its_metadata(caller: str, caplog: pytest
     assert len(store.appended) == 1
     stream, stored = store.appended[0]
     assert stream == "nova.deadletter"
-    assert (stored.id, stored.type, stored.data, stored.timestamp) == (failed.id, failed.type, 1, failed.timestamp)
+    # issue 13: its own type, the original one in metadata
+    assert (stored.id, stored.type, stored.data, stored.timestamp) == (failed.id, "nova.deadletter", 1, failed.timestamp)
     md = dict(stored.metadata)
     assert int(md.pop("nova.deadletter.timestamp")) == letters[0].timestamp > 0
+    assert md.pop("nova.original_type") == failed.type
     assert md == {
         "nova.error.type": "ConnectionError",
         "nova.error.message": "down for 1",

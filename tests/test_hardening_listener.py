@@ -44,21 +44,31 @@ def cfg(**kw: Any) -> ListenerConfig:
 
 
 class Watch:
-    """Counts listener and dead-letter calls, and those that *start* after stop() returned."""
+    """Counts listener and dead-letter calls, and those that *start* after stop() returned.
+
+    A retry call that nova had already started (its claim check passed) when stop()'s time
+    ran out may reach the listener's first line only after stop() returned (the thread
+    waited for the GIL in between).  stop() reports exactly those: their event is in its
+    list, dead-lettered with ``Timeout`` "still running".  So a late call is allowed only
+    for such an event (:func:`_assert_quiet` checks it); anything else is a defect.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.stopped = False
         self.calls = 0
         self.late_calls = 0
+        self.late_events: list[str] = []
         self.letters: list[DeadLetter] = []
         self.late_letters = 0
+        self.returned: list[DeadLetter] = []
 
-    def call(self) -> None:
+    def call(self, ev: Event | None = None) -> None:
         with self.lock:
             self.calls += 1
             if self.stopped:
                 self.late_calls += 1
+                self.late_events.append(ev.id if ev is not None else "")
 
     def on_dead(self, dl: DeadLetter) -> None:
         with self.lock:
@@ -82,11 +92,24 @@ def _settle(watch: Watch, n_letters: int) -> None:
         time.sleep(0.005)
 
 
-def _assert_quiet(watch: Watch, calls: int, letters: int) -> None:
+def _still_running(returned: list[DeadLetter]) -> set[str]:
+    """Ids of the events stop() returned because their call was running at its deadline."""
+    return {d.event.id for d in returned
+            if isinstance(d.error, errors.Timeout) and "still running" in str(d.error)}
+
+
+def _assert_quiet(watch: Watch, calls: int, letters: int, returned: list[DeadLetter] | None = None) -> None:
     time.sleep(0.3)  # anything still scheduled would run in this time (delays are ms)
     with watch.lock:
-        assert (watch.late_calls, watch.late_letters) == (0, 0)
-        assert watch.calls == calls
+        assert watch.late_letters == 0
+        if returned is None:
+            assert watch.late_calls == 0
+        else:
+            # Only calls nova had started before the deadline (reported as still running).
+            allowed = _still_running(returned)
+            assert all(eid in allowed for eid in watch.late_events), (watch.late_events, len(allowed))
+            assert len(watch.late_events) == len(set(watch.late_events))
+        assert watch.calls == calls + watch.late_calls
 
 
 # -- item 5: stop(timeout) -------------------------------------------------------------------------
@@ -97,7 +120,7 @@ def test_stop_timeout_returns_every_pending_retry_and_nothing_runs_after() -> No
     watch = Watch()
 
     def always_fails(ev: Event) -> None:
-        watch.call()
+        watch.call(ev)
         time.sleep(0.0005)
         raise ConnectionError("down")
 
@@ -114,7 +137,7 @@ def test_stop_timeout_returns_every_pending_retry_and_nothing_runs_after() -> No
     assert sorted(d.event.data for d in out) == list(range(320))
     assert lm.stats().pending == 0 and lm.stats().processed == 0
     _settle(watch, 320)
-    _assert_quiet(watch, calls, 320)
+    _assert_quiet(watch, calls, 320, out)
     assert len(watch.letters) == 320 and {id(d) for d in watch.letters} == {id(d) for d in out}
     assert lm.stats().dead_lettered == 320
 
@@ -335,7 +358,7 @@ def test_stress_stop_with_many_producers_exact_counts(pool: bool) -> None:
     per_event: Counter[str] = Counter()
 
     def lis(ev: Event) -> None:
-        watch.call()
+        watch.call(ev)
         with lock:
             per_event[ev.id] += 1
             k = per_event[ev.id]
@@ -381,7 +404,7 @@ def test_stress_stop_with_many_producers_exact_counts(pool: bool) -> None:
         assert all(v == 1 for v in handled.values())
         assert st.dead_lettered == len(out)
         _settle(watch, len(out))
-        _assert_quiet(watch, calls, len(out))
+        _assert_quiet(watch, calls, len(out), out)
         assert lm.stats().pending == 0  # one may still have been in its dead-letter handler
         assert len(watch.letters) == len(out)
     finally:

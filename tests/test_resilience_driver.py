@@ -92,7 +92,10 @@ def test_dead_letter_event_metadata():
     ev = deadletter.dead_letter_event(_dl())
     assert ev.metadata == {"k": "v", "nova.error.type": "KeyError", "nova.error.message": "'gone'",
                            "nova.attempts": "3", "nova.listener": "lst", "nova.deadletter.timestamp": "123",
-                           "nova.topic": "orders"}
+                           "nova.topic": "orders", "nova.original_type": "t"}
+    assert ev.type == "nova.deadletter"
+    back = deadletter.restore_event(ev)
+    assert (back.type, back.metadata) == ("t", {"k": "v"})
 
 
 def test_send_to_handler_and_store():

@@ -3,8 +3,11 @@
 Same names, results and exceptions as ``columns_py`` (the specification; read its
 module docstring for the layout).  The per-event paths (single append, batch append of
 Events, window lookup, materialisation of Events, stream reads) work on raw int64
-buffers held by numpy arrays; bulk maintenance (index merge, eviction, compaction)
-is vectorised numpy, as in the pure twin.
+buffers held by numpy arrays; bulk maintenance (index merge, compaction, name
+release) and the argument checks are the plain code both twins import from
+``nova._core._columns_common``.
+Over 600 lines because it is one idea, the column log and the slices that read it,
+mirroring the pure twin method for method.
 """
 
 cimport cython
@@ -26,14 +29,23 @@ import numpy as np
 
 from nova import _core
 from nova._core import forksafe as _forksafe
-from nova._core.columns_py import (
-    _MAX_CAPACITY,
+from nova._core._columns_common import (
     _EVENT_TYPES,
+    NO_ROWS as _NO_ROWS,
+    Compaction,
     _ids_list,
     _objects_list,
     _types_list,
+    check_capacity,
+    check_rows as _check_rows,
+    extend_index,
+    grow_array as _grow_array,
+    refuse_name,
+    release_types,
     restore_columns,
+    trim_auto_ids,
 )
+from nova._core import _columns_common
 from nova._core.timeconv import check_bound as _check_bound
 from nova._core.timeconv import timestamps_array
 from nova.errors import ValidationError
@@ -42,9 +54,11 @@ cnp.import_array()
 
 __all__ = ("ColumnLog", "WindowSlice", "FLAG_EVENT", "FLAG_DEAD")
 
-FLAG_EVENT = 1
-FLAG_DEAD = 2
+FLAG_EVENT = _columns_common.FLAG_EVENT
+FLAG_DEAD = _columns_common.FLAG_DEAD
 
+# The same numbers as nova._core._columns_common, as C constants for the row loops
+# (tests/test_columns.py checks they agree).
 cdef enum:
     C_EVENT = 1
     C_DEAD = 2
@@ -52,23 +66,12 @@ cdef enum:
     MIN_GARBAGE = 256
 
 cdef object _Event = _core.Event
-# Shared by every stream with no rows: capacity 0, so nothing is ever written to it.
-cdef object _NO_ROWS = np.empty(0, dtype=np.int64)
-_NO_ROWS.flags.writeable = False
 cdef object _now_ns = _core.now_ns
 cdef char* _HEX = b"0123456789abcdef"
 
 
 cdef inline str _tname(object value):
     return value.__class__.__name__
-
-
-cdef object _grow_array(object arr, Py_ssize_t used, Py_ssize_t need):
-    cdef Py_ssize_t old = len(arr)
-    cdef Py_ssize_t cap = max(need, old + old // 2, MIN_CAPACITY)
-    new = np.empty(cap, dtype=arr.dtype)
-    new[:used] = arr[:used]
-    return new
 
 
 cdef inline void _hex(char* out, uint64_t value, int width) noexcept:
@@ -266,20 +269,6 @@ cdef class _Stream:
 
 cdef inline bint _is_int(object v):
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-cdef object _check_rows(object rows, Py_ssize_t n):
-    """*rows* as a 1-d int64 array of row indexes in [0, n) (ValueError otherwise)."""
-    arr = np.asarray(rows)
-    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
-        raise ValueError(
-            f"Expected rows as a 1-d array of int row indexes, got shape {arr.shape} dtype {arr.dtype}"
-        )
-    if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
-        raise ValueError(
-            f"Expected row indexes in [0, {n}), got values in [{int(arr.min())}, {int(arr.max())}]"
-        )
-    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 cdef WindowSlice _slice(ColumnLog log, Py_ssize_t lo, Py_ssize_t hi, object rows):
@@ -507,6 +496,8 @@ cdef class _Appender:
 cdef class ColumnLog:
     """ColumnLog(capacity=1024)
 
+    One state machine over the columns, hence one class over ~400 lines.
+
     An append-only columnar event log with a (timestamp, sequence) index.  See
     ``nova._core.columns_py`` for the layout.  Not thread-safe: callers serialise access.
 
@@ -518,13 +509,7 @@ cdef class ColumnLog:
     def __cinit__(self, capacity=1024):
         # __cinit__, not __init__: ColumnLog.__new__(ColumnLog) from Python must not
         # leave NULL column pointers behind.
-        if isinstance(capacity, bool) or not isinstance(capacity, int):
-            raise TypeError(f"Expected capacity as an int, got {_tname(capacity)}")
-        if capacity < 0:
-            raise ValueError(f"Expected capacity >= 0, got {capacity}")
-        if capacity > _MAX_CAPACITY:
-            raise ValueError(f"Expected capacity <= {_MAX_CAPACITY} rows, got {capacity}")
-        cdef Py_ssize_t cap = max(<Py_ssize_t>capacity, MIN_CAPACITY)
+        cdef Py_ssize_t cap = check_capacity(capacity)
         self._set_arrays(
             np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.int64),
             np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.int32),
@@ -593,8 +578,7 @@ cdef class ColumnLog:
             ValidationError: *name* is not a non-empty ``str``.
         """
         if not isinstance(name, str) or not name:
-            got = repr(name) if isinstance(name, str) else _tname(name)
-            raise ValidationError(f"Expected a non-empty str stream name, got {got}")
+            refuse_name(name, "stream name")
         code = self._stream_index.get(name)
         if code is not None:
             return code
@@ -612,8 +596,7 @@ cdef class ColumnLog:
         code = self._type_index.get(name)
         if code is None:
             if not isinstance(name, str) or not name:
-                got = repr(name) if isinstance(name, str) else _tname(name)
-                raise ValidationError(f"Expected a non-empty str event type, got {got}")
+                refuse_name(name, "event type")
             code = len(self._type_names)
             self._type_names.append(name)
             self._type_index[name] = code
@@ -630,8 +613,7 @@ cdef class ColumnLog:
             ValidationError: *name* is not a non-empty ``str``.
         """
         if not isinstance(name, str) or not name:
-            got = repr(name) if isinstance(name, str) else _tname(name)
-            raise ValidationError(f"Expected a non-empty str event type, got {got}")
+            refuse_name(name, "event type")
         code = self._type_index.get(name)
         if code is not None:
             return code
@@ -1112,51 +1094,13 @@ cdef class ColumnLog:
 
     # ---------------------------------------------------------------- index
     cdef int _ensure_index(self) except -1:
-        cdef Py_ssize_t n = self._n
-        cdef Py_ssize_t cap, k, s, e, m
-        ts = self._ts
-        if self._perm is None:
-            order = np.argsort(ts[:n], kind="stable").astype(np.int64)
-            cap = max(n + n // 2, MIN_CAPACITY)
-            self._perm = np.empty(cap, dtype=np.int64)
-            self._perm_ts = np.empty(cap, dtype=np.int64)
-            self._perm[:n] = order
-            self._perm_ts[:n] = ts[order]
-            self._perm_n = n
-            self._perm_start = 0
-            self._perm_rows = n
+        """See ``columns_py.ColumnLog._ensure_index``."""
+        if self._perm is not None and self._perm_rows == self._n:
             return 0
-        if self._perm_rows == n:
-            return 0
-        new_rows = np.arange(self._perm_rows, n, dtype=np.int64)
-        nts = ts[self._perm_rows:n]
-        order = np.argsort(nts, kind="stable")
-        new_rows = new_rows[order]
-        nts = nts[order]
-        k = len(new_rows)
-        s, e = self._perm_start, self._perm_n
-        if e == s or nts[0] >= self._perm_ts[e - 1]:
-            if e + k > len(self._perm):
-                self._perm = _grow_array(self._perm, e, e + k)
-                self._perm_ts = _grow_array(self._perm_ts, e, e + k)
-            self._perm[e:e + k] = new_rows
-            self._perm_ts[e:e + k] = nts
-            self._perm_n = e + k
-        else:
-            cur = self._perm[s:e]
-            cur_ts = self._perm_ts[s:e]
-            at = np.searchsorted(cur_ts, nts, side="right")
-            merged = np.insert(cur, at, new_rows)
-            merged_ts = np.insert(cur_ts, at, nts)
-            m = len(merged)
-            cap = max(m + m // 2, MIN_CAPACITY)
-            self._perm = np.empty(cap, dtype=np.int64)
-            self._perm_ts = np.empty(cap, dtype=np.int64)
-            self._perm[:m] = merged
-            self._perm_ts[:m] = merged_ts
-            self._perm_start = 0
-            self._perm_n = m
-        self._perm_rows = n
+        self._perm, self._perm_ts, self._perm_start, self._perm_n = extend_index(
+            self._ts, self._perm, self._perm_ts, self._perm_start, self._perm_n, self._perm_rows, self._n
+        )
+        self._perm_rows = self._n
         return 0
 
     cdef object _alive_mask(self, object rows):
@@ -1382,65 +1326,38 @@ cdef class ColumnLog:
         Remove evicted rows from storage now (also done automatically once evicted
         rows are at least half of the storage).  Earlier slices are unaffected.
         """
-        cdef Py_ssize_t n = self._n
-        cdef Py_ssize_t m, cap
+        cdef Py_ssize_t m
         cdef _Stream st
         if not self._sorted:
             self._ensure_index()
-        alive = np.zeros(n, dtype=bool)
-        alive[self._start:n] = (self._flags[self._start:n] & C_DEAD) == 0
-        keep = np.flatnonzero(alive)
-        m = len(keep)
-        newrow = np.full(n, -1, dtype=np.int64)
-        newrow[keep] = np.arange(m, dtype=np.int64)
-        cap = max(m + m // 2, MIN_CAPACITY)
-
-        def take(arr):
-            out = np.empty(cap, dtype=arr.dtype)
-            out[:m] = arr[keep]
-            return out
-
+        plan = Compaction(self._flags, self._start, self._n)
+        m = plan.m
         self._set_arrays(
-            take(self._ts), take(self._seq), take(self._pos),
-            take(self._stream), take(self._type), take(self._flags),
+            plan.take(self._ts), plan.take(self._seq), plan.take(self._pos),
+            plan.take(self._stream), plan.take(self._type), plan.take(self._flags),
         )
-        keep_list = keep.tolist()
-        objs = self._objs
-        self._objs = [objs[i] for i in keep_list]
+        self._objs = plan.take_list(self._objs)
         if self._ids is not None:
-            ids = self._ids
-            self._ids = [ids[i] for i in keep_list]
+            self._ids = plan.take_list(self._ids)
         for s in self._streams:
             st = <_Stream>s
             if st.implicit:  # still the only stream: its rows are the kept rows
                 st.n = m
                 st.head = 0
                 continue
-            r = st.rows[st.head:st.n]
-            r = newrow[r[alive[r]]]
-            if len(r):
-                rows = np.empty(max(len(r) + len(r) // 2, MIN_CAPACITY), dtype=np.int64)
-                rows[:len(r)] = r
-            else:  # a stream emptied by eviction keeps no row storage (grown on its next push)
-                rows = _NO_ROWS
+            rows, st.n = plan.stream_rows(st.rows, st.head, st.n)
             st.set_rows(rows)
-            st.n = len(r)
             st.head = 0
         if not self._sorted:
-            p = self._perm[self._perm_start:self._perm_n]
-            p = newrow[p[alive[p]]]
-            if bool((p == np.arange(m)).all()):
+            index = plan.index(self._perm, self._perm_start, self._perm_n, self._ts)
+            if index is None:  # the kept rows are in time order again
                 self._sorted = True
                 self._perm = self._perm_ts = None
                 self._perm_n = self._perm_start = self._perm_rows = 0
             else:
-                self._perm = np.empty(cap, dtype=np.int64)
-                self._perm_ts = np.empty(cap, dtype=np.int64)
-                self._perm[:m] = p
-                self._perm_ts[:m] = self._ts[p]
-                self._perm_n = m
+                self._perm, self._perm_ts = index
+                self._perm_n = self._perm_rows = m
                 self._perm_start = 0
-                self._perm_rows = m
         if self._sorted:
             self._max_ts = self._ts_p[m - 1] if m else INT64_MIN
         self._n = m
@@ -1450,24 +1367,11 @@ cdef class ColumnLog:
 
     cdef int _release_names(self, Py_ssize_t m) except -1:
         """See ``columns_py.ColumnLog._release_names``."""
-        cdef Py_ssize_t k, t
-        if len(self._auto_seq) > 1:
-            first = self._seq_p[0] if m else self._next_seq
-            k = bisect_right(self._auto_seq, first) - 1
-            if k > 0:
-                self._auto_seq = self._auto_seq[k:]
-                self._auto_ms = self._auto_ms[k:]
-        t = len(self._type_names)
-        if t == 0:
+        first = self._seq_p[0] if m else self._next_seq
+        self._auto_seq, self._auto_ms = trim_auto_ids(self._auto_seq, self._auto_ms, first)
+        names = release_types(self._type, m, self._type_names)
+        if names is None:
             return 0
-        used = np.bincount(self._type[:m], minlength=t) if m else np.zeros(t, dtype=np.int64)
-        if used.all():
-            return 0
-        keep = np.flatnonzero(used)
-        remap = np.full(t, -1, dtype=np.int32)
-        remap[keep] = np.arange(len(keep), dtype=np.int32)
-        self._type[:m] = remap[self._type[:m]]
-        names = [self._type_names[c] for c in keep.tolist()]
         self._type_names = names
         self._type_index = {name: code for code, name in enumerate(names)}
         self._last_type = None

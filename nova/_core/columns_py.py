@@ -26,6 +26,10 @@ Eviction
     compaction once they are at least half of the rows, so eviction is O(1) amortized.
     Rows of a given storage generation never change once written: a :class:`WindowSlice`
     taken earlier stays valid and consistent whatever happens to the log afterwards.
+
+The numpy work both twins share (index merge, compaction plans, name release) and the
+argument checks live in :mod:`nova._core._columns_common`.  Over 600 lines because it
+is one idea, the column log and the slices that read it.
 """
 
 from __future__ import annotations
@@ -39,49 +43,38 @@ from typing import Any
 import numpy as np
 
 from nova import _core
-from nova._core import event_py, forksafe, timeconv
+from nova._core import forksafe, timeconv
+from nova._core._columns_common import (
+    _EVENT_TYPES,
+    FLAG_DEAD,
+    FLAG_EVENT,
+    INT64_MIN,
+    MIN_CAPACITY,
+    MIN_GARBAGE,
+    Compaction,
+    _ids_list,
+    _objects_list,
+    _types_list,
+    check_capacity,
+    check_rows,
+    extend_index,
+    grow_array,
+    refuse_name,
+    release_types,
+    restore_columns,
+    trim_auto_ids,
+)
 from nova.errors import ValidationError
 
 __all__ = ("ColumnLog", "WindowSlice", "FLAG_EVENT", "FLAG_DEAD")
 
-#: The row's object column holds the Event itself.
-FLAG_EVENT = 1
-#: The row was evicted (tombstone).
-FLAG_DEAD = 2
-
-_MIN_CAPACITY = 16
-#: The most rows a log may be sized for up front: an int64 column of that many rows
-#: still has a byte size numpy can express.
-_MAX_CAPACITY = (2**63 - 1) // 8
-_MIN_GARBAGE = 256
-#: Shared by every stream with no rows: capacity 0, so nothing is ever written to it.
-_NO_ROWS = np.empty(0, dtype=np.int64)
-_NO_ROWS.flags.writeable = False
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
 
 
-def _event_types() -> tuple[type, ...]:
-    types: list[type] = [event_py.Event]
-    active = _core.Event
-    if active is not event_py.Event:
-        types.insert(0, active)
-    return tuple(types)
-
-
-_EVENT_TYPES = _event_types()
 _Event: Any = _core.Event
 
 
 def _tname(value: object) -> str:
     return type(value).__name__
-
-
-def _grow_array(arr: np.ndarray, used: int, need: int) -> np.ndarray:
-    cap = max(need, len(arr) + len(arr) // 2, _MIN_CAPACITY)
-    new = np.empty(cap, dtype=arr.dtype)
-    new[:used] = arr[:used]
-    return new
 
 
 def _format_id(ms: int, node: int, seq: int) -> str:
@@ -91,145 +84,6 @@ def _format_id(ms: int, node: int, seq: int) -> str:
 _check_bound = timeconv.check_bound
 #: Shared with the compiled twin and the stores: see :mod:`nova._core.timeconv`.
 timestamps_array = timeconv.timestamps_array
-
-
-def _types_list(types: object, n: int) -> list[str] | str:
-    """Validate *types*: one str for every row, or a sequence of n non-empty str."""
-    if isinstance(types, str):
-        if not types:
-            raise ValidationError("Expected a non-empty str event type, got ''")
-        return types
-    if isinstance(types, np.ndarray):
-        if types.ndim != 1:
-            raise ValidationError(f"Expected 1-D types, got an array of shape {types.shape}")
-        items = types.tolist()
-    elif isinstance(types, Sequence) and not isinstance(types, bytes):
-        items = list(types)
-    else:
-        raise TypeError(f"Expected types as a str or a sequence of str, got {_tname(types)}")
-    if len(items) != n:
-        raise ValidationError(f"Expected {n} types (one per event), got {len(items)}")
-    for i, t in enumerate(items):
-        if type(t) is str and t:
-            continue
-        if isinstance(t, bytes):
-            t = t.decode("utf-8")
-        if not isinstance(t, str) or not t:
-            got = repr(t) if isinstance(t, str) else _tname(t)
-            raise ValidationError(f"Expected non-empty str event types, got {got} at index {i}")
-        items[i] = str(t)
-    out: list[str] = items
-    return out
-
-
-def _objects_list(values: object, n: int, name: str) -> list[Any]:
-    if type(values) is list:
-        if len(values) != n:
-            raise ValidationError(f"Expected {n} {name} (one per event), got {len(values)}")
-        same: list[Any] = values
-        return same
-    if isinstance(values, np.ndarray):
-        if values.ndim != 1:
-            raise ValidationError(f"Expected 1-D {name}, got an array of shape {values.shape}")
-        items = values.tolist()
-    elif isinstance(values, Sequence) and not isinstance(values, (str, bytes)):
-        items = list(values)
-    else:
-        raise TypeError(f"Expected {name} as a sequence, got {_tname(values)}")
-    if len(items) != n:
-        raise ValidationError(f"Expected {n} {name} (one per event), got {len(items)}")
-    result: list[Any] = items
-    return result
-
-
-def _ids_list(ids: object, n: int) -> list[str]:
-    items = _objects_list(ids, n, "ids")
-    for i, v in enumerate(items):
-        if not isinstance(v, str) or not v:
-            got = repr(v) if isinstance(v, str) else _tname(v)
-            raise ValidationError(f"Expected non-empty str event ids, got {got} at index {i}")
-    return items
-
-
-def restore_columns(
-    log_streams: int,
-    log_types: int,
-    next_seq: int,
-    last_positions: np.ndarray,
-    stream_codes: object,
-    type_codes: object,
-    timestamps: object,
-    sequences: object,
-    positions: object,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Check the columns of :meth:`ColumnLog.restore_rows` (both twins use it) and
-    return them as contiguous ``(stream int32, type int32, ts, seq, pos int64)`` arrays.
-
-    *last_positions* holds each stream's last position (indexed by code).
-
-    Raises:
-        TypeError: a column is not a sequence or array of ints.
-        ValidationError: columns of different lengths, an unknown stream or type code,
-            sequences not increasing from *next_seq*, positions not increasing past
-            their stream's last position.
-    """
-    cols = []
-    for name, values, dtype in (
-        ("stream_codes", stream_codes, np.int32),
-        ("type_codes", type_codes, np.int32),
-        ("timestamps", timestamps, np.int64),
-        ("sequences", sequences, np.int64),
-        ("positions", positions, np.int64),
-    ):
-        arr = np.asarray(values)
-        if arr.ndim != 1 or (len(arr) and arr.dtype.kind not in "iu"):
-            raise TypeError(f"Expected {name} as a 1-D array of ints, got {arr.dtype} of shape {arr.shape}")
-        cols.append(np.ascontiguousarray(arr, dtype=dtype))
-    sc, tc, ts, seq, pos = cols
-    seq_: Any = seq
-    k = len(sc)
-    if not len(tc) == len(ts) == len(seq) == len(pos) == k:
-        raise ValidationError(
-            f"Expected columns of one length, got {k}, {len(tc)}, {len(ts)}, {len(seq)} and {len(pos)}"
-        )
-    if k == 0:
-        return sc, tc, ts, seq, pos
-    if k == 1:  # one row (a durable store's single append): scalar checks
-        c, t, q, p = int(sc[0]), int(tc[0]), int(seq[0]), int(pos[0])
-        if not 0 <= c < log_streams:
-            raise ValidationError(f"Expected stream codes in [0, {log_streams}), got {c}..{c}")
-        if not 0 <= t < log_types:
-            raise ValidationError(f"Expected type codes in [0, {log_types}), got {t}..{t}")
-        if q < next_seq:
-            raise ValidationError(f"Expected sequences increasing from {next_seq}, got {[q]}...")
-        if p <= int(last_positions[c]):
-            raise ValidationError(
-                f"Expected positions increasing past the stream's last position {int(last_positions[c])}, "
-                f"got {p} in stream code {c}"
-            )
-        return sc, tc, ts, seq, pos
-    if int(sc.min()) < 0 or int(sc.max()) >= log_streams:
-        raise ValidationError(f"Expected stream codes in [0, {log_streams}), got {int(sc.min())}..{int(sc.max())}")
-    if int(tc.min()) < 0 or int(tc.max()) >= log_types:
-        raise ValidationError(f"Expected type codes in [0, {log_types}), got {int(tc.min())}..{int(tc.max())}")
-    if int(seq[0]) < next_seq or (k > 1 and bool((seq_[1:] <= seq_[:-1]).any())):
-        raise ValidationError(f"Expected sequences increasing from {next_seq}, got {seq[:8].tolist()}...")
-    # per stream, positions must increase past the stream's last position
-    order = np.lexsort((seq, sc))
-    s_sorted = sc[order]
-    p_sorted: Any = pos[order]
-    first = np.ones(k, dtype=bool)
-    first[1:] = s_sorted[1:] != s_sorted[:-1]
-    prev: Any = np.empty(k, dtype=np.int64)
-    prev[1:] = p_sorted[:-1]
-    prev[first] = last_positions[s_sorted[first]]
-    if bool((p_sorted <= prev).any()):
-        bad = int(np.flatnonzero(p_sorted <= prev)[0])
-        raise ValidationError(
-            f"Expected positions increasing past the stream's last position {int(prev[bad])}, "
-            f"got {int(p_sorted[bad])} in stream code {int(s_sorted[bad])}"
-        )
-    return sc, tc, ts, seq, pos
 
 
 def _view(arr: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -245,7 +99,7 @@ class _Stream:
     __slots__ = ("rows", "n", "head", "last_pos", "live", "evicted")
 
     def __init__(self) -> None:
-        self.rows = np.empty(_MIN_CAPACITY, dtype=np.int64)
+        self.rows = np.empty(MIN_CAPACITY, dtype=np.int64)
         self.n = 0
         self.head = 0
         self.last_pos = 0
@@ -254,33 +108,19 @@ class _Stream:
 
     def push(self, row: int) -> None:
         if self.n == len(self.rows):
-            self.rows = _grow_array(self.rows, self.n, self.n + 1)
+            self.rows = grow_array(self.rows, self.n, self.n + 1)
         self.rows[self.n] = row
         self.n += 1
 
     def push_range(self, first: int, count: int) -> None:
         if self.n + count > len(self.rows):
-            self.rows = _grow_array(self.rows, self.n, self.n + count)
+            self.rows = grow_array(self.rows, self.n, self.n + count)
         self.rows[self.n : self.n + count] = np.arange(first, first + count, dtype=np.int64)
         self.n += count
 
 
 def _is_int(v: object) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _check_rows(rows: object, n: int) -> np.ndarray:
-    """*rows* as a 1-d int64 array of row indexes in [0, n) (ValueError otherwise)."""
-    arr = np.asarray(rows)
-    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
-        raise ValueError(
-            f"Expected rows as a 1-d array of int row indexes, got shape {arr.shape} dtype {arr.dtype}"
-        )
-    if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
-        raise ValueError(
-            f"Expected row indexes in [0, {n}), got values in [{int(arr.min())}, {int(arr.max())}]"
-        )
-    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 def _slice(log: ColumnLog, lo: int, hi: int, rows: np.ndarray | None) -> WindowSlice:
@@ -317,7 +157,7 @@ class WindowSlice:
                     f"Expected rows lo, hi with 0 <= lo <= hi <= {n}, got {lo!r}, {hi!r}"
                 )
         else:
-            rows = _check_rows(rows, n)
+            rows = check_rows(rows, n)
             lo = hi = 0
         self._init(log, int(lo), int(hi), rows)
 
@@ -417,6 +257,8 @@ class WindowSlice:
 class ColumnLog:
     """ColumnLog(capacity=1024)
 
+    One state machine over the columns, hence one class over ~400 lines.
+
     An append-only columnar event log with a (timestamp, sequence) index.  See the
     module docstring for the layout.  Not thread-safe: callers serialise access.
 
@@ -426,13 +268,7 @@ class ColumnLog:
     """
 
     def __init__(self, capacity: int = 1024) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int):
-            raise TypeError(f"Expected capacity as an int, got {_tname(capacity)}")
-        if capacity < 0:
-            raise ValueError(f"Expected capacity >= 0, got {capacity}")
-        if capacity > _MAX_CAPACITY:
-            raise ValueError(f"Expected capacity <= {_MAX_CAPACITY} rows, got {capacity}")
-        cap = max(capacity, _MIN_CAPACITY)
+        cap = check_capacity(capacity)
         self._ts = np.empty(cap, dtype=np.int64)
         self._seq = np.empty(cap, dtype=np.int64)
         self._pos = np.empty(cap, dtype=np.int64)
@@ -446,7 +282,7 @@ class ColumnLog:
         self._dead = 0
         self._live = 0
         self._next_seq = 1
-        self._max_ts = _INT64_MIN
+        self._max_ts = INT64_MIN
         self._sorted = True
         self._perm: np.ndarray | None = None
         self._perm_ts: np.ndarray | None = None
@@ -522,8 +358,7 @@ class ColumnLog:
             ValidationError: *name* is not a non-empty ``str``.
         """
         if not isinstance(name, str) or not name:
-            got = repr(name) if isinstance(name, str) else _tname(name)
-            raise ValidationError(f"Expected a non-empty str stream name, got {got}")
+            refuse_name(name, "stream name")
         code = self._stream_index.get(name)
         if code is not None:
             return code
@@ -542,8 +377,7 @@ class ColumnLog:
             ValidationError: *name* is not a non-empty ``str``.
         """
         if not isinstance(name, str) or not name:
-            got = repr(name) if isinstance(name, str) else _tname(name)
-            raise ValidationError(f"Expected a non-empty str event type, got {got}")
+            refuse_name(name, "event type")
         code = self._type_index.get(name)
         if code is not None:
             return code
@@ -583,12 +417,12 @@ class ColumnLog:
         need = self._n + k
         if need > len(self._ts):
             n = self._n
-            self._ts = _grow_array(self._ts, n, need)
-            self._seq = _grow_array(self._seq, n, need)
-            self._pos = _grow_array(self._pos, n, need)
-            self._stream = _grow_array(self._stream, n, need)
-            self._type = _grow_array(self._type, n, need)
-            self._flags = _grow_array(self._flags, n, need)
+            self._ts = grow_array(self._ts, n, need)
+            self._seq = grow_array(self._seq, n, need)
+            self._pos = grow_array(self._pos, n, need)
+            self._stream = grow_array(self._stream, n, need)
+            self._type = grow_array(self._type, n, need)
+            self._flags = grow_array(self._flags, n, need)
 
     def append_event(self, code: int, event: Any) -> int:
         """Append one Event to stream *code*; return its position.
@@ -909,50 +743,10 @@ class ColumnLog:
     # ---------------------------------------------------------------- index
     def _ensure_index(self) -> None:
         """Bring the (timestamp, sequence) permutation up to date (unsorted mode)."""
-        n = self._n
-        ts = self._ts
-        if self._perm is None or self._perm_ts is None:
-            order = np.argsort(ts[:n], kind="stable").astype(np.int64)
-            cap = max(n + n // 2, _MIN_CAPACITY)
-            self._perm = np.empty(cap, dtype=np.int64)
-            self._perm_ts = np.empty(cap, dtype=np.int64)
-            self._perm[:n] = order
-            self._perm_ts[:n] = ts[order]
-            self._perm_n = n
-            self._perm_start = 0
-            self._perm_rows = n
-            return
-        if self._perm_rows == n:
-            return
-        new_rows = np.arange(self._perm_rows, n, dtype=np.int64)
-        nts = ts[self._perm_rows : n]
-        order = np.argsort(nts, kind="stable")
-        new_rows = new_rows[order]
-        nts = nts[order]
-        k = len(new_rows)
-        s, e = self._perm_start, self._perm_n
-        if e == s or nts[0] >= self._perm_ts[e - 1]:
-            if e + k > len(self._perm):
-                self._perm = _grow_array(self._perm, e, e + k)
-                self._perm_ts = _grow_array(self._perm_ts, e, e + k)
-            self._perm[e : e + k] = new_rows
-            self._perm_ts[e : e + k] = nts
-            self._perm_n = e + k
-        else:
-            cur = self._perm[s:e]
-            cur_ts = self._perm_ts[s:e]
-            at = np.searchsorted(cur_ts, nts, side="right")
-            merged = np.insert(cur, at, new_rows)
-            merged_ts = np.insert(cur_ts, at, nts)
-            m = len(merged)
-            cap = max(m + m // 2, _MIN_CAPACITY)
-            self._perm = np.empty(cap, dtype=np.int64)
-            self._perm_ts = np.empty(cap, dtype=np.int64)
-            self._perm[:m] = merged
-            self._perm_ts[:m] = merged_ts
-            self._perm_start = 0
-            self._perm_n = m
-        self._perm_rows = n
+        self._perm, self._perm_ts, self._perm_start, self._perm_n = extend_index(
+            self._ts, self._perm, self._perm_ts, self._perm_start, self._perm_n, self._perm_rows, self._n
+        )
+        self._perm_rows = self._n
 
     def _alive_mask(self, rows: np.ndarray) -> np.ndarray:
         mask: np.ndarray = (rows >= self._start) & ((self._flags[rows] & FLAG_DEAD) == 0)
@@ -1108,7 +902,7 @@ class ColumnLog:
             self._dead -= 1
         self._start = s
         garbage = self._start + self._dead
-        if garbage >= _MIN_GARBAGE and garbage * 2 >= self._n:
+        if garbage >= MIN_GARBAGE and garbage * 2 >= self._n:
             self.compact()
 
     def evict_before(self, cutoff: int) -> int:
@@ -1169,62 +963,35 @@ class ColumnLog:
     def compact(self) -> None:
         """Remove evicted rows from storage now (also done automatically once evicted
         rows are at least half of the storage).  Earlier slices are unaffected."""
-        n = self._n
         if not self._sorted:
             self._ensure_index()
-        alive = np.zeros(n, dtype=bool)
-        alive[self._start : n] = (self._flags[self._start : n] & FLAG_DEAD) == 0
-        keep = np.flatnonzero(alive)
-        m = len(keep)
-        newrow = np.full(n, -1, dtype=np.int64)
-        newrow[keep] = np.arange(m, dtype=np.int64)
-        cap = max(m + m // 2, _MIN_CAPACITY)
-
-        def take(arr: np.ndarray) -> np.ndarray:
-            out = np.empty(cap, dtype=arr.dtype)
-            out[:m] = arr[keep]
-            return out
-
-        self._ts = take(self._ts)
-        self._seq = take(self._seq)
-        self._pos = take(self._pos)
-        self._stream = take(self._stream)
-        self._type = take(self._type)
-        self._flags = take(self._flags)
-        keep_list = keep.tolist()
-        objs = self._objs
-        self._objs = [objs[i] for i in keep_list]
+        plan = Compaction(self._flags, self._start, self._n)
+        m = plan.m
+        self._ts = plan.take(self._ts)
+        self._seq = plan.take(self._seq)
+        self._pos = plan.take(self._pos)
+        self._stream = plan.take(self._stream)
+        self._type = plan.take(self._type)
+        self._flags = plan.take(self._flags)
+        self._objs = plan.take_list(self._objs)
         if self._ids is not None:
-            ids = self._ids
-            self._ids = [ids[i] for i in keep_list]
+            self._ids = plan.take_list(self._ids)
         for st in self._streams:
-            r = st.rows[st.head : st.n]
-            r = newrow[r[alive[r]]]
-            if len(r):
-                st.rows = np.empty(max(len(r) + len(r) // 2, _MIN_CAPACITY), dtype=np.int64)
-                st.rows[: len(r)] = r
-            else:  # a stream emptied by eviction keeps no row storage (grown on its next push)
-                st.rows = _NO_ROWS
-            st.n = len(r)
+            st.rows, st.n = plan.stream_rows(st.rows, st.head, st.n)
             st.head = 0
         if not self._sorted:
-            assert self._perm is not None and self._perm_ts is not None
-            p = self._perm[self._perm_start : self._perm_n]
-            p = newrow[p[alive[p]]]
-            if bool((p == np.arange(m)).all()):
+            assert self._perm is not None
+            index = plan.index(self._perm, self._perm_start, self._perm_n, self._ts)
+            if index is None:  # the kept rows are in time order again
                 self._sorted = True
                 self._perm = self._perm_ts = None
                 self._perm_n = self._perm_start = self._perm_rows = 0
             else:
-                self._perm = np.empty(cap, dtype=np.int64)
-                self._perm_ts = np.empty(cap, dtype=np.int64)
-                self._perm[:m] = p
-                self._perm_ts[:m] = self._ts[p]
-                self._perm_n = m
+                self._perm, self._perm_ts = index
+                self._perm_n = self._perm_rows = m
                 self._perm_start = 0
-                self._perm_rows = m
         if self._sorted:
-            self._max_ts = int(self._ts[m - 1]) if m else _INT64_MIN
+            self._max_ts = int(self._ts[m - 1]) if m else INT64_MIN
         self._n = m
         self._start = 0
         self._dead = 0
@@ -1236,22 +1003,10 @@ class ColumnLog:
         row has (codes are renumbered densely).  New lists replace the old ones, so
         slices taken earlier keep theirs: memory stays bounded under retention even
         when every append brings a new type name."""
-        if len(self._auto_seq) > 1:
-            first = int(self._seq[0]) if m else self._next_seq
-            k = bisect_right(self._auto_seq, first) - 1
-            if k > 0:
-                self._auto_seq = self._auto_seq[k:]
-                self._auto_ms = self._auto_ms[k:]
-        t = len(self._type_names)
-        if t == 0:
+        first = int(self._seq[0]) if m else self._next_seq
+        self._auto_seq, self._auto_ms = trim_auto_ids(self._auto_seq, self._auto_ms, first)
+        names = release_types(self._type, m, self._type_names)
+        if names is None:
             return
-        used = np.bincount(self._type[:m], minlength=t) if m else np.zeros(t, dtype=np.int64)
-        if bool(used.all()):
-            return
-        keep = np.flatnonzero(used)
-        remap = np.full(t, -1, dtype=np.int32)
-        remap[keep] = np.arange(len(keep), dtype=np.int32)
-        self._type[:m] = remap[self._type[:m]]
-        names = [self._type_names[c] for c in keep.tolist()]
         self._type_names = names
         self._type_index = {name: code for code, name in enumerate(names)}

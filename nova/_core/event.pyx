@@ -12,6 +12,7 @@ from libc.stdint cimport int64_t, uint64_t
 import os
 
 from nova._core import timeconv as _timeconv
+from nova._core._event_common import check_metadata as _check_metadata
 from nova.errors import ValidationError
 
 __all__ = ("Event", "new_id", "to_timestamp_ns", "now_ns")
@@ -94,29 +95,6 @@ def new_id():
         _last_ms = ms
     _seq += 1
     return _format_id(ms, _node, _seq)
-
-
-cdef dict _check_metadata(object metadata):
-    cdef dict md
-    if metadata is None:
-        return None
-    if isinstance(metadata, dict):
-        md = dict(<dict>metadata)
-    else:
-        try:
-            md = dict(metadata)
-        except (TypeError, ValueError):
-            raise ValidationError(
-                f"Expected metadata as a dict[str, str], got {type(metadata).__name__}"
-            ) from None
-    for k, v in md.items():
-        if not isinstance(k, str):
-            raise ValidationError(f"Expected str metadata keys, got {type(k).__name__} key {k!r}")
-        if not isinstance(v, str):
-            raise ValidationError(
-                f"Expected str metadata values, got {type(v).__name__} for key {k!r}"
-            )
-    return md
 
 
 @cython.final

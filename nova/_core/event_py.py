@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from nova._core import timeconv
+from nova._core._event_common import check_metadata as _check_metadata
 from nova.errors import ValidationError
 
 __all__ = ("Event", "new_id", "to_timestamp_ns", "now_ns")
@@ -74,29 +75,6 @@ def _format_id(ms: int, node: int, seq: int) -> str:
 def new_id() -> str:
     """Return a new event id: unique across threads and processes, time-sortable."""
     return _format_id(*_next_id_parts(time.time_ns()))
-
-
-def _check_metadata(metadata: object) -> dict[str, str] | None:
-    if metadata is None:
-        return None
-    md: dict[object, object]
-    if isinstance(metadata, dict):
-        md = dict(metadata)
-    else:
-        try:
-            md = dict(metadata)  # type: ignore[call-overload]
-        except (TypeError, ValueError):
-            raise ValidationError(
-                f"Expected metadata as a dict[str, str], got {type(metadata).__name__}"
-            ) from None
-    for k, v in md.items():
-        if not isinstance(k, str):
-            raise ValidationError(f"Expected str metadata keys, got {type(k).__name__} key {k!r}")
-        if not isinstance(v, str):
-            raise ValidationError(
-                f"Expected str metadata values, got {type(v).__name__} for key {k!r}"
-            )
-    return md  # type: ignore[return-value]  # checked above: every key and value is a str
 
 
 class Event:

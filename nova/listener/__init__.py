@@ -36,9 +36,10 @@ from __future__ import annotations
 from nova.listener.config import ListenerConfig
 from nova.listener.managed import ManagedListener
 from nova.listener.manager import ListenerManager
-from nova.listener.stats import Health, ListenerStats
+from nova.listener.stats import Health, HealthDetail, ListenerStats
 from nova.resilience.circuit import CircuitBreaker, CircuitState
 from nova.resilience.deadletter import DEAD_LETTER_STREAM, dead_letter_event
+from nova.resilience.redrive import RedriveReport
 from nova.resilience.policy import Backoff, CircuitConfig, DeadLetter, DeadLetterConfig, RetryPolicy
 
 __all__ = (
@@ -55,5 +56,7 @@ __all__ = (
     "DeadLetter",
     "ListenerConfig",
     "Health",
+    "HealthDetail",
+    "RedriveReport",
     "DEAD_LETTER_STREAM",
 )

@@ -111,7 +111,10 @@ class ListenerCalls(ListenerState):
                     c["timeouts"] += 1
         br = self._breaker
         if br is not None:
-            br._record(ok, epoch)
+            if exc is None or br.records(exc):
+                br._record(ok, epoch, now - t0)
+            else:  # an ignored error: neither a failure nor a success
+                br._abandon(epoch)
         if self._metrics_on:
             m = self._metrics
             result = "ok" if ok else ("timeout" if isinstance(exc, Timeout) else "error")
@@ -169,10 +172,11 @@ class ListenerCalls(ListenerState):
                     self._bucket.acquire(1)  # sleeps on the manager's clock
                 elif self._limiter is not None:
                     self._limiter.acquire(1)
+                t0 = self._now()
+                # checked right before the call: stop() may claim the retry up to here
                 if retry is not None and retry.state != CALLING:  # claimed by stop() meanwhile
                     self._abandon(epoch)
                     return None
-                t0 = self._now()
                 if self._timeout is None:
                     r = self._fn(event)
                     if r is not None and self._check_result and inspect.isawaitable(r):

@@ -23,7 +23,7 @@ from nova._util.checks import check_duration
 from nova._util.loop import LoopThread
 from nova._util.runner import ThreadRunner
 from nova.errors import Timeout
-from nova.listener.pending import CALLING, CLAIMABLE, CLAIMED, DONE, IN_TASK, PENDING, Retry
+from nova.listener.pending import CALLING, CLAIMABLE, CLAIMED, DONE, IN_TASK, LETTERING, PENDING, Retry
 from nova.resilience.policy import DeadLetter
 from nova.resilience.scheduler import Scheduler
 
@@ -120,8 +120,9 @@ class DrainMixin:
                 with rcond:
                     done = rcond.wait_for(lambda: not busy(), max(0.0, real_end - time.monotonic()))
                 if not done:
-                    # Time is up: what did not run or did not finish is dead-lettered now.
-                    self._claim(lambda r: r.state in CLAIMABLE and r is not me)
+                    # Time is up: what did not run or did not finish is dead-lettered now,
+                    # and dead letters whose delivery did not begin are delivered here.
+                    self._claim(lambda r: (r.state in CLAIMABLE or r.state == LETTERING) and r is not me)
         finally:
             with rcond:
                 self._collectors = [c for c in self._collectors if c is not letters]
@@ -141,6 +142,15 @@ class DrainMixin:
         with self._rcond:
             for r in [r for r in self._retries if which(r)]:
                 m = r.managed
+                if r.state == LETTERING:
+                    # Decided by the thread that ran it, not delivered yet: deliver it here.
+                    dl = r.letter
+                    self._forget(r, CLAIMED)
+                    for letters in self._collectors:
+                        if not any(x is dl for x in letters):
+                            letters.append(dl)
+                    taken.append((r, dl))
+                    continue
                 if r.state == CALLING:
                     err: BaseException = Timeout(
                         f"Expected the retry of listener {m._id!r} to finish before stop() ended, "

@@ -83,7 +83,8 @@ class ManagedListener(ListenerRetries):
 
     def _fast_failed(self, event: Any, exc: BaseException) -> None:
         br = self._breaker
-        self._record(False, self._now(), br._epoch if br is not None else 0, exc, 0.0)
+        now = self._now()
+        self._record(False, now, br._epoch if br is not None else 0, exc, now)
         self._after_failure(event, exc, 1, getattr(event, "type", None), None)
 
     def _handle_slow(self, event: Any) -> Any:

@@ -23,8 +23,8 @@ from nova.listener.config import ListenerConfig
 from nova.listener.drain import DrainMixin
 from nova.listener.managed import ManagedListener
 from nova.listener.pending import CLAIMED, IN_TASK, Retry
-from nova.listener.stats import HEALTH_ORDER, STAT_FIELDS, Health, ListenerStats
-from nova.resilience.deadletter import DEAD_LETTER_STREAM, METADATA_KEYS
+from nova.listener.stats import HEALTH_ORDER, STAT_FIELDS, Health, HealthDetail, ListenerStats
+from nova.resilience.redrive import RedriveReport, Target, redrive
 from nova.resilience.policy import DeadLetter
 from nova.resilience.scheduler import Scheduler
 from nova.testing import SYSTEM_CLOCK
@@ -332,11 +332,13 @@ class ListenerManager(DrainMixin):
 
         Per listener, in this order:
 
-        * ``CIRCUIT_OPEN`` if its breaker is open or half-open;
+        * ``CIRCUIT_OPEN`` if its breaker is open (a breaker whose ``timeout`` passed is
+          half-open, computed from the clock without waiting for a call);
         * ``UNHEALTHY`` if at least half of its calls in the last circuit ``window``
           failed, with at least 10 calls in the window (calls are counted in 1/16-window
           slices, so the window's edge is exact to a sixteenth);
-        * ``DEGRADED`` if a call failed within the window or retries are pending;
+        * ``DEGRADED`` if its breaker is half-open, a call failed within the window or
+          retries are pending;
         * ``HEALTHY`` otherwise.
         """
         with self._lock:
@@ -347,6 +349,24 @@ class ListenerManager(DrainMixin):
             if HEALTH_ORDER[h] > HEALTH_ORDER[worst]:
                 worst = h
         return worst
+
+    def health_detail(self, listener_id: str | None = None) -> list[HealthDetail]:
+        """Why :meth:`health` says what it says: a :class:`HealthDetail` (listener, health,
+        the rule that decided it, since when) per registered listener (or for
+        *listener_id* only), worst first.
+
+        Raises:
+            nova.errors.ListenerNotFound: *listener_id* is not registered.
+
+        .. versionadded:: 0.2
+        """
+        if listener_id is not None:
+            return [self.get(listener_id).health_detail()]
+        with self._lock:
+            listeners = list(self._listeners.values())
+        details = [m.health_detail() for m in listeners]
+        details.sort(key=lambda d: -HEALTH_ORDER[d.health])
+        return details
 
     def stats(self, listener_id: str | None = None) -> ListenerStats:
         """Counters of one listener, or the totals over the registered ones (``None``).
@@ -367,44 +387,55 @@ class ListenerManager(DrainMixin):
 
     # -- redrive -----------------------------------------------------------------------------------
     def redrive(self, store: Any, *, listener_id: str | None = None, start: Any = None,
-                end: Any = None) -> int:
+                end: Any = None, dry_run: bool = False, on_open: str = "stop") -> RedriveReport:
         """Replay dead letters from *store*'s ``"nova.deadletter"`` stream back through
         their listeners (all registered ones, or only *listener_id*), each with
         :meth:`process` semantics (inline, with retries).  *start*/*end* bound the events'
-        timestamps, ``[start, end)``.  The dead-letter metadata is removed first.
+        timestamps, ``[start, end)``.  Each event gets its original type back and loses
+        the dead-letter metadata.
 
-        Returns how many events were replayed.  The stream is append-only: replayed
-        entries stay, and an event that fails again is dead-lettered again.  Entries of
-        listeners not registered here are skipped.
+        Idempotent: what was done is recorded in stream ``"nova.deadletter.ack"`` of the
+        same store (the dead-letter stream itself is never rewritten), so an entry handled
+        by a redrive, or one that failed again and was dead-lettered anew into this store,
+        is skipped by the next redrive.  Before each entry the listener's breaker is
+        asked: if it is open the redrive stops there (``on_open="stop"``, the entry counts
+        as ``rejected`` and the rest as ``left``) or waits on the manager's clock until it
+        half-opens (``on_open="wait"``).  ``dry_run=True`` runs nothing and lists the
+        events that would be replayed in ``events``.
+
+        Returns a :class:`~nova.resilience.redrive.RedriveReport`.
 
         Raises:
             nova.errors.ListenerNotFound: *listener_id* is not registered.
             TypeError: *store* is not an EventStore.
+            ValueError: *on_open* is not ``"stop"`` or ``"wait"``.
+
+        .. versionchanged:: 0.2
+            Returns a RedriveReport (was the number replayed); idempotent; breaker-aware;
+            ``dry_run`` and ``on_open``.
         """
-        if not callable(getattr(store, "replay", None)):
+        from nova.events import Event
+
+        if not callable(getattr(store, "replay", None)) or not callable(getattr(store, "append", None)):
             raise TypeError(f"Expected an EventStore (with replay) to redrive from, got {type_name(store)}")
         if listener_id is not None:
             self.get(listener_id)
-        count = 0
-        for ev in _dead_letters(store, start, end):
-            meta = ev.metadata
-            lid = meta.get("nova.listener")
-            if lid is None or (listener_id is not None and lid != listener_id):
-                continue
+
+        def target(lid: str) -> Target | None:
+            if listener_id is not None and lid != listener_id:
+                return None
             managed = self._listeners.get(lid)
             if managed is None:
-                continue
-            clean = {k: v for k, v in meta.items() if k not in METADATA_KEYS}
-            managed.run_inline(ev.replace(metadata=clean), topic=meta.get("nova.topic"))
-            count += 1
-        return count
+                return None
+
+            def run(event: Any, topic: str | None) -> bool:
+                return managed.run_inline(event, topic=topic)
+
+            return Target(run, managed.breaker, managed.config.dead_letter.store is store)
+
+        return redrive(store, target, start=start, end=end, dry_run=dry_run, on_open=on_open,
+                       wait=self._clock.sleep, new_event=Event)
 
     def __repr__(self) -> str:
         return f"<ListenerManager listeners={len(self._listeners)} health={self.health().value}>"
 
-
-
-def _dead_letters(store: Any, start: Any, end: Any) -> list[Any]:
-    """The events of the dead-letter stream of *store* in ``[start, end)`` (a snapshot,
-    in timestamp order)."""
-    return list(store.replay(start, end, streams=[DEAD_LETTER_STREAM]))

@@ -12,7 +12,8 @@ from nova.resilience.scheduler import Entry
 if TYPE_CHECKING:
     from nova.listener.retries import ListenerRetries
 
-__all__ = ("Retry", "IN_TASK", "PENDING", "CALLING", "DECIDING", "LETTERING", "DONE", "CLAIMED", "CLAIMABLE")
+__all__ = ("Retry", "IN_TASK", "PENDING", "CALLING", "DECIDING", "LETTERING", "DELIVERING", "DONE", "CLAIMED",
+           "CLAIMABLE")
 
 #: The scheduled task (a :class:`Retry`) that runs in this thread or asyncio task.
 IN_TASK: contextvars.ContextVar[Any] = contextvars.ContextVar("nova_listener_task", default=None)
@@ -23,10 +24,13 @@ IN_TASK: contextvars.ContextVar[Any] = contextvars.ContextVar("nova_listener_tas
 PENDING = 0  # scheduled (in the timer heap, or handed to a runner, pool or loop, not started)
 CALLING = 1  # its listener call runs
 DECIDING = 2  # the call failed; retry_if / the next delay are being worked out
-LETTERING = 3  # being dead-lettered by the thread that ran it (handler, store)
+LETTERING = 3  # its dead letter is made; the thread that ran it has not begun delivering it
+DELIVERING = 6  # that thread runs the dead-letter path (on_error, handler, store) now
 DONE = 4  # handled, rescheduled as a new retry, or dead-lettered
 CLAIMED = 5  # taken by stop(): dead-lettered there; whatever the call does later is ignored
 CLAIMABLE = (PENDING, CALLING, DECIDING)
+# When its time is up, stop() also takes over a LETTERING retry's dead letter and delivers
+# it itself, so no dead-letter call of a retry it covered starts after it returned.
 
 
 class Retry:
@@ -34,9 +38,11 @@ class Retry:
 
     ``attempts`` and ``error`` describe the calls made so far (updated when a call
     fails); ``due`` is its time on the manager's clock; ``fut`` the future of an async
-    attempt's task (cancelled when stop() claims it mid-call)."""
+    attempt's task (cancelled when stop() claims it mid-call); ``letter`` its dead letter
+    once it is LETTERING."""
 
-    __slots__ = ("managed", "event", "attempts", "error", "topic", "loop", "state", "due", "entry", "fut")
+    __slots__ = ("managed", "event", "attempts", "error", "topic", "loop", "state", "due", "entry", "fut",
+                 "letter")
 
     def __init__(self, managed: ListenerRetries, event: Any, attempts: int, error: BaseException,
                  topic: str | None, loop: asyncio.AbstractEventLoop | None, due: float) -> None:
@@ -50,6 +56,7 @@ class Retry:
         self.due = due
         self.entry: Entry | None = None
         self.fut: concurrent.futures.Future[Any] | None = None
+        self.letter: Any = None  # its DeadLetter once LETTERING
 
     def __call__(self) -> Any:
         return self.managed._run_retry(self)

@@ -11,7 +11,7 @@ import weakref
 from typing import Any
 
 from nova.listener.calls import ListenerCalls
-from nova.listener.pending import CALLING, DECIDING, IN_TASK, LETTERING, PENDING, Retry
+from nova.listener.pending import CALLING, DECIDING, DELIVERING, IN_TASK, LETTERING, PENDING, Retry
 from nova.resilience.retry import next_delay
 
 __all__ = ("ListenerRetries",)
@@ -47,12 +47,22 @@ class ListenerRetries(ListenerCalls):
                     letters.append(dl)
             if prev is not None:
                 prev.state = LETTERING
+                prev.letter = dl
+        if prev is None:
+            self._deliver_dead_letter(dl)
+            return
+        # Between the decision above and the delivery a stop() whose time ran out may have
+        # taken the dead letter over (it delivers it before returning): the delivery begins
+        # only if it is still ours, so none starts after that stop() returned.
+        with mgr._rcond:
+            if prev.state != LETTERING:
+                return
+            prev.state = DELIVERING
         try:
             self._deliver_dead_letter(dl)
         finally:
-            if prev is not None:
-                with mgr._rcond:
-                    mgr._forget(prev)
+            with mgr._rcond:
+                mgr._forget(prev)
 
     def _run_retry(self, retry: Retry) -> Any:
         """Run one scheduled retry (on a runner thread, or on the original loop)."""

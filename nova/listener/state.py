@@ -16,7 +16,7 @@ from nova._util.checks import now_fn
 from nova._util.counters import count_value
 from nova.events import now_ns
 from nova.listener.config import ListenerConfig
-from nova.listener.stats import BUCKETS, STAT_FIELDS, UNHEALTHY_MIN_CALLS, Health, ListenerStats
+from nova.listener.stats import BUCKETS, STAT_FIELDS, UNHEALTHY_MIN_CALLS, Health, HealthDetail, ListenerStats
 from nova.resilience.circuit import CircuitBreaker, CircuitState
 from nova.resilience.deadletter import send as send_dead_letter
 from nova.resilience.policy import DeadLetter
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 __all__ = ("ListenerState",)
 
 _log = logging.getLogger("nova.listener")
+
+#: Seconds (manager's clock) between two "circuit opened" WARNINGs of one listener.
+OPEN_WARNING_INTERVAL = 60.0
 
 
 class ListenerState:
@@ -83,7 +86,13 @@ class ListenerState:
         # breaker
         cc = config.circuit
         self._breaker = CircuitBreaker(cc, clock, self._on_transition) if cc.enabled else None
-        self._window = cc.window
+        # Rate rules, a count window and slow calls need every call's outcome and time:
+        # such a breaker keeps the listener off the fast path (which records only failures).
+        self._breaker_sees_successes = (
+            cc.failure_rate is not None or cc.slow_call_duration is not None or cc.window_type == "count")
+        self._window = float(cc.window) if cc.window_type == "time" else 60.0
+        self._warned_at = -math.inf  # clock time of the last "circuit opened" WARNING
+        self._opens_unwarned = 0
         # counters
         self._c = dict.fromkeys(STAT_FIELDS, 0)
         # successful calls (== events handled): an itertools.count is an atomic counter
@@ -91,7 +100,7 @@ class ListenerState:
         self._ok_next = self._ok.__next__
         self._last_failure = -math.inf
         # health buckets: calls and failures in BUCKETS slices of the window
-        self._bw = cc.window / BUCKETS
+        self._bw = self._window / BUCKETS
         self._b_calls = [0] * BUCKETS
         self._b_fail = [0] * BUCKETS
         self._b_idx = 0
@@ -119,7 +128,7 @@ class ListenerState:
             and self._bucket is None
             and self._limiter is None
             and not self._metrics_on
-            and (br is None or br._state is CircuitState.CLOSED)
+            and (br is None or (br._state is CircuitState.CLOSED and not self._breaker_sees_successes))
             and (self._tokens is not None or not self._check_result)
         )
 
@@ -134,7 +143,23 @@ class ListenerState:
             report = getattr(self._metrics, "inc_circuit_transitions", None)
             if report is not None:  # collectors written before 0.1 may lack it
                 report(self._id, new.value)
-        _log.info("nova: circuit of listener %r: %s -> %s", self._id, old.value, new.value)
+        _log.debug("nova: circuit of listener %r: %s -> %s", self._id, old.value, new.value)
+        if new is CircuitState.OPEN:
+            self._warn_opened()
+
+    def _warn_opened(self) -> None:
+        """One WARNING when the breaker opens, at most one per :data:`OPEN_WARNING_INTERVAL`
+        seconds of the manager's clock per listener (the openings in between are counted
+        in the next one; every transition is logged at DEBUG and counted in stats)."""
+        now = self._now()
+        if now - self._warned_at < OPEN_WARNING_INTERVAL:
+            self._opens_unwarned += 1
+            return
+        more, self._opens_unwarned, self._warned_at = self._opens_unwarned, 0, now
+        br = self._breaker
+        reason = br.reason if br is not None else ""
+        _log.warning("nova: circuit of listener %r opened (%s)%s", self._id, reason,
+                     f"; {more} more opening(s) since the last warning" if more else "")
 
     # -- bookkeeping -------------------------------------------------------------------
     def _roll(self, now: float) -> None:
@@ -218,9 +243,21 @@ class ListenerState:
 
     def health(self) -> Health:
         """This listener's :class:`Health` (rules in :meth:`ListenerManager.health`)."""
+        return self.health_detail().health
+
+    def health_detail(self) -> HealthDetail:
+        """This listener's health and why: the rule that decided it and since when."""
         br = self._breaker
-        if br is not None and br.state is not CircuitState.CLOSED:
-            return Health.CIRCUIT_OPEN
+        if br is not None:
+            state = br.state  # an open breaker whose timeout passed is half-open now
+            if state is CircuitState.OPEN:
+                return HealthDetail(self._id, Health.CIRCUIT_OPEN, "circuit open: " + br.reason,
+                                    br.since, br.retry_after())
+            half_open = state is CircuitState.HALF_OPEN
+            since = br.since
+        else:
+            half_open = False
+            since = 0.0
         now = self._now()
         with self._lock:
             if now >= self._b_end:
@@ -228,13 +265,19 @@ class ListenerState:
             self._b_calls[self._b_idx] = count_value(self._b_count)
             calls = sum(self._b_calls)
             fails = sum(self._b_fail)
-            recent_failure = now - self._last_failure < self._window
+            last_failure = self._last_failure
             pending = self._c["pending"]
         if calls >= UNHEALTHY_MIN_CALLS and 2 * fails >= calls:
-            return Health.UNHEALTHY
-        if recent_failure or pending:
-            return Health.DEGRADED
-        return Health.HEALTHY
+            return HealthDetail(self._id, Health.UNHEALTHY,
+                                f"{fails} of {calls} calls failed in the last {self._window:g}s", last_failure)
+        if half_open:
+            return HealthDetail(self._id, Health.DEGRADED, "circuit half-open: probing", since)
+        if now - last_failure < self._window:
+            return HealthDetail(self._id, Health.DEGRADED,
+                                f"{fails} of {calls} calls failed in the last {self._window:g}s", last_failure)
+        if pending:
+            return HealthDetail(self._id, Health.DEGRADED, f"{pending} retries pending", now)
+        return HealthDetail(self._id, Health.HEALTHY, "", since)
 
     def _reset_after_fork(self) -> None:
         """In a forked child (called by the manager's fork hook): fresh locks, the

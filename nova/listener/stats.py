@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
-__all__ = ("Health", "ListenerStats")
+__all__ = ("Health", "HealthDetail", "ListenerStats")
 
 
 class Health(str, enum.Enum):
     """Health of a listener or of a whole manager (see :meth:`ListenerManager.health`).
 
-    * ``CIRCUIT_OPEN`` (``"circuit-open"``): a breaker is open (or half-open).
+    * ``CIRCUIT_OPEN`` (``"circuit-open"``): a breaker is open.  Once its ``timeout``
+      has passed it is half-open (computed from the clock, no call needed).
     * ``UNHEALTHY``: at least half of the calls in the circuit window failed, with at
       least 10 calls in the window.
-    * ``DEGRADED``: a failure in the window, or retries pending.
+    * ``DEGRADED``: a breaker half-open (probing), a failure in the window, or retries
+      pending.
+
+    .. versionchanged:: 0.2
+        A half-open breaker is DEGRADED (it was CIRCUIT_OPEN).
     * ``HEALTHY``: none of the above.
     """
 
@@ -25,6 +31,29 @@ class Health(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+class HealthDetail(NamedTuple):
+    """Why a listener has its :class:`Health` (see :meth:`ListenerManager.health_detail`).
+
+    Attributes:
+        listener_id: the listener.
+        health: its :class:`Health`.
+        reason: the rule that decided it (``"circuit open: failure_rate: ..."``,
+            ``"circuit half-open: probing"``, ``"6 of 10 calls failed in the last 60s"``,
+            ``"2 retries pending"``), ``""`` when healthy.
+        since: the manager's clock time the state holds since (the breaker's last
+            transition, the last failure, ...).
+        retry_after: seconds until an open breaker half-opens (0 otherwise).
+
+    .. versionadded:: 0.2
+    """
+
+    listener_id: str
+    health: Health
+    reason: str
+    since: float
+    retry_after: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

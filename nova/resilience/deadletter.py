@@ -19,14 +19,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ("DEAD_LETTER_STREAM", "METADATA_KEYS", "dead_letter_event", "qualified_name", "send")
+__all__ = ("DEAD_LETTER_STREAM", "DEAD_LETTER_TYPE", "ORIGINAL_TYPE_KEY", "METADATA_KEYS",
+           "dead_letter_event", "restore_event", "qualified_name", "send")
 
 #: The EventStore stream dead letters are appended to.
 DEAD_LETTER_STREAM = "nova.deadletter"
+#: The event type of a stored dead letter (its own type is kept in :data:`ORIGINAL_TYPE_KEY`).
+DEAD_LETTER_TYPE = "nova.deadletter"
+#: The metadata key holding a stored dead letter's original event type.
+ORIGINAL_TYPE_KEY = "nova.original_type"
 
 #: The metadata keys :func:`dead_letter_event` adds (a redrive removes them again).
 METADATA_KEYS = ("nova.error.type", "nova.error.message", "nova.attempts", "nova.listener",
-                 "nova.topic", "nova.deadletter.timestamp")
+                 "nova.topic", "nova.deadletter.timestamp", ORIGINAL_TYPE_KEY)
 
 
 def qualified_name(exc: BaseException) -> str:
@@ -39,8 +44,14 @@ def dead_letter_event(dl: Any) -> Any:
     """The event stored for *dl*: its event with the dead-letter metadata added.
 
     Keys: ``nova.error.type`` (qualified class name), ``nova.error.message``,
-    ``nova.attempts``, ``nova.listener``, ``nova.deadletter.timestamp`` (ns) and, when
-    known, ``nova.topic``.  Id, type, data and timestamp are the event's own.
+    ``nova.attempts``, ``nova.listener``, ``nova.deadletter.timestamp`` (ns),
+    ``nova.original_type`` and, when known, ``nova.topic``.  Its type is
+    :data:`DEAD_LETTER_TYPE` (``"nova.deadletter"``), so a query by type never mistakes
+    it for a business event; id, data and timestamp are the event's own.
+    :func:`restore_event` gives the original event back.
+
+    .. versionchanged:: 0.2
+        The type is ``"nova.deadletter"``, the original in ``nova.original_type``.
     """
     ev = dl.event
     meta = dict(ev.metadata)
@@ -51,7 +62,16 @@ def dead_letter_event(dl: Any) -> Any:
     meta["nova.deadletter.timestamp"] = str(dl.timestamp)
     if dl.topic is not None:
         meta["nova.topic"] = dl.topic
-    return ev.replace(metadata=meta)
+    meta[ORIGINAL_TYPE_KEY] = ev.type
+    return ev.replace(type=DEAD_LETTER_TYPE, metadata=meta)
+
+
+def restore_event(stored: Any) -> Any:
+    """The original event of a stored dead letter: its type back (entries written
+    before 0.2 kept theirs) and the dead-letter metadata removed."""
+    meta = stored.metadata
+    clean = {k: v for k, v in meta.items() if k not in METADATA_KEYS}
+    return stored.replace(type=meta.get(ORIGINAL_TYPE_KEY, stored.type), metadata=clean)
 
 
 def send(config: Any, dl: Any, log: logging.Logger, owner: str) -> int:

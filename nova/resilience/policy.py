@@ -53,6 +53,8 @@ class Backoff(str, enum.Enum):
 
 
 def _check_exception_types(value: object) -> tuple[type[BaseException], ...]:
+    if value == ():
+        return ()
     if isinstance(value, type):
         if issubclass(value, BaseException):
             return (value,)
@@ -201,42 +203,132 @@ class RetryPolicy:
         return attempt < self.max_attempts and self.is_retryable(exc)
 
 
+def _check_rate(value: object, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Expected {name} as a fraction in (0, 1] or None, got {type_name(value)}")
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"Expected {name} in (0, 1], got {value!r}")
+    return float(value)
+
+
+def _check_types(value: object, name: str) -> tuple[type[BaseException], ...]:
+    try:
+        return _check_exception_types(value)
+    except TypeError as exc:
+        raise TypeError(str(exc).replace("retry_on", name)) from None
+
+
 @dataclass(frozen=True, slots=True)
 class CircuitConfig:
-    """The circuit breaker of one listener.
+    """The circuit breaker of one listener: a small table of named rules.
 
     Args:
         enabled: ``False`` turns the breaker off (every call runs).
-        failure_threshold: failures inside the last ``window`` seconds that open it.
+        failure_threshold: the *count* rule: this many recorded failures inside the
+            window open it.  Default 5, or ``None`` (rule off) when ``failure_rate`` is
+            given without it; pass both to have both rules.
+        failure_rate: the *rate* rule, a fraction in ``(0, 1]``: opens when recorded
+            failures / recorded calls in the window reach it, once the window holds at
+            least ``minimum_calls`` recorded calls.  ``None`` (default): rule off.
+        minimum_calls: recorded calls the window must hold before a rate rule
+            (``failure_rate``, ``slow_call_rate``) can open it.
+        window: the sliding window: seconds (or ``timedelta``) with
+            ``window_type="time"``, a number of calls with ``window_type="count"``.
+        window_type: ``"time"`` (default; calls of the last ``window`` seconds) or
+            ``"count"`` (the last ``window`` recorded calls).
+        slow_call_duration: seconds from which a call is *slow*; ``None``: no call is.
+        slow_call_rate: the *slow-call* rule: opens when slow calls (successes and
+            failures) / recorded calls in the window reach this fraction, with at least
+            ``minimum_calls`` recorded.  Needs ``slow_call_duration``.
+        record_on: exception classes recorded as failures (default: every Exception).
+        ignore: exception classes never recorded (checked first).
+        record_if: optional predicate ``record_if(exc) -> bool``; an error is recorded
+            only if it is a ``record_on`` instance, not an ``ignore`` one, and the
+            predicate returns true.  A predicate that raises records the error (and is
+            logged).  An error not recorded is *ignored*: it counts neither as a failure
+            nor as a success (a half-open probe slot is given back) and still propagates
+            to the retry and dead-letter logic.
         success_threshold: consecutive successful probes that close it from half-open.
         timeout: seconds it stays open before half-opening.
-        window: the sliding time window (seconds) failures are counted in; older
-            failures are forgotten.
         half_open_max_calls: probes admitted at a time while half-open.
+        automatic_half_open: ``True`` (default): the breaker is half-open as soon as
+            ``timeout`` has passed, whoever asks (a call, ``state``, health, stats);
+            ``False``: it stays open until the next call arrives.
 
-    Durations are float seconds or ``timedelta``.
+    Durations are float seconds or ``timedelta``.  The rules are documented as a table
+    in docs/resilience.md.
 
     Raises:
         TypeError: an argument has the wrong type.
-        ValueError: a threshold or ``half_open_max_calls`` < 1, a non-positive
-            ``window``, a negative ``timeout``.
+        ValueError: a threshold, ``minimum_calls`` or ``half_open_max_calls`` < 1, a rate
+            outside ``(0, 1]``, a non-positive ``window`` or ``slow_call_duration``, a
+            negative ``timeout``, ``window_type`` not ``"time"``/``"count"``, a
+            fractional count window, ``slow_call_rate`` without ``slow_call_duration``.
+
+    .. versionchanged:: 0.2
+        ``failure_rate``, ``minimum_calls``, ``window_type``, ``slow_call_duration``,
+        ``slow_call_rate``, ``record_on``, ``ignore``, ``record_if``,
+        ``automatic_half_open``.
     """
 
     enabled: bool = True
-    failure_threshold: int = 5
+    failure_threshold: int | None = None
     success_threshold: int = 3
     timeout: float = 30.0
     window: float = 60.0
     half_open_max_calls: int = 1
+    failure_rate: float | None = None
+    minimum_calls: int = 10
+    window_type: str = "time"
+    slow_call_duration: float | None = None
+    slow_call_rate: float | None = None
+    record_on: tuple[type[BaseException], ...] = (Exception,)
+    ignore: tuple[type[BaseException], ...] = ()
+    record_if: Callable[[BaseException], bool] | None = None
+    automatic_half_open: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.enabled, bool):
-            raise TypeError(f"Expected enabled as a bool, got {type_name(self.enabled)}")
-        check_int(self.failure_threshold, "failure_threshold", 1)
+        setattr_ = object.__setattr__
+        for name in ("enabled", "automatic_half_open"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"Expected {name} as a bool, got {type_name(getattr(self, name))}")
+        rate = _check_rate(self.failure_rate, "failure_rate")
+        setattr_(self, "failure_rate", rate)
+        if self.failure_threshold is None:
+            if rate is None:
+                setattr_(self, "failure_threshold", 5)
+        else:
+            check_int(self.failure_threshold, "failure_threshold", 1)
         check_int(self.success_threshold, "success_threshold", 1)
         check_int(self.half_open_max_calls, "half_open_max_calls", 1)
-        object.__setattr__(self, "timeout", check_duration(self.timeout, "timeout"))
-        object.__setattr__(self, "window", check_duration(self.window, "window", positive=True))
+        check_int(self.minimum_calls, "minimum_calls", 1)
+        setattr_(self, "timeout", check_duration(self.timeout, "timeout"))
+        if self.window_type not in ("time", "count"):
+            raise ValueError(f"Expected window_type 'time' or 'count', got {self.window_type!r}")
+        if self.window_type == "count":
+            check_int(self.window, "window (a count of calls)", 1)
+        else:
+            setattr_(self, "window", check_duration(self.window, "window", positive=True))
+        if self.slow_call_duration is not None:
+            setattr_(self, "slow_call_duration",
+                     check_duration(self.slow_call_duration, "slow_call_duration", positive=True))
+        slow_rate = _check_rate(self.slow_call_rate, "slow_call_rate")
+        if slow_rate is not None and self.slow_call_duration is None:
+            raise ValueError("Expected slow_call_duration with slow_call_rate, got slow_call_duration=None")
+        setattr_(self, "slow_call_rate", slow_rate)
+        setattr_(self, "record_on", _check_types(self.record_on, "record_on"))
+        setattr_(self, "ignore", _check_types(self.ignore, "ignore"))
+        if self.record_if is not None and not callable(self.record_if):
+            raise TypeError(f"Expected record_if as a callable or None, got {type_name(self.record_if)}")
+
+    def records(self, exc: BaseException) -> bool:
+        """True if *exc* counts as a failure for the breaker (see ``record_on``,
+        ``ignore``, ``record_if``).  A raising ``record_if`` propagates."""
+        if isinstance(exc, self.ignore) or not isinstance(exc, self.record_on):
+            return False
+        return self.record_if is None or bool(self.record_if(exc))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,15 +13,16 @@ streams live.
 
 from __future__ import annotations
 
-from nova.store.base import (
+from nova.store.batch import EventBatch
+from nova.store.memory import MemoryStore
+from nova.store.protocol import (
     Cursor,
-    EventBatch,
     EventStore,
     StoreStats,
     StreamInfo,
     SubscriptionStats,
 )
-from nova.store.memory import MemoryStore, StoreSubscription
+from nova.store.subscription import StoreSubscription
 from nova.store.sqlite import SQLiteStore
 from nova.store.transfer import copy
 

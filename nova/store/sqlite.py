@@ -6,9 +6,10 @@ Events live in one SQLite file (WAL); their numeric columns are indexed in memor
 for.  Several processes may open the same file: appends get unique, contiguous
 positions, and subscriptions see other processes' appends within milliseconds.
 
-The store is the MemoryStore facade (subscriptions, retention, limits, blocking
-subscribers) over :class:`~nova.store.sqlite_log.SQLiteLog`; see that module for the
-write path and group commit.
+The store is the :class:`~nova.store.logstore.LogStore` facade (subscriptions,
+retention, limits, blocking subscribers), as MemoryStore is, over
+:class:`~nova.store.sqlite_log.SQLiteLog`; see that module for the write path and
+group commit.
 
 .. versionadded:: 0.2
 """
@@ -28,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from nova import _core
-from nova.errors import StoreClosed, StoreFileError, ValidationError
-from nova.store.base import EventBatch
+from nova.errors import StoreClosed, StoreFileError, ValidationError, type_name
+from nova.store.batch import EventBatch
 from nova.store.codecs import Codec, get_codec
-from nova.store.memory import MemoryStore
+from nova.store.logstore import LogStore
 from nova.store.sqlite_log import SQLiteLog
 
 __all__ = ("SQLiteStore", "SCHEMA_VERSION", "DURABILITY")
@@ -62,10 +63,6 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE snapshot (name TEXT PRIMARY KEY, value BLOB);
 """
 _TABLES = {"events", "streams", "types", "meta", "snapshot"}
-
-
-def _tname(value: object) -> str:
-    return type(value).__name__
 
 
 def connect(path: str, timeout: float) -> sqlite3.Connection:
@@ -142,7 +139,7 @@ def open_schema(conn: sqlite3.Connection, path: str, codec: object) -> Codec:
     return chosen
 
 
-class SQLiteStore(MemoryStore):
+class SQLiteStore(LogStore):
     """SQLiteStore(path, *, durability="normal", codec=None, retention=None,
     max_events_per_stream=None, on_full="evict_oldest", max_streams=None,
     busy_timeout=30.0, poll_interval=0.01, clock=None, now_ns=None, sweep_interval=1.0,
@@ -194,7 +191,7 @@ class SQLiteStore(MemoryStore):
         kernel: Any = None,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"Expected path as a str or os.PathLike, got {_tname(path)}")
+            raise TypeError(f"Expected path as a str or os.PathLike, got {type_name(path)}")
         path = os.fspath(path)
         if durability not in DURABILITY:
             raise ValueError(f"Expected durability among {tuple(DURABILITY)}, got {durability!r}")
@@ -228,14 +225,14 @@ class SQLiteStore(MemoryStore):
             self._sqlite_log = log
             self._poller: threading.Thread | None = None
             super().__init__(  # checks the retention and limit arguments
-                max_events_per_stream,
-                retention,
+                lambda: log,
+                max_events_per_stream=max_events_per_stream,
+                retention=retention,
                 on_full=on_full,
                 max_streams=max_streams,
                 clock=clock,
                 now_ns=now_ns,
                 sweep_interval=sweep_interval,
-                kernel=lambda capacity: log,
             )
         except BaseException:
             conn.close()
@@ -287,7 +284,7 @@ class SQLiteStore(MemoryStore):
         """Append the Events of an iterable (all or nothing); see :meth:`append`."""
         if not isinstance(events, (list, tuple)):
             if not isinstance(events, Iterable):
-                raise TypeError(f"Expected events as an iterable of Event, got {_tname(events)}")
+                raise TypeError(f"Expected events as an iterable of Event, got {type_name(events)}")
             events = list(events)
         return self.append(stream, *events)
 
@@ -316,7 +313,7 @@ class SQLiteStore(MemoryStore):
             StreamFull: ``max_streams`` would be exceeded.  StoreClosed: closed.
         """
         if not isinstance(batch, EventBatch):
-            raise TypeError(f"Expected an EventBatch, got {_tname(batch)}")
+            raise TypeError(f"Expected an EventBatch, got {type_name(batch)}")
         n = len(batch)
         if n == 0:
             return 0
@@ -374,7 +371,7 @@ class SQLiteStore(MemoryStore):
             StoreClosed: the store is closed.  sqlite3.Error: *path* cannot be written.
         """
         if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"Expected path as a str or os.PathLike, got {_tname(path)}")
+            raise TypeError(f"Expected path as a str or os.PathLike, got {type_name(path)}")
         with self._lock:
             self._check_open()
             if self.path == ":memory:":

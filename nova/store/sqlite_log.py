@@ -1,9 +1,10 @@
 """The durable log under :class:`~nova.store.SQLiteStore`: rows in a SQLite table, their
 numeric columns indexed in a :class:`~nova._core.ColumnLog`.
 
-:class:`SQLiteLog` has the ColumnLog interface :class:`~nova.store.MemoryStore` drives
-(appends, windows, stream slices, eviction, names), so ``SQLiteStore`` is the
-MemoryStore facade (subscriptions, retention, limits, blocking) over this log.
+:class:`SQLiteLog` has the ColumnLog interface :class:`~nova.store.logstore.LogStore`
+drives (appends, windows, stream slices, eviction, names), so ``SQLiteStore`` is the
+LogStore facade (subscriptions, retention, limits, blocking) over this log, as
+``MemoryStore`` is over the kernel.
 
 * Appends are checked and encoded before the store lock (:meth:`SQLiteLog.prepare`);
   under it they insert their rows in one write transaction (a ``SAVEPOINT`` when
@@ -21,7 +22,7 @@ MemoryStore facade (subscriptions, retention, limits, blocking) over this log.
 Not thread-safe on its own: the store serialises every call under :attr:`mutex`,
 except :meth:`flush` and the slices' payload reads, which take it themselves.
 Over 600 lines because :class:`SQLiteLog` is one idea, the ColumnLog interface
-MemoryStore drives (some 30 methods) over one connection; group commit
+LogStore drives (some 30 methods) over one connection; group commit
 (``sqlite_commit``) and reading rows back (``sqlite_rows``) have their own modules.
 
 .. versionadded:: 0.2
@@ -39,14 +40,14 @@ from typing import Any
 import numpy as np
 
 from nova import _core
-from nova._core.columns_py import (
+from nova._core._columns_common import (
     _EVENT_TYPES,
     _ids_list,
     _objects_list,
     _types_list,
     restore_columns,
-    timestamps_array,
 )
+from nova._core.timeconv import timestamps_array
 from nova.errors import StoreClosed
 from nova.store.codecs import Codec
 from nova.store.sqlite_commit import GroupCommit
@@ -83,7 +84,7 @@ class SQLiteLog:
         self._kernel = kernel
         self._capacity = capacity
         self.mutex = threading.Lock()
-        #: Set by MemoryStore (its lock-free path); this log never takes it.
+        #: Set by LogStore (the kernel's lock-free path flag); this log never reads it.
         self.fast = False
         self.on_change: Callable[[list[tuple[str, int]], bool], None] | None = None
         self._ix: Any = kernel(capacity)
