@@ -251,3 +251,38 @@ def test_exported_from_nova():
     import nova
 
     assert nova.AuditTrail is AuditTrail
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_fork_child_records_its_own_attempts_only():
+    code = f"""
+import os, sys
+from nova import Emitter, Event, MemoryStore
+from nova.observability import AuditTrail
+st = MemoryStore()
+trail = AuditTrail(st, flush_interval=60)
+em = Emitter()
+trail.attach(em)
+em.subscribe('x', lambda ev: None)
+for _ in range(10):
+    em.emit(Event('x'))     # accepted in the parent, not yet written
+pid = os.fork()
+if pid == 0:
+    em2 = Emitter()
+    trail.attach(em2)
+    em2.subscribe('y', lambda ev: None)
+    em2.emit(Event('y'))
+    ok = trail.flush(10)
+    s = trail.stats()
+    # the child's store copy holds what the parent wrote before fork() plus the child's one
+    n = sum(1 for d in st.window(streams=['nova.audit']).data if d['event_type'] == 'y')
+    os._exit(0 if ok and s.accepted == 1 and s.written == 1 and n == 1 else 3)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+trail.close()
+print(len(st.window(streams=['nova.audit'])))
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "10"  # the parent's own 10, written once (by the parent)

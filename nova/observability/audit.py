@@ -411,9 +411,15 @@ class AuditTrail:
         return self.store.window(start, end, streams=[self.stream])
 
     def _after_fork_in_child(self) -> None:
+        # The writer stayed in the parent, and so do the records it accepted (the parent
+        # writes them; writing them here too would duplicate them in a shared store).
+        # The child starts empty; its first record starts its own writer.
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._thread = None  # the writer stayed in the parent; the next record starts one
+        self._thread = None
+        self._buf.clear()
+        self._accepted = itertools.count()
+        self._written = self._overflowed = self._write_errors = self._lost = 0
 
     def __repr__(self) -> str:
         return f"<AuditTrail stream={self.stream!r} {'closed' if self._closed else 'open'}>"
