@@ -286,3 +286,45 @@ print(len(st.window(streams=['nova.audit'])))
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "10"  # the parent's own 10, written once (by the parent)
+
+
+def test_observed_plain_paths_count_exactly(store):
+    """The observed delivery of plain sync routes (inline and in workers) counts like
+    the fast paths and records every call, the failing one and those after it too."""
+    trail = AuditTrail(store)
+    em = Emitter(error_policy="continue", on_error=lambda e, x, l: None, workers=2)
+    trail.attach(em)
+    seen = []
+    em.subscribe("a", seen.append)
+    em.subscribe("a", lambda ev: 1 / 0)
+    em.subscribe("a", seen.append)
+    for _ in range(5):
+        em.emit(Event("a"))
+    for _ in range(5):
+        assert em.emit_async(Event("a"))
+    assert em.drain(10)
+    st = em.stats()
+    assert (st.emitted, st.processed, st.failed) == (10, 20, 10)
+    assert len(seen) == 20
+    trail.flush(10)
+    df = trail.window()
+    outcomes = sorted(d["outcome"] for d in df.data)
+    assert outcomes == ["error"] * 10 + ["ok"] * 20
+
+    em2 = Emitter()
+    trail.attach(em2)
+
+    def interrupt(ev):
+        raise KeyboardInterrupt
+
+    em2.subscribe("b", interrupt)
+    em2.subscribe("b", seen.append)
+    ev = Event("b")
+    with pytest.raises(KeyboardInterrupt):
+        em2.emit(ev)
+    st = em2.stats()
+    assert (st.emitted, st.processed, st.failed) == (1, 0, 1)
+    assert [r.outcome for r in trail.history(ev.id)] == ["error"]
+    em.shutdown()
+    em2.shutdown()
+    trail.close()

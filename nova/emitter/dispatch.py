@@ -156,6 +156,12 @@ class Dispatcher:
         if fast is None:
             if layers:
                 self.through_workers_chain(event, layers)
+            elif self.obs is not None and self.metrics is None and not self.bound_workers:
+                plain = self.table.route(event.type)
+                if plain.all_sync and not plain.checked:
+                    self.deliver_observed(event, plain, False)
+                else:
+                    self.deliver_reporting(event)
             else:
                 self.deliver_reporting(event)
             return
@@ -198,9 +204,14 @@ class Dispatcher:
     def deliver_inline(self, event: Any) -> None:
         """``emit``'s delivery without middleware: every listener, then the policy."""
         route = self.table.route(event.type)
-        if self.metrics is not None and route.all_sync and not route.checked and self.obs is None:
-            self.deliver_metered(event, route)
-            return
+        if route.all_sync and not route.checked:
+            if self.obs is None:
+                if self.metrics is not None:
+                    self.deliver_metered(event, route)
+                    return
+            elif self.metrics is None:
+                self.deliver_observed(event, route, True)
+                return
         errs = self.deliver(event, route, False)
         if self.metrics is not None:
             self.metrics.inc_events_emitted(event.type, "error" if errs else "ok")
@@ -234,6 +245,33 @@ class Dispatcher:
         m.inc_events_emitted(event.type, "error" if errs else "ok")
         if errs:
             self.conclude(event, errs)
+
+    def deliver_observed(self, event: Any, route: Route, inline: bool) -> None:
+        """Deliver *event* on a route of plain sync calls, each call inside the
+        observers' ``begin``/``end`` (tracing, audit) and otherwise exactly as the fast
+        paths do (one presumption for the route, :meth:`fast_failed` on a failure: the
+        later calls made through the observed :meth:`invoke`, then the error policy
+        (*inline*) or the reports (a worker)).  Benchmark:
+        ``asv_benchmarks/ratio_observability.py`` (emit_async with an audit trail)."""
+        obs = self.obs
+        route.wtick()  # n calls presumed processed (the emit itself is counted by the caller)
+        lid_type = event.type
+        for entry in route.entries:
+            tokens = obs.begin(event, entry.lid, lid_type, None, None, 1)
+            try:
+                entry.call(event)
+            except Exception as exc:
+                obs.end(tokens, exc, "error")
+                self.fast_failed(event, route, entry.call, exc, inline)
+                return
+            except BaseException as exc:
+                obs.end(tokens, exc, "error")
+                if inline:  # KeyboardInterrupt...: fix the counts, propagate at once
+                    self.fast_aborted(route, entry.call)
+                    raise
+                self.fast_failed(event, route, entry.call, exc, False)  # workers report everything
+                return
+            obs.end(tokens, None)
 
     # -- errors ----------------------------------------------------------------------
     def middleware_failed(self, event: Any, exc: BaseException) -> None:

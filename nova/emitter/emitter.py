@@ -335,7 +335,9 @@ class Emitter:
         fast_ok = not self._closed and not self._mw.all and plain
         wfast_ok = not self._mw.worker and self._metrics is None and self._obs is None and not self._d.bound_workers
         self._afast = fast_ok
-        self._aq = self._intake.queue if not self._closed and not self._mw.before and plain else None
+        # emit_async's fast put needs no hook unless an observer wants sends (tracing)
+        intake_ok = self._metrics is None and self._validator is None and (self._obs is None or not self._obs.producer)
+        self._aq = self._intake.queue if not self._closed and not self._mw.before and intake_ok else None
         t = self._table
         t.refresh(changed, fast_ok, wfast_ok, monotonic(), self._counters.lock)
         self._routes, self._default = t.routes, t.default
