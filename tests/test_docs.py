@@ -27,6 +27,7 @@ MIN_BLOCKS = {
     "guarantees.md": 1,
     "performance.md": 1,
     "primitives.md": 1,
+    "migration.md": 4,
     "resilience.md": 5,
     "store.md": 5,
 }
