@@ -56,6 +56,7 @@ __all__ = (
     "RingQueue",
     "TokenBucket",
     "MetricsCollector",
+    "AuditTrail",
     "NoOpMetricsCollector",
     "SimpleMetricsCollector",
     "murmur2",
@@ -102,6 +103,7 @@ _LAZY: dict[str, str] = {
     "RingQueue": "nova._core",
     "TokenBucket": "nova._core",
     "MetricsCollector": "nova.observability.metrics",
+    "AuditTrail": "nova.observability.audit",
     "NoOpMetricsCollector": "nova.observability.metrics",
     "SimpleMetricsCollector": "nova.observability.metrics",
     "murmur2": "nova._core",
@@ -129,6 +131,7 @@ if TYPE_CHECKING:  # pragma: no cover - type checkers see the real classes, not 
         RedriveReport,
         RetryPolicy,
     )
+    from nova.observability.audit import AuditTrail
     from nova.observability.metrics import (
         MetricsCollector,
         NoOpMetricsCollector,

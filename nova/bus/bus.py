@@ -39,6 +39,8 @@ from nova.bus.topics import Topic
 from nova.errors import BusClosed, SubscriptionNotFound, Timeout, type_name
 from nova.events import EVENT_CLASSES, Event, Subscription, as_listener
 from nova.observability.metrics import NoOpMetricsCollector
+from nova.observability.observers import check as check_observer
+from nova.observability.observers import plus as observers_plus
 from nova.transport import default_transport
 from nova.transport.base import OVERFLOW_POLICIES, Consumer, Transport
 
@@ -91,6 +93,8 @@ class Bus:
             missing topic with the defaults; when False they raise
             :class:`~nova.errors.TopicNotFound` and only :meth:`create_topic` makes
             topics (use it when topic names come from untrusted input).
+        tracing: a :class:`~nova.observability.Tracing` to trace every publish and
+            delivery attempt with OpenTelemetry (``None``: no tracing, and no cost).
 
     Raises:
         TypeError / ValueError: a bad argument.
@@ -124,7 +128,10 @@ class Bus:
         clock: Any = None,
         transport: Transport | None = None,
         auto_create_topics: bool = True,
+        tracing: Any = None,
     ) -> None:
+        if tracing is not None:
+            check_observer(tracing)
         if not isinstance(auto_create_topics, bool):
             raise TypeError(f"Expected auto_create_topics as a bool, got {type_name(auto_create_topics)}")
         self._default_partitions = check_int(default_partitions, "default_partitions", 1)
@@ -180,7 +187,37 @@ class Bus:
         self._abandoned = False
         self._stopped_consumers: list[Consumer] = []
         self._forked_from: int | None = None  # the parent's pid in a forked child
+        self._obs: Any = None  # tracing / audit trail: an observer or Observers (nova.observability.observers)
         _BUSES.add(self)
+        if tracing is not None:
+            self._add_observer(tracing)
+
+    def _add_observer(self, observer: Any) -> None:
+        """Let *observer* (a Tracing or an AuditTrail) see every publish and delivery
+        attempt from now on.  The instance's ``publish`` becomes the observed one when
+        an observer wants sends (tracing; unobserved, ``publish`` stays the class's,
+        without even a check), and every subscriber delivers on the general path."""
+        with self._lock:
+            self._obs = observers_plus(self._obs, observer)
+            if self._obs.producer:
+                self.publish = self._publish_observed  # type: ignore[method-assign]
+            self._registry.observe(self._obs)
+
+    def _publish_observed(self, topic: str, event: Event, *, key: str | bytes | None = None,
+                          timeout: Any = None) -> PublishReceipt:
+        obs = self._obs
+        assert obs is not None
+        if not isinstance(event, EVENT_CLASSES):
+            raise TypeError(f"Expected an Event, got {type_name(event)}")
+        dest = topic if isinstance(topic, str) else "?"
+        tokens = obs.send(event, dest, "bus")
+        try:
+            r = Bus.publish(self, topic, event, key=key, timeout=timeout)
+        except BaseException as exc:
+            obs.sent(tokens, None, exc)
+            raise
+        obs.sent(tokens, r.partition, None)
+        return r
 
     # -- topics ------------------------------------------------------------------------
     def create_topic(self, name: str, config: TopicConfig | None = None) -> None:
@@ -661,6 +698,28 @@ class Bus:
                 hook_errors=sums.hook_errors,
                 dead_letter_errors=sums.dl_errors,
             )
+
+    def topic_counts(self) -> dict[str, list[int]]:
+        """Per live topic: ``[published, handled, failed, retried, dead_lettered,
+        duplicates, dropped, pending]`` summed over its current subscribers' lanes (what
+        :meth:`nova.observability.PrometheusMetricsCollector.watch` reports).  Counts of
+        removed subscribers and deleted topics are in :meth:`stats` only."""
+        out: dict[str, list[int]] = {}
+        with self._lock:
+            for name, t in self._topics.items():
+                row = [sum(t.log.offsets()), 0, 0, 0, 0, 0, 0, 0]
+                for s in t.all_slots():
+                    for lane in s.tslot.lanes:
+                        c = lane.counts()
+                        row[1] += c.handled
+                        row[2] += c.failed
+                        row[3] += c.retried
+                        row[4] += c.dead
+                        row[5] += c.dups
+                        row[6] += c.dropped + c.evicted
+                        row[7] += lane.pending()
+                out[name] = row
+        return out
 
     # -- context managers --------------------------------------------------------------
     def __enter__(self) -> Bus:

@@ -94,7 +94,7 @@ class Delivery:
         clock: the clock retry backoffs sleep on and dedup ages are measured with.
     """
 
-    __slots__ = ("topic", "group", "members", "tslot", "dedup", "fast_dedup", "metrics", "on_error", "clock")
+    __slots__ = ("topic", "group", "members", "tslot", "dedup", "fast_dedup", "metrics", "on_error", "clock", "obs")
 
     def __init__(self, topic: Any, group: str | None, metrics: Any, on_error: Any, clock: Any) -> None:
         self.topic = topic
@@ -104,6 +104,7 @@ class Delivery:
         self.metrics = metrics
         self.on_error = on_error
         self.clock = clock
+        self.obs: Any = None  # Observers (tracing, audit), set by the registry
         self.dedup = Dedup(topic.dedup, clock) if topic.delivery is DeliveryMode.EXACTLY_ONCE else None
         # one thread per ungrouped slot and a count-only window: no lock needed
         self.fast_dedup = self.dedup is not None and group is None and topic.dedup.max_age is None
@@ -133,10 +134,14 @@ class Delivery:
             if kind == MANAGED:
                 self._deliver_managed(lane, m, ev)
             else:
+                obs = self.obs
+                tokens = None if obs is None else obs.begin(ev, m.listener_id, self.topic.name, lane.index, self.group, 1)
                 try:
                     self._call(consumer, m, ev)
                 except HANDLER_ERRORS as exc:
-                    outcome = self.failed(lane, consumer, m, ev, exc)
+                    if tokens is not None:
+                        obs.end(tokens, exc)  # settled by failed() once the outcome is known
+                    outcome = self.failed(lane, consumer, m, ev, exc, tokens)
                     if outcome == ABANDONED:
                         if dd is not None:
                             dd.release(ev.id)
@@ -144,6 +149,8 @@ class Delivery:
                     if outcome == HANDLED:
                         lane.count_handled()
                 else:
+                    if tokens is not None:
+                        obs.end(tokens, None)
                     lane.count_handled()
                     if metrics is not None:
                         metric(lane, metrics.inc_events_processed, m.listener_id, "ok")
@@ -180,8 +187,11 @@ class Delivery:
         else:
             m.handle(ev)
 
-    def failed(self, lane: Lane, consumer: Consumer, m: Member, ev: Any, exc: BaseException) -> int:
-        """The first call for *ev* raised *exc*.  Apply the delivery mode.
+    def failed(self, lane: Lane, consumer: Consumer, m: Member, ev: Any, exc: BaseException,
+               tokens: Any = None) -> int:
+        """The first call for *ev* raised *exc*.  Apply the delivery mode.  *tokens*:
+        the observers' (tracing, audit) of that call, settled here; each retry is one
+        more observed attempt.
 
         Returns ``HANDLED`` (a retry succeeded; not counted here), ``SETTLED`` (counted
         as failed or dead-lettered) or ``ABANDONED`` (the consumer was stopped during a
@@ -189,20 +199,41 @@ class Delivery:
         self._hooks(lane, m, ev, exc)
         topic = self.topic
         metrics = self.metrics
+        obs = self.obs
+        if obs is None:
+            tokens = None
         if topic.delivery is DeliveryMode.AT_MOST_ONCE:
             lane.count_failed()
+            if tokens is not None:
+                obs.settle(tokens, "error")
             if metrics is not None:
                 metric(lane, metrics.inc_events_processed, m.listener_id, "error")
             return SETTLED
+        # observed: [the tokens of the last failed attempt, the number of the next one]
+        att: list[Any] = [tokens, 1]
 
         def call() -> BaseException | None:
+            if obs is None:
+                try:
+                    self._call(consumer, m, ev)
+                except HANDLER_ERRORS as err:
+                    return err
+                return None
+            t = obs.begin(ev, m.listener_id, topic.name, lane.index, self.group, att[1])
             try:
                 self._call(consumer, m, ev)
             except HANDLER_ERRORS as err:
+                obs.end(t, err)
+                att[0] = t
                 return err
+            obs.end(t, None)
             return None
 
         def on_retry(attempt: int) -> None:
+            if att[0] is not None:
+                obs.settle(att[0], "retry_scheduled")
+                att[0] = None
+            att[1] = attempt
             lane.count_retry()
             if metrics is not None:
                 metric(lane, metrics.inc_events_processed, m.listener_id, "retry")
@@ -221,11 +252,15 @@ class Delivery:
             on_predicate_error=on_predicate_error,
         )
         if out.abandoned:
+            if att[0] is not None:  # the lane's next owner delivers it again
+                obs.settle(att[0], "retry_scheduled")
             return ABANDONED
         if out.error is None:
             if metrics is not None:
                 metric(lane, metrics.inc_events_processed, m.listener_id, "ok")
             return HANDLED
+        if att[0] is not None:
+            obs.settle(att[0], "dead_lettered" if topic.dead_letter.enabled else "dropped")
         self._dead_letter(lane, m, ev, out.error, out.attempts)
         return SETTLED
 

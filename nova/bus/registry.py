@@ -70,7 +70,8 @@ class Registry:
         self.auto_create = auto_create
         self.metrics = metrics
         self.sink_settings = (metrics, on_error, clock)  # of Delivery(...)
-        self.delivery_class = Delivery if metrics is not None else FastDelivery
+        self.delivery_class: type[Delivery] = Delivery if metrics is not None else FastDelivery
+        self.obs: Any = None  # the bus's Observers (tracing, audit) or None
         # the bus's state, asked when needed
         self.check_open, self.is_closed, self.is_forked = check_open, is_closed, is_forked
         self.on_first_consumer = on_first_consumer
@@ -212,11 +213,26 @@ class Registry:
             self.on_first_consumer()
         return m
 
+    def observe(self, obs: Any) -> None:
+        """Deliver through *obs* (tracing, audit) from now on: new subscribers and the
+        existing ones take the general delivery path (a FastDelivery becomes a plain
+        Delivery: same slots, so its class can change; a batch running on the old
+        class finishes as it started)."""
+        with self.lock:
+            self.obs = obs
+            self.delivery_class = Delivery
+            for t in self.topics.values():
+                for slot in t.all_slots():
+                    slot.obs = obs
+                    if type(slot) is FastDelivery:
+                        slot.__class__ = Delivery  # type: ignore[assignment]
+
     def _attach(self, m: Member, t: Topic) -> None:
         # Caller holds the lock.
         slot = None if m.group is None else t.groups.get(m.group)
         if slot is None:
             slot = self.delivery_class(t, m.group, *self.sink_settings)
+            slot.obs = self.obs
             slot.members.append(m)
             slot.tslot = self.transport.add_slot(t.log, slot, [m.consumer])
             if m.group is None:

@@ -114,6 +114,19 @@ async def arun(d: Dispatcher, entry: Entry, event: Any, aw: Any) -> BaseExceptio
     return None
 
 
+async def arun_observed(d: Dispatcher, entry: Entry, event: Any, aw: Any) -> BaseException | None:
+    """:func:`arun` inside the observers' ``begin``/``end``."""
+    obs = d.obs
+    tokens = obs.begin(event, entry.lid, event.type, None, None, 1)
+    try:
+        r = await arun(d, entry, event, aw)
+    except BaseException as exc:
+        obs.end(tokens, exc, "error")
+        raise
+    obs.end(tokens, r, "error")
+    return r
+
+
 async def _acquire(sem: Any, timeout: float | None, aw: Any) -> None:
     """Take a slot of *sem*; if that fails, close the coroutine *aw* never started."""
     try:
@@ -131,23 +144,33 @@ async def adeliver(d: Dispatcher, event: Any) -> None:
     route = d.table.route(event.type)
     errs: list[tuple[Entry, BaseException]] = []
     later: list[tuple[Entry, Any]] = []
+    obs = d.obs
+    begun: set[int] = set()  # entries whose sync call returned an awaitable
     for entry in route.entries:
         if entry.is_async:
             later.append((entry, None))
             continue
         t0 = perf_counter() if d.metrics is not None else 0.0
+        tokens = None if obs is None else obs.begin(event, entry.lid, event.type, None, None, 1)
         try:
             r = entry.call(event)
         except Exception as exc:
+            if tokens is not None:
+                obs.end(tokens, exc, "error")
             d.count(entry, False, t0)
             errs.append((entry, exc))
             continue
+        if tokens is not None:
+            # An awaitable returned by a sync call: the attempt observed is the call
+            # (its context must be detached in this task, before the awaitable runs).
+            obs.end(tokens, None)
         if r is not None and entry.checked and r is not SKIP and inspect.isawaitable(r):
             later.append((entry, r))
+            begun.add(id(entry))
         elif r is not SKIP:
-            d.count(entry, True, t0)
+                d.count(entry, True, t0)
     if later:
-        results = await _run_all(d, event, later)
+        results = await _run_all(d, event, later, begun)
         errs.extend((entry, e) for (entry, _), e in zip(later, results) if e is not None)
     if d.metrics is not None:
         d.metrics.inc_events_emitted(event.type, "error" if errs else "ok")
@@ -156,14 +179,22 @@ async def adeliver(d: Dispatcher, event: Any) -> None:
         d.conclude(event, errs)
 
 
-async def _run_all(d: Dispatcher, event: Any, later: list[tuple[Entry, Any]]) -> list[BaseException | None]:
+async def _run_all(d: Dispatcher, event: Any, later: list[tuple[Entry, Any]], begun: set[int]) -> list[BaseException | None]:
     first, aw = later[0]
+    if d.obs is not None:
+        def run(entry: Entry, event: Any, a: Any) -> Any:
+            if id(entry) in begun:
+                return arun(d, entry, event, a)
+            return arun_observed(d, entry, event, a)
+    else:
+        def run(entry: Entry, event: Any, a: Any) -> Any:
+            return arun(d, entry, event, a)
     if len(later) == 1:
-        return [await arun(d, first, event, aw)]
+        return [await run(first, event, aw)]
     loop = asyncio.get_running_loop()
-    tasks = [loop.create_task(arun(d, entry, event, a)) for entry, a in later[1:]]
+    tasks = [loop.create_task(run(entry, event, a)) for entry, a in later[1:]]
     try:
-        results = [await arun(d, first, event, aw)]
+        results = [await run(first, event, aw)]
         for task in tasks:
             results.append(await task)
     except BaseException:

@@ -85,6 +85,9 @@ class BufferedIntake:
             if ev is None:
                 return None
             event = ev
+        obs = owner._obs
+        if obs is not None and obs.producer:  # the producer span covers the intake (tracing)
+            obs.sent(obs.send(event, event.type, "emitter"), None, None)
         return event
 
     def put_slow(self, event: Any, timeout: Any, deadline: float | None) -> bool:

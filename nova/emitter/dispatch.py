@@ -48,6 +48,7 @@ class Dispatcher:
         self.acquire_timeout = acquire_timeout
         self.bound_workers = bound_workers  # workers take a max_concurrency slot per call
         self.runner = LoopRunner(name, acquire_timeout)
+        self.obs: Any = None  # nova.observability.observers.Observers (tracing, audit) or None
 
     # -- calling ---------------------------------------------------------------------
     def deliver(self, event: Any, route: Route, worker: bool) -> list[tuple[Entry, BaseException]]:
@@ -87,6 +88,26 @@ class Dispatcher:
         if counted:
             self.count(entry, True, t0)
         return None
+
+    def observe(self, obs: Any) -> None:
+        """Run every listener call inside *obs*'s ``begin``/``end`` from now on: the
+        instance's ``invoke`` becomes :meth:`_invoke_observed` (unobserved, ``invoke``
+        stays the class's, without even a check)."""
+        self.obs = obs
+        self.invoke = self._invoke_observed  # type: ignore[method-assign]
+
+    def _invoke_observed(self, entry: Entry, event: Any, wait: bool, worker: bool) -> BaseException | None:
+        """:meth:`invoke` inside the observers' ``begin``/``end`` (one attempt; an
+        emitter does not retry, so a failure is settled ``error`` at once)."""
+        obs = self.obs
+        tokens = obs.begin(event, entry.lid, event.type, None, None, 1)
+        try:
+            r = Dispatcher.invoke(self, entry, event, wait, worker)
+        except BaseException as exc:
+            obs.end(tokens, exc, "error")
+            raise
+        obs.end(tokens, r, "error")
+        return r
 
     def _call(self, entry: Entry, event: Any, wait: bool) -> bool:
         """Call *entry*; False when the call is not to be counted here (a once-listener
@@ -135,6 +156,12 @@ class Dispatcher:
         if fast is None:
             if layers:
                 self.through_workers_chain(event, layers)
+            elif self.obs is not None and self.metrics is None and not self.bound_workers:
+                plain = self.table.route(event.type)
+                if plain.all_sync and not plain.checked:
+                    self.deliver_observed(event, plain, False)
+                else:
+                    self.deliver_reporting(event)
             else:
                 self.deliver_reporting(event)
             return
@@ -176,11 +203,75 @@ class Dispatcher:
 
     def deliver_inline(self, event: Any) -> None:
         """``emit``'s delivery without middleware: every listener, then the policy."""
-        errs = self.deliver(event, self.table.route(event.type), False)
+        route = self.table.route(event.type)
+        if route.all_sync and not route.checked:
+            if self.obs is None:
+                if self.metrics is not None:
+                    self.deliver_metered(event, route)
+                    return
+            elif self.metrics is None:
+                self.deliver_observed(event, route, True)
+                return
+        errs = self.deliver(event, route, False)
         if self.metrics is not None:
             self.metrics.inc_events_emitted(event.type, "error" if errs else "ok")
         if errs:
             self.conclude(event, errs)
+
+    def deliver_metered(self, event: Any, route: Route) -> None:
+        """:meth:`deliver_inline` on a route of plain sync calls with metrics on: the
+        fast path's counting (one tick for the route, corrected when a call fails)
+        plus the metrics, without the general path's per-call frames.  Benchmark:
+        ``asv_benchmarks/ratio_observability.py`` (emit with a Prometheus collector)."""
+        m = self.metrics
+        route.wtick()  # n calls presumed processed (the emit itself was counted by the caller)
+        errs: list[tuple[Entry, BaseException]] = []
+        entries = route.entries
+        for i, entry in enumerate(entries):
+            t0 = perf_counter()
+            try:
+                entry.call(event)
+            except Exception as exc:
+                self.counters.correct(1, failed=1)
+                m.observe_listener_duration(entry.lid, perf_counter() - t0)
+                m.inc_events_processed(entry.lid, "error")
+                errs.append((entry, exc))
+                continue
+            except BaseException:  # KeyboardInterrupt...: fix the counts, propagate
+                self.counters.correct(len(entries) - i, failed=1)
+                raise
+            m.observe_listener_duration(entry.lid, perf_counter() - t0)
+            m.inc_events_processed(entry.lid, "ok")
+        m.inc_events_emitted(event.type, "error" if errs else "ok")
+        if errs:
+            self.conclude(event, errs)
+
+    def deliver_observed(self, event: Any, route: Route, inline: bool) -> None:
+        """Deliver *event* on a route of plain sync calls, each call inside the
+        observers' ``begin``/``end`` (tracing, audit) and otherwise exactly as the fast
+        paths do (one presumption for the route, :meth:`fast_failed` on a failure: the
+        later calls made through the observed :meth:`invoke`, then the error policy
+        (*inline*) or the reports (a worker)).  Benchmark:
+        ``asv_benchmarks/ratio_observability.py`` (emit_async with an audit trail)."""
+        obs = self.obs
+        route.wtick()  # n calls presumed processed (the emit itself is counted by the caller)
+        lid_type = event.type
+        for entry in route.entries:
+            tokens = obs.begin(event, entry.lid, lid_type, None, None, 1)
+            try:
+                entry.call(event)
+            except Exception as exc:
+                obs.end(tokens, exc, "error")
+                self.fast_failed(event, route, entry.call, exc, inline)
+                return
+            except BaseException as exc:
+                obs.end(tokens, exc, "error")
+                if inline:  # KeyboardInterrupt...: fix the counts, propagate at once
+                    self.fast_aborted(route, entry.call)
+                    raise
+                self.fast_failed(event, route, entry.call, exc, False)  # workers report everything
+                return
+            obs.end(tokens, None)
 
     # -- errors ----------------------------------------------------------------------
     def middleware_failed(self, event: Any, exc: BaseException) -> None:

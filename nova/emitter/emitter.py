@@ -43,6 +43,8 @@ from nova.emitter.routes import WILDCARD, Entry, RouteTable, bounded_call, once_
 from nova.emitter.lifecycle import Lifecycle
 from nova.emitter.stats import Counters, EmitterStats, snapshot
 from nova.errors import EmitterClosed, ValidationError, type_name
+from nova.observability.observers import check as check_observer
+from nova.observability.observers import plus as observers_plus
 from nova.events import EVENT_CLASSES, FunctionListener, Subscription, as_listener, check_event, is_async_listener
 
 __all__ = ("Emitter", "OVERFLOW_POLICIES", "ERROR_POLICIES")
@@ -130,6 +132,8 @@ class Emitter:
             ``nova.emitter`` logger.  Errors raised by hooks are logged, never propagated.
         acquire_timeout: how long a call waits for a ``max_concurrency`` slot (``None``:
             without limit).
+        tracing: a :class:`~nova.observability.Tracing` to trace every emit and listener
+            call with OpenTelemetry (``None``: no tracing, and no cost).
 
     Raises:
         TypeError / ValueError: an invalid argument, at construction.
@@ -154,7 +158,10 @@ class Emitter:
         name: str = "emitter",
         on_error: Callable[[Any, BaseException, Any], Any] | None = None,
         acquire_timeout: float | timedelta | None = None,
+        tracing: Any = None,
     ) -> None:
+        if tracing is not None:
+            check_observer(tracing)
         workers = check_positive_int(workers, "workers")
         buffer_size = check_positive_int(buffer_size, "buffer_size")
         self._max_concurrency = None if max_concurrency is None else check_positive_int(max_concurrency, "max_concurrency")
@@ -188,7 +195,18 @@ class Emitter:
         self._publish_intake()
         self._closed = False
         self._life = Lifecycle(self)
+        self._obs: Any = None  # tracing / audit trail: an observer or Observers (nova.observability.observers)
         self._refresh()
+        if tracing is not None:
+            self._add_observer(tracing)
+
+    def _add_observer(self, observer: Any) -> None:
+        """Let *observer* (a Tracing or an AuditTrail) see every emit and listener call
+        from now on (the fast paths give way to the observed general path)."""
+        with self._lock:
+            self._obs = observers_plus(self._obs, observer)
+            self._d.observe(self._obs)
+            self._refresh()
 
     # The benchmarked shortcuts (see nova.emitter.fastpath).
     emit = fastpath.emit
@@ -313,11 +331,13 @@ class Emitter:
         """Rebuild the routes and decide which fast paths apply, then publish what the
         fast paths read.  Call with ``self._lock`` held (or from ``__init__``).
         *changed*: the one event type whose subscriptions changed (``None``: all)."""
-        plain = self._metrics is None and self._validator is None
+        plain = self._metrics is None and self._validator is None and self._obs is None
         fast_ok = not self._closed and not self._mw.all and plain
-        wfast_ok = not self._mw.worker and self._metrics is None and not self._d.bound_workers
+        wfast_ok = not self._mw.worker and self._metrics is None and self._obs is None and not self._d.bound_workers
         self._afast = fast_ok
-        self._aq = self._intake.queue if not self._closed and not self._mw.before and plain else None
+        # emit_async's fast put needs no hook unless an observer wants sends (tracing)
+        intake_ok = self._metrics is None and self._validator is None and (self._obs is None or not self._obs.producer)
+        self._aq = self._intake.queue if not self._closed and not self._mw.before and intake_ok else None
         t = self._table
         t.refresh(changed, fast_ok, wfast_ok, monotonic(), self._counters.lock)
         self._routes, self._default = t.routes, t.default
@@ -366,11 +386,28 @@ class Emitter:
     def _emit_slow(self, event: Any) -> None:
         self._prep(event)
         next(self._counters.emitted)
+        obs = self._obs
+        if obs is not None and obs.producer:
+            self._emit_observed(event, obs)
+            return
         mws = self._mw.all
         if mws:
             self._d.through_chain(event, mws)
         else:
             self._d.deliver_inline(event)
+
+    def _emit_observed(self, event: Any, obs: Any) -> None:
+        tokens = obs.send(event, event.type, "emitter")
+        try:
+            mws = self._mw.all
+            if mws:
+                self._d.through_chain(event, mws)
+            else:
+                self._d.deliver_inline(event)
+        except BaseException as exc:
+            obs.sent(tokens, None, exc)
+            raise
+        obs.sent(tokens, None, None)
 
     # -- emit_async (the buffer) -----------------------------------------------------
 
@@ -440,7 +477,17 @@ class Emitter:
     async def _aemit_slow(self, event: Any) -> None:
         self._prep(event)
         next(self._counters.emitted)
-        await adeliver_through(self._d, event, self._mw.all)
+        obs = self._obs
+        if obs is None or not obs.producer:
+            await adeliver_through(self._d, event, self._mw.all)
+            return
+        tokens = obs.send(event, event.type, "emitter")
+        try:
+            await adeliver_through(self._d, event, self._mw.all)
+        except BaseException as exc:
+            obs.sent(tokens, None, exc)
+            raise
+        obs.sent(tokens, None, None)
 
     # -- shutdown --------------------------------------------------------------------
 

@@ -18,6 +18,8 @@ from nova._util.loop import LoopThread
 from nova._util.runner import ThreadRunner
 from nova.errors import ListenerNotFound, PoolClosed, ValidationError, type_name
 from nova.events import check_event
+from nova.observability.managed import observe as observe_managed
+from nova.observability.observers import plus as observers_plus
 from nova.listener.calls import threadsafe_set
 from nova.listener.config import ListenerConfig
 from nova.listener.drain import DrainMixin
@@ -80,6 +82,7 @@ class ListenerManager(DrainMixin):
             raise TypeError(f"Expected a MetricsCollector or None, got {type_name(metrics)}")
         self._pool = pool
         self._metrics = metrics
+        self._obs: Any = None  # observability seam: tracing / audit (see _add_observer)
         self._clock = check_clock(clock)
         self._now = now_fn(self._clock)
         self._lock = threading.RLock()
@@ -122,9 +125,20 @@ class ListenerManager(DrainMixin):
             if inner.id in self._listeners:
                 raise ValidationError(f"Expected a listener id not registered yet, got {inner.id!r}")
             managed = ManagedListener(self, inner, config)
+            if self._obs is not None:
+                observe_managed(managed, self._obs)
             self._listeners[inner.id] = managed
             self._managed.add(managed)
         return managed
+
+    def _add_observer(self, observer: Any) -> None:
+        """Observability seam: let *observer* (a Tracing or an AuditTrail) see every
+        attempt of every listener, registered now or later
+        (:mod:`nova.observability.managed`)."""
+        with self._lock:
+            self._obs = observers_plus(self._obs, observer)
+            for m in self._listeners.values():
+                observe_managed(m, self._obs)
 
     def unregister(self, listener_id: str) -> ManagedListener:
         """Forget a listener: :meth:`process`, :meth:`health` and :meth:`stats` no longer

@@ -17,6 +17,7 @@ from nova._util.counters import count_value
 from nova.events import now_ns
 from nova.listener.config import ListenerConfig
 from nova.listener.stats import BUCKETS, STAT_FIELDS, UNHEALTHY_MIN_CALLS, Health, HealthDetail, ListenerStats
+from nova.observability.managed import dead_lettered as observed_dead_letter
 from nova.resilience.circuit import CircuitBreaker, CircuitState
 from nova.resilience.deadletter import send as send_dead_letter
 from nova.resilience.policy import DeadLetter
@@ -107,6 +108,7 @@ class ListenerState:
         self._b_count = itertools.count()  # calls in the current slice (flushed on roll)
         self._b_next = self._b_count.__next__
         self._b_end = self._now() + self._bw
+        self._obs: Any = None  # observability seam: tracing / audit (nova.observability.managed)
         self._fast = self._compute_fast()
 
     # -- properties -----------------------------------------------------------------
@@ -123,7 +125,8 @@ class ListenerState:
     def _compute_fast(self) -> bool:
         br = self._breaker
         return (
-            not self.is_async
+            self._obs is None  # observed: every attempt goes through _call_sync/_acall
+            and not self.is_async
             and self._timeout is None
             and self._bucket is None
             and self._limiter is None
@@ -213,6 +216,8 @@ class ListenerState:
         dl = DeadLetter(event, exc, attempts, self._id, topic, now_ns())
         with self._lock:
             self._c["dead_lettered"] += 1
+        if self._obs is not None:  # observability seam (nova.observability.managed)
+            observed_dead_letter(self, event)
         return dl
 
     def _deliver_dead_letter(self, dl: DeadLetter) -> None:

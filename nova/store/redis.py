@@ -32,6 +32,7 @@ from nova import _core
 from nova.errors import StoreClosed, StoreUnavailable, ValidationError
 from nova.store import redis_scripts as S
 from nova.store.base import ON_FULL_POLICIES, OVERFLOW_POLICIES, Cursor, EventBatch, StoreStats, StreamInfo
+from nova.store.args import check_include_system
 from nova.store.codecs import Codec, get_codec
 from nova._util.checks import check_opt_int as _opt_int
 from nova._util.checks import check_timeout as _check_timeout
@@ -279,7 +280,8 @@ class RedisStore(RedisConnection, Appends, WindowReads):
         events = [event_of(f, decode) for _id, f in rows]
         return events, Cursor(stream, int(rows[-1][0].split(b"-", 1)[0]), events[-1].timestamp)
 
-    def window(self, start: Any = None, end: Any = None, *, streams: Any = None, types: Any = None) -> EventBatch:
+    def window(self, start: Any = None, end: Any = None, *, streams: Any = None, types: Any = None,
+               include_system: bool = False) -> EventBatch:
         """The events with ``start <= timestamp < end`` as an :class:`EventBatch`, in
         (timestamp, sequence) order, exact to the nanosecond (late events included):
         a lexicographic range of the event-time index, then the entries, read by
@@ -290,16 +292,17 @@ class RedisStore(RedisConnection, Appends, WindowReads):
             ValidationError: a bad bound.  TypeError: bad filters.
             StoreClosed: closed.  StoreUnavailable: the server did not answer.
         """
-        return self._batch(*self._rows(start, end, streams, types))
+        return self._batch(*self._rows(start, end, streams, types, include_system))
 
-    def replay(self, start: Any = None, end: Any = None, *, streams: Any = None, types: Any = None) -> Iterator[Any]:
+    def replay(self, start: Any = None, end: Any = None, *, streams: Any = None, types: Any = None,
+               include_system: bool = False) -> Iterator[Any]:
         """Iterate the Events with ``start <= timestamp < end`` in (timestamp, sequence)
         order (a snapshot taken at the call; Events are built as you iterate).
 
         Raises:
             ValidationError / TypeError / StoreClosed / StoreUnavailable: as :meth:`window`.
         """
-        _members, fields = self._rows(start, end, streams, types)
+        _members, fields = self._rows(start, end, streams, types, include_system)
         return iter_fields(fields, self.codec.decode)
 
     def stream_info(self, stream: str) -> StreamInfo:
@@ -397,6 +400,7 @@ class RedisStore(RedisConnection, Appends, WindowReads):
         *,
         buffer: int = 1000,
         overflow: str = "block",
+        include_system: bool = False,
     ) -> RedisSubscription:
         """Follow *stream* (``None``: every stream, in global sequence order): the
         events after *cursor*, then live appends from every process, with no gap and
@@ -411,6 +415,7 @@ class RedisStore(RedisConnection, Appends, WindowReads):
             raise TypeError(f"Expected a str stream name or None, got {_tname(stream)}")
         if stream == "":
             raise ValidationError("Expected a non-empty str stream name or None, got ''")
+        include_system = check_include_system(include_system)
         after = self._cursor_position(cursor, stream)
         if isinstance(buffer, bool) or not isinstance(buffer, int):
             raise TypeError(f"Expected buffer as an int, got {_tname(buffer)}")
@@ -422,7 +427,8 @@ class RedisStore(RedisConnection, Appends, WindowReads):
         seq, pos = self._heads(stream)
         with self._lock:
             self._check_open()
-            sub = RedisSubscription(self, stream, after, seq if stream is None else pos, buffer, overflow)
+            sub = RedisSubscription(self, stream, after, seq if stream is None else pos, buffer, overflow,
+                                    include_system)
             self._subs.add(sub)
             if overflow == "block":
                 self._block_subs.add(sub)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from nova import _core
 from nova._core._columns_common import _ids_list, _objects_list, _types_list
 from nova._core.timeconv import timestamps_array
-from nova.store.args import check_stream
+from nova.store.args import check_stream, is_system
 from nova.errors import StoreLayoutError, StoreUnavailable, StreamFull, ValidationError
 from nova.events import Event
 from nova.store.redis_rows import msgpack_array, ts_bytes
@@ -226,7 +226,9 @@ class Appends:
         counted: set[int] = set()
         while True:
             self._check_open()
-            subs = [s for s in list(self._block_subs) if s.stream is None or s.stream == stream]
+            system = is_system(stream)
+            subs = [s for s in list(self._block_subs)
+                    if s.stream == stream or (s.stream is None and (s.include_system or not system))]
             if not subs:
                 return
             seq, pos = self._heads(stream, f"checking a blocking subscriber before appending to {stream!r}; nothing was stored")

@@ -22,6 +22,7 @@ from typing import Any
 from nova.errors import BufferFull, StoreClosed, Timeout
 from nova.store.base import Cursor, SubscriptionStats
 from nova._util.checks import check_timeout as _check_timeout
+from nova.store.args import is_system
 from nova.store.redis_rows import event_of
 
 __all__ = ("RedisSubscription",)
@@ -29,6 +30,10 @@ __all__ = ("RedisSubscription",)
 _FETCH = 512
 _SLICE = 0.5
 _ID_MAX = 2**64 - 1
+
+
+#: Marks a row of a system stream that a subscription to every stream leaves out.
+_SYSTEM: Any = object()
 
 
 def _tname(value: object) -> str:
@@ -47,9 +52,12 @@ class RedisSubscription:
     was: the next call resumes after the last event taken.
     """
 
-    def __init__(self, store: Any, stream: str | None, after: int, head: int, buffer: int, overflow: str) -> None:
+    def __init__(self, store: Any, stream: str | None, after: int, head: int, buffer: int, overflow: str,
+                 include_system: bool = False) -> None:
         self._store = store
         self.stream = stream
+        #: With ``stream=None``: whether system streams ("nova." names) are followed too.
+        self.include_system = include_system
         self._buffer = buffer
         self._overflow = overflow
         self._next = after + 1
@@ -91,7 +99,12 @@ class RedisSubscription:
             if self.stream is None:
                 r = store._s_log_fetch(keys=[store._k_meta, store._k_log, store._k_bycode],
                                        args=[store._k_stream, first, _FETCH])
-                return int(r[0]), [(int(r[i]), r[i + 3]) for i in range(1, len(r), 4)]
+                if self.include_system:
+                    return int(r[0]), [(int(r[i]), r[i + 3]) for i in range(1, len(r), 4)]
+                names = store._name_of_codes({int(r[i + 1]) for i in range(1, len(r), 4)})
+                return int(r[0]), [
+                    (int(r[i]), _SYSTEM if is_system(names.get(int(r[i + 1]), "")) else r[i + 3])
+                    for i in range(1, len(r), 4)]
             head, entries = store._s_stream_fetch(
                 keys=[store._k_names, store._k_last, store._skey(self.stream)],
                 args=[self.stream, first, _FETCH])
@@ -144,8 +157,9 @@ class RedisSubscription:
             self._next = last_wanted + 1
             return None
         last = rows[-1][0]
-        kept = [r for r in rows if r[1] is not None]
-        self._missed += (last - self._next + 1) - len(kept)
+        kept = [r for r in rows if r[1] is not None and r[1] is not _SYSTEM]
+        skipped = sum(1 for r in rows if r[1] is _SYSTEM)  # left out by choice: not missed
+        self._missed += (last - self._next + 1) - len(kept) - skipped
         self._next = last + 1
         if store._block_subs:
             with store._cond:

@@ -13,6 +13,7 @@ import numpy as np
 
 from nova.store.base import EventBatch
 from nova.store.args import bound as _bound
+from nova.store.args import check_include_system, is_system
 from nova.store.redis_rows import MEMBER_DTYPE, RedisRows, event_of, ts_bytes
 
 __all__ = ("WindowReads",)
@@ -84,7 +85,8 @@ class WindowReads:
                     cache[c] = name.decode()
         return cache
 
-    def _rows(self, start: Any, end: Any, streams: Any, types: Any) -> tuple[list[bytes], list[Any]]:
+    def _rows(self, start: Any, end: Any, streams: Any, types: Any,
+              include_system: bool = False) -> tuple[list[bytes], list[Any]]:
         """Index members and entry fields of ``[start, end)`` in (timestamp, sequence)
         order: a snapshot at the global sequence read with the first page.
 
@@ -96,6 +98,8 @@ class WindowReads:
         e = _bound(end, "end")
         snl = _names(streams, "streams")
         tnl = _names(types, "types")
+        # system streams ("nova." names) are left out of a read over every stream
+        skip_system = snl is None and not check_include_system(include_system)
         self._check_open()
         self._expire()
         if s is not None and e is not None and s >= e:
@@ -123,14 +127,14 @@ class WindowReads:
                 else:
                     members = raw.execute_command("ZRANGE", self._k_time, lo, hi, "BYLEX", "LIMIT", 0, _PAGE)
                 if members:
-                    self._page(raw, members, maxseq, codes, tset, members_out, fields_out)
+                    self._page(raw, members, maxseq, codes, tset, members_out, fields_out, skip_system)
                 if len(members) < _PAGE:
                     break
                 lo = b"(" + members[-1]
         return members_out, fields_out
 
     def _page(self, raw: Any, members: list[bytes], maxseq: int, codes: np.ndarray | None, tset: set[bytes] | None,
-              members_out: list[bytes], fields_out: list[Any]) -> None:
+              members_out: list[bytes], fields_out: list[Any], skip_system: bool = False) -> None:
         arr = np.frombuffer(b"".join(members), dtype=MEMBER_DTYPE, count=len(members))
         seq = arr["seq"].astype(np.int64)
         code = arr["code"].astype(np.int64)
@@ -151,7 +155,7 @@ class WindowReads:
         runs = []
         for a, b in zip(starts, ends):
             name = names.get(kcl[a])
-            if name is None:
+            if name is None or (skip_system and is_system(name)):
                 continue
             runs.append((a, b))
             p.execute_command("XRANGE", self._k_stream + name, f"{kpl[a]}-{ksl[a]}", f"{kpl[b - 1]}-{ksl[b - 1]}")
