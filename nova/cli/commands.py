@@ -1,4 +1,4 @@
-"""The ``nova`` commands (click): replay, streams, tail, stats, deadletters, bench.
+"""The ``nova`` commands (click): replay, streams, tail, stats, deadletters, audit, bench.
 
 .. versionadded:: 0.2
 """
@@ -397,6 +397,48 @@ def deadletters(url: str, listener_id: str | None, start: int | None, end: int |
         if report.failed_again or report.rejected or report.left:
             raise CLIError(f"Expected every redriven event to be handled, got {report.failed_again} failing again, "
                            f"{report.rejected + report.left} not run (breaker open); run the redrive again later")
+
+
+@cli.command()
+@click.argument("url")
+@click.argument("event_id")
+@click.option("--stream", default="nova.audit", show_default=True, metavar="S", help="the audit trail's stream")
+@click.option("--format", "fmt", type=click.Choice(("table", "jsonl")), default="table", show_default=True)
+def audit(url: str, event_id: str, stream: str, fmt: str) -> None:
+    """Print the audit trail's history of one event: every delivery attempt
+    (listener, group, attempt, outcome, duration, error), in the order they started.
+
+    The records are those an AuditTrail wrote to stream S (AuditTrail.history).
+    Exit code 1 when the event has no record.
+
+    \b
+    Example:
+      nova audit sqlite:///audit.db 01a243d63bd517ec86f68b0000000002
+    """
+    import json
+
+    from nova.observability.audit import AuditTrail
+
+    with open_url(url) as store:
+        if stream not in store.streams():
+            raise CLIError(f"Expected an audit trail in stream {stream!r}, got no such stream in the store")
+        trail = AuditTrail(store, stream=stream)
+        try:
+            records = trail.history(event_id)
+        finally:
+            trail.close()
+    if not records:
+        raise CLIError(f"Expected audit records of event {event_id!r} in stream {stream!r}, got none")
+    if fmt == "jsonl":
+        for r in records:
+            click.echo(json.dumps(r._asdict()))
+        return
+    _table(f"{len(records)} delivery attempts of {event_id} ({records[0].event_type})",
+           ["time", "component", "destination", "partition", "listener", "group", "attempt", "outcome",
+            "duration", "error"],
+           [[iso_ns(r.timestamp), r.component, r.destination, r.partition, r.listener, r.group, r.attempt,
+             r.outcome, f"{r.duration * 1000:.3f} ms",
+             None if r.error_type is None else f"{r.error_type}: {r.error_message}"] for r in records])
 
 
 @cli.command()
