@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from typing import Any
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     it does not, 2 when an optional dependency (pandas, prometheus_client) is missing."""
     args = parse_args(argv)
     try:
-        import pandas as pd
+        import pandas as pd  # type: ignore[import-untyped,unused-ignore]
         from prometheus_client import CollectorRegistry
 
         from nova.observability import PrometheusMetricsCollector, serve
