@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BOUND = 30.0
 if str(ROOT) not in sys.path:  # the example package lives at the repo root
     sys.path.insert(0, str(ROOT))
-from examples.complete.workflows import Workload  # noqa: E402
+from nova.demo.workflows import Workload  # noqa: E402
 
 FINAL = re.compile(r"^ACCOUNTING (OK|FAILED) users=(\d+) orders=(\d+) welcome_dead=(\d+) "
                    r"billing_dead=(\d+) interrupted=(yes|no)", re.M)

@@ -8,9 +8,11 @@ injected failures; redrives the dead letters; replays an audit window into panda
 prints a final accounting that must balance.  SIGINT/SIGTERM stop intake and drain
 everything already accepted before that accounting.
 
-:func:`main` is the entry point (``nova demo`` calls it).
+:func:`main` is the entry point (``nova demo`` calls it).  The code lives in the package,
+:mod:`nova.demo` (``nova/demo/app.py`` and ``nova/demo/workflows.py``), so that ``nova demo``
+works after ``pip install``; this folder is the way to run it from a source checkout.
 """
 
-from examples.complete.app import main
+from nova.demo.app import main
 
 __all__ = ("main",)

@@ -2,7 +2,7 @@
 
 import sys
 
-from examples.complete.app import main
+from nova.demo.app import main
 
 if __name__ == "__main__":
     sys.exit(main())

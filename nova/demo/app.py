@@ -19,7 +19,7 @@ from typing import Any
 from nova import (AuditTrail, Bus, CircuitConfig, DeadLetterConfig, Emitter, Event, ListenerConfig,
                   ListenerManager, RetryPolicy, SQLiteStore, TopicConfig, as_listener)
 
-from examples.complete.workflows import Handlers, Outage, Tally, Workload
+from nova.demo.workflows import Handlers, Outage, Tally, Workload
 
 DEADLETTER = "nova.deadletter"
 
