@@ -494,7 +494,7 @@ def test_missing_extras_named_in_one_line(nova_cmd: list[str], db: Any, tmp_path
 
 # --- help, python -m nova, bench ------------------------------------------------------------
 def test_help_on_every_command_has_an_example(nova_cmd: list[str]) -> None:
-    for cmd in ["replay", "streams", "tail", "stats", "deadletters", "audit", "bench"]:
+    for cmd in ["replay", "streams", "tail", "stats", "deadletters", "audit", "bench"]:  # (demo: its own --help)
         cp = run(nova_cmd, cmd, "--help")
         assert cp.returncode == 0 and cp.stderr == "", cp.stderr
         assert "Example" in cp.stdout and f"nova {cmd}" in cp.stdout

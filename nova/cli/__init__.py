@@ -1,7 +1,7 @@
 """The ``nova`` command: look into an event store from a shell.
 
 ``nova replay``, ``nova streams``, ``nova tail``, ``nova stats``, ``nova deadletters``,
-``nova audit`` and ``nova bench``; ``nova COMMAND --help`` shows each one with an example.  Stores are
+``nova audit``, ``nova demo`` and ``nova bench``; ``nova COMMAND --help`` shows each one with an example.  Stores are
 named by the URLs :func:`nova.open_store` takes (``sqlite:///audit.db``,
 ``redis://host:6379/0?prefix=p``, ``memory://``).
 

@@ -1,4 +1,5 @@
-"""The ``nova`` commands (click): replay, streams, tail, stats, deadletters, audit, bench.
+"""The ``nova`` commands (click): replay, streams, tail, stats, deadletters, audit, demo,
+bench.
 
 .. versionadded:: 0.2
 """
@@ -439,6 +440,24 @@ def audit(url: str, event_id: str, stream: str, fmt: str) -> None:
            [[iso_ns(r.timestamp), r.component, r.destination, r.partition, r.listener, r.group, r.attempt,
              r.outcome, f"{r.duration * 1000:.3f} ms",
              None if r.error_type is None else f"{r.error_type}: {r.error_message}"] for r in records])
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def demo(args: tuple[str, ...]) -> None:
+    """Run nova's complete example (nova.demo): every component in one small service,
+    injected failures, dead letters and a redrive, an audit window, the final
+    accounting.  Options go to the example (nova demo --help lists them).
+
+    \b
+    Example:
+      nova demo --db demo.db && nova replay sqlite:///demo.db --start now-5m --end now
+    """
+    from nova.demo import main as demo_main
+
+    code = demo_main(list(args))
+    if code:
+        raise click.exceptions.Exit(code)
 
 
 @cli.command()
