@@ -16,10 +16,10 @@ import concurrent.futures
 import os
 import threading
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ("LoopThread",)
+__all__ = ("LoopThread", "start_on_loop")
 
 T = TypeVar("T")
 
@@ -150,6 +150,58 @@ class LoopThread:
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("running" if self._loop is not None else "idle")
         return f"<LoopThread {self._name!r} {state}>"
+
+
+def start_on_loop(loop: asyncio.AbstractEventLoop,
+                  factory: Callable[[], Coroutine[Any, Any, T]]) -> concurrent.futures.Future[T]:
+    """:func:`asyncio.run_coroutine_threadsafe`, but the coroutine is made by *factory*
+    on the loop's own thread, when the hand-off runs.
+
+    If the loop stops and closes with the hand-off still queued (``asyncio.run`` ending
+    in another thread), no coroutine was ever made, so none is left "never awaited";
+    the returned future is then cancelled (when the dropped hand-off is collected).
+
+    Raises:
+        RuntimeError: the loop is closed.
+    """
+    fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+    ran: list[bool] = []
+
+    def start() -> None:
+        ran.append(True)
+        if fut.cancelled():
+            return
+        try:
+            task = loop.create_task(factory())
+        except BaseException as exc:  # noqa: BLE001 - the caller's future carries it
+            if fut.set_running_or_notify_cancel():
+                fut.set_exception(exc)
+            return
+
+        def copy(t: asyncio.Future[T]) -> None:
+            if t.cancelled():
+                fut.cancel()
+            elif fut.set_running_or_notify_cancel():
+                exc = t.exception()
+                if exc is not None:
+                    fut.set_exception(exc)
+                else:
+                    fut.set_result(t.result())
+
+        def cancel_task(f: concurrent.futures.Future[T]) -> None:
+            if f.cancelled() and not loop.is_closed():
+                loop.call_soon_threadsafe(task.cancel)
+
+        task.add_done_callback(copy)
+        fut.add_done_callback(cancel_task)
+
+    def dropped() -> None:
+        if not ran:
+            fut.cancel()
+
+    weakref.finalize(start, dropped)
+    loop.call_soon_threadsafe(start)
+    return fut
 
 
 def finish_tasks(lp: asyncio.AbstractEventLoop) -> None:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import weakref
 from typing import Any
 
+from nova._util.loop import start_on_loop
 from nova.listener.calls import ListenerCalls
 from nova.listener.pending import CALLING, DECIDING, DELIVERING, IN_TASK, LETTERING, PENDING, Retry
 from nova.resilience.retry import next_delay
@@ -94,40 +94,27 @@ class ListenerRetries(ListenerCalls):
         mgr = self._manager
         loop = retry.loop
         started: list[bool] = []
-        holder: list[concurrent.futures.Future[Any]] = []
-
-        def dropped() -> None:
-            # The loop closed with the hand-off still queued: the coroutine is freed
-            # unstarted and its future would never end.  Cancel it (see check()).
-            if not started and holder:
-                holder[0].cancel()
-
         target: asyncio.AbstractEventLoop | None = None  # the manager's loop, when used
         fut: concurrent.futures.Future[Any] | None = None
+        # start_on_loop makes the coroutine on the loop's thread: a hand-off dropped by a
+        # loop that closed (asyncio.run ending) leaves no coroutine "never awaited", and
+        # its future is cancelled (check() below then moves the attempt on).
         if loop is not None and loop.is_running() and not loop.is_closed():
-            coro = self._aretry(retry, None, started)
-            weakref.finalize(coro, dropped)
             try:
-                fut = asyncio.run_coroutine_threadsafe(coro, loop)
-                holder.append(fut)  # before the last reference to coro goes
+                fut = start_on_loop(loop, lambda: self._aretry(retry, None, started))
             except RuntimeError:  # closed meanwhile
-                coro.close()
-            del coro
+                pass
         tries = 0
         while fut is None:
             retry.loop = None
             target = mgr._event_loop()
-            coro = self._aretry(retry, target, started)
-            weakref.finalize(coro, dropped)
+            tgt = target
             try:
-                fut = asyncio.run_coroutine_threadsafe(coro, target)
-                holder.append(fut)
+                fut = start_on_loop(tgt, lambda: self._aretry(retry, tgt, started))
             except RuntimeError:  # stop() closed that loop meanwhile: take the new one
-                coro.close()
                 tries += 1
                 if tries > 3:  # pragma: no cover - the loop keeps closing under us
                     raise
-            del coro
         retry.fut = fut
 
         def check(f: concurrent.futures.Future[Any]) -> None:
