@@ -23,7 +23,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BOUND = 30.0
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
 
 _PRELUDE = """
 import asyncio, os, sys, threading, time, warnings

@@ -274,7 +274,6 @@ def in_child(fn):
 """
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
 def test_forked_child_restarts_an_inherited_worker_pool(core):
     out = _run(core, _FORK + """
         import warnings
@@ -297,7 +296,6 @@ def test_forked_child_restarts_an_inherited_worker_pool(core):
     assert "PARENT True [0, 1, 2, 3, 4] True" in out.stdout, out
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
 @pytest.mark.parametrize("user_pool", [False, True], ids=["own-pool", "user-pool"])
 def test_forked_child_restarts_an_inherited_emitter(core, user_pool):
     out = _run(core, _FORK + f"""
@@ -340,7 +338,6 @@ def test_forked_child_restarts_an_inherited_emitter(core, user_pool):
     assert "PARENT True [0, 1, 2, 99]" in out.stdout, out
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
 def test_forked_child_of_closed_pool_stays_closed(core):
     out = _run(core, _FORK + """
         import warnings
@@ -464,7 +461,6 @@ def test_wake_one_under_many_producers_counts_exactly(overflow):
     assert all(f.done() for f in em._intake.drains)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
 def test_forked_child_can_wait_on_finished_pool_futures_while_parent_held_their_condition(core):
     # Finished pool futures share one condition; a parent thread inside result() at the
     # fork left it locked in the child, so any result() there froze.
@@ -497,7 +493,6 @@ def test_forked_child_can_wait_on_finished_pool_futures_while_parent_held_their_
     assert "CHILD 0" in out.stdout, out
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
 def test_forked_child_of_shut_down_emitter_stays_shut_down(core):
     out = _run(core, _FORK + """
         import warnings

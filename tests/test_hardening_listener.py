@@ -667,7 +667,6 @@ def test_after_exit_close_failures_are_dead_lettered_at_once() -> None:
 # -- item 3: fork --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
 def test_an_inherited_manager_is_usable_in_a_forked_child(tmp_path: Path) -> None:
     rc, err, took = _run_child("""
     import asyncio, os, sys, threading, time

@@ -95,6 +95,9 @@ def _check_metrics(metrics: Any) -> Any:
 class Emitter:
     """Emit events to listeners: inline, through a bounded buffer and worker pool, or on asyncio.
 
+    (Size: the facade of the whole documented public API, about half of it docstrings;
+    routes, dispatch, buffer, asyncio and lifecycle are sibling modules.)
+
     Args:
         pool: a :class:`~nova.pool.WorkerPool` to run the buffer's drain loops on (the
             emitter then occupies *workers* of its threads until shutdown, and does not

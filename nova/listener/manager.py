@@ -50,6 +50,9 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 class ListenerManager(DrainMixin):
     """Runs listeners with retries, circuit breakers, dead letters, timeouts and limits.
 
+    (Size: the public API of the manager with its docstrings; calls, retries, draining
+    and state are sibling modules.)
+
     Args:
         pool: a :class:`nova.WorkerPool` (anything with ``submit(fn)``) to run scheduled
             retries on; by default the manager's own daemon threads run them.

@@ -1,5 +1,8 @@
 """LogStore: the event-store facade shared by every backend over a column log.
 
+Over 600 lines because it is one class, the whole EventStore protocol over a log, with
+its docstrings (argument checks, batches and subscriptions are sibling modules).
+
 The log (:class:`~nova._core.ColumnLog`, or a log with its interface such as
 :class:`~nova.store.sqlite_log.SQLiteLog`) holds the rows and the (timestamp, sequence)
 index; this facade adds what a store promises on top: stream limits and retention,

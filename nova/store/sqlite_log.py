@@ -65,6 +65,8 @@ def _tname(value: object) -> str:
 class SQLiteLog:
     """The ColumnLog interface over a SQLite table (see the module docstring).
 
+    (Size: one idea, the ~30 methods of the ColumnLog interface over one connection.)
+
     Args:
         conn: an open connection in autocommit mode (``isolation_level=None``) on a
             file whose schema exists.
