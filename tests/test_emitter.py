@@ -175,6 +175,24 @@ def test_on_returns_function_unchanged(make):
     assert got == [5]
 
 
+def test_on_call_form_subscribes_and_returns_the_listener(make):
+    em = make()
+    got = []
+
+    def handler(ev):
+        got.append(ev.data)
+
+    assert em.on("x", handler) is handler
+    assert em.on("x", handler, max_concurrency=1) is handler
+    em.emit(Event("x", 5))
+    assert got == [5, 5]
+    with pytest.raises(TypeError, match="callable"):
+        em.on("x", 42)
+    with pytest.raises(ValidationError):
+        em.on("", handler)
+    assert len(em.listeners("x")) == 2
+
+
 def test_unsubscribe_removes_only_that_subscription(make):
     em = make()
     got = []

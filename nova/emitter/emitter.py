@@ -249,13 +249,19 @@ class Emitter:
         The subscription ends before the call.  Raises as :meth:`subscribe`."""
         return self._add(event_type, listener, once=True, max_concurrency=None)
 
-    def on(self, event_type: str, *, max_concurrency: int | None = None) -> Callable[[Any], Any]:
-        """Decorator form of :meth:`subscribe`; returns the function unchanged.
+    def on(self, event_type: str, listener: Any = None, *, max_concurrency: int | None = None) -> Any:
+        """Subscribe a listener and return it unchanged: the decorator form
+        ``@em.on("user.created")``, or the call form ``em.on("user.created", fn)`` (as
+        in pyee and Node's EventEmitter).  Use :meth:`subscribe` for the
+        :class:`~nova.events.Subscription`.
 
         Raises:
             as :meth:`subscribe` (the event type is checked at once).
         """
         _check_type(event_type)
+        if listener is not None:
+            self.subscribe(event_type, listener, max_concurrency=max_concurrency)
+            return listener
 
         def decorator(fn: Any) -> Any:
             self.subscribe(event_type, fn, max_concurrency=max_concurrency)
