@@ -6,7 +6,9 @@ exception means the same thing, the nova class also inherits it, so existing
 
 * :class:`ValidationError` is a :class:`ValueError`;
 * :class:`Timeout` is a :class:`TimeoutError`;
-* :class:`BufferFull` and :class:`QueueEmpty` mirror :mod:`queue`'s ``Full``/``Empty``.
+* :class:`BufferFull` and :class:`QueueEmpty` mirror :mod:`queue`'s ``Full``/``Empty``;
+* :class:`PatternError` (a regex that does not compile) is a :class:`ValidationError`
+  and a :class:`re.error`.
 
 Messages say what was expected and what came, e.g.
 ``Expected a non-empty str event type, got int``.
@@ -17,6 +19,7 @@ Messages say what was expected and what came, e.g.
 from __future__ import annotations
 
 import queue as _queue
+import re as _re
 
 __all__ = (
     "NovaError",
@@ -42,6 +45,7 @@ __all__ = (
     "StoreUnavailable",
     "StoreAuthError",
     "StoreLayoutError",
+    "PatternError",
     "type_name",
 )
 
@@ -148,3 +152,13 @@ class StoreAuthError(NovaError, PermissionError):
 class StoreLayoutError(StoreFileError):
     """A networked store's keys are not a nova store's: a key of the wrong type, another
     format, or a codec other than the one recorded.  Nothing was written."""
+
+
+class PatternError(ValidationError, _re.error):
+    """A topic pattern is not a valid regular expression.  Also a :class:`re.error`, with
+    its ``pattern`` and ``pos`` attributes, so ``except re.error`` keeps working."""
+
+    def __init__(self, message: str, pattern: str | bytes | None = None, pos: int | None = None) -> None:
+        _re.error.__init__(self, message)  # msg, and lineno/colno None
+        self.pattern = pattern
+        self.pos = pos

@@ -474,8 +474,12 @@ def test_pattern_and_direct_subscription_each_deliver(bus):
 
 
 def test_bad_patterns(bus):
-    with pytest.raises(re.error):
+    with pytest.raises(re.error):  # still an re.error, as documented before
         bus.subscribe_pattern("user.(", print)
+    with pytest.raises(ValueError, match=r"Expected a valid regular expression, got 'user.\(' \(missing \)") as info:
+        bus.subscribe_pattern("user.(", print)
+    assert isinstance(info.value, errors.ValidationError)
+    assert (info.value.pattern, info.value.pos) == ("user.(", 5)
     with pytest.raises(TypeError, match="str regex"):
         bus.subscribe_pattern(5, print)
     with pytest.raises(TypeError, match="str regex"):

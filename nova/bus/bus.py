@@ -36,7 +36,7 @@ from nova.bus.config import (
 )
 from nova.bus.registry import Registry
 from nova.bus.topics import Topic
-from nova.errors import BusClosed, SubscriptionNotFound, Timeout, type_name
+from nova.errors import BusClosed, PatternError, SubscriptionNotFound, Timeout, type_name
 from nova.events import EVENT_CLASSES, Event, Subscription, as_listener
 from nova.observability.metrics import NoOpMetricsCollector
 from nova.observability.observers import check as check_observer
@@ -453,14 +453,20 @@ class Bus:
         most :data:`MAX_TOPIC_NAME` characters.
 
         Raises:
-            re.error: *pattern* does not compile.
+            PatternError: *pattern* does not compile (a :class:`ValueError` and a
+                :class:`re.error`).
             TypeError: *pattern* is not a str or compiled pattern; bad listener/group.
             BusClosed: the bus was shut down.
         """
         if isinstance(pattern, re.Pattern):
             rx = pattern
         elif isinstance(pattern, str):
-            rx = re.compile(pattern)
+            try:
+                rx = re.compile(pattern)
+            except re.error as exc:
+                raise PatternError(
+                    f"Expected a valid regular expression, got {pattern!r} ({exc})", exc.pattern, exc.pos
+                ) from exc
         else:
             raise TypeError(f"Expected a str regex or a compiled re.Pattern, got {type_name(pattern)}")
         if not isinstance(rx.pattern, str):
