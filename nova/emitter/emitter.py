@@ -252,8 +252,7 @@ class Emitter:
     def on(self, event_type: str, *, max_concurrency: int | None = None) -> Callable[[Any], Any]:
         """Decorator form of :meth:`subscribe`; returns the function unchanged.
 
-        Raises:
-            as :meth:`subscribe` (the event type is checked at once).
+        Raises the same exceptions as :meth:`subscribe` (the event type is checked at once).
         """
         _check_type(event_type)
 
@@ -423,8 +422,8 @@ class Emitter:
 
         Raises:
             TypeError: *events* is not iterable, or holds a non-Event (nothing is enqueued).
-            the errors of :meth:`emit_async` (the events before the failing one stay
-            accepted).
+            Exception: the errors of :meth:`emit_async` (the events before the failing
+                one stay accepted).
         """
         try:
             it = iter(events)
