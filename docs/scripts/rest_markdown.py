@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import re
 
-_ROLE = re.compile(r":(?:class|meth|func|attr|data|mod|exc|obj|const|py:\w+):`(~?)([^`]+)`")
-_LITERAL = re.compile(r"``(.+?)``")
+#: the Python-domain roles the docstrings use (``:py:<role>:`` too).
+ROLES = ("class", "meth", "func", "attr", "data", "mod", "exc", "obj", "const")
+_ROLE = re.compile(rf":(?:py:)?(?:{'|'.join(ROLES)}):`(~?)([^`]+)`")
+#: a double-backtick literal, which may wrap onto the next line (not across a blank line)
+_LITERAL = re.compile(r"``((?:(?!\n[ \t]*\n)[^`]|`(?!`))+?)``")
+_FENCED = re.compile(r"^([ \t]*)```.*?^\1```[ \t]*$", re.S | re.M)
 _DIRECTIVE = re.compile(r"^(\s*)\.\. (versionadded|versionchanged|deprecated):: *(.*)$")
 _WORDS = {"versionadded": "Added in version", "versionchanged": "Changed in version",
           "deprecated": "Deprecated since version"}
@@ -88,6 +92,12 @@ def rest_to_markdown(text: str) -> str:
             converted.append(f"{d.group(1)}*{_WORDS[d.group(2)]} {d.group(3).strip()}.*")
             continue
         converted.append(line)
-    text = "\n".join(converted)
-    text = _ROLE.sub(_role, text)
-    return _LITERAL.sub(_literal, text)
+    text = _ROLE.sub(_role, "\n".join(converted))
+    # literals outside fenced blocks only (a fence's ``` is not a literal)
+    out, last = [], 0
+    for m in _FENCED.finditer(text):
+        out.append(_LITERAL.sub(_literal, text[last:m.start()]))
+        out.append(m.group(0))
+        last = m.end()
+    out.append(_LITERAL.sub(_literal, text[last:]))
+    return "".join(out)
