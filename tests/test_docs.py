@@ -26,6 +26,7 @@ MIN_BLOCKS = {
     "emitter.md": 8,
     "guarantees.md": 1,
     "performance.md": 1,
+    "quickstart.md": 5,
     "primitives.md": 1,
     "migration.md": 4,
     "resilience.md": 5,

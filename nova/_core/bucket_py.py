@@ -218,8 +218,7 @@ class TokenBucket:
         ``asleep(seconds)`` coroutine is used when it has one, otherwise its blocking
         ``sleep`` runs in a worker thread.
 
-        Raises:
-            the same as :meth:`acquire`.
+        Raises the same exceptions as :meth:`acquire`.
         """
         v = check_n(n, self._burst)
         t = None if timeout is None else to_seconds(timeout, "timeout")

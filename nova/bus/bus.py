@@ -304,7 +304,7 @@ class Bus:
                 wait for its own buffer).
             TopicNotFound: the topic was deleted while this call was publishing to it, or
                 it does not exist and the bus has ``auto_create_topics=False``.
-            Whatever ``ordering_key`` raises.
+            Exception: whatever ``ordering_key`` raises.
         """
         try:
             t = self._topics.get(topic)
@@ -388,8 +388,7 @@ class Bus:
         worker stops trying within about 50 ms; an event that landed just before the
         cancellation stays published).
 
-        Raises:
-            as :meth:`publish`.
+        Raises the same exceptions as :meth:`publish`.
         """
         if self._overflow != "block":
             return self.publish(topic, event, key=key, timeout=timeout)

@@ -139,8 +139,12 @@ class Signal:
 
     Args:
         doc: the signal's docstring.
-        metrics, manager, listener_config, store, stream: nova's optional features (see
-            :mod:`nova.compat._features`); all off by default.
+        metrics: nova's optional features, all off by default: see
+            :mod:`nova.compat._features` for this one and the four below.
+        manager: a nova feature (see *metrics*).
+        listener_config: a nova feature (see *metrics*).
+        store: a nova feature (see *metrics*).
+        stream: a nova feature (see *metrics*).
 
     Raises:
         TypeError / ValidationError: a bad feature argument.
@@ -348,7 +352,7 @@ class Signal:
         A plain-function receiver is called through ``_sync_wrapper(receiver)``.
 
         Raises:
-            what a receiver raises (at once).
+            Exception: what a receiver raises (at once).
             RuntimeError: a plain-function receiver and no ``_sync_wrapper``.
         """
         if self.is_muted:
@@ -480,7 +484,8 @@ class NamedSignal(Signal):
     Args:
         name: the signal's name.
         doc: its docstring.
-        metrics, manager, listener_config, store, stream: as :class:`Signal`.
+        **features: ``metrics``, ``manager``, ``listener_config``, ``store``,
+            ``stream``, as :class:`Signal`.
     """
 
     def __init__(self, name: str, doc: str | None = None, **features: Any) -> None:

@@ -255,8 +255,7 @@ class Emitter:
         in pyee and Node's EventEmitter).  Use :meth:`subscribe` for the
         :class:`~nova.events.Subscription`.
 
-        Raises:
-            as :meth:`subscribe` (the event type is checked at once).
+        Raises the same exceptions as :meth:`subscribe` (the event type is checked at once).
         """
         _check_type(event_type)
         if listener is not None:
@@ -429,8 +428,8 @@ class Emitter:
 
         Raises:
             TypeError: *events* is not iterable, or holds a non-Event (nothing is enqueued).
-            the errors of :meth:`emit_async` (the events before the failing one stay
-            accepted).
+            Exception: the errors of :meth:`emit_async` (the events before the failing
+                one stay accepted).
         """
         try:
             it = iter(events)

@@ -209,8 +209,8 @@ class Semaphore:
         """Like :meth:`acquire` from asyncio code: waits without blocking the loop.
         If the waiting task is cancelled, nothing stays taken.
 
-        Raises:
-            the same as :meth:`acquire`; :class:`asyncio.CancelledError` on cancellation.
+        Raises the same exceptions as :meth:`acquire`, and
+        :class:`asyncio.CancelledError` on cancellation.
         """
         n = self._check_n(n)
         t = check_timeout(timeout)

@@ -77,9 +77,14 @@ class RedisStore(RedisConnection, Appends, WindowReads):
             ``encode``/``decode``; recorded on the server at creation, and checked
             when the store is opened again (``None``: the recorded json/msgpack
             codec, or json for a new store).
-        retention, max_events_per_stream, on_full, max_streams, now_ns,
-            sweep_interval, clock: as :class:`~nova.store.MemoryStore` (the limits
-            are applied by the append script, for every process alike).
+        retention: as :class:`~nova.store.MemoryStore` (this limit and the next
+            three are applied by the append script, for every process alike).
+        max_events_per_stream: as :class:`~nova.store.MemoryStore`.
+        on_full: as :class:`~nova.store.MemoryStore`.
+        max_streams: as :class:`~nova.store.MemoryStore`.
+        now_ns: as :class:`~nova.store.MemoryStore`.
+        sweep_interval: as :class:`~nova.store.MemoryStore`.
+        clock: as :class:`~nova.store.MemoryStore`.
         timeout: seconds every network call may take (connect and read).
         retries: reconnect attempts, with exponential backoff (50 ms doubling up
             to 1 s), before a call fails with :class:`~nova.errors.StoreUnavailable`.

@@ -99,8 +99,9 @@ def open_store(url: str, **options: Any) -> Any:
         ValidationError: an unknown scheme, a malformed URL, an option given twice.
         ImportError: a ``redis://`` URL without redis-py (the message names
             ``nova-events[redis]``).
-        and whatever the store's constructor raises (StoreFileError for a file that
-        is not a nova store, ...).
+        Exception: whatever the store's constructor raises
+            (:class:`~nova.errors.StoreFileError` for a file that is not a nova
+            store, ...).
     """
     parsed = parse_store_url(url)
     both = sorted(set(parsed.options) & set(options))

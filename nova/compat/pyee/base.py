@@ -53,8 +53,12 @@ class EventEmitter:
     """A Node.js-style event emitter: pyee 13's ``EventEmitter`` (see the module docstring).
 
     Args:
-        metrics, manager, listener_config, store, stream: nova's optional features (see
-            :mod:`nova.compat._features`); all off by default.
+        metrics: nova's optional features, all off by default: see
+            :mod:`nova.compat._features` for this one and the four below.
+        manager: a nova feature (see *metrics*).
+        listener_config: a nova feature (see *metrics*).
+        store: a nova feature (see *metrics*).
+        stream: a nova feature (see *metrics*).
 
     Subclasses may override ``_emit_run(f, args, kwargs)`` (how one listener is run), as
     pyee's own subclasses do; emits then go through it.
@@ -234,9 +238,11 @@ class EventEmitter:
         were added.  Returns ``True`` if *event* had listeners, else ``False``.
 
         Raises:
-            what a listener raises (the listeners after it are not called).
-            the first argument of an ``"error"`` event that has no listener when it is
-            an ``Exception``; else :class:`PyeeError`.
+            Exception: what a listener raises (the listeners after it are not called);
+                for an ``"error"`` event that has no listener, its first argument when
+                that is an ``Exception``.
+            PyeeError: an ``"error"`` event that has no listener and whose first
+                argument is not an ``Exception``.
         """
         if self._features is not None:
             self._features.record(event, args, kwargs)
