@@ -7,14 +7,18 @@ the listener id, the consumer group, the attempt number, the outcome (``ok``,
 ``error``, ``retry_scheduled``, ``dead_lettered``, ``rejected_by_circuit``,
 ``timeout``, ``dropped``), the duration, the error's type and message, and the time
 the attempt started, as one event of type ``nova.audit.<outcome>`` in stream *stream*
-of *store*, its ``data`` a dict with those fields (see :class:`AuditRecord`).
+of *store*, its ``data`` a row of those fields (:data:`FIELDS` order; see
+:mod:`nova.observability.audit_rows`).
 
-Recording is off the hot path: an attempt's record goes into a bounded buffer that a
-background thread writes to the store in batches (``append_columns``).  A full buffer
-never drops silently: with ``overflow="drop"`` (the default) the record is counted in
-``stats().overflowed`` (and a WARNING is logged on ``nova.observability``, at most
-once a second); with ``overflow="block"`` the delivering thread waits for room.
-:meth:`AuditTrail.flush` and :meth:`AuditTrail.close` write everything accepted.
+Recording is off the hot path: a delivering thread appends a small tuple (an Emitter
+worker, one :class:`~nova.observability.audit_rows.Calls` per batch of calls) to a
+bounded lock-free buffer; a background thread
+turns batches of them into columns and writes them with one ``append_columns`` call
+each.  A full buffer never drops silently: with ``overflow="drop"`` (the default) the
+record is counted in ``stats().overflowed`` (and a WARNING is logged on
+``nova.observability``, at most once a second); with ``overflow="block"`` the
+delivering thread waits for room.  :meth:`AuditTrail.flush` and :meth:`AuditTrail.close`
+write everything accepted, and so does interpreter exit (``nova._util.atexit``).
 
 Queries: :meth:`AuditTrail.history` (every attempt for one event, in order) and
 :meth:`AuditTrail.window` (an :class:`~nova.EventBatch` of the attempts in a time
@@ -40,8 +44,8 @@ from nova._util import atexit as _exit
 from nova._util.checks import check_timeout
 from nova._util.counters import count_value
 from nova.errors import type_name
+from nova.observability.audit_rows import FIELDS, AuditRecord, Calls, as_dict, as_record, columns
 from nova.observability.observers import OUTCOMES
-from nova.resilience.deadletter import qualified_name
 
 __all__ = ("AuditTrail", "AuditRecord", "AuditStats", "AUDIT_STREAM", "FIELDS")
 
@@ -49,41 +53,18 @@ _log = logging.getLogger("nova.observability")
 
 #: The default stream.
 AUDIT_STREAM = "nova.audit"
-#: The keys of a record's ``data``.
-FIELDS = ("event_id", "event_type", "destination", "partition", "listener", "group", "attempt",
-          "outcome", "duration", "error_type", "error_message", "timestamp", "component")
-_MAX_MESSAGE = 1000  # characters of an error message kept
-_TYPES = {o: f"nova.audit.{o}" for o in OUTCOMES}
 
 
-class AuditRecord(NamedTuple):
-    """One delivery attempt, as :meth:`AuditTrail.history` returns it.
-
-    ``timestamp``: when the attempt started (ns since the epoch); ``duration`` in
-    seconds; ``partition`` and ``group`` are ``None`` outside a Bus; ``error_type``
-    (qualified class name) and ``error_message`` are ``None`` for a successful attempt.
-    """
-
-    event_id: str
-    event_type: str
-    destination: str
-    partition: int | None
-    listener: str
-    group: str | None
-    attempt: int
-    outcome: str
-    duration: float
-    error_type: str | None
-    error_message: str | None
-    timestamp: int
-    component: str
+def _advance(counter: itertools.count[int], n: int) -> None:
+    """Count *n* on *counter* at once: one C loop, atomic under the GIL like ``next``."""
+    next(itertools.islice(counter, n - 1, None))
 
 
 class AuditStats(NamedTuple):
     """``accepted`` records (into the buffer), ``written`` to the store, ``overflowed``
-    (refused by a full buffer, ``overflow="drop"``), ``write_errors`` (store appends
-    that raised; their records are counted in ``lost``), ``pending`` (accepted, not yet
-    written)."""
+    (refused by a full buffer, ``overflow="drop"``, or after close), ``write_errors``
+    (store appends that raised; their records are counted in ``lost``), ``pending``
+    (accepted, not yet written)."""
 
     accepted: int
     written: int
@@ -104,7 +85,8 @@ class AuditTrail:
             delivering thread waits for room) when the buffer is full.
         flush_interval: seconds between background writes (a full batch is written
             at once).
-        batch_size: records per store append, at most.
+        batch_size: records per store append (an Emitter worker's batch of calls is
+            never split: an append may hold one such batch more).
 
     Thread-safe.  Close it (or use it as a context manager) to write what is left; at
     interpreter exit an open trail is flushed within nova's exit budget.
@@ -138,7 +120,10 @@ class AuditTrail:
         self._block = overflow == "block"
         self._interval = interval
         self._batch = batch_size
-        self._buf: deque[tuple[Any, ...]] = deque()
+        # Items: a record tuple, or a list of an Emitter worker's calls (audit_rows).
+        # Records buffered = len(_buf) + _extra (a call list of n adds n - 1 to _extra).
+        self._buf: deque[Any] = deque()
+        self._extra = 0  # changed under _lock; read without it (a racy read only errs by a few)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)  # records added / room made / written
         self._accepted = itertools.count()  # lock-free (see _put)
@@ -200,6 +185,62 @@ class AuditTrail:
         dur, exc = t[8]
         self._put((t, dur, exc, outcome))
 
+    def record_calls(self, start: float, events: list[Any], listeners: list[str], ends: list[float],
+                     errors: list[tuple[int, BaseException]] | None = None) -> None:
+        """Record a batch of an Emitter worker's listener calls at once: call *i*
+        called listener ``listeners[i]`` with ``events[i]`` and ended at ``ends[i]``
+        (``perf_counter`` readings); it started where the one before it ended, the
+        first at *start*.  *errors*: ``(i, exc)`` for each call that raised (outcome
+        ``error``; the others are ``ok``).  The lists are kept: the caller must not
+        change them afterwards.
+
+        This is the observer seam's batch form (:mod:`nova.observability.observers`):
+        one call and one buffer append per batch instead of ``begin``/``end`` per call.
+        """
+        n = len(ends)
+        if not n:
+            return
+        calls = Calls(start, events, listeners, ends, errors)
+        with self._lock:
+            room = self._cap - len(self._buf) - self._extra
+            if n > room or self._closed:
+                n = self._calls_full(calls, room)
+                if not n:
+                    return
+            self._buf.append(calls)
+            self._extra += n - 1
+            _advance(self._accepted, n)
+            pending = self._cap - room + n
+            if self._thread is None or self._pid != os.getpid():
+                self._start_locked()
+            elif pending >= self._batch > pending - n:
+                self._cond.notify_all()
+
+    def _calls_full(self, calls: Calls, room: int) -> int:
+        """:meth:`record_calls` without room for all of *calls* (lock held): how many
+        of them are accepted (all, once there is room, with ``overflow="block"``; the
+        first *room* with ``"drop"``, *calls* cut to them); the rest are counted."""
+        n = len(calls)
+        if self._block and not self._closed:
+            if self._thread is None or self._pid != os.getpid():
+                self._start_locked()
+            self._cond.notify_all()
+            # wait for room for all of them (for an empty buffer when they exceed it)
+            while not self._closed and self._cap - len(self._buf) - self._extra < min(n, self._cap) \
+                    and (self._buf or self._extra):
+                self._cond.wait(0.1)
+            if not self._closed:
+                return n
+            room = 0
+        keep = max(0, room) if not self._closed else 0
+        self._overflowed += n - keep
+        if not self._closed:
+            self._warn()
+        del calls.events[keep:], calls.listeners[keep:], calls.ends[keep:]
+        if calls.errors is not None:
+            calls.errors = [e for e in calls.errors if e[0] < keep] or None
+        return keep
+
     def record(self, event: Any, listener_id: str, outcome: str, *, destination: str | None = None,
                partition: int | None = None, group: str | None = None, attempt: int = 1,
                duration: float = 0.0, error: BaseException | None = None, component: str = "app") -> None:
@@ -220,7 +261,7 @@ class AuditTrail:
         # under the GIL; the bound is checked before the append, so it may be passed by
         # at most one record per thread racing here.
         buf = self._buf
-        n = len(buf)
+        n = len(buf) + self._extra
         if n >= self._cap or self._closed:
             if not self._full(rec):
                 return
@@ -240,8 +281,10 @@ class AuditTrail:
                 self._overflowed += 1
                 self._warn()
                 return False
+            if self._thread is None or self._pid != os.getpid():
+                self._start_locked()
             self._cond.notify_all()
-            while len(self._buf) >= self._cap and not self._closed:
+            while len(self._buf) + self._extra >= self._cap and not self._closed:
                 self._cond.wait(0.1)
             if self._closed:
                 self._overflowed += 1
@@ -251,9 +294,9 @@ class AuditTrail:
         return True
 
     def _kick(self) -> None:
-        if self._thread is None or self._pid != os.getpid():
-            self._start()
         with self._lock:
+            if self._thread is None or self._pid != os.getpid():
+                self._start_locked()
             self._cond.notify_all()
 
     def _warn(self) -> None:
@@ -266,11 +309,14 @@ class AuditTrail:
     # -- the writer ---------------------------------------------------------------------------
     def _start(self) -> None:
         with self._lock:
-            if self._thread is not None and self._pid == os.getpid():
-                return
-            self._pid = os.getpid()
-            self._thread = threading.Thread(target=self._run, name=f"nova-audit-{self.stream}", daemon=True)
-            self._thread.start()
+            self._start_locked()
+
+    def _start_locked(self) -> None:
+        if self._thread is not None and self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._run, name=f"nova-audit-{self.stream}", daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
         buf = self._buf
@@ -282,45 +328,39 @@ class AuditTrail:
                             return
                         self._cond.wait(self._interval)
                         continue
-            batch = []
+            items = []
             pop = buf.popleft
+            k = extra = 0
             try:
-                for _ in range(self._batch):
-                    batch.append(pop())
+                while k < self._batch:
+                    item = pop()
+                    items.append(item)
+                    if type(item) is Calls:
+                        k += len(item)
+                        extra += len(item) - 1
+                    else:
+                        k += 1
             except IndexError:
                 pass
-            if self._block:
-                with self._lock:
+            with self._lock:
+                self._extra -= extra
+                if self._block:
                     self._cond.notify_all()  # room for a blocked delivering thread
-            self._write(batch)
+            self._write(items, k)
 
-    def _write(self, batch: list[tuple[Any, ...]]) -> None:
+    def _write(self, items: list[Any], k: int) -> None:
         try:
-            base_ns, base_pc = self._epoch
-            types, stamps, data = [], [], []
-            for t, dur, exc, outcome in batch:
-                pc, ev, lid, dest, part, group, attempt, comp = t[:8]
-                ts = base_ns + int((pc - base_pc) * 1e9)
-                types.append(_TYPES.get(outcome) or f"nova.audit.{outcome}")
-                stamps.append(ts)
-                if exc is None:
-                    et = em = None
-                else:
-                    et, em = qualified_name(exc), str(exc)[:_MAX_MESSAGE]
-                data.append({"event_id": ev.id, "event_type": ev.type, "destination": dest, "partition": part,
-                             "listener": lid, "group": group, "attempt": attempt, "outcome": outcome,
-                             "duration": dur, "error_type": et, "error_message": em, "timestamp": ts,
-                             "component": comp or ("bus" if part is not None else "emitter")})
-            self.store.append_columns(self.stream, types=types, timestamps=stamps, data=data)
+            types, stamps, rows = columns(items, *self._epoch)
+            self.store.append_columns(self.stream, types=types, timestamps=stamps, data=rows)
         except BaseException:  # noqa: BLE001 - logged and counted; the writer goes on
-            _log.exception("nova: audit trail could not write %d records to stream %r", len(batch), self.stream)
+            _log.exception("nova: audit trail could not write %d records to stream %r", k, self.stream)
             with self._lock:
                 self._write_errors += 1
-                self._lost += len(batch)
+                self._lost += k
                 self._cond.notify_all()
             return
         with self._lock:
-            self._written += len(batch)
+            self._written += k
             self._cond.notify_all()
 
     # -- flush / close ------------------------------------------------------------------------
@@ -332,8 +372,8 @@ class AuditTrail:
         target = count_value(self._accepted)
         if not self._buf and self._written + self._lost >= target:
             return True
-        self._start()
         with self._lock:
+            self._start_locked()
             self._cond.notify_all()
             while self._written + self._lost < target:
                 left = None if deadline is None else deadline - time.monotonic()
@@ -397,18 +437,26 @@ class AuditTrail:
             if not events:
                 break
             for ev in events:
-                d = ev.data
-                if d.get("event_id") == event_id:
-                    out.append(AuditRecord(**{k: d.get(k) for k in FIELDS}))
+                rec = as_record(ev.data)
+                if rec is not None and rec.event_id == event_id:
+                    out.append(rec)
         out.sort(key=lambda r: (r.timestamp, r.attempt))
         return out
 
     def window(self, start: Any = None, end: Any = None) -> Any:
         """The attempts that started in ``[start, end)`` (None: open), as an
-        :class:`~nova.EventBatch` (flushes first).  ``batch.data`` holds the records'
-        dicts: ``pandas.DataFrame(batch.data)`` has one column per field."""
+        :class:`~nova.EventBatch` (flushes first): the store's window over the
+        trail's stream, with each row's data as a dict keyed by :data:`FIELDS`, so
+        ``pandas.DataFrame(batch.data)`` has one column per field."""
+        from nova._core import Event
+        from nova.store.batch import EventBatch
+
         self.flush()
-        return self.store.window(start, end, streams=[self.stream])
+        batch = self.store.window(start, end, streams=[self.stream])
+        events = [Event(ev.type, as_dict(ev.data), id=ev.id, timestamp=ev.timestamp, metadata=ev.metadata)
+                  for ev in batch]
+        return EventBatch.from_events(events, streams=[self.stream] * len(events), positions=batch.positions,
+                                      sequences=batch.sequences)
 
     def _after_fork_in_child(self) -> None:
         # The writer stayed in the parent, and so do the records it accepted (the parent
@@ -418,6 +466,7 @@ class AuditTrail:
         self._cond = threading.Condition(self._lock)
         self._thread = None
         self._buf.clear()
+        self._extra = 0
         self._accepted = itertools.count()
         self._written = self._overflowed = self._write_errors = self._lost = 0
 

@@ -1,0 +1,196 @@
+"""The audit trail's storage layout: what one delivery attempt is stored as, and back.
+
+A record is one event of type ``nova.audit.<outcome>`` in the trail's stream; its
+``data`` is a *row*: the values of :data:`FIELDS`, in that order (a tuple in a
+``MemoryStore``, a list after a JSON or msgpack round trip).  A row costs the writer one
+C-level ``zip`` per batch instead of a 13-key dict per record, and a quarter of a dict's
+memory; :func:`as_record` and :func:`as_dict` turn rows (and the dicts older versions
+stored) back into :class:`AuditRecord` / dicts when the trail is queried.
+
+:func:`columns` turns what the delivering threads buffered into ``append_columns``
+arguments.  Two kinds of buffered items:
+
+* a :class:`Calls` batch, from an Emitter worker (see
+  :meth:`~nova.emitter.dispatch.Dispatcher.deliver_batch_recorded`): the events, the
+  listener ids and the ``perf_counter`` reading taken when each call ended, as three
+  lists, plus the calls that raised (outcome ``error``; the others are ``ok``).
+  Converted column-wise (numpy for the times, ``map``/``zip`` for the rest): no Python
+  bytecode per record when every call succeeded.
+* a *record* (``tuple``), from the ``begin``/``end``/``settle`` observer calls (Bus,
+  ListenerManager, inline ``emit``) and :meth:`AuditTrail.record`: ``(token, duration,
+  exc, outcome)`` with ``token = [start, event, listener_id, destination, partition,
+  group, attempt, component, ...]``.
+
+.. versionadded:: 0.3
+"""
+
+from __future__ import annotations
+
+from itertools import repeat
+from operator import attrgetter
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from nova.observability.observers import OUTCOMES
+from nova.resilience.deadletter import qualified_name
+
+__all__ = ("FIELDS", "AuditRecord", "TYPES", "Calls", "columns", "as_record", "as_dict")
+
+#: The fields of a record, in the order of a stored row.
+FIELDS = ("event_id", "event_type", "destination", "partition", "listener", "group", "attempt",
+          "outcome", "duration", "error_type", "error_message", "timestamp", "component")
+#: The event type a record of each outcome is stored as.
+TYPES = {o: f"nova.audit.{o}" for o in OUTCOMES}
+_OK = TYPES["ok"]
+_MAX_MESSAGE = 1000  # characters of an error message kept
+_NFIELDS = len(FIELDS)
+_id_of = attrgetter("id")
+_type_of = attrgetter("type")
+
+
+class AuditRecord(NamedTuple):
+    """One delivery attempt, as :meth:`AuditTrail.history` returns it.
+
+    ``timestamp``: when the attempt started (ns since the epoch); ``duration`` in
+    seconds; ``partition`` and ``group`` are ``None`` outside a Bus; ``error_type``
+    (qualified class name) and ``error_message`` are ``None`` for a successful attempt.
+    """
+
+    event_id: str
+    event_type: str
+    destination: str
+    partition: int | None
+    listener: str
+    group: str | None
+    attempt: int
+    outcome: str
+    duration: float
+    error_type: str | None
+    error_message: str | None
+    timestamp: int
+    component: str
+
+
+def _error(exc: BaseException | None) -> tuple[str | None, str | None]:
+    if exc is None:
+        return None, None
+    return qualified_name(exc), str(exc)[:_MAX_MESSAGE]
+
+
+class Calls:
+    """A batch of an Emitter worker's listener calls, recorded column-wise (see
+    :meth:`AuditTrail.record_calls <nova.observability.audit.AuditTrail.record_calls>`):
+    call *i* called ``listeners[i]`` with ``events[i]`` and ended at ``ends[i]``; it
+    started where the one before it ended (the first one at *start*).  *errors*: None,
+    or ``(i, exc)`` for each call that raised."""
+
+    __slots__ = ("start", "events", "listeners", "ends", "errors")
+
+    def __init__(self, start: float, events: list[Any], listeners: list[str], ends: list[float],
+                 errors: list[tuple[int, BaseException]] | None) -> None:
+        self.start = start
+        self.events = events
+        self.listeners = listeners
+        self.ends = ends
+        self.errors = errors
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+
+def columns(items: list[Any], base_ns: int, base_pc: float) -> tuple[Any, np.ndarray, list[tuple[Any, ...]]]:
+    """``(types, timestamps, rows)`` for ``append_columns`` from buffered *items* (see
+    the module), in their order.  *types* is one str when every record is ``ok``.
+    ``(base_ns, base_pc)``: one wall-clock ns reading and the perf_counter reading taken
+    with it (a record's timestamp is its start mapped through them)."""
+    rows: list[tuple[Any, ...]] = []
+    types: list[str] = []
+    stamps: list[np.ndarray] = []
+    mixed = False
+    run: list[Calls] = []  # consecutive call batches, converted together
+    for item in items:
+        if type(item) is Calls:
+            run.append(item)
+            continue
+        if run:
+            mixed |= _calls(run, base_ns, base_pc, rows, types, stamps)
+            run = []
+        tok, dur, exc, outcome = item
+        pc, ev, lid, dest, part, group, attempt, comp = tok[:8]
+        ts = base_ns + int((pc - base_pc) * 1e9)
+        et, em = _error(exc)
+        rows.append((ev.id, ev.type, dest, part, lid, group, attempt, outcome, dur, et, em, ts,
+                     comp or ("bus" if part is not None else "emitter")))
+        types.append(TYPES.get(outcome) or f"nova.audit.{outcome}")
+        stamps.append(np.array((ts,), dtype=np.int64))
+        mixed |= outcome != "ok"
+    if run:
+        mixed |= _calls(run, base_ns, base_pc, rows, types, stamps)
+    ts_all = stamps[0] if len(stamps) == 1 else np.concatenate(stamps)
+    return (types if mixed else _OK), ts_all, rows
+
+
+def _calls(run: list[Calls], base_ns: int, base_pc: float, rows: list[tuple[Any, ...]], types: list[str],
+           stamps: list[np.ndarray]) -> bool:
+    """Append the rows of the call batches *run*; True when a call failed."""
+    if len(run) == 1:
+        c = run[0]
+        evs, lids, ends = c.events, c.listeners, c.ends
+        starts = [c.start]
+        starts += ends[:-1]
+        errors = c.errors
+    else:
+        evs, lids, starts, ends = [], [], [], []
+        errors = None
+        for c in run:
+            if c.errors is not None:
+                errors = errors or []
+                errors += [(i + len(ends), e) for i, e in c.errors]
+            evs += c.events
+            lids += c.listeners
+            starts.append(c.start)
+            starts += c.ends[:-1]
+            ends += c.ends
+    t0 = np.array(starts)
+    durs = (np.array(ends) - t0).tolist()
+    ts = ((t0 - base_pc) * 1e9).astype(np.int64)
+    ts += base_ns
+    stamps.append(ts)
+    ids = map(_id_of, evs)
+    etypes = list(map(_type_of, evs))
+    n = len(evs)
+    if errors is None:
+        rows += zip(ids, etypes, etypes, repeat(None, n), lids, repeat(None, n), repeat(1, n), repeat("ok", n),
+                    durs, repeat(None, n), repeat(None, n), ts.tolist(), repeat("emitter", n))
+        types += repeat(_OK, n)
+        return False
+    outcomes = ["ok"] * n
+    ets: list[str | None] = [None] * n
+    ems: list[str | None] = [None] * n
+    for i, exc in errors:
+        outcomes[i] = "error"
+        ets[i], ems[i] = _error(exc)
+    rows += zip(ids, etypes, etypes, repeat(None, n), lids, repeat(None, n), repeat(1, n), outcomes, durs,
+                ets, ems, ts.tolist(), repeat("emitter", n))
+    types += [TYPES[o] for o in outcomes]
+    return True
+
+
+def as_record(data: Any) -> AuditRecord | None:
+    """The :class:`AuditRecord` of a stored record's data (a row, or the dict older
+    versions stored); None when *data* is neither."""
+    if isinstance(data, (tuple, list)):
+        if len(data) != _NFIELDS:
+            return None
+        return AuditRecord._make(data)
+    if isinstance(data, dict):
+        return AuditRecord(*(data.get(k) for k in FIELDS))
+    return None
+
+
+def as_dict(data: Any) -> Any:
+    """A stored record's data as a dict keyed by :data:`FIELDS` (anything else as is)."""
+    if isinstance(data, (tuple, list)) and len(data) == _NFIELDS:
+        return dict(zip(FIELDS, data))
+    return data
