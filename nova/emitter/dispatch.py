@@ -292,6 +292,7 @@ class Dispatcher:
         evs: list[Any] = []
         lids: list[str] = []
         ends: list[float] = []
+        note_ev, note_lid, note_end = evs.append, lids.append, ends.append
         k = 0
         start = perf_counter()
         try:
@@ -303,29 +304,31 @@ class Dispatcher:
                 k += 1
                 try:
                     route = routes.get(event.type, default)
-                    if not (plain_ok and route.all_sync and not route.checked):
-                        if ends:  # the recorded calls go before the general path's records
-                            sink(start, evs, lids, ends)
-                            evs, lids, ends = [], [], []
-                        self.deliver_in_worker(event, None, layers)
-                        start = perf_counter()
+                    if plain_ok and route.all_sync and not route.checked:
+                        route.wtick()  # n calls presumed processed
+                        for entry in route.entries:
+                            try:
+                                entry.call(event)
+                            except BaseException as exc:  # noqa: BLE001 - workers report everything
+                                note_end(perf_counter())
+                                note_ev(event)
+                                note_lid(entry.lid)
+                                sink(start, evs, lids, ends, [(len(ends) - 1, exc)])
+                                evs, lids, ends = [], [], []
+                                note_ev, note_lid, note_end = evs.append, lids.append, ends.append
+                                self.fast_failed(event, route, entry.call, exc, False)
+                                start = perf_counter()
+                                break
+                            note_end(perf_counter())
+                            note_ev(event)
+                            note_lid(entry.lid)
                         continue
-                    route.wtick()  # n calls presumed processed
-                    for entry in route.entries:
-                        try:
-                            entry.call(event)
-                        except BaseException as exc:  # noqa: BLE001 - workers report everything
-                            ends.append(perf_counter())
-                            evs.append(event)
-                            lids.append(entry.lid)
-                            sink(start, evs, lids, ends, [(len(ends) - 1, exc)])
-                            evs, lids, ends = [], [], []
-                            self.fast_failed(event, route, entry.call, exc, False)
-                            start = perf_counter()
-                            break
-                        ends.append(perf_counter())
-                        evs.append(event)
-                        lids.append(entry.lid)
+                    if ends:  # the recorded calls go before the general path's records
+                        sink(start, evs, lids, ends)
+                        evs, lids, ends = [], [], []
+                        note_ev, note_lid, note_end = evs.append, lids.append, ends.append
+                    self.deliver_in_worker(event, None, layers)
+                    start = perf_counter()
                 except BaseException as exc:  # noqa: BLE001
                     self.counters.correct(0, failed=1)
                     self.report(event, exc, None)

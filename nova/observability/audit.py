@@ -11,8 +11,7 @@ of *store*, its ``data`` a row of those fields (:data:`FIELDS` order; see
 :mod:`nova.observability.audit_rows`).
 
 Recording is off the hot path: a delivering thread appends a small tuple (an Emitter
-worker, one :class:`~nova.observability.audit_rows.Calls` per batch of calls) to a
-bounded lock-free buffer; a background thread
+worker, one per batch of calls) to a bounded buffer (lock-free for single records); a background thread
 turns batches of them into columns and writes them with one ``append_columns`` call
 each.  A full buffer never drops silently: with ``overflow="drop"`` (the default) the
 record is counted in ``stats().overflowed`` (and a WARNING is logged on
@@ -44,7 +43,7 @@ from nova._util import atexit as _exit
 from nova._util.checks import check_timeout
 from nova._util.counters import count_value
 from nova.errors import type_name
-from nova.observability.audit_rows import FIELDS, AuditRecord, Calls, as_dict, as_record, columns
+from nova.observability.audit_rows import FIELDS, AuditRecord, as_dict, as_record, columns
 from nova.observability.observers import OUTCOMES
 
 __all__ = ("AuditTrail", "AuditRecord", "AuditStats", "AUDIT_STREAM", "FIELDS")
@@ -53,11 +52,6 @@ _log = logging.getLogger("nova.observability")
 
 #: The default stream.
 AUDIT_STREAM = "nova.audit"
-
-
-def _advance(counter: itertools.count[int], n: int) -> None:
-    """Count *n* on *counter* at once: one C loop, atomic under the GIL like ``next``."""
-    next(itertools.islice(counter, n - 1, None))
 
 
 class AuditStats(NamedTuple):
@@ -126,7 +120,8 @@ class AuditTrail:
         self._extra = 0  # changed under _lock; read without it (a racy read only errs by a few)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)  # records added / room made / written
-        self._accepted = itertools.count()  # lock-free (see _put)
+        self._accepted = itertools.count()  # single records, lock-free (see _put)
+        self._accepted_calls = 0  # records of call batches (under _lock)
         self._epoch = (time.time_ns(), perf_counter())  # perf_counter -> wall-clock ns
         self._written = 0
         self._overflowed = 0
@@ -200,27 +195,28 @@ class AuditTrail:
         n = len(ends)
         if not n:
             return
-        calls = Calls(start, events, listeners, ends, errors)
         with self._lock:
             room = self._cap - len(self._buf) - self._extra
             if n > room or self._closed:
-                n = self._calls_full(calls, room)
+                n = self._calls_full(events, listeners, ends, errors, room)
                 if not n:
                     return
-            self._buf.append(calls)
+                if errors is not None:
+                    errors = [e for e in errors if e[0] < n] or None
+            self._buf.append((start, events, listeners, ends, errors))
             self._extra += n - 1
-            _advance(self._accepted, n)
-            pending = self._cap - room + n
+            self._accepted_calls += n
             if self._thread is None or self._pid != os.getpid():
                 self._start_locked()
-            elif pending >= self._batch > pending - n:
-                self._cond.notify_all()
+            elif self._cap - room < self._batch <= self._cap - room + n:
+                self._cond.notify_all()  # a batch to write
 
-    def _calls_full(self, calls: Calls, room: int) -> int:
-        """:meth:`record_calls` without room for all of *calls* (lock held): how many
+    def _calls_full(self, events: list[Any], listeners: list[str], ends: list[float],
+                    errors: list[tuple[int, BaseException]] | None, room: int) -> int:
+        """:meth:`record_calls` without room for all the calls (lock held): how many
         of them are accepted (all, once there is room, with ``overflow="block"``; the
-        first *room* with ``"drop"``, *calls* cut to them); the rest are counted."""
-        n = len(calls)
+        first *room* with ``"drop"``, the lists cut to them); the rest are counted."""
+        n = len(ends)
         if self._block and not self._closed:
             if self._thread is None or self._pid != os.getpid():
                 self._start_locked()
@@ -236,9 +232,7 @@ class AuditTrail:
         self._overflowed += n - keep
         if not self._closed:
             self._warn()
-        del calls.events[keep:], calls.listeners[keep:], calls.ends[keep:]
-        if calls.errors is not None:
-            calls.errors = [e for e in calls.errors if e[0] < keep] or None
+        del events[keep:], listeners[keep:], ends[keep:]
         return keep
 
     def record(self, event: Any, listener_id: str, outcome: str, *, destination: str | None = None,
@@ -335,9 +329,10 @@ class AuditTrail:
                 while k < self._batch:
                     item = pop()
                     items.append(item)
-                    if type(item) is Calls:
-                        k += len(item)
-                        extra += len(item) - 1
+                    if len(item) == 5:  # a call batch (audit_rows)
+                        n = len(item[3])
+                        k += n
+                        extra += n - 1
                     else:
                         k += 1
             except IndexError:
@@ -369,7 +364,7 @@ class AuditTrail:
         passed first."""
         t = check_timeout(timeout)
         deadline = None if t is None else time.monotonic() + t
-        target = count_value(self._accepted)
+        target = self._accepted_total()
         if not self._buf and self._written + self._lost >= target:
             return True
         with self._lock:
@@ -404,9 +399,12 @@ class AuditTrail:
     def stats(self) -> AuditStats:
         """The trail's counters (see :class:`AuditStats`)."""
         with self._lock:
-            accepted = count_value(self._accepted)
+            accepted = self._accepted_total()
             return AuditStats(accepted, self._written, self._overflowed, self._write_errors, self._lost,
                               accepted - self._written - self._lost)
+
+    def _accepted_total(self) -> int:
+        return count_value(self._accepted) + self._accepted_calls
 
     @property
     def closed(self) -> bool:
@@ -468,6 +466,7 @@ class AuditTrail:
         self._buf.clear()
         self._extra = 0
         self._accepted = itertools.count()
+        self._accepted_calls = 0
         self._written = self._overflowed = self._write_errors = self._lost = 0
 
     def __repr__(self) -> str:

@@ -10,13 +10,15 @@ stored) back into :class:`AuditRecord` / dicts when the trail is queried.
 :func:`columns` turns what the delivering threads buffered into ``append_columns``
 arguments.  Two kinds of buffered items:
 
-* a :class:`Calls` batch, from an Emitter worker (see
-  :meth:`~nova.emitter.dispatch.Dispatcher.deliver_batch_recorded`): the events, the
-  listener ids and the ``perf_counter`` reading taken when each call ended, as three
-  lists, plus the calls that raised (outcome ``error``; the others are ``ok``).
+* a *call batch* (a 5-tuple), from an Emitter worker (see
+  :meth:`AuditTrail.record_calls <nova.observability.audit.AuditTrail.record_calls>`):
+  ``(start, events, listener_ids, ends, errors)``: call *i* called ``listener_ids[i]``
+  with ``events[i]`` and ended at ``ends[i]`` (a ``perf_counter`` reading); it started
+  where the call before it ended, the first one at *start*; *errors* is None or the
+  ``(i, exc)`` of the calls that raised (outcome ``error``; the others are ``ok``).
   Converted column-wise (numpy for the times, ``map``/``zip`` for the rest): no Python
   bytecode per record when every call succeeded.
-* a *record* (``tuple``), from the ``begin``/``end``/``settle`` observer calls (Bus,
+* a *record* (a 4-tuple), from the ``begin``/``end``/``settle`` observer calls (Bus,
   ListenerManager, inline ``emit``) and :meth:`AuditTrail.record`: ``(token, duration,
   exc, outcome)`` with ``token = [start, event, listener_id, destination, partition,
   group, attempt, component, ...]``.
@@ -35,7 +37,7 @@ import numpy as np
 from nova.observability.observers import OUTCOMES
 from nova.resilience.deadletter import qualified_name
 
-__all__ = ("FIELDS", "AuditRecord", "TYPES", "Calls", "columns", "as_record", "as_dict")
+__all__ = ("FIELDS", "AuditRecord", "TYPES", "columns", "as_record", "as_dict")
 
 #: The fields of a record, in the order of a stored row.
 FIELDS = ("event_id", "event_type", "destination", "partition", "listener", "group", "attempt",
@@ -78,27 +80,6 @@ def _error(exc: BaseException | None) -> tuple[str | None, str | None]:
     return qualified_name(exc), str(exc)[:_MAX_MESSAGE]
 
 
-class Calls:
-    """A batch of an Emitter worker's listener calls, recorded column-wise (see
-    :meth:`AuditTrail.record_calls <nova.observability.audit.AuditTrail.record_calls>`):
-    call *i* called ``listeners[i]`` with ``events[i]`` and ended at ``ends[i]``; it
-    started where the one before it ended (the first one at *start*).  *errors*: None,
-    or ``(i, exc)`` for each call that raised."""
-
-    __slots__ = ("start", "events", "listeners", "ends", "errors")
-
-    def __init__(self, start: float, events: list[Any], listeners: list[str], ends: list[float],
-                 errors: list[tuple[int, BaseException]] | None) -> None:
-        self.start = start
-        self.events = events
-        self.listeners = listeners
-        self.ends = ends
-        self.errors = errors
-
-    def __len__(self) -> int:
-        return len(self.ends)
-
-
 def columns(items: list[Any], base_ns: int, base_pc: float) -> tuple[Any, np.ndarray, list[tuple[Any, ...]]]:
     """``(types, timestamps, rows)`` for ``append_columns`` from buffered *items* (see
     the module), in their order.  *types* is one str when every record is ``ok``.
@@ -108,9 +89,9 @@ def columns(items: list[Any], base_ns: int, base_pc: float) -> tuple[Any, np.nda
     types: list[str] = []
     stamps: list[np.ndarray] = []
     mixed = False
-    run: list[Calls] = []  # consecutive call batches, converted together
+    run: list[Any] = []  # consecutive call batches, converted together
     for item in items:
-        if type(item) is Calls:
+        if len(item) == 5:
             run.append(item)
             continue
         if run:
@@ -131,27 +112,25 @@ def columns(items: list[Any], base_ns: int, base_pc: float) -> tuple[Any, np.nda
     return (types if mixed else _OK), ts_all, rows
 
 
-def _calls(run: list[Calls], base_ns: int, base_pc: float, rows: list[tuple[Any, ...]], types: list[str],
+def _calls(run: list[Any], base_ns: int, base_pc: float, rows: list[tuple[Any, ...]], types: list[str],
            stamps: list[np.ndarray]) -> bool:
     """Append the rows of the call batches *run*; True when a call failed."""
     if len(run) == 1:
-        c = run[0]
-        evs, lids, ends = c.events, c.listeners, c.ends
-        starts = [c.start]
+        start, evs, lids, ends, errors = run[0]
+        starts = [start]
         starts += ends[:-1]
-        errors = c.errors
     else:
         evs, lids, starts, ends = [], [], [], []
         errors = None
-        for c in run:
-            if c.errors is not None:
+        for start, c_evs, c_lids, c_ends, c_errors in run:
+            if c_errors is not None:
                 errors = errors or []
-                errors += [(i + len(ends), e) for i, e in c.errors]
-            evs += c.events
-            lids += c.listeners
-            starts.append(c.start)
-            starts += c.ends[:-1]
-            ends += c.ends
+                errors += [(i + len(ends), e) for i, e in c_errors]
+            evs += c_evs
+            lids += c_lids
+            starts.append(start)
+            starts += c_ends[:-1]
+            ends += c_ends
     t0 = np.array(starts)
     durs = (np.array(ends) - t0).tolist()
     ts = ((t0 - base_pc) * 1e9).astype(np.int64)
