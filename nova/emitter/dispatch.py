@@ -33,6 +33,16 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
     return asyncio._get_running_loop()
 
 
+def _hand_calls(sink: Any, start: float, evs: list[Any], lids: list[str], ends: list[float],
+                errors: list[tuple[int, BaseException]] | None) -> None:
+    """Give a batch of recorded calls to the observer's ``record_calls``; an observer
+    that raises is logged and never disturbs delivery (as in ``Observers``)."""
+    try:
+        sink(start, evs, lids, ends, errors)
+    except Exception:
+        logging.getLogger("nova.observability").exception("nova: observer %r failed in record_calls", sink)
+
+
 class Dispatcher:
     """Calls listeners, counts the calls, applies the error policy (see the module)."""
 
@@ -293,8 +303,10 @@ class Dispatcher:
         lids: list[str] = []
         ends: list[float] = []
         note_ev, note_lid, note_end = evs.append, lids.append, ends.append
+        clock = perf_counter
+        hand = _hand_calls
         k = 0
-        start = perf_counter()
+        start = clock()
         try:
             while True:
                 try:
@@ -310,31 +322,32 @@ class Dispatcher:
                             try:
                                 entry.call(event)
                             except BaseException as exc:  # noqa: BLE001 - workers report everything
-                                note_end(perf_counter())
+                                note_end(clock())
                                 note_ev(event)
                                 note_lid(entry.lid)
-                                sink(start, evs, lids, ends, [(len(ends) - 1, exc)])
+                                hand(sink, start, evs, lids, ends, [(len(ends) - 1, exc)])
                                 evs, lids, ends = [], [], []
                                 note_ev, note_lid, note_end = evs.append, lids.append, ends.append
                                 self.fast_failed(event, route, entry.call, exc, False)
-                                start = perf_counter()
+                                start = clock()
                                 break
-                            note_end(perf_counter())
+                            note_end(clock())
                             note_ev(event)
                             note_lid(entry.lid)
                         continue
                     if ends:  # the recorded calls go before the general path's records
-                        sink(start, evs, lids, ends)
+                        hand(sink, start, evs, lids, ends, None)
                         evs, lids, ends = [], [], []
                         note_ev, note_lid, note_end = evs.append, lids.append, ends.append
                     self.deliver_in_worker(event, None, layers)
-                    start = perf_counter()
+                    start = clock()
                 except BaseException as exc:  # noqa: BLE001
                     self.counters.correct(0, failed=1)
                     self.report(event, exc, None)
+                    start = clock()
         finally:
             if ends:
-                sink(start, evs, lids, ends)
+                hand(sink, start, evs, lids, ends, None)
 
     # -- errors ----------------------------------------------------------------------
     def middleware_failed(self, event: Any, exc: BaseException) -> None:
