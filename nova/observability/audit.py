@@ -198,11 +198,14 @@ class AuditTrail:
         with self._lock:
             room = self._cap - len(self._buf) - self._extra
             if n > room or self._closed:
-                n = self._calls_full(events, listeners, ends, errors, room)
-                if not n:
+                k = self._calls_full(n, room)
+                if not k:
                     return
-                if errors is not None:
-                    errors = [e for e in errors if e[0] < n] or None
+                if k < n:
+                    n = k
+                    events, listeners, ends = events[:n], listeners[:n], ends[:n]
+                    if errors is not None:
+                        errors = [e for e in errors if e[0] < n] or None
             self._buf.append((start, events, listeners, ends, errors))
             self._extra += n - 1
             self._accepted_calls += n
@@ -211,12 +214,10 @@ class AuditTrail:
             elif self._cap - room < self._batch <= self._cap - room + n:
                 self._cond.notify_all()  # a batch to write
 
-    def _calls_full(self, events: list[Any], listeners: list[str], ends: list[float],
-                    errors: list[tuple[int, BaseException]] | None, room: int) -> int:
-        """:meth:`record_calls` without room for all the calls (lock held): how many
-        of them are accepted (all, once there is room, with ``overflow="block"``; the
-        first *room* with ``"drop"``, the lists cut to them); the rest are counted."""
-        n = len(ends)
+    def _calls_full(self, n: int, room: int) -> int:
+        """:meth:`record_calls` without room for all its *n* calls (lock held): how
+        many of them are accepted (all, once there is room, with ``overflow="block"``;
+        the first *room* with ``"drop"``); the rest are counted in ``overflowed``."""
         if self._block and not self._closed:
             if self._thread is None or self._pid != os.getpid():
                 self._start_locked()
@@ -227,12 +228,10 @@ class AuditTrail:
                 self._cond.wait(0.1)
             if not self._closed:
                 return n
-            room = 0
-        keep = max(0, room) if not self._closed else 0
+        keep = 0 if self._closed else max(0, room)
         self._overflowed += n - keep
         if not self._closed:
             self._warn()
-        del events[keep:], listeners[keep:], ends[keep:]
         return keep
 
     def record(self, event: Any, listener_id: str, outcome: str, *, destination: str | None = None,
