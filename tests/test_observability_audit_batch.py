@@ -32,14 +32,6 @@ def store():
     s.close()
 
 
-def _wait(pred, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.005)
-
-
 def test_worker_batches_record_every_call_in_order(store):
     trail = AuditTrail(store)
     em = Emitter(workers=4, buffer_size=64, name="w")
@@ -128,10 +120,11 @@ def test_worker_failures_and_general_path_events_are_recorded(store):
 
 
 def test_record_calls_drop_overflow_counts_the_rest_exactly(store):
-    gate = threading.Event()
+    gate, entered = threading.Event(), threading.Event()
 
     class SlowStore(MemoryStore):
         def append_columns(self, *a, **k):
+            entered.set()
             gate.wait(10)
             return super().append_columns(*a, **k)
 
@@ -140,7 +133,7 @@ def test_record_calls_drop_overflow_counts_the_rest_exactly(store):
     evs = [Event("x", i) for i in range(4)]
     t = time.perf_counter()
     trail.record_calls(t, evs[:2], ["l", "l"], [t + 1e-6, t + 2e-6])  # the writer takes these, blocks
-    _wait(lambda: not trail._buf)
+    assert entered.wait(10)  # the writer took them and waits in the store
     trail.record_calls(t, list(evs), ["l"] * 4, [t + i * 1e-6 for i in range(1, 5)], [(1, KeyError("k"))])
     trail.record_calls(t, list(evs), ["m"] * 4, [t + i * 1e-6 for i in range(1, 5)], [(0, ValueError("v")), (3, OSError())])
     st = trail.stats()

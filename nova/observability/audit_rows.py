@@ -164,7 +164,7 @@ def as_record(data: Any) -> AuditRecord | None:
             return None
         return AuditRecord._make(data)
     if isinstance(data, dict):
-        return AuditRecord(*(data.get(k) for k in FIELDS))
+        return AuditRecord._make([data.get(k) for k in FIELDS])
     return None
 
 
