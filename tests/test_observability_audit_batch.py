@@ -226,7 +226,13 @@ def test_concurrent_recorders_exact_counts(store):
     assert trail.flush(30)
     st = trail.stats()
     assert (st.accepted, st.written, st.overflowed, st.pending) == (5 * n, 5 * n, 0, 0)
-    assert len(store.window(streams=["nova.audit"])) == 5 * n
+    raw = store.window(streams=["nova.audit"])
+    assert len(raw) == 5 * n
+    # each row's timestamp is its event's (rows of call batches and single records mixed
+    # in one write keep their columns aligned), and the type names its outcome
+    assert [row[11] for row in raw.data] == raw.timestamps.tolist()
+    assert all(raw.types[c] == "nova.audit." + row[7] for row, c in zip(raw.data, raw.type_codes))
+    assert {row[12] for row in raw.data} == {"emitter", "bus", "app"}
     em.shutdown()
     bus.shutdown()
     trail.close()

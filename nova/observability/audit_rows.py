@@ -88,10 +88,14 @@ def columns(items: list[Any], base_ns: int, base_pc: float) -> tuple[Any, np.nda
     rows: list[tuple[Any, ...]] = []
     types: list[str] = []
     stamps: list[np.ndarray] = []
+    singles: list[int] = []  # timestamps of the records since the last call batch
     mixed = False
     run: list[Any] = []  # consecutive call batches, converted together
     for item in items:
         if len(item) == 5:
+            if singles:  # their timestamps go first, in order
+                stamps.append(np.array(singles, dtype=np.int64))
+                singles = []
             run.append(item)
             continue
         if run:
@@ -104,10 +108,12 @@ def columns(items: list[Any], base_ns: int, base_pc: float) -> tuple[Any, np.nda
         rows.append((ev.id, ev.type, dest, part, lid, group, attempt, outcome, dur, et, em, ts,
                      comp or ("bus" if part is not None else "emitter")))
         types.append(TYPES.get(outcome) or f"nova.audit.{outcome}")
-        stamps.append(np.array((ts,), dtype=np.int64))
+        singles.append(ts)
         mixed |= outcome != "ok"
     if run:
         mixed |= _calls(run, base_ns, base_pc, rows, types, stamps)
+    if singles:
+        stamps.append(np.array(singles, dtype=np.int64))
     ts_all = stamps[0] if len(stamps) == 1 else np.concatenate(stamps)
     return (types if mixed else _OK), ts_all, rows
 
