@@ -43,7 +43,7 @@ from nova._util import atexit as _exit
 from nova._util.checks import check_timeout
 from nova._util.counters import count_value
 from nova.errors import type_name
-from nova.observability.audit_rows import FIELDS, AuditRecord, as_dict, as_record, columns
+from nova.observability.audit_rows import FIELDS, AuditRecord, columns, read_history, read_window
 from nova.observability.observers import OUTCOMES
 
 __all__ = ("AuditTrail", "AuditRecord", "AuditStats", "AUDIT_STREAM", "FIELDS")
@@ -423,37 +423,15 @@ class AuditTrail:
         if not isinstance(event_id, str):
             raise TypeError(f"Expected event_id as a str, got {type_name(event_id)}")
         self.flush()
-        out = []
-        cursor = None
-        try:
-            self.store.stream_info(self.stream)
-        except KeyError:
-            return []
-        while True:
-            events, cursor = self.store.read(self.stream, cursor, 4096)
-            if not events:
-                break
-            for ev in events:
-                rec = as_record(ev.data)
-                if rec is not None and rec.event_id == event_id:
-                    out.append(rec)
-        out.sort(key=lambda r: (r.timestamp, r.attempt))
-        return out
+        return read_history(self.store, self.stream, event_id)
 
     def window(self, start: Any = None, end: Any = None) -> Any:
         """The attempts that started in ``[start, end)`` (None: open), as an
         :class:`~nova.EventBatch` (flushes first): the store's window over the
         trail's stream, with each row's data as a dict keyed by :data:`FIELDS`, so
         ``pandas.DataFrame(batch.data)`` has one column per field."""
-        from nova._core import Event
-        from nova.store.batch import EventBatch
-
         self.flush()
-        batch = self.store.window(start, end, streams=[self.stream])
-        events = [Event(ev.type, as_dict(ev.data), id=ev.id, timestamp=ev.timestamp, metadata=ev.metadata)
-                  for ev in batch]
-        return EventBatch.from_events(events, streams=[self.stream] * len(events), positions=batch.positions,
-                                      sequences=batch.sequences)
+        return read_window(self.store, self.stream, start, end)
 
     def _after_fork_in_child(self) -> None:
         # The writer stayed in the parent, and so do the records it accepted (the parent
