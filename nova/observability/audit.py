@@ -209,7 +209,7 @@ class AuditTrail:
             self._buf.append((start, events, listeners, ends, errors))
             self._extra += n - 1
             self._accepted_calls += n
-            if self._thread is None or self._pid != os.getpid():
+            if self._thread is None:  # (None again in a forked child: _after_fork_in_child)
                 self._start_locked()
             elif self._cap - room < self._batch <= self._cap - room + n:
                 self._cond.notify_all()  # a batch to write
