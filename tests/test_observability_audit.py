@@ -274,7 +274,7 @@ if pid == 0:
     ok = trail.flush(10)
     s = trail.stats()
     # the child's store copy holds what the parent wrote before fork() plus the child's one
-    n = sum(1 for d in st.window(streams=['nova.audit']).data if d['event_type'] == 'y')
+    n = sum(1 for row in st.window(streams=['nova.audit']).data if row[1] == 'y')  # rows: FIELDS order
     os._exit(0 if ok and s.accepted == 1 and s.written == 1 and n == 1 else 3)
 _, status = os.waitpid(pid, 0)
 assert os.waitstatus_to_exitcode(status) == 0, status

@@ -7,14 +7,17 @@ the listener id, the consumer group, the attempt number, the outcome (``ok``,
 ``error``, ``retry_scheduled``, ``dead_lettered``, ``rejected_by_circuit``,
 ``timeout``, ``dropped``), the duration, the error's type and message, and the time
 the attempt started, as one event of type ``nova.audit.<outcome>`` in stream *stream*
-of *store*, its ``data`` a dict with those fields (see :class:`AuditRecord`).
+of *store*, its ``data`` a row of those fields (:data:`FIELDS` order; see
+:mod:`nova.observability.audit_rows`).
 
-Recording is off the hot path: an attempt's record goes into a bounded buffer that a
-background thread writes to the store in batches (``append_columns``).  A full buffer
-never drops silently: with ``overflow="drop"`` (the default) the record is counted in
-``stats().overflowed`` (and a WARNING is logged on ``nova.observability``, at most
-once a second); with ``overflow="block"`` the delivering thread waits for room.
-:meth:`AuditTrail.flush` and :meth:`AuditTrail.close` write everything accepted.
+Recording is off the hot path: a delivering thread appends a small tuple (an Emitter
+worker, one per batch of calls) to a bounded buffer (lock-free for single records); a background thread
+turns batches of them into columns and writes them with one ``append_columns`` call
+each.  A full buffer never drops silently: with ``overflow="drop"`` (the default) the
+record is counted in ``stats().overflowed`` (and a WARNING is logged on
+``nova.observability``, at most once a second); with ``overflow="block"`` the
+delivering thread waits for room.  :meth:`AuditTrail.flush` and :meth:`AuditTrail.close`
+write everything accepted, and so does interpreter exit (``nova._util.atexit``).
 
 Queries: :meth:`AuditTrail.history` (every attempt for one event, in order) and
 :meth:`AuditTrail.window` (an :class:`~nova.EventBatch` of the attempts in a time
@@ -40,8 +43,8 @@ from nova._util import atexit as _exit
 from nova._util.checks import check_timeout
 from nova._util.counters import count_value
 from nova.errors import type_name
+from nova.observability.audit_rows import FIELDS, AuditRecord, columns, read_history, read_window
 from nova.observability.observers import OUTCOMES
-from nova.resilience.deadletter import qualified_name
 
 __all__ = ("AuditTrail", "AuditRecord", "AuditStats", "AUDIT_STREAM", "FIELDS")
 
@@ -49,41 +52,13 @@ _log = logging.getLogger("nova.observability")
 
 #: The default stream.
 AUDIT_STREAM = "nova.audit"
-#: The keys of a record's ``data``.
-FIELDS = ("event_id", "event_type", "destination", "partition", "listener", "group", "attempt",
-          "outcome", "duration", "error_type", "error_message", "timestamp", "component")
-_MAX_MESSAGE = 1000  # characters of an error message kept
-_TYPES = {o: f"nova.audit.{o}" for o in OUTCOMES}
-
-
-class AuditRecord(NamedTuple):
-    """One delivery attempt, as :meth:`AuditTrail.history` returns it.
-
-    ``timestamp``: when the attempt started (ns since the epoch); ``duration`` in
-    seconds; ``partition`` and ``group`` are ``None`` outside a Bus; ``error_type``
-    (qualified class name) and ``error_message`` are ``None`` for a successful attempt.
-    """
-
-    event_id: str
-    event_type: str
-    destination: str
-    partition: int | None
-    listener: str
-    group: str | None
-    attempt: int
-    outcome: str
-    duration: float
-    error_type: str | None
-    error_message: str | None
-    timestamp: int
-    component: str
 
 
 class AuditStats(NamedTuple):
     """``accepted`` records (into the buffer), ``written`` to the store, ``overflowed``
-    (refused by a full buffer, ``overflow="drop"``), ``write_errors`` (store appends
-    that raised; their records are counted in ``lost``), ``pending`` (accepted, not yet
-    written)."""
+    (refused by a full buffer, ``overflow="drop"``, or after close), ``write_errors``
+    (store appends that raised; their records are counted in ``lost``), ``pending``
+    (accepted, not yet written)."""
 
     accepted: int
     written: int
@@ -104,7 +79,8 @@ class AuditTrail:
             delivering thread waits for room) when the buffer is full.
         flush_interval: seconds between background writes (a full batch is written
             at once).
-        batch_size: records per store append, at most.
+        batch_size: records per store append (an Emitter worker's batch of calls is
+            never split: an append may hold one such batch more).
 
     Thread-safe.  Close it (or use it as a context manager) to write what is left; at
     interpreter exit an open trail is flushed within nova's exit budget.
@@ -138,10 +114,14 @@ class AuditTrail:
         self._block = overflow == "block"
         self._interval = interval
         self._batch = batch_size
-        self._buf: deque[tuple[Any, ...]] = deque()
+        # Items: a record tuple, or a list of an Emitter worker's calls (audit_rows).
+        # Records buffered = len(_buf) + _extra (a call list of n adds n - 1 to _extra).
+        self._buf: deque[Any] = deque()
+        self._extra = 0  # changed under _lock; read without it (a racy read only errs by a few)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)  # records added / room made / written
-        self._accepted = itertools.count()  # lock-free (see _put)
+        self._accepted = itertools.count()  # single records, lock-free (see _put)
+        self._accepted_calls = 0  # records of call batches (under _lock)
         self._epoch = (time.time_ns(), perf_counter())  # perf_counter -> wall-clock ns
         self._written = 0
         self._overflowed = 0
@@ -200,6 +180,60 @@ class AuditTrail:
         dur, exc = t[8]
         self._put((t, dur, exc, outcome))
 
+    def record_calls(self, start: float, events: list[Any], listeners: list[str], ends: list[float],
+                     errors: list[tuple[int, BaseException]] | None = None) -> None:
+        """Record a batch of an Emitter worker's listener calls at once: call *i*
+        called listener ``listeners[i]`` with ``events[i]`` and ended at ``ends[i]``
+        (``perf_counter`` readings); it started where the one before it ended, the
+        first at *start*.  *errors*: ``(i, exc)`` for each call that raised (outcome
+        ``error``; the others are ``ok``).  The lists are kept: the caller must not
+        change them afterwards.
+
+        This is the observer seam's batch form (:mod:`nova.observability.observers`):
+        one call and one buffer append per batch instead of ``begin``/``end`` per call.
+        """
+        n = len(ends)
+        if not n:
+            return
+        with self._lock:
+            room = self._cap - len(self._buf) - self._extra
+            if n > room or self._closed:
+                k = self._calls_full(n, room)
+                if not k:
+                    return
+                if k < n:
+                    n = k
+                    events, listeners, ends = events[:n], listeners[:n], ends[:n]
+                    if errors is not None:
+                        errors = [e for e in errors if e[0] < n] or None
+            self._buf.append((start, events, listeners, ends, errors))
+            self._extra += n - 1
+            self._accepted_calls += n
+            if self._thread is None:  # (None again in a forked child: _after_fork_in_child)
+                self._start_locked()
+            elif self._cap - room < self._batch <= self._cap - room + n:
+                self._cond.notify_all()  # a batch to write
+
+    def _calls_full(self, n: int, room: int) -> int:
+        """:meth:`record_calls` without room for all its *n* calls (lock held): how
+        many of them are accepted (all, once there is room, with ``overflow="block"``;
+        the first *room* with ``"drop"``); the rest are counted in ``overflowed``."""
+        if self._block and not self._closed:
+            if self._thread is None or self._pid != os.getpid():
+                self._start_locked()
+            self._cond.notify_all()
+            # wait for room for all of them (for an empty buffer when they exceed it)
+            while not self._closed and self._cap - len(self._buf) - self._extra < min(n, self._cap) \
+                    and (self._buf or self._extra):
+                self._cond.wait(0.1)
+            if not self._closed:
+                return n
+        keep = 0 if self._closed else max(0, room)
+        self._overflowed += n - keep
+        if not self._closed:
+            self._warn()
+        return keep
+
     def record(self, event: Any, listener_id: str, outcome: str, *, destination: str | None = None,
                partition: int | None = None, group: str | None = None, attempt: int = 1,
                duration: float = 0.0, error: BaseException | None = None, component: str = "app") -> None:
@@ -220,7 +254,7 @@ class AuditTrail:
         # under the GIL; the bound is checked before the append, so it may be passed by
         # at most one record per thread racing here.
         buf = self._buf
-        n = len(buf)
+        n = len(buf) + self._extra
         if n >= self._cap or self._closed:
             if not self._full(rec):
                 return
@@ -240,8 +274,10 @@ class AuditTrail:
                 self._overflowed += 1
                 self._warn()
                 return False
+            if self._thread is None or self._pid != os.getpid():
+                self._start_locked()
             self._cond.notify_all()
-            while len(self._buf) >= self._cap and not self._closed:
+            while len(self._buf) + self._extra >= self._cap and not self._closed:
                 self._cond.wait(0.1)
             if self._closed:
                 self._overflowed += 1
@@ -251,9 +287,9 @@ class AuditTrail:
         return True
 
     def _kick(self) -> None:
-        if self._thread is None or self._pid != os.getpid():
-            self._start()
         with self._lock:
+            if self._thread is None or self._pid != os.getpid():
+                self._start_locked()
             self._cond.notify_all()
 
     def _warn(self) -> None:
@@ -266,11 +302,14 @@ class AuditTrail:
     # -- the writer ---------------------------------------------------------------------------
     def _start(self) -> None:
         with self._lock:
-            if self._thread is not None and self._pid == os.getpid():
-                return
-            self._pid = os.getpid()
-            self._thread = threading.Thread(target=self._run, name=f"nova-audit-{self.stream}", daemon=True)
-            self._thread.start()
+            self._start_locked()
+
+    def _start_locked(self) -> None:
+        if self._thread is not None and self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._run, name=f"nova-audit-{self.stream}", daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
         buf = self._buf
@@ -282,45 +321,40 @@ class AuditTrail:
                             return
                         self._cond.wait(self._interval)
                         continue
-            batch = []
+            items = []
             pop = buf.popleft
+            k = extra = 0
             try:
-                for _ in range(self._batch):
-                    batch.append(pop())
+                while k < self._batch:
+                    item = pop()
+                    items.append(item)
+                    if len(item) == 5:  # a call batch (audit_rows)
+                        n = len(item[3])
+                        k += n
+                        extra += n - 1
+                    else:
+                        k += 1
             except IndexError:
                 pass
-            if self._block:
-                with self._lock:
+            with self._lock:
+                self._extra -= extra
+                if self._block:
                     self._cond.notify_all()  # room for a blocked delivering thread
-            self._write(batch)
+            self._write(items, k)
 
-    def _write(self, batch: list[tuple[Any, ...]]) -> None:
+    def _write(self, items: list[Any], k: int) -> None:
         try:
-            base_ns, base_pc = self._epoch
-            types, stamps, data = [], [], []
-            for t, dur, exc, outcome in batch:
-                pc, ev, lid, dest, part, group, attempt, comp = t[:8]
-                ts = base_ns + int((pc - base_pc) * 1e9)
-                types.append(_TYPES.get(outcome) or f"nova.audit.{outcome}")
-                stamps.append(ts)
-                if exc is None:
-                    et = em = None
-                else:
-                    et, em = qualified_name(exc), str(exc)[:_MAX_MESSAGE]
-                data.append({"event_id": ev.id, "event_type": ev.type, "destination": dest, "partition": part,
-                             "listener": lid, "group": group, "attempt": attempt, "outcome": outcome,
-                             "duration": dur, "error_type": et, "error_message": em, "timestamp": ts,
-                             "component": comp or ("bus" if part is not None else "emitter")})
-            self.store.append_columns(self.stream, types=types, timestamps=stamps, data=data)
+            types, stamps, rows = columns(items, *self._epoch)
+            self.store.append_columns(self.stream, types=types, timestamps=stamps, data=rows)
         except BaseException:  # noqa: BLE001 - logged and counted; the writer goes on
-            _log.exception("nova: audit trail could not write %d records to stream %r", len(batch), self.stream)
+            _log.exception("nova: audit trail could not write %d records to stream %r", k, self.stream)
             with self._lock:
                 self._write_errors += 1
-                self._lost += len(batch)
+                self._lost += k
                 self._cond.notify_all()
             return
         with self._lock:
-            self._written += len(batch)
+            self._written += k
             self._cond.notify_all()
 
     # -- flush / close ------------------------------------------------------------------------
@@ -329,11 +363,11 @@ class AuditTrail:
         passed first."""
         t = check_timeout(timeout)
         deadline = None if t is None else time.monotonic() + t
-        target = count_value(self._accepted)
+        target = self._accepted_total()
         if not self._buf and self._written + self._lost >= target:
             return True
-        self._start()
         with self._lock:
+            self._start_locked()
             self._cond.notify_all()
             while self._written + self._lost < target:
                 left = None if deadline is None else deadline - time.monotonic()
@@ -364,9 +398,12 @@ class AuditTrail:
     def stats(self) -> AuditStats:
         """The trail's counters (see :class:`AuditStats`)."""
         with self._lock:
-            accepted = count_value(self._accepted)
+            accepted = self._accepted_total()
             return AuditStats(accepted, self._written, self._overflowed, self._write_errors, self._lost,
                               accepted - self._written - self._lost)
+
+    def _accepted_total(self) -> int:
+        return count_value(self._accepted) + self._accepted_calls
 
     @property
     def closed(self) -> bool:
@@ -386,29 +423,15 @@ class AuditTrail:
         if not isinstance(event_id, str):
             raise TypeError(f"Expected event_id as a str, got {type_name(event_id)}")
         self.flush()
-        out = []
-        cursor = None
-        try:
-            self.store.stream_info(self.stream)
-        except KeyError:
-            return []
-        while True:
-            events, cursor = self.store.read(self.stream, cursor, 4096)
-            if not events:
-                break
-            for ev in events:
-                d = ev.data
-                if d.get("event_id") == event_id:
-                    out.append(AuditRecord(**{k: d.get(k) for k in FIELDS}))
-        out.sort(key=lambda r: (r.timestamp, r.attempt))
-        return out
+        return read_history(self.store, self.stream, event_id)
 
     def window(self, start: Any = None, end: Any = None) -> Any:
         """The attempts that started in ``[start, end)`` (None: open), as an
-        :class:`~nova.EventBatch` (flushes first).  ``batch.data`` holds the records'
-        dicts: ``pandas.DataFrame(batch.data)`` has one column per field."""
+        :class:`~nova.EventBatch` (flushes first): the store's window over the
+        trail's stream, with each row's data as a dict keyed by :data:`FIELDS`, so
+        ``pandas.DataFrame(batch.data)`` has one column per field."""
         self.flush()
-        return self.store.window(start, end, streams=[self.stream])
+        return read_window(self.store, self.stream, start, end)
 
     def _after_fork_in_child(self) -> None:
         # The writer stayed in the parent, and so do the records it accepted (the parent
@@ -418,7 +441,9 @@ class AuditTrail:
         self._cond = threading.Condition(self._lock)
         self._thread = None
         self._buf.clear()
+        self._extra = 0
         self._accepted = itertools.count()
+        self._accepted_calls = 0
         self._written = self._overflowed = self._write_errors = self._lost = 0
 
     def __repr__(self) -> str:

@@ -15,6 +15,15 @@ An *observer* (a :class:`~nova.observability.tracing.Tracing`, an
   (``retry_scheduled``, ``dead_lettered``, ``error``, ``dropped``...); a successful
   attempt is settled ``ok`` by ``end``.
 
+Optional, the batch form: an observer with ``record_calls(start, events, listener_ids,
+ends, errors=None)`` (the AuditTrail; not Tracing, which needs a span around each call)
+that observes an Emitter alone takes its workers' calls on plain sync routes in one call
+per worker batch instead of ``begin``/``end`` per call: call *i* called
+``listener_ids[i]`` with ``events[i]`` and ended at ``ends[i]`` (``perf_counter``), it
+started where the call before it ended (the first at *start*), and *errors* lists the
+``(i, exc)`` of the calls that raised (see ``Dispatcher.deliver_batch_recorded``).
+:class:`Observers` has no batch form: with two observers every call is observed singly.
+
 Components hold ``None`` when nothing observes them: their fast paths (chosen when the
 observers change, never per event) stay exactly as they are.  :class:`Observers`
 fans one call out to several observers; an observer that raises is logged on
