@@ -218,16 +218,20 @@ class LogStore:
         """:meth:`append` through the store lock (limits, subscribers, new streams)."""
         check_stream(stream)
         with self._lock:
-            self._check_open()
-            code = self._codes.get(stream)
-            if code is None:
-                if not events:
-                    return 0
-                code = self._new_stream(stream)
-                pos = self._append_slow(code, events, None)
-                self._codes[stream] = code
-                return pos
-            return self._append_slow(code, events, None)
+            return self._append_body(stream, events)
+
+    def _append_body(self, stream: str, events: Any) -> int:
+        """:meth:`append` of a checked stream name (lock held)."""
+        self._check_open()
+        code = self._codes.get(stream)
+        if code is None:
+            if not events:
+                return 0
+            code = self._new_stream(stream)
+            pos = self._append_slow(code, events, None)
+            self._codes[stream] = code
+            return pos
+        return self._append_slow(code, events, None)
 
     def append_many(self, stream: str, events: Iterable[Any]) -> int:
         """Append the Events of an iterable to *stream* (all or nothing); return the
@@ -262,15 +266,19 @@ class LogStore:
         """
         check_stream(stream)
         with self._lock:
-            self._check_open()
-            code = self._codes.get(stream)
-            if code is None:
-                code = self._new_stream(stream)
-                pos = self._append_slow(code, None, (types, timestamps, data, ids))
-                if pos:
-                    self._codes[stream] = code
-                return pos
-            return self._append_slow(code, None, (types, timestamps, data, ids))
+            return self._columns_body(stream, (types, timestamps, data, ids))
+
+    def _columns_body(self, stream: str, columns: tuple[Any, Any, Any, Any]) -> int:
+        """:meth:`append_columns` of a checked stream name (lock held)."""
+        self._check_open()
+        code = self._codes.get(stream)
+        if code is None:
+            code = self._new_stream(stream)
+            pos = self._append_slow(code, None, columns)
+            if pos:
+                self._codes[stream] = code
+            return pos
+        return self._append_slow(code, None, columns)
 
     def _new_stream(self, stream: str) -> int:
         """The kernel code for new *stream* (lock held).  It is registered in
