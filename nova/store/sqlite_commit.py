@@ -3,21 +3,27 @@ the appends of many threads in one transaction, committed once, fsynced once.
 
 An appender checks and encodes its events without any lock, then queues its append
 (a callable that writes it, store lock held) and waits.  When no leader is at work,
-the first waiter becomes the leader: it takes everything queued (after a bounded
-wait for the appends already being encoded, when the commit is followed by an
-fsync), and under the store lock runs each append in queue order in the one open
-write transaction (positions and sequences are assigned in that order), commits
-once, releases the store lock, fsyncs the WAL once (``durability="full"``), and
-wakes each waiter with its own result or its own exception.  Appends queued while a
-leader is at work wait for the next leader, so the group grows with the number of
-appenders and durable throughput with it.
+the first to queue becomes the leader: it waits (at most :data:`GATHER_SECONDS`) for
+the appends other threads already started to be queued, takes everything queued,
+and under the store lock runs each append in queue order in one write transaction
+(positions and sequences are assigned in that order; single-event rows go to the
+file in one multi-row INSERT), commits once and hands leadership to the oldest
+append queued meanwhile, so the next group is written while this one is fsynced.
+With ``durability="full"`` it then makes the commit durable: one fsync of the WAL
+at a time, covering every commit made before it started (it waits, bounded, for the
+appends already started to be committed first), so one fsync serves several groups
+when they come fast.  Then it wakes each waiter with its own result or exception.
 
-Every append is all or nothing by itself: one that fails (a bad row, a full stream,
-a closed store) leaves nothing in the transaction (its rows are written in a
-savepoint or in one statement) and fails alone.  A failed commit fails every append
-it would have committed (the transaction is rolled back and the index rebuilt from
-the file); appends an earlier commit of the same group made permanent (an eviction
-commits at once) succeed.  A failed fsync fails every append it covered.
+Every append is all or nothing by itself, and fails alone: its events are checked
+and encoded before it is queued, stream limits and restored positions are checked
+before it writes, and rows of more than one statement are written in a savepoint.
+What the database itself refuses is handled by what it undid: a statement that
+failed undid only that append's rows; a transaction SQLite rolled back (I/O error,
+a full disk) undid the group's earlier uncommitted appends too, which run again in
+a new transaction; a failed commit fails every append it would have committed (the
+transaction is rolled back and the index rebuilt from the file), while appends an
+earlier commit of the same group made permanent (an eviction commits at once)
+succeed; a failed fsync fails every append it covered.
 
 .. versionadded:: 0.2
 """
@@ -112,6 +118,9 @@ class GroupCommit:
         self._entered = itertools.count(1)
         self._settled = 0
         self._sync_waits = False
+        self._arrived = 0  # of those, appends queued or left
+        self._gathering = False  # a leader waits for _arrived
+        self._gather = threading.Condition(self._mutex)
 
     def enter(self) -> None:
         """An append starts encoding (no lock taken): an fsync about to start waits
@@ -121,7 +130,13 @@ class GroupCommit:
     def leave(self) -> None:
         """The append started by :meth:`enter` will not be queued (it failed early)."""
         with self._mutex:
+            self._arrived_more()
             self._settled_more(1)
+
+    def _arrived_more(self) -> None:
+        self._arrived += 1
+        if self._gathering:
+            self._gather.notify()
 
     def _settled_more(self, k: int) -> None:
         self._settled += k
@@ -138,6 +153,7 @@ class GroupCommit:
         req = _Append(fn)
         with self._mutex:
             self._queue.append(req)
+            self._arrived_more()
             if self._leading:
                 lead = False
             else:
@@ -158,6 +174,14 @@ class GroupCommit:
         try:
             try:
                 with self._mutex:
+                    goal = next(self._entered)  # (a count of its own, arrived at once)
+                    self._arrived += 1
+                    self._settled += 1
+                    if self._arrived < goal:
+                        # the appends being encoded join this group (bounded wait)
+                        self._gathering = True
+                        self._gather.wait_for(lambda: self._arrived >= goal, GATHER_SECONDS)
+                        self._gathering = False
                     batch, self._queue = self._queue, []
                 ticket = self._write(batch)
             finally:
@@ -187,7 +211,6 @@ class GroupCommit:
     def _write(self, batch: list[_Append]) -> int:
         """Run *batch* in queue order in one transaction and commit it (store lock
         held meanwhile); return the commit number an fsync must cover (0: none)."""
-        written = 0
         try:
             with self._lock:
                 try:
@@ -197,18 +220,25 @@ class GroupCommit:
                         r.error = exc
                     return 0
                 for i, r in enumerate(batch):
-                    try:
-                        r.value = r.fn()
-                        written += 1
-                    except BaseException as exc:
-                        r.error = exc
-                        if self._lost():  # the transaction went with it: so did the earlier appends
-                            at = self._commits()
-                            for p in batch[:i]:
-                                if p.error is None and p.after == at:
-                                    p.error = exc
-                                    written -= 1
-                    r.after = self._commits()
+                    if not self._run_one(r):
+                        continue
+                    # the transaction went with r: the group's earlier appends not yet
+                    # committed are lost too; they run again, in order, in a new one
+                    at = self._commits()
+                    redo = [p for p in batch[:i] if p.error is None and p.after == at]
+                    if redo:
+                        try:
+                            self._begin()
+                        except BaseException as exc:
+                            for p in redo:
+                                p.error = exc
+                            redo = []
+                        for p in redo:
+                            if self._run_one(p):  # lost again: these all fail
+                                for q in redo:
+                                    if q.error is None:
+                                        q.error = p.error
+                                break
                 try:
                     self._commit()
                 except BaseException as exc:
@@ -216,13 +246,26 @@ class GroupCommit:
                     for r in batch:
                         if r.error is None and r.after == at:  # not made permanent by an earlier commit
                             r.error = exc
-                            written -= 1
+                written = sum(1 for r in batch if r.error is None)
                 self.groups += 1
                 self.appends += written
                 return self._commits() if written and self._sync is not None else 0
         finally:
             with self._mutex:
                 self._settled_more(len(batch))
+
+    def _run_one(self, r: _Append) -> bool:
+        """Run one append (lock held); True when it failed and took the open
+        transaction with it (the log has recovered: no transaction is open)."""
+        try:
+            r.value = r.fn()
+            r.error = None
+        except BaseException as exc:
+            r.error = exc
+            r.after = self._commits()
+            return self._lost()
+        r.after = self._commits()
+        return False
 
     def _flush(self, ticket: int, batch: list[_Append]) -> None:
         """Return once commit *ticket* is durable: an fsync that started after it
@@ -245,7 +288,8 @@ class GroupCommit:
             if exc is None:
                 # the appends started before this fsync are committed first by the
                 # next leader (bounded wait), so that it covers them too
-                goal = next(self._entered)  # (a count of its own, settled at once)
+                goal = next(self._entered)  # (a count of its own, arrived and settled at once)
+                self._arrived += 1
                 self._settled += 1
                 if self._settled < goal:
                     self._sync_waits = True

@@ -72,6 +72,16 @@ def _multi_insert(k: int) -> str:
     return sql
 
 
+def _undo_savepoint(conn: sqlite3.Connection, name: str) -> None:
+    """Roll back to savepoint *name* and release it, after a failed statement.  When
+    SQLite rolled the whole transaction back with the failure (``RAISE(ROLLBACK)``,
+    an I/O error), there is no savepoint left: nothing to do, and the original error
+    is what the caller raises (the write path sees the lost transaction)."""
+    if conn.in_transaction:
+        conn.execute(f"ROLLBACK TO {name}")
+        conn.execute(f"RELEASE {name}")
+
+
 def _tname(value: object) -> str:
     return type(value).__name__
 
@@ -632,8 +642,7 @@ class SQLiteLog:
                 conn.execute("RELEASE nova_append")
         except BaseException:
             if guarded:
-                conn.execute("ROLLBACK TO nova_append")
-                conn.execute("RELEASE nova_append")
+                _undo_savepoint(conn, "nova_append")
             raise
         for code, sid in new_streams.items():
             self._file_stream[code] = sid
@@ -669,8 +678,7 @@ class SQLiteLog:
             conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'evict_gen'")
             conn.execute("RELEASE nova_evict")
         except BaseException:
-            conn.execute("ROLLBACK TO nova_evict")
-            conn.execute("RELEASE nova_evict")
+            _undo_savepoint(conn, "nova_evict")
             raise
         self._evict_gen += 1
         self.commit()  # an eviction needs no fsync of its own: a lost one is redone
