@@ -31,6 +31,7 @@ from nova._util.checks import check_clock, check_int, check_opt_int, check_timeo
 from nova.errors import StoreClosed, StreamFull, ValidationError, type_name
 from nova.store.args import bound, check_include_system, check_stream, cursor_position, is_system, names
 from nova.store.batch import EventBatch
+from nova.store.lifecycle import StoreLifecycle
 from nova.store.protocol import ON_FULL_POLICIES, OVERFLOW_POLICIES, Cursor, StoreStats, StreamInfo
 from nova.store.subscription import StoreSubscription, wake_future
 from nova.testing import to_seconds
@@ -42,7 +43,7 @@ _log = logging.getLogger("nova.store")
 _INT64_MIN = -(2**63)
 
 
-class LogStore:
+class LogStore(StoreLifecycle):
     """The store facade over a column log: limits, retention, blocking subscribers,
     subscriptions and close, the same for every backend whose log has the
     :class:`~nova._core.ColumnLog` interface (:class:`~nova.store.MemoryStore` over the
@@ -590,26 +591,13 @@ class LogStore:
         _exit.unregister(self)
         self._join_sweeper(None)
 
-    def _close_locked(self) -> bool:
-        """Close (lock held); False when it already was."""
-        if self._closed:
-            return False
-        self._closed = True
+    def _closing(self) -> None:
+        """No more lock-free appends once closed (lock held)."""
         self._log.fast = False
-        for sub in list(self._subs):
-            sub._ended("store closed")
-        self._subs.clear()
-        self._block_subs.clear()
-        self._cond.notify_all()
-        self._wake()
-        self._stop.set()
-        return True
 
-    def _join_sweeper(self, timeout: float | None) -> None:
-        sweeper = self._sweeper
-        # (a sweep sleeping on an injected clock cannot be woken: it ends at its next tick)
-        if sweeper is not None and self._clock is None and sweeper is not threading.current_thread():
-            sweeper.join(timeout)
+    def _closed_wake(self) -> None:
+        """Async subscribers wake too (lock held)."""
+        self._wake()
 
     def _register_exit(self) -> None:
         """Have the store closed at interpreter exit (once it runs a sweeper thread or
@@ -638,16 +626,8 @@ class LogStore:
             self._lock.release()
         self._join_sweeper(max(0.0, deadline - time.monotonic()))
 
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._closed
-
     def __enter__(self) -> LogStore:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

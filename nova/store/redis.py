@@ -34,6 +34,7 @@ from nova.store import redis_scripts as S
 from nova.store.base import ON_FULL_POLICIES, OVERFLOW_POLICIES, Cursor, EventBatch, StoreStats, StreamInfo
 from nova.store.args import check_include_system
 from nova.store.codecs import Codec, get_codec
+from nova.store.lifecycle import StoreLifecycle
 from nova._util.checks import check_opt_int as _opt_int
 from nova._util.checks import check_timeout as _check_timeout
 from nova.store.redis_appends import Appends
@@ -54,7 +55,7 @@ def _tname(value: object) -> str:
     return type(value).__name__
 
 
-class RedisStore(RedisConnection, Appends, WindowReads):
+class RedisStore(RedisConnection, Appends, WindowReads, StoreLifecycle):
     """RedisStore(url="redis://localhost:6379/0", *, client=None, prefix="nova",
 
     (Size: the full EventStore protocol with its docstrings; connection, appends,
@@ -194,6 +195,9 @@ class RedisStore(RedisConnection, Appends, WindowReads):
         ]
         reg = client.register_script
         self._s_append = reg(S.APPEND)
+        self._s_append_one = reg(S.APPEND_ONE)
+        # the lean single-event script's keys (the stream's and the token ring's added per call)
+        self._one_keys = [key.encode() for key in (self._k_meta, self._k_names, self._k_last, self._k_time, self._k_log)]
         self._s_read = reg(S.READ)
         self._s_stream_fetch = reg(S.STREAM_FETCH)
         self._s_log_fetch = reg(S.LOG_FETCH)
@@ -455,33 +459,16 @@ class RedisStore(RedisConnection, Appends, WindowReads):
         except StoreUnavailable:
             final = None
         with self._lock:
-            if self._closed:
+            if not self._close_locked():
                 return
-            self._closed = True
             self._final_stats = final
-            for sub in list(self._subs):
-                sub._ended("store closed")
-            self._subs.clear()
-            self._block_subs.clear()
-            self._cond.notify_all()
-            self._stop.set()
-        sweeper = self._sweeper
-        if sweeper is not None and self._clock is None and sweeper is not threading.current_thread():
-            sweeper.join()
+        self._join_sweeper(None)
         if self._own_client:
             self._client.close()
             self._append_client.close()
 
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._closed
-
     def __enter__(self) -> RedisStore:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
