@@ -115,3 +115,88 @@ def test_bad_events_are_refused_before_the_server(store: RedisStore) -> None:
     with pytest.raises(TypeError):
         store.append("s", Event("t", object(), timestamp=T0))  # the json codec refuses it
     assert store.stream_info("s").last_position == 1
+
+
+@pytest.mark.stress
+def test_threads_appending_single_events_use_their_own_connections(nova_valkey: ValkeyServer, redis_prefix: str) -> None:
+    import threading
+
+    s = RedisStore(nova_valkey.url, prefix=redis_prefix)
+    s.append("s0", Event("t", 0, timestamp=T0))
+    s.append("s1", Event("t", 0, timestamp=T0))
+    errors: list[BaseException] = []
+    got: dict[int, list[int]] = {}
+    done, leave = threading.Barrier(7), threading.Barrier(7)
+
+    def run(k: int) -> None:
+        try:
+            got[k] = [s.append(f"s{k % 2}", Event("t", [k, i], timestamp=T0 + i)) for i in range(200)]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        try:
+            done.wait(30)
+            leave.wait(30)
+        except threading.BrokenBarrierError:  # the main thread failed an assertion
+            pass
+
+    ts = [threading.Thread(target=run, args=(k,)) for k in range(6)]
+    for t in ts:
+        t.start()
+    done.wait(60)
+    try:
+        conns = list(s._one_conns)
+        assert len(conns) == 7  # one per thread that appended single events (this one too)
+        assert all(c._sock is not None for c in conns)
+    finally:
+        leave.wait(30)
+    for t in ts:
+        t.join(60)
+    assert not errors
+    assert s.stats().events == 2 + 6 * 200
+    for name in ("s0", "s1"):
+        evs = s.read(name)[0]
+        assert len(evs) == 1 + 3 * 200
+        assert s.stream_info(name).last_position == len(evs)
+    for k, positions in got.items():
+        assert positions == sorted(positions)  # each thread's order kept
+    s.close()
+    assert all(c._sock is None for c in conns)  # closed with the store (or with their thread)
+
+
+_FORK_CHILD = r"""
+import os, sys
+from nova.events import Event
+from nova.store import RedisStore
+s = RedisStore(sys.argv[1], prefix=sys.argv[2])
+s.append("f", Event("t", "first", timestamp=1))
+s.append("f", Event("t", "parent-1", timestamp=2))
+pid = os.fork()
+if pid == 0:
+    try:
+        positions = [s.append("f", Event("t", f"child-{i}", timestamp=3)) for i in range(50)]
+        os._exit(0 if len(set(positions)) == 50 else 3)
+    except BaseException:
+        os._exit(4)
+positions = [s.append("f", Event("t", f"parent-{i}", timestamp=3)) for i in range(2, 52)]
+_, status = os.waitpid(pid, 0)
+assert os.WEXITSTATUS(status) == 0, status
+evs = s.read("f")[0]
+assert len(evs) == 102, len(evs)
+assert sorted(e.data for e in evs if e.data.startswith("child")) == sorted(f"child-{i}" for i in range(50))
+assert s.stream_info("f").last_position == 102
+s.close()
+print("ok")
+"""
+
+
+def test_a_forked_child_appends_on_a_connection_of_its_own(nova_valkey: ValkeyServer, redis_prefix: str) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    p = subprocess.run([sys.executable, "-c", _FORK_CHILD, nova_valkey.url, redis_prefix],
+                       capture_output=True, text=True, env=env, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "ok"

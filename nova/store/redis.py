@@ -198,6 +198,8 @@ class RedisStore(RedisConnection, Appends, WindowReads, StoreLifecycle):
         self._s_append_one = reg(S.APPEND_ONE)
         # the lean single-event script's keys (the stream's and the token ring's added per call)
         self._one_keys = [key.encode() for key in (self._k_meta, self._k_names, self._k_last, self._k_time, self._k_log)]
+        self._one_local = threading.local()  # each thread's connection for single appends
+        self._one_conns: weakref.WeakSet[Any] = weakref.WeakSet()
         self._s_read = reg(S.READ)
         self._s_stream_fetch = reg(S.STREAM_FETCH)
         self._s_log_fetch = reg(S.LOG_FETCH)
@@ -463,6 +465,7 @@ class RedisStore(RedisConnection, Appends, WindowReads, StoreLifecycle):
                 return
             self._final_stats = final
         self._join_sweeper(None)
+        self._close_one_conns()
         if self._own_client:
             self._client.close()
             self._append_client.close()

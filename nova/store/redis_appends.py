@@ -8,7 +8,9 @@ this process's blocking subscribers.
 from __future__ import annotations
 
 import json
+import os
 import threading
+import weakref
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -81,6 +83,9 @@ class Appends:
     _s_append: Any
     _s_append_one: Any
     _one_keys: list[bytes]
+    _one_local: threading.local
+    _one_conns: weakref.WeakSet[Any]
+    _closed: bool
     _s_heads: Any
 
     if TYPE_CHECKING:  # provided by RedisConnection and RedisStore
@@ -138,8 +143,7 @@ class Appends:
         if self._block_subs:
             self._wait_for_room(stream, 1)
         md = e.metadata
-        with self._token_lock:
-            counter = next(self._tokens)
+        counter = next(self._tokens)  # (atomic: itertools.count is C code under the GIL)
         slot = counter % _RING
         sb = stream.encode()
         tsb = ts_bytes(e.timestamp)
@@ -154,8 +158,11 @@ class Appends:
                     tsb, tb, ib, mb, b"" if d is None else d]
             return [*self._append_keys, self._k_stream_b + sb, self._k_tok_b], [msgpack_array(argv)]
 
-        with self._guard(f"appending to {stream!r}"):
+        try:
             got = self._call_append(keys, args, stream, full)
+        except Exception:
+            with self._guard(f"appending to {stream!r}"):  # nova's error for redis-py's
+                raise
         if got is None:
             return 0
         if isinstance(got, int):
@@ -246,15 +253,15 @@ class Appends:
                     script, full = self._s_append, None
 
     def _evalsha_direct(self, client: Any, keys: list[bytes], argv: list[bytes]) -> Any:
-        """EVALSHA of APPEND_ONE on a connection of *client*'s pool, packed by hiredis
-        in one call: redis-py's per-argument checks and command dispatch cost more
-        than the server's work for one event.  A server that lost its scripts (a
-        restart) gets it loaded again.  Errors are redis-py's, as the client raises
-        them (the connection is dropped when the reply was not read)."""
-        pool = client.connection_pool
-        sha = self._s_append_one.sha
-        packed = _pack(("EVALSHA", sha, b"%d" % len(keys), *keys, *argv))
-        conn = pool.get_connection()
+        """EVALSHA of APPEND_ONE packed by hiredis in one call, on this thread's own
+        connection (made with *client*'s pool settings): redis-py's per-argument
+        checks, command dispatch and pool bookkeeping cost more than the server's
+        work for one event.  A server that lost its scripts (a restart) gets it
+        loaded again.  Errors are redis-py's, as the client raises them (the
+        connection is dropped when the reply was not read; the next call connects
+        again)."""
+        conn = self._one_conn(client)
+        packed = _pack(("EVALSHA", self._s_append_one.sha, b"%d" % len(keys), *keys, *argv))
         try:
             try:
                 conn.send_packed_command(packed, check_health=False)
@@ -269,7 +276,28 @@ class Appends:
             conn.disconnect()
             raise
         finally:
-            pool.release(conn)
+            if self._closed:  # a call that raced close() (and reconnected to finish)
+                conn.disconnect()
+
+    def _one_conn(self, client: Any) -> Any:
+        """This thread's connection for single appends (a new one in a forked child;
+        all of them are closed with the store)."""
+        local = self._one_local
+        conn = getattr(local, "conn", None)
+        if conn is None or conn.pid != os.getpid():
+            pool = client.connection_pool
+            conn = local.conn = pool.connection_class(**pool.connection_kwargs)
+            with self._token_lock:
+                self._one_conns.add(conn)
+        return conn
+
+    def _close_one_conns(self) -> None:
+        """Close every thread's single-append connection (the store closes)."""
+        with self._token_lock:
+            conns = list(self._one_conns)
+            self._one_conns.clear()
+        for conn in conns:
+            conn.disconnect()
 
     def append_many(self, stream: str, events: Iterable[Any]) -> int:
         """Append the Events of an iterable to *stream* (all or nothing); see :meth:`append`."""
