@@ -367,3 +367,35 @@ def test_kill_9_mid_group_loses_no_returned_append(tmp_path: Path) -> None:
             assert all(c == (3 if i % 5 == 4 else 1) for (_r, _k, i), c in per.items())
     assert len(reported) >= 900
     assert np.unique([r[1] for r in reported]).size == 8
+
+
+@pytest.mark.parametrize("durability", ["full", "normal"])
+def test_an_eviction_the_database_rolls_back_fails_that_append_only(tmp_path: Path, kernel: Any, durability: str) -> None:
+    """max_events_per_stream evicts inside the append's transaction; when the database
+    rolls the whole transaction back there (a trigger here, an I/O error in life), the
+    append fails with the database's error (not "no such savepoint"), nothing of it
+    is stored, and the store goes on."""
+    path = tmp_path / "g.db"
+    s = SQLiteStore(path, durability=durability, kernel=kernel, max_events_per_stream=2)
+    s.append("a", ev(0, data=0), ev(1, data=1))
+    s.append("b", ev(2, data="b"))
+    other = sqlite3.connect(path)
+    other.execute("CREATE TRIGGER no_evict BEFORE DELETE ON events BEGIN SELECT RAISE(ROLLBACK, 'no evictions'); END")
+    other.commit()
+    other.close()
+    with pytest.raises(sqlite3.IntegrityError, match="no evictions"):
+        s.append("a", ev(3, data=3))
+    assert s.append("b", ev(4, data="b2")) == 2  # no eviction needed: stored
+    assert [e.data for e in s.read("a")[0]] == [0, 1]
+    assert s.stream_info("a").last_position == 2
+    other = sqlite3.connect(path)
+    other.execute("DROP TRIGGER no_evict")
+    other.commit()
+    other.close()
+    assert s.append("a", ev(5, data=5)) == 3
+    assert [e.data for e in s.read("a")[0]] == [1, 5]
+    s.close()
+    with SQLiteStore(path, kernel=kernel) as s2:
+        assert [e.data for e in s2.read("a")[0]] == [1, 5]
+        assert [e.data for e in s2.read("b")[0]] == ["b", "b2"]
+        assert s2.stream_info("a").last_position == 3

@@ -82,6 +82,13 @@ def _undo_savepoint(conn: sqlite3.Connection, name: str) -> None:
         conn.execute(f"RELEASE {name}")
 
 
+def _end_read(conn: sqlite3.Connection) -> None:
+    """End a read transaction, unless SQLite ended it with an error (then that error,
+    not "no transaction is active", is what the caller sees)."""
+    if conn.in_transaction:
+        conn.execute("COMMIT")
+
+
 def _tname(value: object) -> str:
     return type(value).__name__
 
@@ -155,7 +162,7 @@ class SQLiteLog:
             self._rebuild()
             self._dv = dv
         finally:
-            conn.execute("COMMIT")
+            _end_read(conn)
 
     def _meta(self) -> tuple[int, int]:
         rows = dict(self._conn.execute("SELECT key, value FROM meta WHERE key IN ('evict_gen', 'last_seq')").fetchall())
@@ -310,7 +317,7 @@ class SQLiteLog:
             self._catch_up()
             self._dv = dv  # read before the snapshot: a later commit is read next time
         finally:
-            conn.execute("COMMIT")
+            _end_read(conn)
 
     def _catch_up(self) -> None:
         gen, last_seq = self._meta()
@@ -337,7 +344,8 @@ class SQLiteLog:
                 self._catch_up()
                 self._dv = dv
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # (SQLite may have rolled it back with the error)
+                conn.execute("ROLLBACK")
             self._in_txn = False
             raise
 
