@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-__all__ = ("StoreLifecycle",)
+__all__ = ("StoreLifecycle", "sweep_loop")
 
 
 class StoreLifecycle:
@@ -52,6 +52,11 @@ class StoreLifecycle:
         self._stop.set()
         return True
 
+    def _sweep_once(self) -> bool:  # pragma: no cover - every store with retention has one
+        """Apply retention once (from the sweep thread); False when the store is closed
+        (the sweep ends)."""
+        raise NotImplementedError
+
     def _join_sweeper(self, timeout: float | None) -> None:
         """Wait for the retention sweep to end (not from the sweep itself)."""
         sweeper = self._sweeper
@@ -73,3 +78,19 @@ class StoreLifecycle:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def sweep_loop(ref: Any, stop: threading.Event, clock: Any, interval: float) -> None:
+    """The background retention sweep of a store (``_sweep_once`` every *interval*
+    seconds, on *clock* when one is injected).  It holds the store only weakly between
+    sweeps, so a store dropped without close() is collected and the thread ends."""
+    while not stop.is_set():
+        if clock is None:
+            if stop.wait(interval):
+                return
+        else:
+            clock.sleep(interval)
+        store = ref()
+        if store is None or not store._sweep_once():
+            return
+        del store

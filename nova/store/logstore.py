@@ -31,7 +31,7 @@ from nova._util.checks import check_clock, check_int, check_opt_int, check_timeo
 from nova.errors import StoreClosed, StreamFull, ValidationError, type_name
 from nova.store.args import bound, check_include_system, check_stream, cursor_position, is_system, names
 from nova.store.batch import EventBatch
-from nova.store.lifecycle import StoreLifecycle
+from nova.store.lifecycle import StoreLifecycle, sweep_loop
 from nova.store.protocol import ON_FULL_POLICIES, OVERFLOW_POLICIES, Cursor, StoreStats, StreamInfo
 from nova.store.subscription import StoreSubscription, wake_future
 from nova.testing import to_seconds
@@ -116,7 +116,7 @@ class LogStore(StoreLifecycle):
         _forksafe.track(self)
         if self._retention_ns is not None and interval is not None:
             self._sweeper = threading.Thread(
-                target=_sweep_loop,
+                target=sweep_loop,
                 args=(weakref.ref(self), self._stop, clock, interval),
                 name="nova-store-sweep",
                 daemon=True,
@@ -591,6 +591,15 @@ class LogStore(StoreLifecycle):
         _exit.unregister(self)
         self._join_sweeper(None)
 
+    def _sweep_once(self) -> bool:
+        """One background sweep: retention applied, waiters woken (False: closed)."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._expire()
+            self._cond.notify_all()
+        return True
+
     def _closing(self) -> None:
         """No more lock-free appends once closed (lock held)."""
         self._log.fast = False
@@ -632,26 +641,6 @@ class LogStore(StoreLifecycle):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<{type(self).__name__} events={len(self._log)} streams={len(self._codes)} {state}>"
-
-
-def _sweep_loop(ref: Any, stop: threading.Event, clock: Any, interval: float) -> None:
-    """The background retention sweep.  It holds the store only weakly between
-    sweeps, so a store dropped without close() is collected and the thread ends."""
-    while not stop.is_set():
-        if clock is None:
-            if stop.wait(interval):
-                return
-        else:
-            clock.sleep(interval)
-        store = ref()
-        if store is None:
-            return
-        with store._lock:
-            if store._closed:
-                return
-            store._expire()
-            store._cond.notify_all()
-        del store
 
 
 def _iter_slice(sl: Any) -> Iterator[Any]:

@@ -34,7 +34,7 @@ from nova.store import redis_scripts as S
 from nova.store.base import ON_FULL_POLICIES, OVERFLOW_POLICIES, Cursor, EventBatch, StoreStats, StreamInfo
 from nova.store.args import check_include_system
 from nova.store.codecs import Codec, get_codec
-from nova.store.lifecycle import StoreLifecycle
+from nova.store.lifecycle import StoreLifecycle, sweep_loop
 from nova._util.checks import check_opt_int as _opt_int
 from nova._util.checks import check_timeout as _check_timeout
 from nova.store.redis_appends import Appends
@@ -226,7 +226,7 @@ class RedisStore(RedisConnection, Appends, WindowReads, StoreLifecycle):
         self._clock = clock
         if self._retention_ns is not None and interval is not None:
             self._sweeper = threading.Thread(
-                target=_sweep_loop, args=(weakref.ref(self), self._stop, clock, interval),
+                target=sweep_loop, args=(weakref.ref(self), self._stop, clock, interval),
                 name="nova-redis-sweep", daemon=True,
             )
             self._sweeper.start()
@@ -392,6 +392,17 @@ class RedisStore(RedisConnection, Appends, WindowReads, StoreLifecycle):
                 if n < _PAGE:
                     return total
 
+    def _sweep_once(self) -> bool:
+        """One background sweep (False: closed); a server that does not answer is
+        tried again at the next sweep."""
+        if self._closed:
+            return False
+        try:
+            self._expire()
+        except StoreUnavailable:
+            pass
+        return True
+
     def sweep(self) -> int:
         """Apply retention now; return how many events were evicted.
 
@@ -481,21 +492,3 @@ class RedisStore(RedisConnection, Appends, WindowReads, StoreLifecycle):
 def _iter_fields(fields: list[Any], decode: Any) -> Iterator[Any]:
     for f in fields:
         yield event_of(f, decode)
-
-
-def _sweep_loop(ref: Any, stop: threading.Event, clock: Any, interval: float) -> None:
-    """The background retention sweep (holds the store weakly between sweeps)."""
-    while not stop.is_set():
-        if clock is None:
-            if stop.wait(interval):
-                return
-        else:
-            clock.sleep(interval)
-        store = ref()
-        if store is None or store._closed:
-            return
-        try:
-            store._expire()
-        except StoreUnavailable:
-            pass  # the next sweep tries again
-        del store
