@@ -399,3 +399,47 @@ def test_an_eviction_the_database_rolls_back_fails_that_append_only(tmp_path: Pa
         assert [e.data for e in s2.read("a")[0]] == [1, 5]
         assert [e.data for e in s2.read("b")[0]] == ["b", "b2"]
         assert s2.stream_info("a").last_position == 3
+
+
+@pytest.mark.parametrize("durability", ["full", "normal"])
+def test_an_append_waiting_for_a_blocking_subscriber_holds_up_no_other(
+    tmp_path: Path, kernel: Any, durability: str
+) -> None:
+    """An append that waits for room (overflow="block") runs alone, outside commit
+    groups: the consumer it waits for can itself append meanwhile (in a group it would
+    wait behind the blocked append's group: a deadlock)."""
+    s = SQLiteStore(tmp_path / "g.db", durability=durability, kernel=kernel)
+    sub = s.subscribe("s", buffer=2, overflow="block")
+    got: list[Any] = []
+    errors: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            for i in range(8):
+                s.append("s", ev(i, data=i))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def consume() -> None:
+        try:
+            while len(got) < 8:
+                s.append("log", ev(100, data=len(got)))  # the consumer writes too
+                got.append(sub.get(timeout=10).data)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    ts = [threading.Thread(target=produce, daemon=True), threading.Thread(target=consume, daemon=True)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
+    hung = [t for t in ts if t.is_alive()]
+    s.close()  # (ends a hang: the waiting append gets StoreClosed)
+    for t in ts:
+        t.join(10)
+    assert not hung and not errors
+    assert got == list(range(8))
+    assert s.closed
+    with SQLiteStore(tmp_path / "g.db", kernel=kernel) as s2:
+        assert [e.data for e in s2.read("s")[0]] == list(range(8))
+        assert len(s2.read("log")[0]) == 8

@@ -34,6 +34,7 @@ from nova.store.batch import EventBatch
 from nova.store.args import check_stream
 from nova.store.codecs import Codec, get_codec
 from nova.store.logstore import LogStore
+from nova.store.sqlite_commit import RunAlone
 from nova.store.sqlite_log import SQLiteLog
 
 __all__ = ("SQLiteStore", "SCHEMA_VERSION", "DURABILITY")
@@ -249,9 +250,10 @@ class SQLiteStore(LogStore):
         log.on_change = lambda fresh, rows: _on_change(ref, fresh, rows)
 
     def _wait_for_room(self, code: int, k: int) -> None:
-        """Commit what the commit leader wrote so far before waiting for a blocking
-        subscriber (waiting releases the store lock: no write transaction stays open
-        outside it, and the subscriber can read those rows)."""
+        """Commit what is written so far before waiting for a blocking subscriber
+        (waiting releases the store lock: no write transaction stays open outside it,
+        and the subscriber can read those rows).  Appends that may wait run alone,
+        outside commit groups (see ``RunAlone``)."""
         self._sqlite_log.commit()
         super()._wait_for_room(code, k)
 
@@ -292,7 +294,9 @@ class SQLiteStore(LogStore):
             group.leave()
             raise
 
-        def write() -> int:  # run by the commit leader, store lock held
+        def write(alone: bool) -> int:  # run by the commit leader (or alone), store lock held
+            if self._block_subs and not alone:
+                raise RunAlone  # it may wait for room: not while leading a group
             log.use_encoded(events, encoded)
             try:
                 return self._append_body(stream, events)
@@ -316,7 +320,13 @@ class SQLiteStore(LogStore):
         stored with them."""
         check_stream(stream)
         columns = (types, timestamps, data, ids)
-        pos: int = self._sqlite_log.group.run(lambda: self._columns_body(stream, columns), entered=False)
+
+        def write(alone: bool) -> int:  # run by the commit leader (or alone), store lock held
+            if self._block_subs and not alone:
+                raise RunAlone  # it may wait for room: not while leading a group
+            return self._columns_body(stream, columns)
+
+        pos: int = self._sqlite_log.group.run(write, entered=False)
         return pos
 
     def append_batch(self, batch: EventBatch) -> int:
@@ -345,7 +355,7 @@ class SQLiteStore(LogStore):
         metas = [json.dumps(m, separators=(",", ":"), ensure_ascii=False) if m else None for m in (e.metadata for e in events)]
         log = self._sqlite_log
 
-        def write() -> int:  # run by the commit leader, store lock held
+        def write(alone: bool) -> int:  # run by the commit leader, store lock held (never waits)
             self._check_open()
             fresh: dict[str, int] = {}
             for name in dict.fromkeys(names):

@@ -35,26 +35,34 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ("GroupCommit", "GATHER_SECONDS")
+__all__ = ("GroupCommit", "GATHER_SECONDS", "RunAlone")
 
 #: How long a leader about to commit with an fsync waits at most for the appends being
 #: encoded by other threads, so that one fsync covers them too.
 GATHER_SECONDS = 0.001
 
 
+class RunAlone(Exception):
+    """Raised by an append run in a group, before it writes anything, when it may have
+    to wait (for a blocking subscriber to make room: waiting there while leading a
+    group would hold up every other append of the group, among them maybe the very
+    consumer it waits for).  Its owner then runs it alone (:meth:`GroupCommit.run_alone`)."""
+
+
 class _Append:
     """One queued append: what to run, then its outcome.  Its owner sleeps on
     :attr:`wake` (acquired at creation) until it is done or made the next leader."""
 
-    __slots__ = ("fn", "value", "error", "after", "done", "lead", "wake")
+    __slots__ = ("fn", "value", "error", "after", "done", "lead", "wake", "alone")
 
-    def __init__(self, fn: Callable[[], Any]) -> None:
+    def __init__(self, fn: Callable[[bool], Any]) -> None:
         self.fn = fn
         self.value: Any = None
         self.error: BaseException | None = None
         self.after = 0  # commits made when it was written (see GroupCommit._write)
         self.done = False
         self.lead = False
+        self.alone = False  # it raised RunAlone: its owner runs it by itself
         self.wake = threading.Lock()
         self.wake.acquire()
 
@@ -143,11 +151,12 @@ class GroupCommit:
         if self._sync_waits:
             self._settle.notify()
 
-    def run(self, fn: Callable[[], Any], entered: bool = True) -> Any:
-        """Queue *fn* (an append: writes its rows, store lock held, transaction open)
-        and return its result once the group that ran it is committed (and durable
-        with an fsync); raise what *fn* raised, or the commit's or fsync's error.
-        *entered*: :meth:`enter` was called for it."""
+    def run(self, fn: Callable[[bool], Any], entered: bool = True) -> Any:
+        """Queue *fn* (an append: writes its rows, store lock held, transaction open;
+        called with ``alone=False``) and return its result once the group that ran
+        it is committed (and durable with an fsync); raise what *fn* raised, or the
+        commit's or fsync's error.  When *fn* raises :class:`RunAlone`, it runs again
+        by itself (:meth:`run_alone`).  *entered*: :meth:`enter` was called for it."""
         if not entered:
             next(self._entered)
         req = _Append(fn)
@@ -163,8 +172,31 @@ class GroupCommit:
             lead = req.lead
         if lead:
             self._lead()
+        if req.alone:
+            return self.run_alone(fn)
         if req.error is not None:
             raise req.error
+        return req.value
+
+    def run_alone(self, fn: Callable[[bool], Any]) -> Any:
+        """Run *fn* (``alone=True``) by itself under the store lock, commit it and
+        make it durable as :meth:`run` does, outside any group: it may wait (the store
+        lock released meanwhile) without holding up other appends."""
+        req = _Append(fn)
+        with self._lock:
+            try:
+                self._begin()
+                req.value = fn(True)
+            except BaseException:
+                self._lost()
+                self._commit()  # (what an eviction or a wait for room committed stays)
+                raise
+            self._commit()
+            ticket = self._commits() if self._sync is not None else 0
+        if ticket:
+            self._flush(ticket, [req])
+            if req.error is not None:
+                raise req.error
         return req.value
 
     def _lead(self) -> None:
@@ -246,7 +278,7 @@ class GroupCommit:
                     for r in batch:
                         if r.error is None and r.after == at:  # not made permanent by an earlier commit
                             r.error = exc
-                written = sum(1 for r in batch if r.error is None)
+                written = sum(1 for r in batch if r.error is None and not r.alone)
                 self.groups += 1
                 self.appends += written
                 return self._commits() if written and self._sync is not None else 0
@@ -258,8 +290,12 @@ class GroupCommit:
         """Run one append (lock held); True when it failed and took the open
         transaction with it (the log has recovered: no transaction is open)."""
         try:
-            r.value = r.fn()
+            r.value = r.fn(False)
             r.error = None
+        except RunAlone:
+            r.alone = True  # nothing written: its owner runs it by itself
+            r.after = self._commits()
+            return False
         except BaseException as exc:
             r.error = exc
             r.after = self._commits()
