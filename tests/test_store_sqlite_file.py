@@ -77,17 +77,18 @@ def test_reopen_after_eviction_never_reuses_positions_or_sequences(tmp_path: Pat
 def test_durability_levels_set_synchronous(tmp_path: Path, kernel: Any, durability: str) -> None:
     with SQLiteStore(tmp_path / "s.db", durability=durability, kernel=kernel) as s:
         sync = s._conn.execute("PRAGMA synchronous").fetchone()[0]
-        # "full" commits with NORMAL and fsyncs the WAL itself, shared between appenders
+        # "full" commits with NORMAL and fsyncs the WAL itself, once per commit group
         assert sync == {"off": 0, "normal": 1, "full": 1}[durability]
         assert s._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        group = s._sqlite_log._group
+        group = s._sqlite_log.group
         s.append("a", ev(1, data=1))
         # committed: another connection sees it
         other = sqlite3.connect(tmp_path / "s.db")
         assert other.execute("SELECT count(*) FROM events").fetchone()[0] == 1
         other.close()
         # with "full", the append returned after an fsync of the WAL covering it
-        assert (group._synced >= group._committed) if durability == "full" else (group._sync is None)
+        assert group.groups == 1 and group.appends == 1
+        assert group.fsyncs == (1 if durability == "full" else 0)
 
 
 @pytest.mark.stress
@@ -95,22 +96,16 @@ def test_full_durability_threads_each_append_fsynced(tmp_path: Path, kernel: Any
     import threading
 
     with SQLiteStore(tmp_path / "g.db", durability="full", kernel=kernel) as s:
-        group = s._sqlite_log._group
-        fsyncs = [0]
-        real_sync, real_flush = group._sync, group.flush
+        log = s._sqlite_log
+        group = log.group
+        real_flush = group._flush
         covered: list[bool] = []
 
-        def counted() -> None:
-            fsyncs[0] += 1
-            real_sync()
+        def checked_flush(ticket: int, batch: Any) -> None:
+            real_flush(ticket, batch)
+            covered.append(group._synced >= ticket)  # an fsync after the group's commit finished
 
-        def checked_flush() -> None:
-            ticket = group._local.ticket  # what this thread's append wrote
-            real_flush()
-            covered.append(group._synced >= ticket)  # an fsync after its commit finished
-
-        group._sync = counted
-        group.flush = checked_flush  # type: ignore[method-assign]
+        group._flush = checked_flush  # type: ignore[method-assign]
         errors: list[BaseException] = []
 
         def run(k: int) -> None:
@@ -127,9 +122,11 @@ def test_full_durability_threads_each_append_fsynced(tmp_path: Path, kernel: Any
             t.join(60)
         assert not errors
         assert s.stats().events == 800
-        assert len(covered) == 800 and all(covered)
-        assert group._synced == group._committed
-        assert fsyncs[0] >= 1
+        assert group.appends == 800
+        # every group's leader returned after an fsync covering its commit; one fsync
+        # may cover several groups
+        assert len(covered) == group.groups and all(covered)
+        assert 1 <= group.fsyncs <= group.groups == log.commits
         for name in ("s0", "s1", "s2"):
             positions = [int(p) for p in s.window(streams=name).positions]
             assert sorted(positions) == list(range(1, len(positions) + 1))

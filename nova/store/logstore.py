@@ -31,6 +31,7 @@ from nova._util.checks import check_clock, check_int, check_opt_int, check_timeo
 from nova.errors import StoreClosed, StreamFull, ValidationError, type_name
 from nova.store.args import bound, check_include_system, check_stream, cursor_position, is_system, names
 from nova.store.batch import EventBatch
+from nova.store.lifecycle import StoreLifecycle, sweep_loop
 from nova.store.protocol import ON_FULL_POLICIES, OVERFLOW_POLICIES, Cursor, StoreStats, StreamInfo
 from nova.store.subscription import StoreSubscription, wake_future
 from nova.testing import to_seconds
@@ -42,7 +43,7 @@ _log = logging.getLogger("nova.store")
 _INT64_MIN = -(2**63)
 
 
-class LogStore:
+class LogStore(StoreLifecycle):
     """The store facade over a column log: limits, retention, blocking subscribers,
     subscriptions and close, the same for every backend whose log has the
     :class:`~nova._core.ColumnLog` interface (:class:`~nova.store.MemoryStore` over the
@@ -115,7 +116,7 @@ class LogStore:
         _forksafe.track(self)
         if self._retention_ns is not None and interval is not None:
             self._sweeper = threading.Thread(
-                target=_sweep_loop,
+                target=sweep_loop,
                 args=(weakref.ref(self), self._stop, clock, interval),
                 name="nova-store-sweep",
                 daemon=True,
@@ -218,16 +219,20 @@ class LogStore:
         """:meth:`append` through the store lock (limits, subscribers, new streams)."""
         check_stream(stream)
         with self._lock:
-            self._check_open()
-            code = self._codes.get(stream)
-            if code is None:
-                if not events:
-                    return 0
-                code = self._new_stream(stream)
-                pos = self._append_slow(code, events, None)
-                self._codes[stream] = code
-                return pos
-            return self._append_slow(code, events, None)
+            return self._append_body(stream, events)
+
+    def _append_body(self, stream: str, events: Any) -> int:
+        """:meth:`append` of a checked stream name (lock held)."""
+        self._check_open()
+        code = self._codes.get(stream)
+        if code is None:
+            if not events:
+                return 0
+            code = self._new_stream(stream)
+            pos = self._append_slow(code, events, None)
+            self._codes[stream] = code
+            return pos
+        return self._append_slow(code, events, None)
 
     def append_many(self, stream: str, events: Iterable[Any]) -> int:
         """Append the Events of an iterable to *stream* (all or nothing); return the
@@ -262,15 +267,19 @@ class LogStore:
         """
         check_stream(stream)
         with self._lock:
-            self._check_open()
-            code = self._codes.get(stream)
-            if code is None:
-                code = self._new_stream(stream)
-                pos = self._append_slow(code, None, (types, timestamps, data, ids))
-                if pos:
-                    self._codes[stream] = code
-                return pos
-            return self._append_slow(code, None, (types, timestamps, data, ids))
+            return self._columns_body(stream, (types, timestamps, data, ids))
+
+    def _columns_body(self, stream: str, columns: tuple[Any, Any, Any, Any]) -> int:
+        """:meth:`append_columns` of a checked stream name (lock held)."""
+        self._check_open()
+        code = self._codes.get(stream)
+        if code is None:
+            code = self._new_stream(stream)
+            pos = self._append_slow(code, None, columns)
+            if pos:
+                self._codes[stream] = code
+            return pos
+        return self._append_slow(code, None, columns)
 
     def _new_stream(self, stream: str) -> int:
         """The kernel code for new *stream* (lock held).  It is registered in
@@ -582,26 +591,22 @@ class LogStore:
         _exit.unregister(self)
         self._join_sweeper(None)
 
-    def _close_locked(self) -> bool:
-        """Close (lock held); False when it already was."""
-        if self._closed:
-            return False
-        self._closed = True
-        self._log.fast = False
-        for sub in list(self._subs):
-            sub._ended("store closed")
-        self._subs.clear()
-        self._block_subs.clear()
-        self._cond.notify_all()
-        self._wake()
-        self._stop.set()
+    def _sweep_once(self) -> bool:
+        """One background sweep: retention applied, waiters woken (False: closed)."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._expire()
+            self._cond.notify_all()
         return True
 
-    def _join_sweeper(self, timeout: float | None) -> None:
-        sweeper = self._sweeper
-        # (a sweep sleeping on an injected clock cannot be woken: it ends at its next tick)
-        if sweeper is not None and self._clock is None and sweeper is not threading.current_thread():
-            sweeper.join(timeout)
+    def _closing(self) -> None:
+        """No more lock-free appends once closed (lock held)."""
+        self._log.fast = False
+
+    def _closed_wake(self) -> None:
+        """Async subscribers wake too (lock held)."""
+        self._wake()
 
     def _register_exit(self) -> None:
         """Have the store closed at interpreter exit (once it runs a sweeper thread or
@@ -630,40 +635,12 @@ class LogStore:
             self._lock.release()
         self._join_sweeper(max(0.0, deadline - time.monotonic()))
 
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._closed
-
     def __enter__(self) -> LogStore:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<{type(self).__name__} events={len(self._log)} streams={len(self._codes)} {state}>"
-
-
-def _sweep_loop(ref: Any, stop: threading.Event, clock: Any, interval: float) -> None:
-    """The background retention sweep.  It holds the store only weakly between
-    sweeps, so a store dropped without close() is collected and the thread ends."""
-    while not stop.is_set():
-        if clock is None:
-            if stop.wait(interval):
-                return
-        else:
-            clock.sleep(interval)
-        store = ref()
-        if store is None:
-            return
-        with store._lock:
-            if store._closed:
-                return
-            store._expire()
-            store._cond.notify_all()
-        del store
 
 
 def _iter_slice(sl: Any) -> Iterator[Any]:

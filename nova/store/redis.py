@@ -34,6 +34,7 @@ from nova.store import redis_scripts as S
 from nova.store.base import ON_FULL_POLICIES, OVERFLOW_POLICIES, Cursor, EventBatch, StoreStats, StreamInfo
 from nova.store.args import check_include_system
 from nova.store.codecs import Codec, get_codec
+from nova.store.lifecycle import StoreLifecycle, sweep_loop
 from nova._util.checks import check_opt_int as _opt_int
 from nova._util.checks import check_timeout as _check_timeout
 from nova.store.redis_appends import Appends
@@ -54,7 +55,7 @@ def _tname(value: object) -> str:
     return type(value).__name__
 
 
-class RedisStore(RedisConnection, Appends, WindowReads):
+class RedisStore(RedisConnection, Appends, WindowReads, StoreLifecycle):
     """RedisStore(url="redis://localhost:6379/0", *, client=None, prefix="nova",
 
     (Size: the full EventStore protocol with its docstrings; connection, appends,
@@ -199,6 +200,11 @@ class RedisStore(RedisConnection, Appends, WindowReads):
         ]
         reg = client.register_script
         self._s_append = reg(S.APPEND)
+        self._s_append_one = reg(S.APPEND_ONE)
+        # the lean single-event script's keys (the stream's and the token ring's added per call)
+        self._one_keys = [key.encode() for key in (self._k_meta, self._k_names, self._k_last, self._k_time, self._k_log)]
+        self._one_local = threading.local()  # each thread's connection for single appends
+        self._one_conns: weakref.WeakSet[Any] = weakref.WeakSet()
         self._s_read = reg(S.READ)
         self._s_stream_fetch = reg(S.STREAM_FETCH)
         self._s_log_fetch = reg(S.LOG_FETCH)
@@ -225,7 +231,7 @@ class RedisStore(RedisConnection, Appends, WindowReads):
         self._clock = clock
         if self._retention_ns is not None and interval is not None:
             self._sweeper = threading.Thread(
-                target=_sweep_loop, args=(weakref.ref(self), self._stop, clock, interval),
+                target=sweep_loop, args=(weakref.ref(self), self._stop, clock, interval),
                 name="nova-redis-sweep", daemon=True,
             )
             self._sweeper.start()
@@ -391,6 +397,17 @@ class RedisStore(RedisConnection, Appends, WindowReads):
                 if n < _PAGE:
                     return total
 
+    def _sweep_once(self) -> bool:
+        """One background sweep (False: closed); a server that does not answer is
+        tried again at the next sweep."""
+        if self._closed:
+            return False
+        try:
+            self._expire()
+        except StoreUnavailable:
+            pass
+        return True
+
     def sweep(self) -> int:
         """Apply retention now; return how many events were evicted.
 
@@ -460,33 +477,17 @@ class RedisStore(RedisConnection, Appends, WindowReads):
         except StoreUnavailable:
             final = None
         with self._lock:
-            if self._closed:
+            if not self._close_locked():
                 return
-            self._closed = True
             self._final_stats = final
-            for sub in list(self._subs):
-                sub._ended("store closed")
-            self._subs.clear()
-            self._block_subs.clear()
-            self._cond.notify_all()
-            self._stop.set()
-        sweeper = self._sweeper
-        if sweeper is not None and self._clock is None and sweeper is not threading.current_thread():
-            sweeper.join()
+        self._join_sweeper(None)
+        self._close_one_conns()
         if self._own_client:
             self._client.close()
             self._append_client.close()
 
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._closed
-
     def __enter__(self) -> RedisStore:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -496,21 +497,3 @@ class RedisStore(RedisConnection, Appends, WindowReads):
 def _iter_fields(fields: list[Any], decode: Any) -> Iterator[Any]:
     for f in fields:
         yield event_of(f, decode)
-
-
-def _sweep_loop(ref: Any, stop: threading.Event, clock: Any, interval: float) -> None:
-    """The background retention sweep (holds the store weakly between sweeps)."""
-    while not stop.is_set():
-        if clock is None:
-            if stop.wait(interval):
-                return
-        else:
-            clock.sleep(interval)
-        store = ref()
-        if store is None or store._closed:
-            return
-        try:
-            store._expire()
-        except StoreUnavailable:
-            pass  # the next sweep tries again
-        del store

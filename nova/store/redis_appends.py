@@ -8,7 +8,9 @@ this process's blocking subscribers.
 from __future__ import annotations
 
 import json
+import os
 import threading
+import weakref
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,7 @@ from nova._core.timeconv import timestamps_array
 from nova.store.args import check_stream, is_system
 from nova.errors import StoreLayoutError, StoreUnavailable, StreamFull, ValidationError
 from nova.events import Event
+from nova.store import redis_scripts as S
 from nova.store.redis_rows import msgpack_array, ts_bytes
 
 __all__ = ("Appends",)
@@ -27,6 +30,20 @@ _TOKEN_TTL = 86_400  # seconds a store object's token ring lives after it was re
 _TTL = b"%d" % _TOKEN_TTL
 _RING = 1024
 _CoreEvent: Any = _core.Event
+
+
+_packer: Any = None
+
+
+def _pack(args: tuple[Any, ...]) -> list[bytes]:
+    """One command in RESP, as send_packed_command takes it (hiredis, the required
+    client parser, packs it in C)."""
+    global _packer
+    if _packer is None:
+        import hiredis
+
+        _packer = hiredis.pack_command
+    return [_packer(args)]
 
 
 def _tname(value: object) -> str:
@@ -64,6 +81,11 @@ class Appends:
     _cond: threading.Condition
     _blocked: int
     _s_append: Any
+    _s_append_one: Any
+    _one_keys: list[bytes]
+    _one_local: threading.local
+    _one_conns: weakref.WeakSet[Any]
+    _closed: bool
     _s_heads: Any
 
     if TYPE_CHECKING:  # provided by RedisConnection and RedisStore
@@ -93,6 +115,10 @@ class Appends:
             if type(e) is not _CoreEvent and not isinstance(e, Event):
                 raise TypeError(f"Expected an Event at index {i}, got {_tname(e)}")
         n = len(events)
+        if n == 1 and self._limit is None:
+            pos = self._append_one(stream, events[0])
+            if pos:
+                return pos
         datas = self.codec.encode_many([e.data for e in events]) if n else []
         argv: list[Any] = [stream.encode(), *self._cfg, _TTL, b"%d" % n, None, b"", b"", b""]
         mask = bytearray(b"0" * n)
@@ -108,6 +134,41 @@ class Appends:
         argv[6] = bytes(mask)
         return self._run_append(stream, n, argv)
 
+    def _append_one(self, stream: str, e: Any) -> int:
+        """One event to an existing stream with the lean script (APPEND_ONE), when no
+        per-stream limit applies; 0 when the stream is new (nothing written: the
+        caller runs the full script).  A retry after a lost reply runs the full
+        script with the same token, so the call is applied once either way."""
+        d = self.codec.encode_many([e.data])[0]
+        if self._block_subs:
+            self._wait_for_room(stream, 1)
+        md = e.metadata
+        counter = next(self._tokens)  # (atomic: itertools.count is C code under the GIL)
+        slot = counter % _RING
+        sb = stream.encode()
+        tsb = ts_bytes(e.timestamp)
+        tb, ib = e.type.encode(), e.id.encode()
+        mb = json.dumps(md, separators=(",", ":"), ensure_ascii=False).encode() if md else b""
+        cb, slb, ref = b"%d" % counter, b"%d" % slot, b"1" if slot == 1 else b"0"
+        keys = [*self._one_keys, self._k_stream_b + sb, self._k_tok_b]
+        args = [sb, tsb, tb, ib, mb, b"" if d is None else d, b"0" if d is None else b"1", cb, slb, ref, _TTL]
+
+        def full() -> tuple[list[bytes], list[Any]]:  # the same call as APPEND (a retry)
+            argv = [sb, *self._cfg, _TTL, b"1", b"0" if d is None else b"1", cb, slb, ref,
+                    tsb, tb, ib, mb, b"" if d is None else d]
+            return [*self._append_keys, self._k_stream_b + sb, self._k_tok_b], [msgpack_array(argv)]
+
+        try:
+            got = self._call_append(keys, args, stream, full)
+        except Exception:
+            with self._guard(f"appending to {stream!r}"):  # nova's error for redis-py's
+                raise
+        if got is None:
+            return 0
+        if isinstance(got, int):
+            return got
+        return self._append_result(stream, 1, got)
+
     def _run_append(self, stream: str, n: int, argv: list[Any]) -> int:
         if self._block_subs and n:
             self._wait_for_room(stream, n)
@@ -116,7 +177,12 @@ class Appends:
         argv[7:10] = (b"%d" % counter, b"%d" % (counter % _RING), b"1" if counter % _RING == 1 else b"0")
         keys = [*self._append_keys, self._k_stream_b + stream.encode(), self._k_tok_b]
         with self._guard(f"appending to {stream!r}"):
-            status, payload = self._call_append(keys, [msgpack_array(argv)], stream)
+            got = self._call_append(keys, [msgpack_array(argv)], stream)
+        return self._append_result(stream, n, got)
+
+    def _append_result(self, stream: str, n: int, got: Any) -> int:
+        """The position the full append script's reply gives, or its refusal raised."""
+        status, payload = got
         if status == 1:
             return int(payload.split(b" ", 1)[0])
         if status == 0:
@@ -136,7 +202,7 @@ class Appends:
             f"got {int(payload)} stored + {n} appended"
         )
 
-    def _call_append(self, keys: list[bytes], argv: list[Any], stream: str) -> Any:
+    def _call_append(self, keys: list[bytes], argv: list[Any], stream: str, full: Any = None) -> Any:
         """Run the append script until its outcome is known.
 
         A call that failed to connect (or met a server still loading its data) was
@@ -144,17 +210,24 @@ class Appends:
         StoreUnavailable saying nothing was stored.  A call whose connection broke
         after it was sent may have been applied: it is retried with the same token
         (applied at most once) until the server answers, for up to
-        *outcome_timeout* seconds."""
+        *outcome_timeout* seconds.
+
+        *full*: *keys* and *argv* are the lean single-event script's (APPEND_ONE) and
+        ``full()`` gives the full script's for the same call: every retry runs the
+        full one, which knows whether the first attempt was applied."""
         client = self._append_client
+        script = self._s_append if full is None else self._s_append_one
         if client is None:  # a caller's client: its own retry policy
-            return self._s_append(keys=keys, args=argv)
+            return script(keys=keys, args=argv)
         redis = self._redis
         delay = 0.05
         attempts = 0
         sent_at: float | None = None
         while True:
             try:
-                return self._s_append(keys=keys, args=argv, client=client)
+                if full is not None:
+                    return self._evalsha_direct(client, keys, argv)
+                return script(keys=keys, args=argv, client=client)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 now = time.monotonic()
                 unsent = isinstance(exc, redis.BusyLoadingError) or "connecting to" in str(exc)
@@ -175,6 +248,56 @@ class Appends:
                     ) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
+                if full is not None:  # the retry runs the full script, same token
+                    keys, argv = full()
+                    script, full = self._s_append, None
+
+    def _evalsha_direct(self, client: Any, keys: list[bytes], argv: list[bytes]) -> Any:
+        """EVALSHA of APPEND_ONE packed by hiredis in one call, on this thread's own
+        connection (made with *client*'s pool settings): redis-py's per-argument
+        checks, command dispatch and pool bookkeeping cost more than the server's
+        work for one event.  A server that lost its scripts (a restart) gets it
+        loaded again.  Errors are redis-py's, as the client raises them (the
+        connection is dropped when the reply was not read; the next call connects
+        again)."""
+        conn = self._one_conn(client)
+        packed = _pack(("EVALSHA", self._s_append_one.sha, b"%d" % len(keys), *keys, *argv))
+        try:
+            try:
+                conn.send_packed_command(packed, check_health=False)
+                return conn.read_response()
+            except self._redis.exceptions.NoScriptError:
+                client.script_load(S.APPEND_ONE)
+                conn.send_packed_command(packed, check_health=False)
+                return conn.read_response()
+        except self._redis.exceptions.ResponseError:
+            raise  # the reply was read: the connection stays usable
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            if self._closed:  # a call that raced close() (and reconnected to finish)
+                conn.disconnect()
+
+    def _one_conn(self, client: Any) -> Any:
+        """This thread's connection for single appends (a new one in a forked child;
+        all of them are closed with the store)."""
+        local = self._one_local
+        conn = getattr(local, "conn", None)
+        if conn is None or conn.pid != os.getpid():
+            pool = client.connection_pool
+            conn = local.conn = pool.connection_class(**pool.connection_kwargs)
+            with self._token_lock:
+                self._one_conns.add(conn)
+        return conn
+
+    def _close_one_conns(self) -> None:
+        """Close every thread's single-append connection (the store closes)."""
+        with self._token_lock:
+            conns = list(self._one_conns)
+            self._one_conns.clear()
+        for conn in conns:
+            conn.disconnect()
 
     def append_many(self, stream: str, events: Iterable[Any]) -> int:
         """Append the Events of an iterable to *stream* (all or nothing); see :meth:`append`."""

@@ -39,7 +39,7 @@ Scripts build keys of streams from ``{p}:s:`` + name (same slot as the declared 
 
 from __future__ import annotations
 
-__all__ = ("APPEND", "READ", "STREAM_FETCH", "LOG_FETCH", "EXPIRE", "INFO", "HEADS", "FORMAT", "VERSION")
+__all__ = ("APPEND", "APPEND_ONE", "READ", "STREAM_FETCH", "LOG_FETCH", "EXPIRE", "INFO", "HEADS", "FORMAT", "VERSION")
 
 FORMAT = "nova-events"
 VERSION = 1
@@ -146,6 +146,32 @@ local result = string.format('%d %d', last, seq0 + n)
 redis.call('HSET', KEYS[9], A[9], A[8] .. ' ' .. result)
 if A[10] == '1' then redis.call('PEXPIRE', KEYS[9], tonumber(ARGV[7]) * 1000) end
 return {1, result}
+"""
+
+#: The lean append of ONE event to a stream that exists, for a store without
+#: max_events_per_stream (the common single append): no argument unpacking, no
+#: limits, no loop, seven commands.  The first attempt of a call only: it writes the
+#: call's token slot but need not read it (a retry after a lost reply runs APPEND,
+#: which finds the slot), in APPEND's format, so either script sees the other's.
+#: KEYS: meta names last time log stream tok
+#: ARGV: name tsb type id meta data has-data(0/1) counter slot refresh(0/1) ttl
+#: -> position, or false when the stream is new (nothing written: run APPEND)
+APPEND_ONE = r"""
+local code = redis.call('HGET', KEYS[2], ARGV[1])
+if not code then return false end
+local pos = redis.call('HINCRBY', KEYS[3], code, 1)
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local tsb = ARGV[2]
+if ARGV[7] == '1' then
+  redis.call('XADD', KEYS[6], string.format('%d-%d', pos, seq), 't', tsb, 'y', ARGV[3], 'i', ARGV[4], 'm', ARGV[5], 'd', ARGV[6])
+else
+  redis.call('XADD', KEYS[6], string.format('%d-%d', pos, seq), 't', tsb, 'y', ARGV[3], 'i', ARGV[4], 'm', ARGV[5])
+end
+redis.call('ZADD', KEYS[4], 0, tsb .. struct.pack('>I8>I4>I8', seq, tonumber(code), pos))
+redis.call('XADD', KEYS[5], string.format('%d-0', seq), 'c', code, 'p', pos)
+redis.call('HSET', KEYS[7], ARGV[9], string.format('%s %d %d', ARGV[8], pos, seq))
+if ARGV[10] == '1' then redis.call('PEXPIRE', KEYS[7], tonumber(ARGV[11]) * 1000) end
+return pos
 """
 
 #: KEYS: stream   ARGV: first-id count(0: all)

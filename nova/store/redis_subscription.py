@@ -16,12 +16,11 @@ import asyncio
 import threading
 import time
 from collections import deque
-from datetime import timedelta
 from typing import Any
 
-from nova.errors import BufferFull, StoreClosed, Timeout
-from nova.store.base import Cursor, SubscriptionStats
-from nova._util.checks import check_timeout as _check_timeout
+from nova.errors import BufferFull
+from nova.store.base import SubscriptionStats
+from nova.store.consumer import Consumer
 from nova.store.args import is_system
 from nova.store.redis_rows import event_of
 
@@ -36,11 +35,7 @@ _ID_MAX = 2**64 - 1
 _SYSTEM: Any = object()
 
 
-def _tname(value: object) -> str:
-    return type(value).__name__
-
-
-class RedisSubscription:
+class RedisSubscription(Consumer):
     """A live subscription to a :class:`~nova.store.RedisStore` (what ``subscribe``
     returns): the same API and guarantees as
     :class:`~nova.store.StoreSubscription`.
@@ -218,69 +213,12 @@ class RedisSubscription:
             self._accept(rows)
         return True
 
-    # -- consumer API
-    def __iter__(self) -> RedisSubscription:
-        return self
-
-    def __next__(self) -> Any:
-        dq = self._dq
-        while True:
-            try:
-                return dq.popleft()
-            except IndexError:
-                if not self._take(None):
-                    raise StopIteration from None
-
-    def get(self, timeout: float | timedelta | None = None) -> Any:
-        """Take the next event, waiting up to *timeout* seconds (``None``: forever).
-
-        Raises:
-            Timeout: nothing came in time.
-            StoreClosed: the subscription ended (closed, or its store closed).
-            BufferFull: ``overflow="error"`` and the buffer overflowed.
-            StoreUnavailable: the server did not answer (the subscription resumes
-                at the next call).
-        """
-        t = _check_timeout(timeout)
-        dq = self._dq
-        while True:
-            try:
-                return dq.popleft()
-            except IndexError:
-                if not self._take(t):
-                    if self._closed or self._store._closed:
-                        raise StoreClosed(
-                            f"Expected an open subscription, got one ended ({self.end_reason or 'store closed'})"
-                        ) from None
-                    raise Timeout(f"Expected an event within {t} s, got none") from None
-
-    def get_many(self, max_items: int, timeout: float | timedelta | None = None) -> list[Any]:
-        """Take up to *max_items* events, waiting up to *timeout* for the first one;
-        ``[]`` when the timeout passes or the subscription ended.
-
-        Raises:
-            TypeError: *max_items* is not an int.  ValueError: *max_items* < 1.
-            BufferFull, StoreUnavailable: as :meth:`get`.
-        """
-        if isinstance(max_items, bool) or not isinstance(max_items, int):
-            raise TypeError(f"Expected max_items as an int >= 1, got {_tname(max_items)}")
-        if max_items < 1:
-            raise ValueError(f"Expected max_items as an int >= 1, got {max_items!r}")
-        t = _check_timeout(timeout)
-        dq = self._dq
-        if not dq and not self._take(t):
-            return []
-        out = []
-        pop = dq.popleft
-        try:
-            for _ in range(max_items):
-                out.append(pop())
-        except IndexError:
-            pass
-        return out
-
-    def __aiter__(self) -> RedisSubscription:
-        return self
+    # -- consumer API (iteration, get, get_many: Consumer)
+    def _ended_now(self) -> str | None:
+        """Why nothing more can come (the store's close ends it too)."""
+        if self._closed or self._store._closed:
+            return self.end_reason or "store closed"
+        return None
 
     async def __anext__(self) -> Any:
         """The next event; the blocking read runs in a worker thread, so the event
@@ -311,22 +249,6 @@ class RedisSubscription:
             self._ended("closed")
             store._detach(self)
 
-    @property
-    def closed(self) -> bool:
-        """True once the subscription ended (closed, store closed, or overflow error)."""
-        return self._closed
-
-    @property
-    def cursor(self) -> Cursor:
-        """The place of the last event taken (for ``stream=None`` the position is
-        the global sequence)."""
-        keys = self._keys
-        if keys is not None:
-            i = len(keys) - len(self._dq)
-            if i > 0:
-                return Cursor(self.stream, keys[i - 1], self._tss[i - 1])  # type: ignore[index]
-        return Cursor(self.stream, *self._base)
-
     def stats(self) -> SubscriptionStats:
         """This subscription's counters (``backlog`` asks the server for the head)."""
         backlog = 0
@@ -341,12 +263,6 @@ class RedisSubscription:
             missed=self._missed,
             backlog=backlog,
         )
-
-    def __enter__(self) -> RedisSubscription:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

@@ -31,8 +31,10 @@ import numpy as np
 from nova import _core
 from nova.errors import StoreClosed, StoreFileError, ValidationError, type_name
 from nova.store.batch import EventBatch
+from nova.store.args import check_stream
 from nova.store.codecs import Codec, get_codec
 from nova.store.logstore import LogStore
+from nova.store.sqlite_commit import RunAlone
 from nova.store.sqlite_log import SQLiteLog
 
 __all__ = ("SQLiteStore", "SCHEMA_VERSION", "DURABILITY")
@@ -247,6 +249,19 @@ class SQLiteStore(LogStore):
         ref = weakref.ref(self)
         log.on_change = lambda fresh, rows: _on_change(ref, fresh, rows)
 
+    def _wait_for_room(self, code: int, k: int) -> None:
+        """Commit what is written so far before waiting for a blocking subscriber
+        (waiting releases the store lock: no write transaction stays open outside it,
+        and the subscriber can read those rows).  Appends that may wait run alone,
+        outside commit groups (see ``RunAlone``)."""
+        self._sqlite_log.commit()
+        super()._wait_for_room(code, k)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: no commit leader or waiter any more (see LogStore)."""
+        self._sqlite_log.group.after_fork()
+        super()._after_fork_in_child()
+
     def _check_open(self) -> None:
         """Raise StoreClosed when closed; else catch up with other processes' commits
         (lock held: every public call checks this first, before it looks at names)."""
@@ -270,14 +285,25 @@ class SQLiteStore(LogStore):
             sqlite3.Error: the file could not be written (nothing stored).
         """
         log = self._sqlite_log
-        log.enter()
+        group = log.group
+        group.enter()
         try:
-            log.prepare(events)  # checks and encodes before the lock: another thread may be syncing
-            pos = self._append_locked(stream, *events)
-        finally:
-            log.leave()
-            log.discard_prepared()
-            log.flush()
+            check_stream(stream)
+            encoded = log.encode(events)  # checked and encoded before the append is queued
+        except BaseException:
+            group.leave()
+            raise
+
+        def write(alone: bool) -> int:  # run by the commit leader (or alone), store lock held
+            if self._block_subs and not alone:
+                raise RunAlone  # it may wait for room: not while leading a group
+            log.use_encoded(events, encoded)
+            try:
+                return self._append_body(stream, events)
+            finally:
+                log.use_encoded((), None)  # (refused before it was used: StreamFull, closed...)
+
+        pos: int = group.run(write)
         return pos
 
     def append_many(self, stream: str, events: Iterable[Any]) -> int:
@@ -292,11 +318,15 @@ class SQLiteStore(LogStore):
         """Append rows given as columns (all or nothing), committed before it returns;
         see :meth:`MemoryStore.append_columns`.  Rows without ids get new unique ids
         stored with them."""
-        log = self._sqlite_log
-        try:
-            pos = super().append_columns(stream, types=types, timestamps=timestamps, data=data, ids=ids)
-        finally:
-            log.flush()
+        check_stream(stream)
+        columns = (types, timestamps, data, ids)
+
+        def write(alone: bool) -> int:  # run by the commit leader (or alone), store lock held
+            if self._block_subs and not alone:
+                raise RunAlone  # it may wait for room: not while leading a group
+            return self._columns_body(stream, columns)
+
+        pos: int = self._sqlite_log.group.run(write, entered=False)
         return pos
 
     def append_batch(self, batch: EventBatch) -> int:
@@ -324,25 +354,26 @@ class SQLiteStore(LogStore):
         datas = self.codec.encode_many([e.data for e in events])
         metas = [json.dumps(m, separators=(",", ":"), ensure_ascii=False) if m else None for m in (e.metadata for e in events)]
         log = self._sqlite_log
-        try:
-            with self._lock:
-                self._check_open()
-                fresh: dict[str, int] = {}
-                for name in dict.fromkeys(names):
-                    if name not in self._codes:
-                        fresh[name] = self._new_stream(name)
-                codes = np.fromiter((self._codes.get(nm, fresh.get(nm, -1)) for nm in names), np.int32, n)
-                log.write_rows(
-                    codes, np.fromiter((e.timestamp for e in events), np.int64, n), [e.type for e in events],
-                    [e.id for e in events], metas, datas,
-                    np.asarray(batch.sequences, dtype=np.int64)[order], np.asarray(batch.positions, dtype=np.int64)[order],
-                )
-                for name, code in fresh.items():
-                    self._codes[name] = code
-                self._wake()
-        finally:
-            log.flush()
-        return n
+
+        def write(alone: bool) -> int:  # run by the commit leader, store lock held (never waits)
+            self._check_open()
+            fresh: dict[str, int] = {}
+            for name in dict.fromkeys(names):
+                if name not in self._codes:
+                    fresh[name] = self._new_stream(name)
+            codes = np.fromiter((self._codes.get(nm, fresh.get(nm, -1)) for nm in names), np.int32, n)
+            log.write_rows(
+                codes, np.fromiter((e.timestamp for e in events), np.int64, n), [e.type for e in events],
+                [e.id for e in events], metas, datas,
+                np.asarray(batch.sequences, dtype=np.int64)[order], np.asarray(batch.positions, dtype=np.int64)[order],
+            )
+            for name, code in fresh.items():
+                self._codes[name] = code
+            self._wake()
+            return n
+
+        written: int = log.group.run(write, entered=False)
+        return written
 
     # ------------------------------------------------------------------ subscriptions
     def subscribe(self, stream: str | None = None, cursor: Any = None, *, buffer: int = 1000, overflow: str = "block",

@@ -6,21 +6,23 @@ drives (appends, windows, stream slices, eviction, names), so ``SQLiteStore`` is
 LogStore facade (subscriptions, retention, limits, blocking) over this log, as
 ``MemoryStore`` is over the kernel.
 
-* Appends are checked and encoded before the store lock (:meth:`SQLiteLog.prepare`);
-  under it they insert their rows in one write transaction (a ``SAVEPOINT`` when
-  there is more than one statement, so a failed append leaves no trace), add their
-  numbers to the index (``ColumnLog.restore_row(s)``) and commit; no transaction
-  stays open outside the store lock.  With ``durability="full"`` the caller then
-  waits in :meth:`flush` for an fsync of the WAL shared with the other appenders
-  (group commit, :mod:`nova.store.sqlite_commit`).
+* Appends are checked and encoded before the store lock (:meth:`SQLiteLog.encode`),
+  then queued to the commit leader (:attr:`SQLiteLog.group`,
+  :mod:`nova.store.sqlite_commit`): under the store lock it runs every queued append
+  in one write transaction, each inserting its rows (a ``SAVEPOINT`` when there is
+  more than one statement, so a failed append leaves no trace) and adding their
+  numbers to the index (``ColumnLog.restore_row(s)``); then it commits once and, with
+  ``durability="full"``, fsyncs the WAL once for the whole group.  No transaction
+  stays open outside the store lock.
 * Windows are a binary search in the index; payloads, ids and metadata are read from
   the table (by rowid = global sequence) only when asked for.
 * Before every read and at the start of every write transaction the log checks
   ``PRAGMA data_version``: when another process committed, it reads the new rows
   (and, when that process evicted rows, rebuilds the index from the table).
 
-Not thread-safe on its own: the store serialises every call under :attr:`mutex`,
-except :meth:`flush` and the slices' payload reads, which take it themselves.
+Not thread-safe on its own: the store serialises every call under :attr:`mutex`
+(appends through :attr:`group`), except the slices' payload reads, which take it
+themselves.
 Over 600 lines because :class:`SQLiteLog` is one idea, the ColumnLog interface
 LogStore drives (some 30 methods) over one connection; group commit
 (``sqlite_commit``) and reading rows back (``sqlite_rows``) have their own modules.
@@ -56,6 +58,35 @@ from nova.store.sqlite_rows import RowSlice, fetch_rows
 __all__ = ("SQLiteLog",)
 
 _INSERT = "INSERT INTO events(seq, stream, pos, ts, type, id, meta, data) VALUES (?,?,?,?,?,?,?,?)"
+#: Rows per multi-row INSERT of the single appends a commit group defers (8 values a
+#: row, well under SQLite's 32,766 variables).
+_ROWS_PER_INSERT = 256
+_MULTI: dict[int, str] = {}
+
+
+def _multi_insert(k: int) -> str:
+    """``INSERT ... VALUES (...), (...)`` for *k* rows (cached: SQLite caches the statement)."""
+    sql = _MULTI.get(k)
+    if sql is None:
+        sql = _MULTI[k] = _INSERT + ",(?,?,?,?,?,?,?,?)" * (k - 1)
+    return sql
+
+
+def _undo_savepoint(conn: sqlite3.Connection, name: str) -> None:
+    """Roll back to savepoint *name* and release it, after a failed statement.  When
+    SQLite rolled the whole transaction back with the failure (``RAISE(ROLLBACK)``,
+    an I/O error), there is no savepoint left: nothing to do, and the original error
+    is what the caller raises (the write path sees the lost transaction)."""
+    if conn.in_transaction:
+        conn.execute(f"ROLLBACK TO {name}")
+        conn.execute(f"RELEASE {name}")
+
+
+def _end_read(conn: sqlite3.Connection) -> None:
+    """End a read transaction, unless SQLite ended it with an error (then that error,
+    not "no transaction is active", is what the caller sees)."""
+    if conn.in_transaction:
+        conn.execute("COMMIT")
 
 
 def _tname(value: object) -> str:
@@ -102,14 +133,22 @@ class SQLiteLog:
         self._dv = -1
         self._snapshot_at: tuple[int, int] | None = None
         self._in_txn = False
-        self._local = threading.local()
+        #: Successful commits so far (the commit leader tells which appends a failed
+        #: commit undid by it).
+        self.commits = 0
+        self._prepared: tuple[Sequence[Any], Any] | None = None
+        # rows of single appends not yet INSERTed (transaction open): one multi-row
+        # INSERT writes them before the commit or any other statement on the table
+        self._rows: list[Any] = []
+        self._rows_lost = False
         self._wal_path = wal_path
         self._wal_fd: int | None = None
         self._wal_lock = threading.Lock()
-        self._group = GroupCommit(None if wal_path is None else self.sync_wal)
-        #: An append starts / has committed (see GroupCommit.enter / leave).
-        self.enter = self._group.enter
-        self.leave = self._group.leave
+        #: The commit leader every append goes through (see nova.store.sqlite_commit).
+        self.group = GroupCommit(
+            self.mutex, self._begin_group, self.commit, lambda: self.commits, self._lost,
+            None if wal_path is None else self.sync_wal,
+        )
         self.closed = False
 
     # ------------------------------------------------------------------ file state
@@ -123,7 +162,7 @@ class SQLiteLog:
             self._rebuild()
             self._dv = dv
         finally:
-            conn.execute("COMMIT")
+            _end_read(conn)
 
     def _meta(self) -> tuple[int, int]:
         rows = dict(self._conn.execute("SELECT key, value FROM meta WHERE key IN ('evict_gen', 'last_seq')").fetchall())
@@ -278,7 +317,7 @@ class SQLiteLog:
             self._catch_up()
             self._dv = dv  # read before the snapshot: a later commit is read next time
         finally:
-            conn.execute("COMMIT")
+            _end_read(conn)
 
     def _catch_up(self) -> None:
         gen, last_seq = self._meta()
@@ -305,31 +344,64 @@ class SQLiteLog:
                 self._catch_up()
                 self._dv = dv
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # (SQLite may have rolled it back with the error)
+                conn.execute("ROLLBACK")
             self._in_txn = False
             raise
 
-    def _ticket(self) -> None:
-        """Commit what this thread just wrote (mutex held; no transaction stays open
-        outside the store lock) and take the ticket :meth:`flush` waits on."""
-        self.commit()
-        self._group.ticket()
-
     # ------------------------------------------------------------------ commit
-    def flush(self) -> None:
-        """Return once this thread's last append is durable (called without the mutex):
-        with ``durability="full"``, after an fsync of the WAL shared with the appends
-        waiting (see :class:`~nova.store.sqlite_commit.GroupCommit`); else at once.
+    def _begin_group(self) -> None:
+        """Open the write transaction of a commit group (mutex held; nothing once the
+        file is closed: the appends then fail with StoreClosed)."""
+        if not self.closed:
+            self._begin()
 
-        Raises:
-            OSError: the fsync covering it failed.
-        """
-        self._group.flush()
+    def _lost(self) -> bool:
+        """After an append raised (mutex held): whether the open write transaction went
+        with it (SQLite rolled it back after an I/O error or a full disk, or the
+        deferred rows could not be written).  If so, the index is rebuilt from the
+        file, which no longer has the group's uncommitted rows."""
+        if self._rows_lost:
+            self._rows_lost = False
+            return True
+        if not self._in_txn or self._conn.in_transaction:
+            return False
+        self._rows = []
+        self._in_txn = False
+        self.load()
+        return True
+
+    def _flush_rows(self) -> None:
+        """INSERT the deferred rows of single appends (mutex held, transaction open),
+        in multi-row statements: one call (one release of the GIL) for a whole group.
+        On failure the transaction is rolled back and the index rebuilt from the file
+        (the rows are in the index already), and the error raised."""
+        rows = self._rows
+        if not rows:
+            return
+        self._rows = []
+        conn = self._conn
+        try:
+            for i in range(0, len(rows), _ROWS_PER_INSERT):
+                part = rows[i : i + _ROWS_PER_INSERT]
+                if len(part) == 1:
+                    conn.execute(_INSERT, part[0])
+                else:
+                    conn.execute(_multi_insert(len(part)), [v for row in part for v in row])
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self._in_txn = False
+            self._rows_lost = True
+            self.load()
+            raise
 
     def sync_wal(self) -> None:
         """fsync the WAL file: every commit made before the call is on disk after it
         (what ``synchronous=FULL`` does at each commit).  Called with no lock of the
-        store held, so appends go on meanwhile (one at a time: GroupCommit leads it)."""
+        store held, so reads go on meanwhile (one at a time: the commit leader runs it)."""
         path = self._wal_path
         assert path is not None
         with self._wal_lock:
@@ -360,6 +432,11 @@ class SQLiteLog:
         back and the index rebuilt from the file."""
         if not self._in_txn:
             return
+        if self._rows:
+            try:
+                self._flush_rows()
+            finally:
+                self._rows_lost = False  # the commit fails: whoever commits knows
         conn = self._conn
         try:
             conn.execute("COMMIT")
@@ -372,6 +449,7 @@ class SQLiteLog:
             self.load()
             raise
         self._in_txn = False  # our own commits leave data_version as it is
+        self.commits += 1
 
     # ------------------------------------------------------------------ names
     def stream_code(self, name: str, create: bool = True) -> int:
@@ -403,25 +481,25 @@ class SQLiteLog:
         """The store's own append path (no lock-free shortcut for a file)."""
         return fallback
 
-    def prepare(self, events: Sequence[Any]) -> None:
-        """Check and encode *events* before the store lock is taken (work that needs no
-        lock, done while another thread may hold it, e.g. committing), for the
-        ``append_event(s)`` call that follows in this thread.
+    def encode(self, events: Sequence[Any]) -> Any:
+        """Check and encode *events* (no lock needed: done before the append is
+        queued); hand the result to :meth:`use_encoded` before the append.
 
         Raises:
             TypeError: an item is not an Event, or its data cannot be encoded.
         """
-        self._local.prepared = (events, self._encode(events))
+        return self._encode(events)
 
-    def discard_prepared(self) -> None:
-        """Forget what :meth:`prepare` left for this thread (the append is over)."""
-        self._local.prepared = None
+    def use_encoded(self, events: Sequence[Any], encoded: Any) -> None:
+        """The next ``append_event(s)`` of *events* uses *encoded* (from
+        :meth:`encode`) instead of encoding them again (mutex held)."""
+        self._prepared = (events, encoded)
 
-    def _prepared(self, events: Sequence[Any]) -> Any:
-        p = getattr(self._local, "prepared", None)
+    def _take_prepared(self, events: Sequence[Any]) -> Any:
+        p = self._prepared
         if p is None:
             return None
-        self._local.prepared = None
+        self._prepared = None
         evs = p[0]
         if len(evs) == len(events) and all(a is b for a, b in zip(evs, events)):
             return p[1]
@@ -454,7 +532,7 @@ class SQLiteLog:
         Raises:
             TypeError: an item is not an Event, or its data cannot be encoded.
         """
-        enc = self._prepared(events)
+        enc = self._take_prepared(events)
         if enc is None:
             enc = self._encode(events)
         if len(events) == 0:
@@ -489,12 +567,12 @@ class SQLiteLog:
         if k == 1 and self._file_stream[code]:
             tc = ix.type_code(types[0])
             tid = self._file_type.get(tc)
-            if tid:  # the common single append: one statement, scalars, no savepoint
-                self._conn.execute(_INSERT, (seq0, self._file_stream[code], pos0, int(ts[0]), tid, ids[0], metas[0], datas[0]))
-                ix.restore_row(code, tc, int(ts[0]), seq0, pos0)
+            if tid:  # the common single append: its row is INSERTed with the group's
+                t0 = int(ts[0])
+                self._rows.append((seq0, self._file_stream[code], pos0, t0, tid, ids[0], metas[0], datas[0]))
+                ix.restore_row(code, tc, t0, seq0, pos0)
                 self._last_seq = seq0
                 self._last_pos[code] = pos0
-                self._ticket()
                 return pos0
         self._insert(
             np.full(k, code, dtype=np.int32), ts, types, ids, metas, datas,
@@ -572,8 +650,7 @@ class SQLiteLog:
                 conn.execute("RELEASE nova_append")
         except BaseException:
             if guarded:
-                conn.execute("ROLLBACK TO nova_append")
-                conn.execute("RELEASE nova_append")
+                _undo_savepoint(conn, "nova_append")
             raise
         for code, sid in new_streams.items():
             self._file_stream[code] = sid
@@ -587,13 +664,13 @@ class SQLiteLog:
         self._last_seq = max(self._last_seq, int(seqs[-1]))
         for code in ucodes:
             self._last_pos[code] = max(self._last_pos[code], ix.stream_last_position(code))
-        self._ticket()
 
     # ------------------------------------------------------------------ eviction
     def _delete(self, seqs: np.ndarray, codes: np.ndarray) -> None:
         """Delete rows by seq in the write transaction and record it (mutex held)."""
         conn = self._conn
         self._begin()
+        self._flush_rows()  # (an eviction may take rows of this very group)
         conn.execute("SAVEPOINT nova_evict")
         try:
             conn.executemany("DELETE FROM events WHERE seq = ?", ((s,) for s in seqs.tolist()))
@@ -609,8 +686,7 @@ class SQLiteLog:
             conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'evict_gen'")
             conn.execute("RELEASE nova_evict")
         except BaseException:
-            conn.execute("ROLLBACK TO nova_evict")
-            conn.execute("RELEASE nova_evict")
+            _undo_savepoint(conn, "nova_evict")
             raise
         self._evict_gen += 1
         self.commit()  # an eviction needs no fsync of its own: a lost one is redone
@@ -694,4 +770,6 @@ class SQLiteLog:
                 return self.fetch(seqs, what, True)
         if self.closed:
             raise StoreClosed("Expected an open store to read the batch's rows from, got a closed one")
+        if self._rows:
+            self._flush_rows()
         return fetch_rows(self._conn, seqs, what)

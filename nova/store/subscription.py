@@ -13,14 +13,13 @@ import asyncio
 import threading
 import time
 from collections import deque
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nova._util.checks import check_timeout
-from nova.errors import BufferFull, StoreClosed, Timeout, type_name
-from nova.store.protocol import Cursor, SubscriptionStats
+from nova.errors import BufferFull
+from nova.store.consumer import Consumer
+from nova.store.protocol import SubscriptionStats
 
 if TYPE_CHECKING:
     from nova.store.logstore import LogStore
@@ -37,7 +36,7 @@ def wake_future(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-class StoreSubscription:
+class StoreSubscription(Consumer):
     """A live subscription to a :class:`~nova.store.MemoryStore` or any
     :class:`~nova.store.logstore.LogStore` (what ``subscribe`` returns).
 
@@ -229,68 +228,7 @@ class StoreSubscription:
             self._accept(sl)
         return True
 
-    # -- consumer API
-    def __iter__(self) -> StoreSubscription:
-        return self
-
-    def __next__(self) -> Any:
-        dq = self._dq
-        while True:
-            try:
-                return dq.popleft()
-            except IndexError:
-                if not self._take(None):
-                    raise StopIteration from None
-
-    def get(self, timeout: float | timedelta | None = None) -> Any:
-        """Take the next event, waiting up to *timeout* seconds (``None``: forever).
-
-        Raises:
-            Timeout: nothing came in time.
-            StoreClosed: the subscription ended (closed, or its store closed).
-            BufferFull: ``overflow="error"`` and the buffer overflowed.
-        """
-        t = check_timeout(timeout)
-        dq = self._dq
-        while True:
-            try:
-                return dq.popleft()
-            except IndexError:
-                if not self._take(t):
-                    if self._closed:
-                        raise StoreClosed(
-                            f"Expected an open subscription, got one ended ({self.end_reason})"
-                        ) from None
-                    raise Timeout(f"Expected an event within {t} s, got none") from None
-
-    def get_many(self, max_items: int, timeout: float | timedelta | None = None) -> list[Any]:
-        """Take up to *max_items* events, waiting up to *timeout* for the first one;
-        ``[]`` when the timeout passes or the subscription ended.
-
-        Raises:
-            TypeError: *max_items* is not an int.  ValueError: *max_items* < 1.
-            BufferFull: as :meth:`get`.
-        """
-        if isinstance(max_items, bool) or not isinstance(max_items, int):
-            raise TypeError(f"Expected max_items as an int >= 1, got {type_name(max_items)}")
-        if max_items < 1:  # (the wording the conformance suite asserts)
-            raise ValueError(f"Expected max_items as an int >= 1, got {max_items!r}")
-        t = check_timeout(timeout)
-        dq = self._dq
-        if not dq and not self._take(t):
-            return []
-        out = []
-        pop = dq.popleft
-        try:
-            for _ in range(max_items):
-                out.append(pop())
-        except IndexError:
-            pass
-        return out
-
-    def __aiter__(self) -> StoreSubscription:
-        return self
-
+    # -- consumer API (iteration, get, get_many: Consumer)
     async def __anext__(self) -> Any:
         """The next event, awaiting live appends without blocking the event loop.
 
@@ -342,22 +280,6 @@ class StoreSubscription:
             self._ended("closed")
             self._store._detach(self)
 
-    @property
-    def closed(self) -> bool:
-        """True once the subscription ended (closed, store closed, or overflow error)."""
-        return self._closed
-
-    @property
-    def cursor(self) -> Cursor:
-        """The place of the last event taken (pass it to ``subscribe`` or ``read`` to
-        resume after it).  For ``stream=None`` the position is the global sequence."""
-        keys = self._keys
-        if keys is not None:
-            i = len(keys) - len(self._dq)
-            if i > 0:
-                return Cursor(self.stream, int(keys[i - 1]), int(self._tss[i - 1]))
-        return Cursor(self.stream, *self._base)
-
     def stats(self) -> SubscriptionStats:
         """This subscription's counters."""
         with self._store._lock:
@@ -370,12 +292,6 @@ class StoreSubscription:
                 missed=self._missed,
                 backlog=backlog,
             )
-
-    def __enter__(self) -> StoreSubscription:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
