@@ -85,7 +85,8 @@ def _records(files: list[Path]) -> list[tuple[int, int, int, int]]:
     out = []
     for f in files:
         if f.exists():
-            for line in f.read_text().splitlines():
+            # a line still being written (no newline yet) is read at the next call
+            for line in f.read_text().split("\n")[:-1]:
                 t, pid, w, i = map(int, line.split())
                 out.append((t, pid, w, i))
     out.sort()

@@ -545,6 +545,9 @@ class RedisTransport(RedisConnection, Transport):
             lane = by_key[key]
             items = []
             bad = []
+            if lane.acks:  # a re-read of our pending entries: the settled ones are not redelivered
+                settled = {a[0] for a in lane.acks}
+                entries = [en for en in entries if en[0] not in settled]
             for eid, fields in entries:
                 raw = fields.get(b"e") if fields else None
                 try:

@@ -180,6 +180,7 @@ class RedisConsumer(Consumer):
                         _log.warning("nova: consumer %s lost the Redis server (%s); retrying", self.name, exc)
                     backoff = min(1.0, max(0.05, backoff * 2))
                     self._stop.wait(backoff)
+                    self._resync()
                 except Exception:  # noqa: BLE001 - the thread must keep serving its lanes
                     _log.exception("nova: consumer %s failed a fetch/ack cycle; retrying", self.name)
                     self._stop.wait(0.1)
@@ -190,6 +191,22 @@ class RedisConsumer(Consumer):
                 loop.close()
             self._done.set()
             self.transport.notify_progress()
+
+    def _resync(self) -> None:
+        # A call failed: a read whose reply was lost left entries pending for us on the
+        # server that never reached the lane (and a failed exactly-once check left a
+        # batch out of it).  Re-read the group lanes from our pending list; what we
+        # still hold locally is dropped first (it is in that list too), settled entries
+        # waiting for their acknowledgement are skipped by the re-read.
+        for lane in self.owned:
+            if lane.slot.acking and self._hold(lane):
+                try:
+                    with lane.lock:
+                        lane.enqueued -= len(lane.dq)
+                        lane.dq.clear()
+                        lane.recover = b"0-0"
+                finally:
+                    self._unhold(lane)
 
     def _hold(self, lane: RedisLane) -> bool:
         with lane.lock:
