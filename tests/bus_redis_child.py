@@ -5,6 +5,7 @@ group member id) once set up, flushed at once.
     python bus_redis_child.py publish URL PREFIX W N DUPS     # N keyed events of publisher W
     python bus_redis_child.py consume URL PREFIX MODE OUT     # a group member until "stop" on stdin
     python bus_redis_child.py fanout URL PREFIX TOTAL TIMEOUT # an ungrouped subscriber: JSON summary
+    python bus_redis_child.py pace URL TOPIC RATE SECONDS     # RATE ev/s (data: CLOCK_MONOTONIC ns)
 
 The topic is ``orders``: 8 partitions, created by the parent with the mode.  Event *i*
 of publisher *W* has id ``w<W>-<i>`` (a republished copy keeps it: a publisher
@@ -108,12 +109,31 @@ def fanout(url: str, prefix: str, total: int, timeout: float) -> None:
     print(json.dumps({"distinct": len(ids), "received": count[0], "ordered": ordered}), flush=True)
 
 
+def pace(url: str, topic: str, rate: int, seconds: float) -> None:
+    t = RedisTransport(url, prefix=topic)
+    bus = Bus(transport=t)
+    clock = time.clock_gettime_ns
+    mono = time.CLOCK_MONOTONIC
+    n = int(rate * seconds)
+    start = time.monotonic()
+    for i in range(n):
+        due = start + i / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        bus.publish(topic, Event("tick", clock(mono)), key=str(i % 64))
+    bus.shutdown(10)
+    print(f"sent {n}", flush=True)
+
+
 if __name__ == "__main__":
     mode, url, prefix, *rest = sys.argv[1:]
     if mode == "publish":
         publish(url, prefix, int(rest[0]), int(rest[1]), float(rest[2]))
     elif mode == "consume":
         consume(url, prefix, rest[0], rest[1])
+    elif mode == "pace":
+        pace(url, prefix, int(rest[0]), float(rest[1]))
     elif mode == "fanout":
         fanout(url, prefix, int(rest[0]), float(rest[1]))
     else:

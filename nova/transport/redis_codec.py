@@ -2,7 +2,8 @@
 
 One field, ``e``: a JSON header ``[id, type, timestamp, metadata, has_data]``, a NUL
 byte, then the payload encoded by the transport's codec (:mod:`nova.store.codecs`,
-``"json"`` by default).  JSON never contains a raw NUL (control characters are
+``"json"`` by default).  JSON is decoded with msgspec when it is installed (the
+``msgpack`` extra), else with the standard library: the same values either way.  JSON never contains a raw NUL (control characters are
 escaped), so the first NUL ends the header.  One field keeps a publish to one
 ``XADD key 0-* e <bytes>`` (redis-py's cost is per argument).
 
@@ -15,13 +16,19 @@ import json
 from typing import Any
 
 from nova import _core
-from nova.store.codecs import Codec
+from nova.store.codecs import Codec, _json_decode
 
 __all__ = ("EntryCodec",)
 
 _Event: Any = _core.Event
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-_loads = json.loads
+_loads: Any = json.loads
+try:  # the same JSON, decoded about 3x faster (benchmark: ratio_bus_redis.py "one consumer")
+    import msgspec  # type: ignore[import-not-found, unused-ignore]
+
+    _loads = msgspec.json.Decoder().decode
+except ImportError:  # pragma: no cover - msgspec is an optional extra
+    pass
 
 
 class EntryCodec:
@@ -32,7 +39,8 @@ class EntryCodec:
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
         self._enc = codec.encode
-        self._dec = codec.decode
+        # nova's "json" codec writes standard JSON (no NaN): any JSON decoder reads it
+        self._dec = _loads if codec.decode is _json_decode else codec.decode
 
     def encode(self, ev: Any) -> bytes:
         """The entry bytes of *ev*.

@@ -3,7 +3,7 @@ the entries fetched from one partition stream for one subscriber, and the delive
 threads that fetch, deliver and acknowledge them.
 
 * A **lane** (:class:`RedisLane`) has a bounded local prefetch (``dq``: entry id,
-  offset, event), refilled from its stream by its owner: ``XREAD`` from the lane's
+  event), refilled from its stream by its owner: ``XREAD`` from the lane's
   read position for an ungrouped subscriber (fan-out: each sees every event),
   ``XREADGROUP`` for a consumer group (``NOACK`` for at-most-once: acknowledged
   when read, i.e. before handling).  A lane just acquired by the group member first
@@ -58,14 +58,14 @@ class RedisLane(BaseLane):
         self.sink = slot.sink
         self.key = key
         self.lock = threading.Lock()
-        self.dq: deque[tuple[bytes, int, Any]] = deque()
+        self.dq: deque[tuple[bytes, Any]] = deque()  # (entry id, event)
         self.holder: RedisConsumer | None = None
         self.alive = True
         self.read_id = b"0-0"  # fan-out: the last entry read
         self.fetched_upto = -1  # offsets fetched into the lane / settled, for flush
         self.done_upto = -1
         self.recover: bytes | None = None  # group: our pending entries to re-read after this id
-        self.acks: list[tuple[bytes, int, Any]] = []  # settled, not yet acknowledged
+        self.acks: list[tuple[bytes, Any]] = []  # settled, not yet acknowledged
         self.capacity = capacity
 
     def __repr__(self) -> str:
@@ -271,12 +271,12 @@ class RedisConsumer(Consumer):
         done = n
         _current.consumer = self
         try:
-            done = lane.sink.deliver(lane, self, [it[2] for it in items])
+            done = lane.sink.deliver(lane, self, [it[1] for it in items])
         finally:
             _current.consumer = None
             lane.settled += done
             if done:
-                lane.done_upto = max(lane.done_upto, items[done - 1][1])
+                lane.done_upto = max(lane.done_upto, offset_of(items[done - 1][0]))
             if done < n:
                 rest = items[done:]
                 with lane.lock:
