@@ -46,13 +46,15 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from nova.errors import BusClosed, StoreUnavailable, TopicExists, TopicNotFound, ValidationError, type_name
+from nova.errors import StoreUnavailable, TopicExists, ValidationError, type_name
 from nova.store.codecs import get_codec
 from nova.store.redis_connection import RedisConnection, import_redis
 from nova.transport.base import Consumer, Lane, Slot, TopicLog, Transport
 from nova.transport.redis_codec import EntryCodec
 from nova.transport.redis_consumer import RedisConsumer, RedisLane, RedisSlot, current_consumer, offset_of
 from nova.transport.redis_groups import MARK_ACK, STEP, Coordinator, GroupLease
+from nova.transport.redis_log import DeadLetterStore, RedisTopicLog
+from nova.transport.redis_reads import Reads, as_is
 
 __all__ = ("RedisTransport", "RedisTopicLog")
 
@@ -67,122 +69,12 @@ until cur == '0-0'
 return n
 """
 
-_ACK_CHUNK = 500  # ids per XACK / mark script call (Lua unpack limits)
 
-
-class RedisTopicLog(TopicLog):
-    """The partition streams of one topic (see the module docstring)."""
-
-    def __init__(self, transport: RedisTransport, name: str, partitions: int, capacity: int) -> None:
-        self.transport = transport
-        self.name = name
-        self.partitions = partitions
-        self.capacity = capacity
-        self.keys = [f"{transport.kp}:t:{name}:{p}" for p in range(partitions)]
-        self.closed = False
-        self.deleted = False
-        self.on_drop = None
-        self._xadd = transport.client.execute_command
-        self._encode = transport.entry.encode
-
-    def _closed_error(self) -> Exception:
-        if self.deleted:
-            return TopicNotFound(f"Expected an existing topic, got {self.name!r} deleted while publishing")
-        return BusClosed(f"Expected an open bus, got topic {self.name!r} closed for publishing")
-
-    def close(self, deleted: bool = False) -> None:
-        """See :meth:`TopicLog.close`."""
-        self.closed = True
-        self.deleted = self.deleted or deleted
-
-    def append(self, partition: int, event: Any, timeout: float | None) -> int:
-        """``XADD`` *event* to its partition stream; return its offset.
-
-        Raises:
-            StoreUnavailable: the server did not answer (after the client's retries).
-            BusClosed / TopicNotFound: the log was closed / deleted.
-            TypeError: the codec cannot encode the event's data.
-        """
-        if self.closed:
-            raise self._closed_error()
-        data = self._encode(event)
-        with self.transport._guard(f"publishing to topic {self.name!r}"):
-            eid = self._xadd("XADD", self.keys[partition], "0-*", "e", data)
-        return offset_of(eid)
-
-    def append_many(self, partitions: Sequence[int], events: Sequence[Any], timeout: float | None) -> list[int]:
-        """Pipelined ``XADD`` in batches of the transport's ``batch`` events (one round
-        trip each).  Every event is encoded before the first batch is sent.  On a
-        server error, the batches before the failing one are stored; the failing
-        one may be partly stored."""
-        if self.closed:
-            raise self._closed_error()
-        enc = self._encode
-        datas: list[bytes] = []
-        try:
-            for ev in events:
-                datas.append(enc(ev))
-        except BaseException:
-            self.append_many(partitions[:len(datas)], events[:len(datas)], timeout)  # the ones before stay
-            raise
-        keys = self.keys
-        out: list[int] = []
-        step = self.transport.batch
-        client = self.transport.client
-        for i in range(0, len(datas), step):
-            pipe = client.pipeline(transaction=False)
-            cmd = pipe.execute_command
-            for p, d in zip(partitions[i:i + step], datas[i:i + step]):
-                cmd("XADD", keys[p], "0-*", "e", d)
-            with self.transport._guard(f"publishing to topic {self.name!r}"):
-                replies = pipe.execute()
-            out.extend(offset_of(r) for r in replies)
-        return out
-
-    def offsets(self) -> list[int]:
-        """The next offset of each partition, from the server (every process's events)."""
-        ends = self.transport.ends(self.keys)
-        return [ends[k] + 1 for k in self.keys]
-
-
-class _DeadLetterStore:
-    """A topic's dead-letter :class:`~nova.store.RedisStore`, opened on first use."""
-
-    def __init__(self, transport: RedisTransport, prefix: str) -> None:
-        self._transport = transport
-        self._prefix = prefix
-        self._store: Any = None
-        self._lock = threading.Lock()
-
-    def _open(self) -> Any:
-        with self._lock:
-            if self._store is None:
-                from nova.store.redis import RedisStore
-
-                t = self._transport
-                self._store = RedisStore(client=t.client, prefix=self._prefix, codec=t.entry.codec, sweep_interval=None)
-            return self._store
-
-    def append(self, stream: str, *events: Any) -> int:
-        """See :meth:`nova.store.RedisStore.append`."""
-        return int(self._open().append(stream, *events))
-
-    def replay(self, *args: Any, **kwargs: Any) -> Any:
-        """See :meth:`nova.store.RedisStore.replay`."""
-        return self._open().replay(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._open(), name)
-
-    def __repr__(self) -> str:
-        return f"<dead letters of RedisTransport prefix {self._prefix!r}>"
-
-
-class RedisTransport(RedisConnection, Transport):
+class RedisTransport(Reads, RedisConnection, Transport):
     """Partitions on Redis Streams (see the module docstring).
 
-    (Size: the one Transport implementation across processes; fetch and acks are
-    here because every lane kind shares them; lanes and threads are siblings.)
+    (Reads and acknowledgements: :class:`~nova.transport.redis_reads.Reads`; the
+    topic log: :mod:`~nova.transport.redis_log`.)
 
     Args:
         url: ``redis://``, ``rediss://`` or ``unix://`` URL (ignored with *client*).
@@ -260,7 +152,7 @@ class RedisTransport(RedisConnection, Transport):
         # per entry): benchmark ratio_bus_redis.py "one consumer"
         self.reader = redis.Redis(connection_pool=self.client.connection_pool)
         for cmd in ("XREAD", "XREADGROUP"):
-            self.reader.set_response_callback(cmd, _as_is)
+            self.reader.set_response_callback(cmd, as_is)
         self.net_errors: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, StoreUnavailable)
         self.entry = EntryCodec(get_codec("json" if codec is None else codec))
         self.session_timeout = float(session_timeout)
@@ -275,7 +167,7 @@ class RedisTransport(RedisConnection, Transport):
         self.lock = threading.RLock()
         self._cond = threading.Condition()
         self.slots: list[RedisSlot] = []
-        self._dead: dict[str, _DeadLetterStore] = {}
+        self._dead: dict[str, DeadLetterStore] = {}
 
     def __repr__(self) -> str:
         return f"<RedisTransport {self.url} prefix={self.prefix!r}>"
@@ -324,7 +216,7 @@ class RedisTransport(RedisConnection, Transport):
             store = self._dead.get(topic)
             if store is None:
                 tag = topic if "{" not in topic and "}" not in topic else hashlib.sha1(topic.encode()).hexdigest()
-                store = self._dead[topic] = _DeadLetterStore(self, f"{self.prefix}.dl.{tag}")
+                store = self._dead[topic] = DeadLetterStore(self, f"{self.prefix}.dl.{tag}")
             return store
 
     def ends(self, keys: Sequence[str]) -> dict[str, int]:
@@ -493,117 +385,6 @@ class RedisTransport(RedisConnection, Transport):
         c = current_consumer()
         return c is not None and c.transport is self
 
-    # -- reading and acknowledging (on the consumer threads) -----------------------------
-    def fetch(self, lanes: list[RedisLane], block: bool) -> bool:
-        """Refill *lanes* (held by the calling consumer); True if anything came."""
-        fan: list[RedisLane] = []
-        groups: dict[tuple[str, str, bool], list[RedisLane]] = {}
-        got = False
-        for lane in lanes:
-            s = lane.slot
-            if s.rgroup is None:
-                fan.append(lane)
-            elif lane.recover is not None:
-                got = self._recover(lane) or got
-            else:
-                groups.setdefault((s.rgroup, s.member, s.noack), []).append(lane)
-        calls = (1 if fan else 0) + len(groups)
-        ms = self.block_ms if block and not got and calls == 1 else None
-        ex = self.reader.execute_command
-        if fan:
-            count = max(1, min(lane.capacity - len(lane.dq) for lane in fan))
-            args: list[Any] = ["XREAD", "COUNT", count]
-            if ms:
-                args += ["BLOCK", ms]
-            args += ["STREAMS", *[lane.key for lane in fan], *[lane.read_id for lane in fan]]
-            got = self._take(ex(*args), fan) or got
-        for (g, member, noack), ls in groups.items():
-            count = max(1, min(lane.capacity - len(lane.dq) for lane in ls))
-            args = ["XREADGROUP", "GROUP", g, member, "COUNT", count]
-            if ms:
-                args += ["BLOCK", ms]
-            if noack:
-                args.append("NOACK")
-            args += ["STREAMS", *[lane.key for lane in ls], *([">"] * len(ls))]
-            got = self._take(ex(*args), ls) or got
-        if block and not got and calls > 1:
-            lanes[0].consumer.wait_stop(self.block_ms / 1000)  # several reads: none of them blocked
-        return got
-
-    def _recover(self, lane: RedisLane) -> bool:
-        s = lane.slot
-        reply = self.reader.execute_command(
-            "XREADGROUP", "GROUP", s.rgroup, s.member, "COUNT", max(1, lane.capacity - len(lane.dq)),
-            "STREAMS", lane.key, lane.recover)
-        streams = _entries(reply)
-        if not streams or not streams[0][1]:
-            lane.recover = None
-            return False
-        lane.recover = streams[0][1][-1][0]
-        return self._take(reply, [lane])
-
-    def _take(self, reply: Any, lanes: list[RedisLane]) -> bool:
-        got = False
-        by_key = {lane.key.encode(): lane for lane in lanes}
-        decode = self.entry.decode
-        for key, entries in _entries(reply):
-            lane = by_key[key]
-            items = []
-            bad = []
-            if lane.acks:  # a re-read of our pending entries: the settled ones are not redelivered
-                settled = {a[0] for a in lane.acks}
-                entries = [en for en in entries if en[0] not in settled]
-            append = items.append
-            for eid, fields in entries:
-                try:
-                    append((eid, decode(fields[1])))  # fields: [b"e", entry] (None: deleted)
-                except Exception as exc:  # noqa: BLE001 - one bad entry must not stop the partition
-                    import logging
-
-                    logging.getLogger("nova.bus").error("nova: skipped entry %r of %s: %r", eid, lane.key, exc)
-                    bad.append((eid, None))
-            s = lane.slot
-            if bad and s.acking:
-                self.client.execute_command("XACK", lane.key, s.rgroup, *[b[0] for b in bad])
-            with lane.lock:
-                if s.rgroup is None and entries:
-                    lane.read_id = entries[-1][0]
-                if items and lane.alive:
-                    lane.dq.extend(items)
-                    lane.enqueued += len(items)
-                    lane.fetched_upto = max(lane.fetched_upto, offset_of(items[-1][0]))
-                    got = True
-        return got
-
-    def prefilter(self, lane: RedisLane, items: list[tuple[bytes, Any]]) -> list[tuple[bytes, Any]]:
-        """Exactly-once groups: drop the entries whose event id the group already
-        marked (handled by any process), acknowledging and counting them."""
-        s = lane.slot
-        marks = self.client.execute_command("MGET", *[s.mark_prefix + it[1].id for it in items])
-        keep = [it for it, m in zip(items, marks) if m is None]
-        if len(keep) < len(items):
-            dups = [it for it, m in zip(items, marks) if m is not None]
-            lane.count_dups(len(dups))
-            lane.settled += len(dups)
-            lane.done_upto = max(lane.done_upto, offset_of(dups[-1][0]))
-            lane.acks.extend(dups)
-            self.ack(lane)
-        return keep
-
-    def ack(self, lane: RedisLane) -> None:
-        """Acknowledge the settled entries of *lane* (exactly-once: mark their ids and
-        acknowledge in one script).  On an error they stay to be acknowledged later."""
-        s = lane.slot
-        while lane.acks:
-            items = lane.acks[:_ACK_CHUNK]
-            ids = [it[0] for it in items]
-            if s.eo:
-                marks = [s.mark_prefix + it[1].id for it in items if it[1] is not None]
-                self._mark_ack(keys=[lane.key, *marks], args=[s.rgroup, s.dedup_ttl_ms, *ids], client=self.client)
-            else:
-                self.client.execute_command("XACK", lane.key, s.rgroup, *ids)
-            del lane.acks[:len(items)]
-
     # -- completion --------------------------------------------------------------------
     def notify_progress(self) -> None:
         """See :meth:`Transport.notify_progress`."""
@@ -722,20 +503,6 @@ class RedisTransport(RedisConnection, Transport):
     def group_members(self, topic: str, group: str) -> list[str]:
         """The live members of *group* on *topic* on the server (join order not kept)."""
         return [m.decode() for m in self.client.zrange(f"{self.kp}:g:{topic}:{group}:m", 0, -1)]
-
-
-def _as_is(response: Any, **options: Any) -> Any:
-    return response
-
-
-def _entries(reply: Any) -> list[Any]:
-    """``[[key, [[id, [b"e", entry]], ...]], ...]`` from a raw XREAD/XREADGROUP reply
-    (RESP2 list or RESP3 map)."""
-    if not reply:
-        return []
-    if isinstance(reply, dict):
-        return [[k, v] for k, v in reply.items()]
-    return list(reply)
 
 
 def _fmt(settings: dict[str, Any]) -> str:
