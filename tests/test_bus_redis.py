@@ -255,3 +255,63 @@ def test_publish_to_a_server_that_is_gone_is_store_unavailable() -> None:
         bus.shutdown(2)
         server.close()
         t.client.close()
+
+
+def test_a_dead_member_loses_its_partitions_and_its_pending_entries_are_claimed(
+        nova_valkey: ValkeyServer, redis_prefix: str) -> None:
+    # "ghost" joins the group, reads entries of both partitions without acknowledging
+    # them, then stops heartbeating (a process that died): after the session timeout
+    # the live member owns every partition and delivers the ghost's pending entries
+    # first, in order, then the new ones.
+    from nova.transport.redis_groups import STEP, GroupLease
+
+    t = _transport(nova_valkey, redis_prefix, session_timeout=0.5, heartbeat=0.05)
+    r = redis_py.Redis.from_url(nova_valkey.url)
+    got: list[tuple[int, int]] = []
+    try:
+        with Bus(transport=t) as bus:
+            bus.create_topic("d", TopicConfig(partitions=2))
+            base = f"{t.kp}:g:d:G"
+            for p in range(2):
+                r.xgroup_create(f"{t.kp}:t:d:{p}", "g:G", id="$", mkstream=True)
+            ghost = GroupLease(r, r.register_script(STEP), base, "ghost", 2, 60_000)
+            assert ghost.step() == ({0, 1}, set(), 1)  # the ghost joined first: owns both
+            for i in range(10):
+                bus.publish("d", Event("x", i), key="a")  # one key: one partition, in order
+            p = bus.partition_for("d", "a")
+            key = f"{t.kp}:t:d:{p}"
+            taken = r.xreadgroup("g:G", "ghost", {key: ">"}, count=4)  # 4 in flight at the ghost
+            assert len(taken[0][1]) == 4
+            ghost.session_ms = 1000  # its last renewal: expires in 1 s, never renewed
+            ghost.step()
+            bus.subscribe("d", lambda e: got.append((p, e.data)), group="G")
+            assert t.group_owners("d", "G") == {0: "ghost", 1: "ghost"}
+            assert _until(lambda: len(got) == 10, 10)
+            assert [v for _, v in got] == list(range(10))  # the ghost's 4 first, then the rest
+            member = next(s.member for s in t.slots if s.group == "G")
+            assert t.group_owners("d", "G") == {0: member, 1: member}
+            assert "ghost" not in t.group_members("d", "G")
+            assert bus.flush(10)
+            assert r.xpending(key, "g:G")["pending"] == 0
+    finally:
+        r.close()
+        t.client.close()
+
+
+def test_delete_topic_removes_it_from_the_server(nova_valkey: ValkeyServer, redis_prefix: str) -> None:
+    t = _transport(nova_valkey, redis_prefix)
+    r = redis_py.Redis.from_url(nova_valkey.url)
+    try:
+        with Bus(transport=t) as bus:
+            bus.create_topic("gone", TopicConfig(partitions=3))
+            bus.subscribe("gone", lambda e: None, group="G")
+            bus.publish("gone", Event("x"))
+            assert bus.flush(10)
+            assert r.keys(f"{{{redis_prefix}}}:bus:*gone*")
+            bus.delete_topic("gone")
+            assert r.keys(f"{{{redis_prefix}}}:bus:*gone*") == []
+            bus.create_topic("gone", TopicConfig(partitions=5))  # a new topic: its own settings
+            assert bus.publish("gone", Event("x"), key="k").offset == 0
+    finally:
+        r.close()
+        t.client.close()
