@@ -315,3 +315,24 @@ def test_delete_topic_removes_it_from_the_server(nova_valkey: ValkeyServer, redi
     finally:
         r.close()
         t.client.close()
+
+
+def test_exactly_once_marks_live_between_one_and_two_ttls(pair: Any) -> None:
+    # the group's marks take the topic's DedupWindow.max_age as TTL (server time)
+    from nova import DedupWindow
+
+    a, b, _, _ = pair
+    a.create_topic("ttl", TopicConfig(partitions=1, delivery="exactly-once",
+                                      dedup_window=DedupWindow(max_ids=None, max_age=0.4)))
+    calls: list[str] = []
+    a.subscribe("ttl", lambda e: calls.append(e.id), group="W")
+    e = Event("x", 1)
+    a.publish("ttl", e)
+    assert a.flush(10)
+    b.publish("ttl", e)  # within the TTL: skipped
+    assert a.flush(10)
+    assert calls == [e.id] and a.stats().duplicates == 1
+    time.sleep(0.9)  # more than two TTLs: forgotten
+    b.publish("ttl", e)
+    assert a.flush(10)
+    assert calls == [e.id, e.id]

@@ -52,7 +52,7 @@ from nova.store.redis_connection import RedisConnection, import_redis
 from nova.transport.base import Consumer, Lane, Slot, TopicLog, Transport
 from nova.transport.redis_codec import EntryCodec
 from nova.transport.redis_consumer import RedisConsumer, RedisLane, RedisSlot, current_consumer, offset_of
-from nova.transport.redis_groups import MARK_ACK, STEP, Coordinator, GroupLease
+from nova.transport.redis_groups import MARK_ACK, MARKED, STEP, Coordinator, GroupLease
 from nova.transport.redis_log import DeadLetterStore, RedisTopicLog
 from nova.transport.redis_reads import Reads, as_is
 
@@ -162,6 +162,7 @@ class RedisTransport(Reads, RedisConnection, Transport):
         self.node = f"{socket.gethostname()}:{os.getpid()}"
         self._step = self.client.register_script(STEP)
         self._mark_ack = self.client.register_script(MARK_ACK)
+        self._marked = self.client.register_script(MARKED)
         self._claim_all = self.client.register_script(CLAIM_ALL)
         self.coordinator = Coordinator(self, float(heartbeat))
         self.lock = threading.RLock()

@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from nova.store.redis_rows import msgpack_array
 from nova.transport.redis_consumer import RedisLane, offset_of
 
 __all__ = ("Reads", "as_is", "entries_of")
 
 _log = logging.getLogger("nova.bus")
-_ACK_CHUNK = 500  # ids per XACK / mark script call (Lua unpack limits)
+_ACK_CHUNK = 5000  # entries per XACK / mark script call
 
 
 class Reads:
@@ -31,6 +32,7 @@ class Reads:
     entry: Any
     block_ms: int
     _mark_ack: Any
+    _marked: Any
 
     def fetch(self, lanes: list[RedisLane], block: bool) -> bool:
         """Refill *lanes* (held by the calling consumer); True if anything came."""
@@ -115,10 +117,11 @@ class Reads:
         """Exactly-once groups: drop the entries whose event id the group already
         marked (handled by any process), acknowledging and counting them."""
         s = lane.slot
-        marks = self.client.execute_command("MGET", *[s.mark_prefix + it[1].id for it in items])
-        keep = [it for it, m in zip(items, marks) if m is None]
+        marked = self._marked(args=[s.mark_prefix, msgpack_array([it[1].id.encode() for it in items]),
+                                    s.dedup_ttl_ms], client=self.client)
+        keep = [it for it, m in zip(items, marked) if m == 48]  # b"0"
         if len(keep) < len(items):
-            dups = [it for it, m in zip(items, marks) if m is not None]
+            dups = [it for it, m in zip(items, marked) if m != 48]
             lane.count_dups(len(dups))
             lane.settled += len(dups)
             lane.done_upto = max(lane.done_upto, offset_of(dups[-1][0]))
@@ -134,8 +137,9 @@ class Reads:
             items = lane.acks[:_ACK_CHUNK]
             ids = [it[0] for it in items]
             if s.eo:
-                marks = [s.mark_prefix + it[1].id for it in items if it[1] is not None]
-                self._mark_ack(keys=[lane.key, *marks], args=[s.rgroup, s.dedup_ttl_ms, *ids], client=self.client)
+                marks = msgpack_array([it[1].id.encode() for it in items if it[1] is not None])
+                self._mark_ack(keys=[lane.key], args=[s.rgroup, s.dedup_ttl_ms, s.mark_prefix, marks, msgpack_array(ids)],
+                               client=self.client)
             else:
                 self.client.execute_command("XACK", lane.key, s.rgroup, *ids)
             del lane.acks[:len(items)]
