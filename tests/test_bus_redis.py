@@ -336,3 +336,36 @@ def test_exactly_once_marks_live_between_one_and_two_ttls(pair: Any) -> None:
     b.publish("ttl", e)
     assert a.flush(10)
     assert calls == [e.id, e.id]
+
+
+def test_exactly_once_batch_claims_are_released_when_the_lane_moves(bus_transport: Any) -> None:
+    # A group member claims the ids of a whole batch in the shared dedup window at
+    # once; when its partition moves to a new member mid-batch (a join), the ids it
+    # did not reach must be released, or the new owner skips them as duplicates and
+    # they are never handled.
+    started, gate = threading.Event(), threading.Event()
+    calls: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def make(name: str) -> Any:
+        def h(e: Event) -> None:
+            if name == "a" and e.data == 0:
+                started.set()
+                gate.wait(10)
+            with lock:
+                calls.append((name, e.data))
+        return h
+
+    with Bus(transport=bus_transport()) as bus:
+        bus.create_topic("eo", TopicConfig(partitions=2, delivery="exactly-once"))
+        bus.subscribe("eo", make("a"), group="W")
+        key = next(k for k in (f"k{i}" for i in range(100)) if bus.partition_for("eo", k) == 1)
+        for i in range(5):
+            bus.publish("eo", Event("x", i), key=key)
+        assert started.wait(10)  # a is inside the batch of partition 1
+        bus.subscribe("eo", make("b"), group="W")  # partition 1 moves to b
+        gate.set()
+        assert bus.flush(10)
+        assert sorted(d for _, d in calls) == [0, 1, 2, 3, 4]
+        assert calls[0] == ("a", 0) and {n for n, d in calls[1:]} == {"b"}
+        assert bus.stats().duplicates == 0
