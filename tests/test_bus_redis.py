@@ -369,3 +369,31 @@ def test_exactly_once_batch_claims_are_released_when_the_lane_moves(bus_transpor
         assert sorted(d for _, d in calls) == [0, 1, 2, 3, 4]
         assert calls[0] == ("a", 0) and {n for n, d in calls[1:]} == {"b"}
         assert bus.stats().duplicates == 0
+
+
+def test_a_step_after_leaving_does_not_join_again(nova_valkey: ValkeyServer, redis_prefix: str) -> None:
+    # A heartbeat racing with an unsubscribe ran its step after the leave: the member
+    # joined again and owned partitions nobody served until its lease expired.
+    t = _transport(nova_valkey, redis_prefix)
+    try:
+        with Bus(transport=t) as bus:
+            sub = bus.subscribe("t", lambda e: None, group="G")
+            slot = next(s for s in t.slots if s.group == "G")
+            assert t.group_members("t", "G") == [slot.member]
+            sub.unsubscribe()
+            assert t.group_members("t", "G") == [] and t.group_owners("t", "G") == {}
+            t.group_step(slot)  # the heartbeat thread's late step
+            assert t.group_members("t", "G") == [] and t.group_owners("t", "G") == {}
+    finally:
+        t.client.close()
+
+
+def test_a_client_that_decodes_responses_is_refused(nova_valkey: ValkeyServer) -> None:
+    c = redis_py.Redis.from_url(nova_valkey.url, decode_responses=True)
+    try:
+        with pytest.raises(errors.ValidationError, match="Expected a redis.Redis client made with decode_responses=False"):
+            RedisTransport(client=c)
+        with pytest.raises(TypeError, match="Expected client as a redis.Redis, got str"):
+            RedisTransport(client="redis://x")
+    finally:
+        c.close()

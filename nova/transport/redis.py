@@ -145,6 +145,12 @@ class RedisTransport(Reads, RedisConnection, Transport):
             self.url = self._safe_url(url)
             self.client = self._make_client(url, timeout, retries)
         else:
+            kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+            if not isinstance(kwargs, dict):
+                raise TypeError(f"Expected client as a redis.Redis, got {type_name(client)}")
+            if kwargs.get("decode_responses"):
+                raise ValidationError("Expected a redis.Redis client made with decode_responses=False, got one with "
+                                      "decode_responses=True")
             self.url = "<client>"
             self.client = client
         self._client = self.client
@@ -267,7 +273,13 @@ class RedisTransport(Reads, RedisConnection, Transport):
 
     def group_step(self, slot: RedisSlot) -> None:
         """One rebalance step of *slot* (see :mod:`nova.transport.redis_groups`),
-        applied to its lanes."""
+        applied to its lanes.  Nothing once the slot left its group (a step racing
+        with the leave would join it again, owning partitions nobody serves)."""
+        with slot.step_lock:
+            if slot.alive:
+                self._step_locked(slot)
+
+    def _step_locked(self, slot: RedisSlot) -> None:
         lease = slot.lease
         assert lease is not None
         release: list[int] = []
@@ -348,6 +360,12 @@ class RedisTransport(Reads, RedisConnection, Transport):
         return total
 
     def _leave(self, slot: RedisSlot) -> None:
+        # slot.alive is False: no step starts after this one has the step lock
+        assert slot.lease is not None
+        with slot.step_lock:
+            self._leave_locked(slot)
+
+    def _leave_locked(self, slot: RedisSlot) -> None:
         assert slot.lease is not None
         try:
             for lane in slot.lanes:

@@ -97,6 +97,7 @@ class RedisSlot(Slot):
         self.revoking: set[int] = set()  # being given up: released once idle
         self.lease_until = float("inf")  # monotonic deadline of our lease (groups)
         self.alive = True
+        self.step_lock = threading.Lock()  # one rebalance step (or the leave) at a time
         self.draining = False  # shutting down: finish what is held, fetch nothing more
 
 
