@@ -338,7 +338,10 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def wait_settled(self, targets: Iterable[tuple[Lane, int]], timeout: float | None) -> bool:
         """Block until every ``(lane, n)`` has its first *n* events resolved (settled,
-        evicted or discarded), or *timeout* passes.  Returns whether they all were."""
+        evicted or discarded), or *timeout* passes.  Returns whether they all were.
+        A transport whose partitions are shared with other processes may instead wait
+        for each lane to be resolved up to its partition's end at the time of the call
+        (the counts only know this process's fetches)."""
 
     @abc.abstractmethod
     def notify_progress(self) -> None:
