@@ -81,13 +81,14 @@ end
 return {mine, revoke, k}
 """
 
-# Exactly-once marks: one hash per period of the dedup TTL (server time), field = event
-# id.  A check looks in the current and the previous period's hash; a hash expires two
-# periods after its last write.  So an id is remembered at least one TTL and at most
-# two, and marking or checking a batch is a few hash commands (HSET/HMGET of many
-# fields) instead of a key per id (benchmark ratio_bus_redis.py "exactly-once cost").
-# The ids travel as MessagePack arrays, one argument per batch (redis-py's cost is per
-# argument); the hashes share the ``{prefix}`` hash tag of the stream: one slot.
+# Exactly-once marks: one set per period of the dedup TTL (server time), member =
+# event id.  A check looks in the current and the previous period's set; a set
+# expires two periods after its last write.  So an id is remembered at least one TTL
+# and at most two, and marking or checking a batch is a few set commands (SADD /
+# SMISMEMBER of many ids) instead of a key per id (benchmark ratio_bus_redis.py
+# "exactly-once cost").  The ids travel as MessagePack arrays, one argument per batch
+# (redis-py's cost is per argument); the sets share the ``{prefix}`` hash tag of the
+# stream: one slot.
 _PERIOD = """
 local t = redis.call('TIME')
 local function period(ttl)
@@ -95,20 +96,14 @@ local function period(ttl)
 end
 """
 
-#: Mark the event ids (``ARGV[4]``) for the group (hash prefix ``ARGV[3]``, TTL
+#: Mark the event ids (``ARGV[4]``) for the group (set prefix ``ARGV[3]``, TTL
 #: ``ARGV[2]`` ms) and acknowledge the entries (``ARGV[5]``) of stream ``KEYS[1]`` for
 #: group ``ARGV[1]``, in one atomic step.
 MARK_ACK = _PERIOD + """
 local ttl = tonumber(ARGV[2])
 local key = ARGV[3] .. period(ttl)
 local ids = cmsgpack.unpack(ARGV[4])
-local args = {}
-for _, id in ipairs(ids) do
-  args[#args + 1] = id
-  args[#args + 1] = '1'
-  if #args >= 1000 then redis.call('HSET', key, unpack(args)); args = {} end
-end
-if #args > 0 then redis.call('HSET', key, unpack(args)) end
+for i = 1, #ids, 1000 do redis.call('SADD', key, unpack(ids, i, math.min(i + 999, #ids))) end
 if #ids > 0 then redis.call('PEXPIRE', key, 2 * ttl) end
 local eids = cmsgpack.unpack(ARGV[5])
 local n = 0
@@ -118,19 +113,26 @@ end
 return n
 """
 
-#: Which of the event ids (``ARGV[2]``) the group marked (hash prefix ``ARGV[1]``, TTL
-#: ``ARGV[3]`` ms): a string of ``0``/``1``, one per id.
+#: Which of the event ids (``ARGV[2]``) the group marked (set prefix ``ARGV[1]``, TTL
+#: ``ARGV[3]`` ms): ``0`` when none (the common case: no reply to build), else a
+#: string of ``0``/``1``, one per id.
 MARKED = _PERIOD + """
-local ttl = tonumber(ARGV[3])
-local p = period(ttl)
+local p = period(tonumber(ARGV[3]))
 local ids = cmsgpack.unpack(ARGV[2])
-local out = {}
-for i = 1, #ids, 1000 do
-  local j = math.min(i + 999, #ids)
-  local cur = redis.call('HMGET', ARGV[1] .. p, unpack(ids, i, j))
-  local old = redis.call('HMGET', ARGV[1] .. (p - 1), unpack(ids, i, j))
-  for k = 1, j - i + 1 do out[i + k - 1] = (cur[k] or old[k]) and '1' or '0' end
+local hits, any = {}, false
+for _, key in ipairs({ARGV[1] .. p, ARGV[1] .. (p - 1)}) do
+  if redis.call('EXISTS', key) == 1 then
+    for i = 1, #ids, 1000 do
+      local r = redis.call('SMISMEMBER', key, unpack(ids, i, math.min(i + 999, #ids)))
+      for k = 1, #r do
+        if r[k] == 1 then hits[i + k - 1] = true; any = true end
+      end
+    end
+  end
 end
+if not any then return 0 end
+local out = {}
+for i = 1, #ids do out[i] = hits[i] and '1' or '0' end
 return table.concat(out)
 """
 

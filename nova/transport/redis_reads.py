@@ -135,6 +135,8 @@ class Reads:
         s = lane.slot
         marked = self._marked(args=[s.mark_prefix, pack_ids([it[1].id for it in items]), s.dedup_ttl_ms],
                               client=self.client)
+        if not marked:  # 0: none of them
+            return items
         keep = [it for it, m in zip(items, marked) if m == 48]  # b"0"
         if len(keep) < len(items):
             dups = [it for it, m in zip(items, marked) if m != 48]
