@@ -47,6 +47,7 @@ __all__ = (
     "MemoryStore",
     "SQLiteStore",
     "RedisStore",
+    "RedisTransport",
     "open_store",
     "Cursor",
     "EventBatch",
@@ -94,6 +95,7 @@ _LAZY: dict[str, str] = {
     "MemoryStore": "nova.store",
     "SQLiteStore": "nova.store",
     "RedisStore": "nova.store",
+    "RedisTransport": "nova.transport.redis",
     "open_store": "nova.store",
     "Cursor": "nova.store",
     "EventBatch": "nova.store",
@@ -139,6 +141,7 @@ if TYPE_CHECKING:  # pragma: no cover - type checkers see the real classes, not 
     )
     from nova.pool import RateLimiter, Semaphore, WorkerPool
     from nova.store import Cursor, EventBatch, EventStore, MemoryStore, SQLiteStore
+    from nova.transport.redis import RedisTransport
 
 
 def __getattr__(name: str) -> Any:

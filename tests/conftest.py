@@ -83,3 +83,5 @@ def env_clean(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 # the real valkey-server fixtures of the Redis backend tests (nova_valkey, redis_prefix)
 from valkey_server import nova_valkey, redis_prefix  # noqa: E402,F401
+# the transport-parametrized Bus fixture (in-process and Redis Streams)
+from bus_transports import bus_transport  # noqa: E402,F401

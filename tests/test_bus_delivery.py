@@ -27,10 +27,12 @@ class RecordingStore:
             return len(self.appended)
 
 
-def test_per_key_order_with_random_failures_and_retries_100k():
-    n_events, n_keys = 100_000, 1000
+def test_per_key_order_with_random_failures_and_retries_100k(bus_transport):
+    # 100,000 in-process; 20,000 on Redis (each event is a network round trip there:
+    # the full size would add a minute to the suite)
+    n_events, n_keys = (20_000 if bus_transport.redis else 100_000), 1000
     clock = ManualClock(auto_advance=True)
-    b = Bus(clock=clock, buffer_size=4096)
+    b = Bus(transport=bus_transport(), clock=clock, buffer_size=4096)
     b.create_topic(
         "orders",
         TopicConfig(
@@ -81,9 +83,9 @@ def test_per_key_order_with_random_failures_and_retries_100k():
     assert b.shutdown(10)
 
 
-def test_retry_holds_the_partition_and_only_the_failing_subscriber_retries():
+def test_retry_holds_the_partition_and_only_the_failing_subscriber_retries(bus_transport):
     clock = ManualClock(auto_advance=True)
-    with Bus(clock=clock) as b:
+    with Bus(transport=bus_transport(), clock=clock) as b:
         b.create_topic("t", TopicConfig(partitions=1, retry=RetryPolicy(max_attempts=3, initial_delay=1)))
         flaky, steady = [], []
         attempts = defaultdict(int)
@@ -105,11 +107,11 @@ def test_retry_holds_the_partition_and_only_the_failing_subscriber_retries():
         assert b.stats().retried == 2
 
 
-def test_dead_letter_after_the_last_attempt_handler_and_store():
+def test_dead_letter_after_the_last_attempt_handler_and_store(bus_transport):
     clock = ManualClock(auto_advance=True)
     letters: list[DeadLetter] = []
     store = RecordingStore()
-    with Bus(clock=clock) as b:
+    with Bus(transport=bus_transport(), clock=clock) as b:
         b.create_topic(
             "pay",
             TopicConfig(
@@ -154,9 +156,9 @@ def test_dead_letter_after_the_last_attempt_handler_and_store():
         assert clock.monotonic() == pytest.approx(5 * (0.5 + 1.0))
 
 
-def test_non_retryable_errors_and_dead_letter_edge_cases():
+def test_non_retryable_errors_and_dead_letter_edge_cases(bus_transport):
     clock = ManualClock(auto_advance=True)
-    with Bus(clock=clock) as b:
+    with Bus(transport=bus_transport(), clock=clock) as b:
         letters = []
         b.create_topic(
             "a",
@@ -190,7 +192,7 @@ def test_non_retryable_errors_and_dead_letter_edge_cases():
 @pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once", "at-most-once"])
 @pytest.mark.parametrize("kind", ["sync", "async", "metrics"])
 @pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt, asyncio.CancelledError])
-def test_a_base_exception_from_a_handler_is_a_failure_not_a_dead_thread(delivery, kind, raised):
+def test_a_base_exception_from_a_handler_is_a_failure_not_a_dead_thread(delivery, kind, raised, bus_transport):
     # A handler raising a BaseException killed the delivery thread: its whole batch was
     # counted as settled without being handled, and later events were never delivered
     # (flush returned True over the loss, then hung).
@@ -199,7 +201,7 @@ def test_a_base_exception_from_a_handler_is_a_failure_not_a_dead_thread(delivery
     clock = ManualClock(auto_advance=True)
     letters, calls, hooks = [], [], []
     metrics = SimpleMetricsCollector() if kind == "metrics" else None
-    b = Bus(clock=clock, metrics=metrics, on_error=lambda e, exc, lst: hooks.append(type(exc)))
+    b = Bus(transport=bus_transport(), clock=clock, metrics=metrics, on_error=lambda e, exc, lst: hooks.append(type(exc)))
     try:
         b.create_topic("t", TopicConfig(delivery=delivery, dead_letter=DeadLetterConfig(handler=letters.append)))
 
@@ -232,7 +234,7 @@ def test_a_base_exception_from_a_handler_is_a_failure_not_a_dead_thread(delivery
 
 
 @pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
-def test_a_metrics_collector_that_raises_is_counted_not_fatal(delivery):
+def test_a_metrics_collector_that_raises_is_counted_not_fatal(delivery, bus_transport):
     # A collector raising on the delivery thread killed it (the batch counted as settled,
     # later events never delivered); raising right after a successful call made the
     # handled event a failure, so the handler was called again.
@@ -246,7 +248,7 @@ def test_a_metrics_collector_that_raises_is_counted_not_fatal(delivery):
             raise SystemExit("metrics down")
 
     calls = []
-    b = Bus(clock=ManualClock(auto_advance=True), metrics=Broken())
+    b = Bus(transport=bus_transport(), clock=ManualClock(auto_advance=True), metrics=Broken())
     try:
         b.create_topic("t", TopicConfig(delivery=delivery))
         b.subscribe("t", lambda e: calls.append(e.data))
@@ -263,7 +265,7 @@ def test_a_metrics_collector_that_raises_is_counted_not_fatal(delivery):
     assert (s.handled, s.retried, s.dead_lettered, s.pending, s.hook_errors) == (5, 0, 0, 0, 10)
 
 
-def test_a_base_exception_from_a_hook_is_counted():
+def test_a_base_exception_from_a_hook_is_counted(bus_transport):
     clock = ManualClock(auto_advance=True)
 
     def hook(e, exc, lst):
@@ -272,7 +274,7 @@ def test_a_base_exception_from_a_hook_is_counted():
     def dl(letter):
         raise KeyboardInterrupt
 
-    b = Bus(clock=clock, on_error=hook)
+    b = Bus(transport=bus_transport(), clock=clock, on_error=hook)
     try:
         b.create_topic("t", TopicConfig(retry=RetryPolicy(max_attempts=1), dead_letter=DeadLetterConfig(handler=dl)))
         b.subscribe("t", lambda e: 1 / 0)
@@ -285,7 +287,7 @@ def test_a_base_exception_from_a_hook_is_counted():
     assert (s.dead_lettered, s.hook_errors, s.dead_letter_errors, s.pending) == (2, 2, 2, 0)
 
 
-def test_at_most_once_never_retries():
+def test_at_most_once_never_retries(bus_transport):
     clock = ManualClock(auto_advance=True)
     errors_seen = []
 
@@ -303,7 +305,7 @@ def test_at_most_once_never_retries():
             errors_seen.append((e.data, str(exc)))
 
     lst = L()
-    with Bus(clock=clock, default_delivery="at-most-once") as b:
+    with Bus(transport=bus_transport(), clock=clock, default_delivery="at-most-once") as b:
         b.subscribe("t", lst)
         for i in range(10):
             b.publish("t", Event("x", i))
@@ -315,8 +317,8 @@ def test_at_most_once_never_retries():
     assert clock.monotonic() == 0
 
 
-def _eo_bus(clock, window=None, partitions=8):
-    b = Bus(clock=clock)
+def _eo_bus(clock, window=None, partitions=8, transport=None):
+    b = Bus(clock=clock, transport=transport)
     b.create_topic(
         "eo",
         TopicConfig(
@@ -329,9 +331,9 @@ def _eo_bus(clock, window=None, partitions=8):
     return b
 
 
-def test_exactly_once_with_duplicate_publishes_and_retries():
+def test_exactly_once_with_duplicate_publishes_and_retries(bus_transport):
     clock = ManualClock(auto_advance=True)
-    b = _eo_bus(clock)
+    b = _eo_bus(clock, transport=bus_transport())
     rng = random.Random(3)
     n = 3000
     originals = [Event("o", i) for i in range(n)]
@@ -382,10 +384,10 @@ def test_exactly_once_with_duplicate_publishes_and_retries():
     assert b.shutdown(10)
 
 
-def test_exactly_once_dead_letter_is_the_one_outcome():
+def test_exactly_once_dead_letter_is_the_one_outcome(bus_transport):
     clock = ManualClock(auto_advance=True)
     letters = []
-    b = Bus(clock=clock)
+    b = Bus(transport=bus_transport(), clock=clock)
     b.create_topic("eo", TopicConfig(delivery="exactly-once", retry=RetryPolicy(max_attempts=2),
                                      dead_letter=DeadLetterConfig(handler=letters.append)))
     calls = []
@@ -439,7 +441,7 @@ def test_dedup_window_by_count_and_by_age():
     b.shutdown(5)
 
 
-def test_managed_listener_uses_its_own_policy():
+def test_managed_listener_uses_its_own_policy(bus_transport):
     clock = ManualClock(auto_advance=True)
     lm = ListenerManager(clock=clock)
     letters = []
@@ -455,7 +457,7 @@ def test_managed_listener_uses_its_own_policy():
         dead_letter=DeadLetterConfig(handler=letters.append),
     ))
     topic_letters = []
-    with Bus(clock=clock) as b:
+    with Bus(transport=bus_transport(), clock=clock) as b:
         b.create_topic("m", TopicConfig(retry=RetryPolicy(max_attempts=5),
                                         dead_letter=DeadLetterConfig(handler=topic_letters.append)))
         b.subscribe("m", managed)
@@ -471,7 +473,7 @@ def test_managed_listener_uses_its_own_policy():
         lm_close()
 
 
-def test_async_listener_retries():
+def test_async_listener_retries(bus_transport):
     clock = ManualClock(auto_advance=True)
     calls = defaultdict(int)
     done = []
@@ -482,7 +484,7 @@ def test_async_listener_retries():
             raise RuntimeError("first call fails")
         done.append(e.data)
 
-    with Bus(clock=clock) as b:
+    with Bus(transport=bus_transport(), clock=clock) as b:
         b.create_topic("t", TopicConfig(partitions=2, retry=RetryPolicy(max_attempts=2, initial_delay=0)))
         b.subscribe("t", h)
         for i in range(20):

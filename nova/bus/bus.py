@@ -370,6 +370,8 @@ class Bus:
             raise TypeError(f"Expected an iterable of Events, got {type_name(events)}")
         deadline = None
         seconds = check_timeout(timeout)
+        if self._transport.blocking_io and (self._obs is None or not self._obs.producer):
+            return self._publish_batch(topic, list(events), key, seconds)
         if seconds is not None:
             deadline = time.monotonic() + seconds
         out = []
@@ -378,6 +380,33 @@ class Bus:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             out.append(publish(topic, ev, key=key, timeout=remaining))
         return out
+
+    def _publish_batch(self, topic: str, events: list[Event], key: Any, timeout: float | None) -> list[PublishReceipt]:
+        # publish_many on a transport that batches its appends (network round trips):
+        # every event is checked and given its partition first, as publish does.
+        t = self._topics.get(topic) if isinstance(topic, str) else None
+        if t is None or self._closed:
+            if not events:
+                check_topic_name(topic)
+                return []
+            t = self._intake_topic(topic, events[0], key, timeout)
+        parts: list[int] = []
+        n = t.partitions
+        ok = t.ordering_key
+        try:
+            for ev in events:
+                if not isinstance(ev, EVENT_CLASSES):
+                    raise TypeError(f"Expected an Event, got {type_name(ev)}")
+                k = key if key is not None or ok is None else ok(ev)
+                parts.append(int(_partition_for(k, n)) if k is not None else (next(t.rr) % n if n > 1 else 0))
+        except BaseException:
+            t.log.append_many(parts, events[:len(parts)], timeout)  # the ones before stay published
+            raise
+        offsets = t.log.append_many(parts, events, timeout)
+        if self._metrics_on:
+            for ev in events:
+                self._metrics.inc_events_emitted(ev.type, "ok")
+        return [_tuple_new(PublishReceipt, (topic, p, off)) for p, off in zip(parts, offsets)]
 
     async def apublish(
         self, topic: str, event: Event, *, key: str | bytes | None = None, timeout: Any = None
@@ -390,6 +419,8 @@ class Bus:
 
         Raises the same exceptions as :meth:`publish`.
         """
+        if self._transport.blocking_io:  # an append is a network round trip
+            return await asyncio.to_thread(self.publish, topic, event, key=key, timeout=timeout)
         if self._overflow != "block":
             return self.publish(topic, event, key=key, timeout=timeout)
         timeout = check_timeout(timeout)  # at the call, even when the first try lands
@@ -521,6 +552,13 @@ class Bus:
         targets = [(lane, lane.enqueued) for lane in lanes]
         return self._transport.wait_settled(targets, timeout)
 
+    def _drain(self, timeout: float | None) -> bool:
+        # shutdown's wait: what the transport says this bus accepted (in-process: every
+        # event enqueued, as flush; across processes: see the transport's drain).
+        with self._lock:
+            lanes = self._registry.live_lanes() + self._registry.ledger.pending_retired()
+        return self._transport.drain(lanes, timeout)
+
     def redrive(
         self,
         store: Any,
@@ -598,7 +636,7 @@ class Bus:
             self._closed = True
             for t in self._topics.values():
                 t.log.close()  # publishes racing with this either land or raise BusClosed
-        drained = self.flush(timeout)
+        drained = self._drain(timeout)
         with self._lock:
             if not drained:
                 self._abandoned = True

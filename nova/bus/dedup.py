@@ -53,32 +53,44 @@ class Dedup:
         if type(eid) is not str:
             eid = own_id(eid)
         with self.lock:
-            max_age = self.max_age
-            if max_age is None:
-                if eid in self.cur or eid in self.prev:
-                    return False
-                self.cur.add(eid)
-                if len(self.cur) >= self.max_ids:  # type: ignore[operator]
-                    self.prev = self.cur
-                    self.cur = set()
-                return True
-            now = self.clock.monotonic()
-            horizon = now - max_age
-            order, seen = self.order, self.seen
-            while order and order[0][0] <= horizon:
-                _, tok, old = order.popleft()
-                if seen.get(old) == tok:
-                    del seen[old]
-            if eid in seen:
+            return self._claim(eid)
+
+    def claim_many(self, eids: list[str]) -> list[bool]:
+        """:meth:`claim` for each of *eids*, in order, under one lock acquisition (a
+        batch of a group member: benchmark ratio_bus_redis.py "exactly-once cost")."""
+        ids = [e if type(e) is str else own_id(e) for e in eids]
+        with self.lock:
+            claim = self._claim
+            return [claim(e) for e in ids]
+
+    def _claim(self, eid: str) -> bool:
+        # Caller holds the lock.
+        max_age = self.max_age
+        if max_age is None:
+            if eid in self.cur or eid in self.prev:
                 return False
-            tok = next(self.tokens)
-            seen[eid] = tok
-            order.append((now, tok, eid))
-            if self.max_ids is not None and len(order) > self.max_ids:
-                _, tok, old = order.popleft()
-                if seen.get(old) == tok:
-                    del seen[old]
+            self.cur.add(eid)
+            if len(self.cur) >= self.max_ids:  # type: ignore[operator]
+                self.prev = self.cur
+                self.cur = set()
             return True
+        now = self.clock.monotonic()
+        horizon = now - max_age
+        order, seen = self.order, self.seen
+        while order and order[0][0] <= horizon:
+            _, tok, old = order.popleft()
+            if seen.get(old) == tok:
+                del seen[old]
+        if eid in seen:
+            return False
+        tok = next(self.tokens)
+        seen[eid] = tok
+        order.append((now, tok, eid))
+        if self.max_ids is not None and len(order) > self.max_ids:
+            _, tok, old = order.popleft()
+            if seen.get(old) == tok:
+                del seen[old]
+        return True
 
     def release(self, eid: str) -> None:
         """Forget the claim of an event abandoned before it was processed."""

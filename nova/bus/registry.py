@@ -11,6 +11,7 @@ interface (:mod:`nova.transport.base`).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import weakref
@@ -118,7 +119,7 @@ class Registry:
                     )
                 fresh = [m for m in self.patterns if m not in tested]
                 if not fresh:
-                    t = self._new_topic(name, config if config is not None else TopicConfig())
+                    t = self._new_topic(name, config if config is not None else TopicConfig(), config is not None)
                     self.topics[name] = t
                     for m in matched:
                         if self.members.get(m.sub.id) is m:
@@ -129,9 +130,19 @@ class Registry:
                 if m.pattern is not None and m.pattern.fullmatch(name):
                     matched.append(m)
 
-    def _new_topic(self, name: str, config: TopicConfig) -> Topic:
-        # Caller holds the lock.
+    def _new_topic(self, name: str, config: TopicConfig, explicit: bool = True) -> Topic:
+        # Caller holds the lock.  The transport may hold the topic's settings for other
+        # processes too (first creator wins): a topic made by publish/subscribe takes
+        # them, an explicit create_topic must match them.
         t = Topic(name, config, *self.defaults)
+        settings = {"partitions": t.partitions, "delivery": t.delivery.value, "dedup_age": t.dedup.max_age}
+        got = self.transport.declare_topic(name, settings, explicit)
+        if got != settings:
+            t.adopt(got)
+        if t.dead_letter.enabled and t.dead_letter.store is None:
+            store = self.transport.dead_letter_store(name)
+            if store is not None:
+                t.dead_letter = dataclasses.replace(t.dead_letter, store=store)
         t.open(self.transport.open_topic(name, t.partitions, t.buffer_size, self.overflow))
         metrics = self.metrics
         if metrics is not None:
@@ -245,11 +256,9 @@ class Registry:
         m.slots[t.name] = slot
 
     def _rebalance(self, slot: Delivery) -> None:
-        # Caller holds the lock.  Partition p goes to member p % len(members) (members
-        # in join order).
-        members = slot.members
-        for lane in slot.tslot.lanes:
-            self.transport.assign(lane, members[lane.index % len(members)].consumer)
+        # Caller holds the lock.  In-process, partition p goes to member p % len(members)
+        # (members in join order); a transport across processes decides with leases.
+        self.transport.rebalance(slot.tslot, [m.consumer for m in slot.members])
 
     def _detach(self, sub: Subscription) -> None:
         with self.lock:

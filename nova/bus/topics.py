@@ -54,6 +54,16 @@ class Topic:
         self.slots: list[Delivery] = []  # ungrouped: one per member
         self.groups: dict[str, Delivery] = {}
 
+    def adopt(self, settings: dict[str, Any]) -> None:
+        """Take the *settings* a transport holds for this topic (another process
+        created it first): ``partitions``, ``delivery``, ``dedup_age``."""
+        self.partitions = int(settings["partitions"])
+        self.delivery = DeliveryMode(settings["delivery"])
+        age = settings.get("dedup_age")
+        if age != self.dedup.max_age:
+            ids = self.dedup.max_ids
+            self.dedup = DedupWindow(ids if ids is not None or age is not None else DEFAULT_DEDUP_WINDOW.max_ids, age)
+
     def open(self, log: TopicLog) -> None:
         """Attach the transport's *log* for this topic."""
         self.log = log

@@ -4,6 +4,11 @@
   lanes with their counters, consumers, the transport).
 * :mod:`nova.transport.inprocess` — the default: partitions, lanes and delivery
   threads in this process.
+* :mod:`nova.transport.redis` — :class:`RedisTransport`: partitions on Redis Streams,
+  shared by the processes of many machines (consumer groups with leases,
+  :mod:`~nova.transport.redis_groups`; delivery threads,
+  :mod:`~nova.transport.redis_consumer`; entries, :mod:`~nova.transport.redis_codec`).
+  Imported on first use (it needs redis-py).
 
 The Bus never names a concrete transport: it takes one, or asks
 :func:`default_transport` for the default.
@@ -26,8 +31,17 @@ __all__ = (
     "LaneCounts",
     "Consumer",
     "InProcessTransport",
+    "RedisTransport",
     "default_transport",
 )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisTransport":  # lazily: redis-py is an optional dependency
+        from nova.transport.redis import RedisTransport
+
+        return RedisTransport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def default_transport(pool: Any = None) -> Transport:

@@ -21,6 +21,17 @@ Vocabulary:
   to the front of the lane, for the lane's owner at that moment.
 * a lane has exactly one owner consumer at a time (:meth:`Transport.assign`); a sink
   stops early when ``lane.consumer is not consumer`` (ownership moved or the bus stops).
+* a sink has the attributes ``group`` (the consumer group, ``None`` for an ungrouped
+  subscription) and ``topic`` (the Bus's topic record: ``name``, ``partitions``,
+  ``delivery``, ``dedup``, ``dead_letter``), which a transport may read.
+
+Hooks with a default a transport may override (the in-process transport keeps the
+defaults): :meth:`Transport.declare_topic` (a topic's settings shared with other
+processes: first creator wins), :meth:`TopicLog.append_many` (a batch of appends),
+:meth:`Transport.rebalance` (a group's members changed), :meth:`Transport.drain`
+(what ``shutdown`` waits for), :meth:`Transport.dead_letter_store` (where a topic's
+dead letters go when its config names no store) and :attr:`Transport.blocking_io`
+(appends do network I/O: ``apublish`` runs them on a worker thread).
 
 Accounting per lane (:class:`Lane`, read by the Bus for ``stats()`` and ``flush()``
 through :meth:`Lane.counts`): the transport counts ``enqueued``, ``evicted`` (overflow
@@ -37,6 +48,7 @@ so no lock is needed.
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -234,9 +246,67 @@ class TopicLog(abc.ABC):
     def offsets(self) -> list[int]:
         """The next offset of each partition (= events appended so far)."""
 
+    def append_many(self, partitions: Sequence[int], events: Sequence[Any], timeout: float | None) -> list[int]:
+        """Append ``events[i]`` to ``partitions[i]`` for each *i*, in order; return their
+        offsets.  The default calls :meth:`append` for each; a transport may batch
+        (*timeout* bounds the whole call).  On an error, the events before the failing
+        one stay appended.
+
+        .. versionadded:: 0.3
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out = []
+        for p, ev in zip(partitions, events):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            out.append(self.append(p, ev, remaining))
+        return out
+
 
 class Transport(abc.ABC):
     """Where a Bus's partitions and delivery threads live."""
+
+    #: True when an append does network I/O (``Bus.apublish`` then runs it on a
+    #: worker thread, so the event loop never waits for the server).
+    blocking_io: bool = False
+
+    def declare_topic(self, name: str, settings: dict[str, Any], explicit: bool) -> dict[str, Any]:
+        """Record (or check) the settings of topic *name* where other processes see
+        them, before :meth:`open_topic`.  *settings* has ``partitions``, ``delivery``
+        (the mode's value) and ``dedup_age`` (seconds or ``None``).  Returns the
+        settings to use: the recorded ones when the topic exists elsewhere (an
+        *explicit* ``create_topic`` whose settings differ raises
+        :class:`~nova.errors.TopicExists`).  The default records nothing and returns
+        *settings*.
+
+        .. versionadded:: 0.3
+        """
+        return settings
+
+    def dead_letter_store(self, topic: str) -> Any:
+        """The EventStore dead letters of *topic* go to when its ``DeadLetterConfig``
+        names none (``None``: only counted and logged, the default).
+
+        .. versionadded:: 0.3
+        """
+        return None
+
+    def rebalance(self, slot: Slot, consumers: list[Consumer]) -> None:
+        """The members of a consumer group's *slot* in this bus changed to *consumers*
+        (in join order; not empty).  The default gives lane *p* to
+        ``consumers[p % len(consumers)]`` with :meth:`assign`.
+
+        .. versionadded:: 0.3
+        """
+        for lane in slot.lanes:
+            self.assign(lane, consumers[lane.index % len(consumers)])
+
+    def drain(self, lanes: Sequence[Lane], timeout: float | None) -> bool:
+        """Wait, during ``Bus.shutdown``, until what this bus accepted for *lanes* is
+        resolved (the default: every event enqueued so far, as :meth:`wait_settled`).
+
+        .. versionadded:: 0.3
+        """
+        return self.wait_settled([(lane, lane.enqueued) for lane in lanes], timeout)
 
     @abc.abstractmethod
     def open_topic(self, name: str, partitions: int, capacity: int, overflow: str) -> TopicLog:
@@ -268,7 +338,10 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def wait_settled(self, targets: Iterable[tuple[Lane, int]], timeout: float | None) -> bool:
         """Block until every ``(lane, n)`` has its first *n* events resolved (settled,
-        evicted or discarded), or *timeout* passes.  Returns whether they all were."""
+        evicted or discarded), or *timeout* passes.  Returns whether they all were.
+        A transport whose partitions are shared with other processes may instead wait
+        for each lane to be resolved up to its partition's end at the time of the call
+        (the counts only know this process's fetches)."""
 
     @abc.abstractmethod
     def notify_progress(self) -> None:
