@@ -309,7 +309,10 @@ class BufferedIntake:
                 continue
             getters.append(1)
             # Only the sole getter may sleep on the buffer (the buffer's wake-up cannot
-            # be aimed at a worker, nor reach one for events already taken).
+            # be aimed at a worker, nor reach one for events already taken).  Another
+            # getter (the sole one is asleep there, or woken and waiting for the GIL)
+            # takes a fair share without waiting: were it to block in a listener with
+            # nobody parked, the one asleep on the buffer would not see its batch.
             sole = getters.count(1) == 1
             if sole and self._unstarted() is not None:
                 getters.remove(1)  # a batch was published meanwhile: help with it
@@ -318,7 +321,10 @@ class BufferedIntake:
                 # The sole getter takes everything waiting: at a light load one worker
                 # delivers it alone, as a single worker would (a per-worker share meant
                 # a thread wake-up per event at 50 k/s, and twice the p99).
-                batch: list[Any] = q.get_many(BATCH) if sole else q.get_many(1, 0)
+                if sole:
+                    batch: list[Any] = q.get_many(BATCH)
+                else:
+                    batch = q.get_many(min(BATCH, max(1, qsize() // self.workers)), 0)
             except QueueClosed:
                 getters.remove(1)
                 while parked:  # let the parked workers see the close too
