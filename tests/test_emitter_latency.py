@@ -14,7 +14,11 @@ counts what it gave up.  Nothing here is gated on speed (the ratio report measur
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -237,3 +241,49 @@ def test_shutdown_gives_up_a_shared_batch_and_counts_it():
     st = em.stats()
     assert st.delivered == 4 and st.delivered + st.undelivered == st.emitted == 24
     assert sorted(order) == [("block", i) for i in range(4)]
+
+
+# -- shutdown waits for the drain loops without concurrent.futures.wait -------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_SHUTDOWN_RACE = """
+import sys
+import nova
+from nova import Emitter, Event, WorkerPool
+want_pure = os.environ.get("NOVA_NO_EXTENSIONS") == "1"
+assert nova.USING_EXTENSIONS is (not want_pure)
+sys.setswitchinterval(1e-6)  # a thread switch at almost every bytecode: hits the window
+pool = WorkerPool(4, 16) if USER_POOL else None
+for i in range(ROUNDS):
+    em = Emitter(workers=WORKERS, pool=pool)
+    em.subscribe("t", lambda e: None)
+    em.emit_async(Event("t", i))
+    assert em.shutdown() is True
+    assert em.stats().delivered == 1
+if pool is not None:
+    assert pool.close(10) == []
+print("OK", ROUNDS)
+"""
+
+
+@pytest.mark.parametrize(("workers", "user_pool"), [(1, False), (4, False), (2, True)])
+def test_shutdown_never_hangs_when_a_drain_loop_ends_while_it_waits(core, workers, user_pool):
+    # shutdown closes the buffer and waits for the drain loops, which end at that very
+    # moment.  concurrent.futures.wait reads the futures' states twice (which are done,
+    # then how many to wait for); a WorkerPool future finishing in between (it writes
+    # FINISHED before taking its condition) made it wait for ever on a count that never
+    # reached zero (seen as a hung ratio report; the old code hangs here within seconds).
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("NOVA_NO_EXTENSIONS", None)
+    env.pop("NOVA_REQUIRE_EXTENSIONS", None)
+    env["NOVA_NO_EXTENSIONS" if core.pure else "NOVA_REQUIRE_EXTENSIONS"] = "1"
+    rounds = 3000
+    code = f"import os\nWORKERS, USER_POOL, ROUNDS = {workers}, {user_pool}, {rounds}\n" + _SHUTDOWN_RACE
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+                             env=env, cwd=str(ROOT))
+    except subprocess.TimeoutExpired as exc:  # subprocess.run killed the child
+        pytest.fail(f"an Emitter.shutdown() hung (child killed after 30 s): {exc.stderr!r}")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["OK", str(rounds)]

@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from concurrent.futures import wait as wait_futures
+from concurrent.futures import CancelledError
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -389,10 +389,30 @@ class BufferedIntake:
         if q is None:
             return True
         q.close()
-        _, not_done = wait_futures(self.drains, timeout=timeout)
-        if not_done:
+        if not self._wait_drains(timeout):
             self._give_up(q, log)
-        return not not_done
+            return False
+        return True
+
+    def _wait_drains(self, timeout: float | None) -> bool:
+        """Wait until every drain loop ended; False when *timeout* passed first.
+
+        Each future is waited on through its own condition (``exception()``), not with
+        ``concurrent.futures.wait``: that reads the futures' states twice (which are
+        done, then how many to wait for), and a pool future finishing in between (a
+        :class:`~nova.pool.WorkerPool` writes FINISHED before it takes the condition)
+        left it waiting for ever for a count that never reached zero.  A drain loop
+        ends exactly when ``close`` is waiting for it, so shutdown hung now and then."""
+        deadline = None if timeout is None else monotonic() + timeout
+        for fut in self.drains:
+            remaining = None if deadline is None else max(0.0, deadline - monotonic())
+            try:
+                fut.exception(remaining)
+            except CancelledError:
+                continue
+            except TimeoutError:
+                return False
+        return True
 
     def _give_up(self, q: Any, log: bool) -> None:
         """After a timed-out shutdown: take every event not yet started and count it."""
