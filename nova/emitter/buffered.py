@@ -26,9 +26,9 @@ for the same work).  The lists are changed only by atomic append/pop/remove (und
 GIL), and each side publishes before it checks the other's state (a parker appends
 itself, then looks for a getter and for work; a getter publishes its batch, then leaves,
 then looks for parked workers), so work never waits while a worker is parked and none
-will look at it.  Only the sole getter sleeps on the buffer (a second getter takes at
-most one event without waiting): the buffer's own wake-up cannot be aimed at a worker,
-nor reach one for events another worker already took.
+will look at it.  Only the sole getter sleeps on the buffer (a second getter takes a
+fair share, ``qsize() // workers``, without waiting): the buffer's own wake-up cannot be
+aimed at a worker, nor reach one for events another worker already took.
 """
 
 from __future__ import annotations
