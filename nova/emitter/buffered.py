@@ -2,20 +2,33 @@
 threads (drain loops running on a :class:`~nova.pool.WorkerPool`), with the overflow
 policies, ``drain()``, the shutdown give-up and the fork reset.
 
-Wake one worker per handoff.  Idle workers must not all wait on the buffer: every put
-would wake one of them, and at a steady rate several wake for nothing and contend for
-the GIL (issue 11: p99 doubled with 4 workers).  So at most one worker (normally) waits
-on the buffer, the "getter"; the other idle workers are parked, each on its own lock.
-A getter that takes a batch goes to deliver it; if events are still waiting it wakes one
-parked worker, which becomes the getter.  A producer wakes one only when nobody waits on
-the buffer (every worker busy delivering) and one is parked: one check on the
-``emit_async`` path.  At a steady light rate the same worker takes every event, as a
-single worker does, and the others sleep.
+Wake one worker per handoff, and only when it has work.  Idle workers must not all
+wait on the buffer: every put would wake one of them, and at a steady rate several wake
+for nothing and contend for the GIL (issue 11: p99 doubled with 4 workers).  So at most
+one worker sleeps on the buffer, the sole "getter"; the other idle workers are parked,
+each on its own lock.  The getter takes everything waiting (up to BATCH): at a light load
+one worker delivers it alone, exactly as a single worker would.  (Taking a per-worker
+share instead left most of a 2-4 event burst to a parked worker, so at 50 k events/s
+nearly every event cost a thread wake-up and a GIL handoff, and the p99 doubled.)
 
-The lists are changed only by atomic append/pop (under the GIL), and each side publishes
-before it checks the other's state (a parker appends itself, then looks for a getter; a
-getter leaves, then looks for events and parked workers), so an event never waits while
-a worker is parked and none is a getter.
+A taken batch is shared: a list its worker pops from the end, and so can other workers.
+A worker that took more than one event wakes one parked worker, which helps with the
+batch (a slow or blocking listener holds up only its own event, and the woken worker
+wakes the next while events remain) or, when the batch is already done, parks again.
+A worker always helps with a batch that has unstarted events before it takes from the
+buffer or parks.  A producer wakes one parked worker only when nobody will look at the
+buffer (no getter, none woken and not yet running) -- one check on the ``emit_async``
+path.
+
+``getters`` holds one entry per worker that will look at the buffer: 1 for a getter,
+0 for a woken worker that has not run yet (so ``emit_async`` does not wake a second one
+for the same work).  The lists are changed only by atomic append/pop/remove (under the
+GIL), and each side publishes before it checks the other's state (a parker appends
+itself, then looks for a getter and for work; a getter publishes its batch, then leaves,
+then looks for parked workers), so work never waits while a worker is parked and none
+will look at it.  Only the sole getter sleeps on the buffer (a second getter takes a
+fair share, ``qsize() // workers``, without waiting): the buffer's own wake-up cannot be
+aimed at a worker, nor reach one for events another worker already took.
 """
 
 from __future__ import annotations
@@ -23,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from concurrent.futures import wait as wait_futures
+from concurrent.futures import CancelledError
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -61,9 +74,11 @@ class BufferedIntake:
 
     def _reset_workers(self, settled: int) -> None:
         self.done = [settled] + [0] * (self.workers - 1)  # events each worker finished
-        self.batches: list[list[Any]] = [[] for _ in range(self.workers)]  # taken, not started
-        # the workers waiting on the buffer (one entry each; list append/pop are atomic),
-        # and the parked ones' locks
+        # each worker's current batch: taken events not started (another worker's, when
+        # helping with it; the same list may then appear twice)
+        self.batches: list[list[Any]] = [[] for _ in range(self.workers)]
+        # one entry per worker that will look at the buffer (1: a getter, 0: woken, not
+        # yet running), and the parked workers' locks; list append/pop/remove are atomic
         self.getters: list[int] = []
         self.parked: list[Any] = []
 
@@ -248,15 +263,14 @@ class BufferedIntake:
             return q
 
     def _drain_loop(self, q: Any, wid: int, started: threading.Event) -> None:
-        """One worker: take batches from the buffer and deliver them until it closes."""
+        """One worker: take batches from the buffer (or help with another worker's) and
+        deliver them until it closes."""
         _tls.intake = self
         started.set()
         try:
             park = threading.Lock()
             park.acquire()  # held: released by the waker that hands this worker the buffer
-            while (batch := self._take(q, park)) is not None:
-                batch.reverse()
-                self.batches[wid] = batch
+            while (batch := self._take(q, park, wid)) is not None:
                 m = self._owner._metrics
                 if m is not None:
                     m.set_queue_size(self._owner._component, q.qsize())
@@ -266,37 +280,76 @@ class BufferedIntake:
         finally:
             _tls.intake = None
 
-    def _take(self, q: Any, park: Any) -> list[Any] | None:
-        """Become the getter (parking on *park* while another worker is one), then take
-        this worker's share of the waiting events; None once the buffer is closed."""
+    def _unstarted(self) -> list[Any] | None:
+        """A batch taken by a worker with events it has not started, or None."""
+        for b in self.batches:
+            if b:
+                return b
+        return None
+
+    def _take(self, q: Any, park: Any, wid: int) -> list[Any] | None:
+        """The events this worker delivers next, popped from the end of the returned
+        list (oldest last): another worker's batch that still has unstarted events
+        (shared: both pop from it), or else what waits in the buffer.  None once the
+        buffer is closed."""
         getters, parked, qsize = self.getters, self.parked, q.qsize
-        if getters and not qsize():  # another worker waits on the buffer: park until handed it
-            parked.append(park)
-            if not getters or qsize():  # the getter left meanwhile: take over (maybe ourselves)
-                self.wake_one()
-            park.acquire()  # the waker appended our getter entry
-        else:
+        while True:
+            shared = self._unstarted()
+            if shared is not None:  # help a busy worker with the batch it took
+                self.batches[wid] = shared
+                if parked and (len(shared) > 1 or (qsize() and not getters)):
+                    self.wake_one()  # more than we take next, or nobody for the buffer
+                return shared
+            if not qsize() and 1 in getters:
+                parked.append(park)  # another worker takes from the buffer: park
+                if 1 not in getters or qsize() or self._unstarted() is not None:
+                    self.wake_one()  # it left (or work came) meanwhile: maybe ourselves
+                park.acquire()
+                getters.remove(0)  # our entry as a woken worker (see wake_one)
+                continue
             getters.append(1)
-        # Share the waiting events between the workers; take big batches under load.
-        try:
-            batch: list[Any] = q.get_many(min(BATCH, max(1, qsize() // self.workers)))
-        except QueueClosed:
-            getters.pop()
-            while parked:  # let the parked workers see the close too
+            # Only the sole getter may sleep on the buffer (the buffer's wake-up cannot
+            # be aimed at a worker, nor reach one for events already taken).  Another
+            # getter (the sole one is asleep there, or woken and waiting for the GIL)
+            # takes a fair share without waiting: were it to block in a listener with
+            # nobody parked, the one asleep on the buffer would not see its batch.
+            sole = getters.count(1) == 1
+            if sole and self._unstarted() is not None:
+                getters.remove(1)  # a batch was published meanwhile: help with it
+                continue
+            try:
+                # The sole getter takes everything waiting: at a light load one worker
+                # delivers it alone, as a single worker would (a per-worker share meant
+                # a thread wake-up per event at 50 k/s, and twice the p99).
+                if sole:
+                    batch: list[Any] = q.get_many(BATCH)
+                else:
+                    batch = q.get_many(min(BATCH, max(1, qsize() // self.workers)), 0)
+            except QueueClosed:
+                getters.remove(1)
+                while parked:  # let the parked workers see the close too
+                    self.wake_one()
+                return None
+            batch.reverse()
+            self.batches[wid] = batch  # published before this worker stops being a getter
+            getters.remove(1)
+            if not batch:
+                continue
+            # A parked worker woken here shares this batch (a slow listener holds up
+            # only its own event) or takes what is left in the buffer.
+            if parked and (len(batch) > 1 or (qsize() and not getters)):
                 self.wake_one()
-            return None
-        getters.pop()
-        if parked and qsize() and not getters:
-            self.wake_one()  # more events than this worker takes: hand the buffer on
-        return batch
+            return batch
 
     def wake_one(self) -> None:
-        """Unpark one worker, which becomes a getter (no-op when none is parked)."""
+        """Unpark one worker (no-op when none is parked).  Until it runs, its entry 0 in
+        ``getters`` stands for it: it will look at the buffer and the taken batches, so
+        ``emit_async`` need not wake another."""
         try:
             lock = self.parked.pop()
         except IndexError:
             return
-        self.getters.append(1)
+        self.getters.append(0)
         lock.release()
 
     def in_worker(self) -> bool:
@@ -336,10 +389,30 @@ class BufferedIntake:
         if q is None:
             return True
         q.close()
-        _, not_done = wait_futures(self.drains, timeout=timeout)
-        if not_done:
+        if not self._wait_drains(timeout):
             self._give_up(q, log)
-        return not not_done
+            return False
+        return True
+
+    def _wait_drains(self, timeout: float | None) -> bool:
+        """Wait until every drain loop ended; False when *timeout* passed first.
+
+        Each future is waited on through its own condition (``exception()``), not with
+        ``concurrent.futures.wait``: that reads the futures' states twice (which are
+        done, then how many to wait for), and a pool future finishing in between (a
+        :class:`~nova.pool.WorkerPool` writes FINISHED before it takes the condition)
+        left it waiting for ever for a count that never reached zero.  A drain loop
+        ends exactly when ``close`` is waiting for it, so shutdown hung now and then."""
+        deadline = None if timeout is None else monotonic() + timeout
+        for fut in self.drains:
+            remaining = None if deadline is None else max(0.0, deadline - monotonic())
+            try:
+                fut.exception(remaining)
+            except CancelledError:
+                continue
+            except TimeoutError:
+                return False
+        return True
 
     def _give_up(self, q: Any, log: bool) -> None:
         """After a timed-out shutdown: take every event not yet started and count it."""

@@ -203,8 +203,9 @@ async def aemit(self: Emitter, event: Any) -> None:
 # delivers its batch here; a function call per event would cost a fifth of it).
 def deliver_batch(self: Emitter, batch: list[Any]) -> int:
     """A worker delivers *batch* (reversed: popped from the end), reporting every
-    error; a BaseException from a listener never kills the drain loop.  Returns how
-    many events it took (a timed-out shutdown may take the rest)."""
+    error; a BaseException from a listener never kills the drain loop.  Other workers
+    may pop from the same list meanwhile (a shared batch; each pop is atomic), and a
+    timed-out shutdown may take the rest.  Returns how many events this call took."""
     table = self._table
     wfast, wdefault, routes = table.wfast, table.wfast_default, table.routes
     d = self._d
