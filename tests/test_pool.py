@@ -493,3 +493,45 @@ def test_huge_timeouts_wait_without_limit(huge):
     assert results["drain"] is True
     assert pool.close(timeout=huge) == []
     assert WorkerPool(1, 1).close(timeout=huge) == []
+
+
+_WAIT_RACE = """
+import faulthandler, sys, threading, time
+from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, wait
+from nova.pool import WorkerPool
+faulthandler.dump_traceback_later(25, exit=True)  # a hang fails the test with a traceback
+sys.setswitchinterval(1e-6)  # a thread switch between any two bytecodes
+pool = WorkerPool(1, 4)
+modes = (None, FIRST_COMPLETED, FIRST_EXCEPTION)
+end = time.monotonic() + 5  # ~20,000 rounds; the old code hung within a few thousand
+i = 0
+while time.monotonic() < end:
+    i += 1
+    started = threading.Event()
+    release = threading.Event()
+    def task(i=i):
+        started.set()
+        release.wait()
+        if i % 2:
+            raise ValueError(i)
+        return i
+    fut = pool.submit(task)
+    started.wait()
+    release.set()  # the task finishes while wait() below reads the states
+    mode = modes[i % 3]
+    done, not_done = wait([fut]) if mode is None else wait([fut], return_when=mode)
+    assert fut in done and not not_done, (i, fut)
+    assert (fut.exception() is not None) == bool(i % 2)
+pool.close(5)
+print("ok")
+"""
+
+
+def test_concurrent_futures_wait_never_hangs_on_a_task_finishing_meanwhile():
+    # concurrent.futures.wait reads each future's state twice under its condition; the
+    # worker wrote FINISHED without holding a condition a waiter had made, so a task
+    # ending between the two reads was counted finished twice and wait() hung for ever
+    # (found by the emitter's shutdown, which waits for its drain loops' futures).
+    out = subprocess.run([sys.executable, "-c", _WAIT_RACE], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "ok"

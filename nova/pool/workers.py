@@ -14,7 +14,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures._base import FINISHED, RUNNING
+from concurrent.futures._base import RUNNING
 from datetime import timedelta
 from time import monotonic
 from typing import Any, NamedTuple
@@ -303,7 +303,6 @@ class WorkerPool:
                 result = fn(*args) if kwargs is None else fn(*args, **kwargs)
             except BaseException as exc:  # noqa: BLE001 - a task never kills a worker
                 fut._exception = exc
-                fut._state = FINISHED
                 failed += 1
                 failed_slots[wid] = failed
                 if setdefault(d, "_condition", done_cond) is not done_cond:
@@ -313,7 +312,6 @@ class WorkerPool:
                 del exc
             else:
                 fut._result = result
-                fut._state = FINISHED
                 completed += 1
                 completed_slots[wid] = completed
                 if setdefault(d, "_condition", done_cond) is not done_cond:
