@@ -6,6 +6,7 @@ bit for bit."""
 from __future__ import annotations
 
 import random
+import time
 
 import numpy as np
 import pytest
@@ -113,3 +114,32 @@ def test_short_rows_read_back_as_full_records(core):
     d = as_dict(rows[1], int(ts[1]))
     assert list(d) == list(FIELDS) and d["listener"] == "l1" and d["timestamp"] == int(ts[1])
     assert as_record((1, 2, 3)) is None and as_dict((1, 2, 3)) == (1, 2, 3)
+
+
+def test_note_call_reads_the_perf_counter_clock(core):
+    evs: list = []
+    lids: list = []
+    ends: list = []
+    ev = Event("x")
+    before = time.perf_counter()
+    core.note_call(evs, lids, ends, ev, "l1")
+    core.note_call(evs, lids, ends, ev, "l2")
+    after = time.perf_counter()
+    assert evs == [ev, ev] and lids == ["l1", "l2"]
+    assert all(type(t) is float for t in ends)
+    assert before <= ends[0] <= ends[1] <= after  # the same clock as perf_counter
+    rows: list = []
+    ts = core.call_rows([(before, evs, lids, ends, None)], 0, 0.0, rows)
+    assert [r[2] for r in rows] == ["l1", "l2"] and len(ts) == 2
+
+
+@pytest.mark.parametrize("bad", [0, 1, 2])
+def test_note_call_bad_lists_append_nothing(core, bad):
+    lists: list = [[], [], []]
+    lists[bad] = ()
+    with pytest.raises(TypeError) as info:
+        core.note_call(*lists, Event("x"), "l")
+    names = ["list", "list", "list"]
+    names[bad] = "tuple"
+    assert str(info.value) == "Expected events, listener_ids and ends as lists, got " + ", ".join(names)
+    assert all(x in ([], ()) for x in lists)

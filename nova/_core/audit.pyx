@@ -12,12 +12,43 @@ cimport cython
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from libc.stdint cimport int64_t
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import numpy as np
 
 from nova._core.audit_py import check_run
 
-__all__ = ("call_rows",)
+__all__ = ("call_rows", "note_call")
+
+
+cdef inline double _perf_counter() noexcept nogil:
+    # time.perf_counter() on Linux: CLOCK_MONOTONIC as int ns, then seconds as a double
+    # exactly as CPython converts it (_PyTime_AsSecondsDouble), so readings mix with
+    # perf_counter()'s.
+    cdef timespec t
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    cdef int64_t ns = <int64_t>t.tv_sec * 1000000000 + t.tv_nsec
+    if ns % 1000000000 == 0:
+        return <double>(ns // 1000000000)
+    return <double>ns / 1e9
+
+
+def note_call(events, listener_ids, ends, event, listener_id):
+    """note_call(events, listener_ids, ends, event, listener_id) -> None
+
+    Note a call that ended now (see ``audit_py.note_call``): the clock is read in C.
+
+    Raises:
+        TypeError: a list argument is not a list (nothing appended).
+    """
+    if type(events) is not list or type(listener_ids) is not list or type(ends) is not list:
+        raise TypeError(
+            f"Expected events, listener_ids and ends as lists, got "
+            f"{type(events).__name__}, {type(listener_ids).__name__}, {type(ends).__name__}"
+        )
+    (<list>ends).append(_perf_counter())
+    (<list>events).append(event)
+    (<list>listener_ids).append(listener_id)
 
 
 @cython.boundscheck(False)

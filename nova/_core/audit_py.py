@@ -7,7 +7,11 @@ trail stores, for batches in which every call succeeded: one short row
 times as wall-clock ns in one int64 array (they become the stored events'
 timestamps; see :mod:`nova.observability.audit_rows`).
 
-The compiled twin (``audit.pyx``) does the same in one C loop per record, with no
+:func:`note_call` is the worker's side: it notes one call that ended now in the
+three lists a call batch is made of (the compiled twin reads the clock in C: one call
+instead of a clock call and three list appends).
+
+The compiled twin (``audit.pyx``) builds the rows in one C loop per record, with no
 intermediate Python float or int per record.
 
 .. versionadded:: 0.3
@@ -16,11 +20,12 @@ intermediate Python float or int per record.
 from __future__ import annotations
 
 from operator import attrgetter
+from time import perf_counter
 from typing import Any
 
 import numpy as np
 
-__all__ = ("call_rows",)
+__all__ = ("call_rows", "note_call")
 
 _id_of = attrgetter("id")
 _type_of = attrgetter("type")
@@ -28,6 +33,24 @@ _type_of = attrgetter("type")
 
 def _tname(x: object) -> str:
     return type(x).__name__
+
+
+def note_call(events: list[Any], listener_ids: list[Any], ends: list[float], event: Any, listener_id: Any) -> None:
+    """Note a call of *listener_id* with *event* that ended now: append them to
+    *events* and *listener_ids*, and ``time.perf_counter()`` to *ends* (the lists of a
+    call batch, see :func:`call_rows`).
+
+    Raises:
+        TypeError: *events*, *listener_ids* or *ends* is not a list (nothing appended).
+    """
+    if type(events) is not list or type(listener_ids) is not list or type(ends) is not list:
+        raise TypeError(
+            f"Expected events, listener_ids and ends as lists, got "
+            f"{_tname(events)}, {_tname(listener_ids)}, {_tname(ends)}"
+        )
+    ends.append(perf_counter())
+    events.append(event)
+    listener_ids.append(listener_id)
 
 
 def check_run(run: Any, rows: Any) -> int:
