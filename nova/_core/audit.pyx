@@ -16,7 +16,6 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import numpy as np
 
-from nova._core.audit_py import check_run
 
 __all__ = ("call_rows", "note_call")
 
@@ -51,6 +50,38 @@ def note_call(events, listener_ids, ends, event, listener_id):
     (<list>listener_ids).append(listener_id)
 
 
+cdef Py_ssize_t _check_run(object run, object rows) except -1:
+    # audit_py.check_run in C (the same checks and messages): per call batch, no
+    # Python bytecode.
+    if not isinstance(run, list):
+        raise TypeError(f"Expected run as a list of call batches, got {type(run).__name__}")
+    if not isinstance(rows, list):
+        raise TypeError(f"Expected rows as a list, got {type(rows).__name__}")
+    cdef Py_ssize_t total = 0, n
+    cdef object evs, lids, ends
+    for item in <list>run:
+        if not isinstance(item, tuple) or len(<tuple>item) < 4:
+            raise TypeError(f"Expected a call batch (start, events, listener_ids, ends, ...), got {type(item).__name__}")
+        if type((<tuple>item)[0]) is not float:
+            raise TypeError(f"Expected start as a float (a perf_counter reading), got {type((<tuple>item)[0]).__name__}")
+        evs = (<tuple>item)[1]
+        lids = (<tuple>item)[2]
+        ends = (<tuple>item)[3]
+        if not isinstance(evs, list):
+            raise TypeError(f"Expected events as a list, got {type(evs).__name__}")
+        if not isinstance(lids, list):
+            raise TypeError(f"Expected listener_ids as a list, got {type(lids).__name__}")
+        if not isinstance(ends, list):
+            raise TypeError(f"Expected ends as a list, got {type(ends).__name__}")
+        n = PyList_GET_SIZE(ends)
+        if PyList_GET_SIZE(evs) != n or PyList_GET_SIZE(lids) != n:
+            raise ValueError(
+                f"Expected events, listener_ids and ends of one length, got {len(evs)}, {len(lids)}, {n}"
+            )
+        total += n
+    return total
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def call_rows(run, base_ns, base_pc, rows):
@@ -61,9 +92,9 @@ def call_rows(run, base_ns, base_pc, rows):
     See ``audit_py.call_rows``.
 
     Raises:
-        TypeError / ValueError: see ``audit_py.check_run`` (nothing appended then).
+        TypeError / ValueError: as ``audit_py.check_run`` (nothing appended then).
     """
-    cdef Py_ssize_t total = check_run(run, rows)
+    cdef Py_ssize_t total = _check_run(run, rows)
     cdef int64_t bns = base_ns
     cdef double bpc = base_pc
     out = np.empty(total, dtype=np.int64)

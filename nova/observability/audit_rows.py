@@ -40,7 +40,7 @@ arguments.  Two kinds of buffered items:
 from __future__ import annotations
 
 from itertools import repeat
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -63,6 +63,7 @@ _NFIELDS = len(FIELDS)
 _NSHORT = 4  # a short row: (event_id, event_type, listener, duration)
 _id_of = attrgetter("id")
 _type_of = attrgetter("type")
+_errors_of = itemgetter(4)
 
 
 class AuditRecord(NamedTuple):
@@ -136,11 +137,12 @@ def _calls(run: list[Any], base_ns: int, base_pc: float, rows: list[Any], types:
            stamps: list[np.ndarray]) -> bool:
     """Append the rows of the call batches *run*; True when a call failed.  Successful
     calls get short rows (the ``call_rows`` kernel); a run with a failed call, full rows."""
-    n = sum(len(item[3]) for item in run)
-    if all(item[4] is None for item in run):
-        stamps.append(call_rows(run, base_ns, base_pc, rows))
-        types += repeat(_OK, n)
+    if not any(map(_errors_of, run)):
+        ts = call_rows(run, base_ns, base_pc, rows)
+        stamps.append(ts)
+        types += repeat(_OK, len(ts))
         return False
+    n = sum(len(item[3]) for item in run)
     evs: list[Any] = []
     lids: list[str] = []
     starts: list[float] = []
