@@ -46,7 +46,6 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from nova._core import call_rows
-
 from nova.observability.observers import OUTCOMES
 from nova.resilience.deadletter import qualified_name
 
