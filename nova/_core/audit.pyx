@@ -5,7 +5,9 @@ Same names, results, exceptions and messages as ``audit_py`` (the specification)
 :func:`call_rows` builds the short rows of an Emitter worker's successful calls and
 their wall-clock start times in one C loop, reading each ``perf_counter`` end time
 as a C double (no intermediate float or int objects: per call, one 4-tuple and the
-float of its duration are all that is allocated).
+float of its duration are all that is allocated).  A row of strings and a float is
+untracked by the garbage collector when it is made (what the collector's first pass
+would do), so a trail of millions of stored rows adds nothing to collections.
 """
 
 cimport cython
@@ -13,6 +15,10 @@ from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from libc.stdint cimport int64_t
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+
+cdef extern from "Python.h":
+    void PyObject_GC_UnTrack(object)
 
 import numpy as np
 
@@ -105,7 +111,8 @@ def call_rows(run, base_ns, base_pc, rows):
     cdef list evs, lids, ends
     cdef Py_ssize_t j, m, k = 0
     cdef double start, end
-    cdef object ev, x
+    cdef object ev, x, eid, etype, lid
+    cdef tuple row
     for item in <list>run:
         start = item[0]
         evs = <list>item[1]
@@ -119,7 +126,16 @@ def call_rows(run, base_ns, base_pc, rows):
                 raise TypeError(f"Expected ends as floats (perf_counter readings), got {type(x).__name__}")
             end = PyFloat_AS_DOUBLE(x)
             ts[k] = bns + <int64_t>((start - bpc) * 1e9)
-            new.append((ev.id, ev.type, <object>PyList_GET_ITEM(lids, j), end - start))
+            eid = ev.id
+            etype = ev.type
+            lid = <object>PyList_GET_ITEM(lids, j)
+            row = (eid, etype, lid, end - start)
+            if type(eid) is str and type(etype) is str and type(lid) is str:
+                # only atoms inside: untrack it now, as the GC's first pass over it
+                # would (_PyTuple_MaybeUntrack), so the collector never walks the
+                # stored rows
+                PyObject_GC_UnTrack(row)
+            new.append(row)
             start = end
             k += 1
     (<list>rows).extend(new)
