@@ -228,11 +228,22 @@ def test_concurrent_recorders_exact_counts(store):
     assert (st.accepted, st.written, st.overflowed, st.pending) == (5 * n, 5 * n, 0, 0)
     raw = store.window(streams=["nova.audit"])
     assert len(raw) == 5 * n
-    # each row's timestamp is its event's (rows of call batches and single records mixed
-    # in one write keep their columns aligned), and the type names its outcome
-    assert [row[11] for row in raw.data] == raw.timestamps.tolist()
-    assert all(raw.types[c] == "nova.audit." + row[7] for row, c in zip(raw.data, raw.type_codes))
-    assert {row[12] for row in raw.data} == {"emitter", "bus", "app"}
+    # the worker's successful calls are short rows (event_id, event_type, listener,
+    # duration), every other record a full row; each full row's timestamp is its
+    # event's (rows of call batches and single records mixed in one write keep their
+    # columns aligned), and the type names its outcome
+    short = [(row, c) for row, c in zip(raw.data, raw.type_codes) if len(row) == 4]
+    full = [(row, t, c) for row, t, c in zip(raw.data, raw.timestamps.tolist(), raw.type_codes) if len(row) == 13]
+    assert (len(short), len(full)) == (2 * n, 3 * n)
+    assert all(row[1] == "e" and type(row[3]) is float and row[3] >= 0 and raw.types[c] == "nova.audit.ok"
+               for row, c in short)
+    assert len({row[2] for row, _ in short}) == 1  # the one listener's id
+    assert all(row[11] == t for row, t, _ in full)
+    assert all(raw.types[c] == "nova.audit." + row[7] for row, _, c in full)
+    assert {row[12] for row, _, _ in full} == {"bus", "app"}
+    data = trail.window().data
+    assert {d["component"] for d in data} == {"emitter", "bus", "app"}
+    assert [d["timestamp"] for d in data] == raw.timestamps.tolist()
     em.shutdown()
     bus.shutdown()
     trail.close()

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
+from nova._core import note_call
 from nova.emitter.aio import LoopRunner
 from nova.emitter.middleware import Ctx, run
 from nova.emitter.routes import SKIP, Entry, Route, RouteTable, index_of
@@ -289,8 +290,9 @@ class Dispatcher:
     def deliver_batch_recorded(self, batch: list[Any], layers: tuple[Any, ...]) -> int:
         """:func:`~nova.emitter.fastpath.deliver_batch` when the one observer takes calls
         in batches (an AuditTrail's ``record_calls``): on a plain sync route each call
-        is followed by one clock reading, and the events, listener ids and readings go
-        to the observer in three lists once per batch, without a ``begin``/``end`` call
+        is followed by one ``note_call`` (kernel: a clock reading in C and three list
+        appends), and the events, listener ids and readings go to the observer in three
+        lists once per batch, without a ``begin``/``end`` call
         each; every other event takes the observed general path
         (:meth:`deliver_in_worker`).  Counting and error reports are those of
         :meth:`deliver_observed`.  Benchmark: ``asv_benchmarks/ratio_observability.py``
@@ -302,7 +304,7 @@ class Dispatcher:
         evs: list[Any] = []
         lids: list[str] = []
         ends: list[float] = []
-        note_ev, note_lid, note_end = evs.append, lids.append, ends.append
+        note = note_call
         clock = perf_counter
         hand = _hand_calls
         k = 0
@@ -322,23 +324,17 @@ class Dispatcher:
                             try:
                                 entry.call(event)
                             except BaseException as exc:  # noqa: BLE001 - workers report everything
-                                note_end(clock())
-                                note_ev(event)
-                                note_lid(entry.lid)
+                                note(evs, lids, ends, event, entry.lid)
                                 hand(sink, start, evs, lids, ends, [(len(ends) - 1, exc)])
                                 evs, lids, ends = [], [], []
-                                note_ev, note_lid, note_end = evs.append, lids.append, ends.append
                                 self.fast_failed(event, route, entry.call, exc, False)
                                 start = clock()
                                 break
-                            note_end(clock())
-                            note_ev(event)
-                            note_lid(entry.lid)
+                            note(evs, lids, ends, event, entry.lid)
                         continue
                     if ends:  # the recorded calls go before the general path's records
                         hand(sink, start, evs, lids, ends, None)
                         evs, lids, ends = [], [], []
-                        note_ev, note_lid, note_end = evs.append, lids.append, ends.append
                     self.deliver_in_worker(event, None, layers)
                     start = clock()
                 except BaseException as exc:  # noqa: BLE001

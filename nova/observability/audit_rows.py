@@ -1,11 +1,22 @@
 """The audit trail's storage layout: what one delivery attempt is stored as, and back.
 
-A record is one event of type ``nova.audit.<outcome>`` in the trail's stream; its
-``data`` is a *row*: the values of :data:`FIELDS`, in that order (a tuple in a
-``MemoryStore``, a list after a JSON or msgpack round trip).  A row costs the writer one
-C-level ``zip`` per batch instead of a 13-key dict per record, and a third of a dict's
-memory; :func:`as_record` and :func:`as_dict` turn rows (and the dicts older versions
-stored) back into :class:`AuditRecord` / dicts when the trail is queried.
+A record is one event of type ``nova.audit.<outcome>`` in the trail's stream, its
+timestamp the time the attempt started; its ``data`` is a *row* (a tuple in a
+``MemoryStore``, a list after a JSON or msgpack round trip), one of two forms:
+
+* a *full row*: the values of :data:`FIELDS`, in that order (every record but the
+  ones below);
+* a *short row* ``(event_id, event_type, listener, duration)``: a successful call
+  made by an Emitter worker (the bulk of a busy trail).  Its other fields are
+  implied: ``destination`` is the event type, ``partition`` and ``group`` None,
+  ``attempt`` 1, ``outcome`` ``ok``, no error, ``timestamp`` the stored event's,
+  ``component`` ``"emitter"``.  It holds a third of a full row's memory (the ids and
+  types are the delivered event's own strings) and the writer builds it in one C
+  loop (:func:`nova._core.call_rows`).
+
+:func:`as_record` and :func:`as_dict` turn both forms (and the dicts older versions
+stored) back into :class:`AuditRecord` / dicts keyed by :data:`FIELDS` when the trail
+is queried.
 
 :func:`columns` turns what the delivering threads buffered into ``append_columns``
 arguments.  Two kinds of buffered items:
@@ -16,8 +27,8 @@ arguments.  Two kinds of buffered items:
   with ``events[i]`` and ended at ``ends[i]`` (a ``perf_counter`` reading); it started
   where the call before it ended, the first one at *start*; *errors* is None or the
   ``(i, exc)`` of the calls that raised (outcome ``error``; the others are ``ok``).
-  Converted column-wise (numpy for the times, ``map``/``zip`` for the rest): no Python
-  bytecode per record when every call succeeded.
+  Converted by the ``call_rows`` kernel into short rows when every call succeeded
+  (no Python bytecode per record), column-wise into full rows otherwise.
 * a *record* (a 4-tuple), from the ``begin``/``end``/``settle`` observer calls (Bus,
   ListenerManager, inline ``emit``) and :meth:`AuditTrail.record`: ``(token, duration,
   exc, outcome)`` with ``token = [start, event, listener_id, destination, partition,
@@ -29,11 +40,12 @@ arguments.  Two kinds of buffered items:
 from __future__ import annotations
 
 from itertools import repeat
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from nova._core import call_rows
 from nova.observability.observers import OUTCOMES
 from nova.resilience.deadletter import qualified_name
 
@@ -47,8 +59,10 @@ TYPES = {o: f"nova.audit.{o}" for o in OUTCOMES}
 _OK = TYPES["ok"]
 _MAX_MESSAGE = 1000  # characters of an error message kept
 _NFIELDS = len(FIELDS)
+_NSHORT = 4  # a short row: (event_id, event_type, listener, duration)
 _id_of = attrgetter("id")
 _type_of = attrgetter("type")
+_errors_of = itemgetter(4)
 
 
 class AuditRecord(NamedTuple):
@@ -118,67 +132,75 @@ def columns(items: list[Any], base_ns: int, base_pc: float) -> tuple[Any, np.nda
     return (types if mixed else _OK), ts_all, rows
 
 
-def _calls(run: list[Any], base_ns: int, base_pc: float, rows: list[tuple[Any, ...]], types: list[str],
+def _calls(run: list[Any], base_ns: int, base_pc: float, rows: list[Any], types: list[str],
            stamps: list[np.ndarray]) -> bool:
-    """Append the rows of the call batches *run*; True when a call failed."""
-    if len(run) == 1:
-        start, evs, lids, ends, errors = run[0]
-        starts = [start]
-        starts += ends[:-1]
-    else:
-        evs, lids, starts, ends = [], [], [], []
-        errors = None
-        for start, c_evs, c_lids, c_ends, c_errors in run:
-            if c_errors is not None:
-                errors = errors or []
-                errors += [(i + len(ends), e) for i, e in c_errors]
-            evs += c_evs
-            lids += c_lids
-            starts.append(start)
-            starts += c_ends[:-1]
-            ends += c_ends
+    """Append the rows of the call batches *run*; True when a call failed.  Successful
+    calls get short rows (the ``call_rows`` kernel); a run with a failed call, full rows."""
+    if not any(map(_errors_of, run)):
+        ts = call_rows(run, base_ns, base_pc, rows)
+        stamps.append(ts)
+        types += repeat(_OK, len(ts))
+        return False
+    n = sum(len(item[3]) for item in run)
+    evs: list[Any] = []
+    lids: list[str] = []
+    starts: list[float] = []
+    ends: list[float] = []
+    errors: list[tuple[int, BaseException]] = []
+    for start, c_evs, c_lids, c_ends, c_errors in run:
+        if c_errors is not None:
+            errors += [(i + len(ends), e) for i, e in c_errors]
+        evs += c_evs
+        lids += c_lids
+        starts.append(start)
+        starts += c_ends[:-1]
+        ends += c_ends
     t0 = np.array(starts)
     durs = (np.array(ends) - t0).tolist()
     ts = ((t0 - base_pc) * 1e9).astype(np.int64)
     ts += base_ns
     stamps.append(ts)
-    ids = map(_id_of, evs)
     etypes = list(map(_type_of, evs))
-    n = len(evs)
-    if errors is None:
-        rows += zip(ids, etypes, etypes, repeat(None, n), lids, repeat(None, n), repeat(1, n), repeat("ok", n),
-                    durs, repeat(None, n), repeat(None, n), ts.tolist(), repeat("emitter", n))
-        types += repeat(_OK, n)
-        return False
     outcomes = ["ok"] * n
     ets: list[str | None] = [None] * n
     ems: list[str | None] = [None] * n
     for i, exc in errors:
         outcomes[i] = "error"
         ets[i], ems[i] = _error(exc)
-    rows += zip(ids, etypes, etypes, repeat(None, n), lids, repeat(None, n), repeat(1, n), outcomes, durs,
-                ets, ems, ts.tolist(), repeat("emitter", n))
+    rows += zip(map(_id_of, evs), etypes, etypes, repeat(None, n), lids, repeat(None, n), repeat(1, n), outcomes,
+                durs, ets, ems, ts.tolist(), repeat("emitter", n))
     types += [TYPES[o] for o in outcomes]
     return True
 
 
-def as_record(data: Any) -> AuditRecord | None:
-    """The :class:`AuditRecord` of a stored record's data (a row, or the dict older
-    versions stored); None when *data* is neither."""
+def _expand(data: Any, timestamp: int | None) -> Any:
+    """The 13 values of a stored row (full or short); None when *data* is not a row."""
     if isinstance(data, (tuple, list)):
-        if len(data) != _NFIELDS:
-            return None
-        return AuditRecord._make(data)
+        if len(data) == _NFIELDS:
+            return data
+        if len(data) == _NSHORT:
+            eid, etype, lid, dur = data
+            return (eid, etype, etype, None, lid, None, 1, "ok", dur, None, None, timestamp, "emitter")
+    return None
+
+
+def as_record(data: Any, timestamp: int | None = None) -> AuditRecord | None:
+    """The :class:`AuditRecord` of a stored record's data (a full row, a short row, or
+    the dict older versions stored); None when *data* is none of these.  *timestamp*:
+    the stored event's timestamp (a short row's ``timestamp``)."""
+    row = _expand(data, timestamp)
+    if row is not None:
+        return AuditRecord._make(row)
     if isinstance(data, dict):
         return AuditRecord._make([data.get(k) for k in FIELDS])
     return None
 
 
-def as_dict(data: Any) -> Any:
-    """A stored record's data as a dict keyed by :data:`FIELDS` (anything else as is)."""
-    if isinstance(data, (tuple, list)) and len(data) == _NFIELDS:
-        return dict(zip(FIELDS, data))
-    return data
+def as_dict(data: Any, timestamp: int | None = None) -> Any:
+    """A stored record's data as a dict keyed by :data:`FIELDS` (anything else as is);
+    *timestamp* as in :func:`as_record`."""
+    row = _expand(data, timestamp)
+    return data if row is None else dict(zip(FIELDS, row))
 
 
 def read_history(store: Any, stream: str, event_id: str) -> list[AuditRecord]:
@@ -195,7 +217,7 @@ def read_history(store: Any, stream: str, event_id: str) -> list[AuditRecord]:
         if not events:
             break
         for ev in events:
-            rec = as_record(ev.data)
+            rec = as_record(ev.data, ev.timestamp)
             if rec is not None and rec.event_id == event_id:
                 out.append(rec)
     out.sort(key=lambda r: (r.timestamp, r.attempt))
@@ -210,7 +232,7 @@ def read_window(store: Any, stream: str, start: Any, end: Any) -> Any:
     from nova.store.batch import EventBatch
 
     batch = store.window(start, end, streams=[stream])
-    events = [Event(ev.type, as_dict(ev.data), id=ev.id, timestamp=ev.timestamp, metadata=ev.metadata)
+    events = [Event(ev.type, as_dict(ev.data, ev.timestamp), id=ev.id, timestamp=ev.timestamp, metadata=ev.metadata)
               for ev in batch]
     return EventBatch.from_events(events, streams=[stream] * len(events), positions=batch.positions,
                                   sequences=batch.sequences)
