@@ -16,6 +16,7 @@ def test_demo_then_replay(nova_cmd: list[str], tmp_path: Path) -> None:
     cp = run(nova_cmd, "demo", "--db", str(db), "--users", "20", "--orders", "40", timeout=60)
     assert cp.returncode == 0, cp.stdout + cp.stderr
     assert "ACCOUNTING OK users=20 orders=40" in cp.stdout
+    assert f"events kept in {db}: nova replay sqlite:///{db} --start now-5m --end now" in cp.stdout
     cp = run(nova_cmd, "replay", f"sqlite:///{db}", "--start", "now-1h", "--end", "now+1m", "--format", "jsonl")
     assert cp.returncode == 0, cp.stderr
     got = [json.loads(x) for x in cp.stdout.splitlines()]
@@ -24,3 +25,4 @@ def test_demo_then_replay(nova_cmd: list[str], tmp_path: Path) -> None:
     assert want and [g["id"] for g in got] == want
     cp = run(nova_cmd, "demo", "--users", "-1")  # the example's own argument check
     assert cp.returncode == 2 and "Expected --users >= 0" in cp.stderr and "Traceback" not in cp.stderr
+    assert cp.stderr.startswith("usage: nova demo ")  # named as the user typed it

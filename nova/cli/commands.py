@@ -455,7 +455,7 @@ def demo(args: tuple[str, ...]) -> None:
     """
     from nova.demo import main as demo_main
 
-    code = demo_main(list(args))
+    code = demo_main(list(args), prog="nova demo")
     if code:
         raise click.exceptions.Exit(code)
 

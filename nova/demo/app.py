@@ -24,12 +24,12 @@ from nova.demo.workflows import Handlers, Outage, Tally, Workload
 DEADLETTER = "nova.deadletter"
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The command line of ``python -m examples.complete``."""
+def parse_args(argv: Sequence[str] | None, prog: str = "python -m examples.complete") -> argparse.Namespace:
+    """The command line of ``python -m examples.complete`` (or of *prog*: ``nova demo``)."""
     p = argparse.ArgumentParser(
-        prog="python -m examples.complete",
+        prog=prog,
         description="Run nova's complete example and print its final accounting.",
-        epilog="example: python -m examples.complete --db demo.db --seed 7")
+        epilog=f"example: {prog} --db demo.db --seed 7, then: nova replay sqlite:///demo.db --start now-5m --end now")
     p.add_argument("--db", help="SQLite file to keep the events in (default: a temporary one, removed at the end)")
     p.add_argument("--users", type=int, default=200, help="user signups to send (default 200)")
     p.add_argument("--orders", type=int, default=600, help="orders to publish (default 600)")
@@ -80,10 +80,11 @@ def _get(url: str) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m examples.complete") -> int:
     """Run the complete example; returns 0 when the final accounting balances, 1 when
-    it does not, 2 when an optional dependency (pandas, prometheus_client) is missing."""
-    args = parse_args(argv)
+    it does not, 2 when an optional dependency (pandas, prometheus_client) is missing.
+    *prog* names the command in ``--help`` and usage errors."""
+    args = parse_args(argv, prog)
     try:
         import pandas as pd  # type: ignore[import-untyped,unused-ignore]
         from prometheus_client import CollectorRegistry
@@ -265,4 +266,6 @@ def _run(args: argparse.Namespace, path: str, shutdown: Shutdown, pd: Any, regis
     print(f"ACCOUNTING {'OK' if ok else 'FAILED'} users={users_accepted} orders={orders_accepted} "
           f"welcome_dead={welcome_dead} billing_dead={billing_dead} "
           f"interrupted={'yes' if interrupted else 'no'} in {time.perf_counter() - t0:.1f}s")
+    if args.db is not None:
+        print(f"events kept in {args.db}: nova replay sqlite:///{args.db} --start now-5m --end now")
     return 0 if ok else 1
