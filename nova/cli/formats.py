@@ -6,6 +6,7 @@ rows at a time so a window of millions of events runs in constant memory.
 
 from __future__ import annotations
 
+import abc
 import csv
 import json
 from collections.abc import Iterator
@@ -60,14 +61,15 @@ def rows_of(batch: Any, chunk: int = CHUNK) -> Iterator[list[tuple[Any, ...]]]:
         yield out
 
 
-class Writer:
+class Writer(abc.ABC):
     """Writes chunks of rows to *out*; :meth:`close` finishes the file."""
 
     def __init__(self, out: IO[Any]) -> None:
         self.out = out
 
+    @abc.abstractmethod
     def write(self, rows: list[tuple[Any, ...]]) -> None:
-        raise NotImplementedError
+        """Write one chunk of rows."""
 
     def close(self) -> None:
         self.out.flush()

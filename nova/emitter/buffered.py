@@ -58,7 +58,11 @@ _tls = threading.local()  # .intake: the BufferedIntake whose drain loop runs on
 
 
 class BufferedIntake:
-    """The buffer and the drain loops of one emitter (started on first use)."""
+    """The buffer and the drain loops of one emitter (started on first use).
+
+    (Size: one mechanism, the buffer's take/park/wake protocol with its overflow,
+    drain, shutdown and fork paths, which must be read together; just over the
+    ~400-line guide.)"""
 
     def __init__(self, owner: Emitter, workers: int, buffer_size: int, pool: Any) -> None:
         self._owner = owner

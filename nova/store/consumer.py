@@ -9,18 +9,19 @@ buffer of taken events and a ``_take(timeout)`` each backend provides
 
 from __future__ import annotations
 
+import abc
 from collections import deque
 from datetime import timedelta
 from typing import Any
 
 from nova._util.checks import check_timeout
 from nova.errors import StoreClosed, Timeout, type_name
-from nova.store.protocol import Cursor
+from nova.store.protocol import Cursor, SubscriptionStats
 
 __all__ = ("Consumer",)
 
 
-class Consumer:
+class Consumer(abc.ABC):
     """The consumer API of a store subscription (a base class; see the module).
 
     A subclass sets ``stream``, ``end_reason``, ``_dq`` (events taken, not yet
@@ -39,13 +40,30 @@ class Consumer:
     _keys: Any
     _tss: Any
     _base: tuple[int, int | None]
+    _delivered: int
+    _dropped: int
+    _overflows: int
+    _blocked: int
+    _missed: int
 
-    def _take(self, timeout: float | None) -> bool:  # pragma: no cover - every subclass has one
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _take(self, timeout: float | None) -> bool:
+        """Wait up to *timeout* seconds for events and move them into ``_dq``."""
 
-    def close(self) -> None:  # pragma: no cover - every subclass has one
+    @abc.abstractmethod
+    def close(self) -> None:
         """End the subscription (idempotent)."""
-        raise NotImplementedError
+
+    def _stats_with(self, backlog: int) -> SubscriptionStats:
+        """The subscription's counters, with *backlog* (each store computes its own)."""
+        return SubscriptionStats(
+            delivered=self._delivered - len(self._dq),
+            dropped=self._dropped,
+            overflows=self._overflows,
+            blocked=self._blocked,
+            missed=self._missed,
+            backlog=backlog,
+        )
 
     def _ended_now(self) -> str | None:
         """Why the subscription can give nothing more (``None``: it can)."""

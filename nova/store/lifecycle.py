@@ -7,13 +7,14 @@ blocked appenders and waiters, stopping the retention sweep, the context manager
 
 from __future__ import annotations
 
+import abc
 import threading
 from typing import Any
 
 __all__ = ("StoreLifecycle", "sweep_loop")
 
 
-class StoreLifecycle:
+class StoreLifecycle(abc.ABC):
     """The close half of a store (a base class).  A subclass sets ``_lock`` (the
     store lock), ``_cond`` (a condition on it), ``_closed``, ``_subs`` and
     ``_block_subs`` (its subscriptions), ``_stop`` (set to stop the sweep),
@@ -52,10 +53,10 @@ class StoreLifecycle:
         self._stop.set()
         return True
 
-    def _sweep_once(self) -> bool:  # pragma: no cover - every store with retention has one
+    @abc.abstractmethod
+    def _sweep_once(self) -> bool:
         """Apply retention once (from the sweep thread); False when the store is closed
         (the sweep ends)."""
-        raise NotImplementedError
 
     def _join_sweeper(self, timeout: float | None) -> None:
         """Wait for the retention sweep to end (not from the sweep itself)."""
@@ -69,9 +70,9 @@ class StoreLifecycle:
         """True once :meth:`close` was called."""
         return self._closed
 
-    def close(self) -> None:  # pragma: no cover - every store has its own
+    @abc.abstractmethod
+    def close(self) -> None:
         """Close the store (idempotent)."""
-        raise NotImplementedError
 
     def __enter__(self) -> Any:
         return self

@@ -57,12 +57,12 @@ def _tname(value: object) -> str:
 
 class RedisStore(RedisConnection, Appends, WindowReads, StoreLifecycle):
     """RedisStore(url="redis://localhost:6379/0", *, client=None, prefix="nova",
-
-    (Size: the full EventStore protocol with its docstrings; connection, appends,
-    windows and subscriptions are sibling modules.)
     codec=None, retention=None, max_events_per_stream=None, on_full="evict_oldest",
     max_streams=None, timeout=5.0, retries=5, now_ns=None, sweep_interval=1.0,
     clock=None)
+
+    (Size: the full EventStore protocol with its docstrings; connection, appends,
+    windows and subscriptions are sibling modules.)
 
     An :class:`~nova.store.EventStore` on Redis Streams with MemoryStore's semantics,
     shared by every process that opens the same server and *prefix*.

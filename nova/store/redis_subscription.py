@@ -255,14 +255,7 @@ class RedisSubscription(Consumer):
         if not self._closed:
             seq, pos = self._store._heads(self.stream)
             backlog = self._backlog_at(seq if self.stream is None else pos)
-        return SubscriptionStats(
-            delivered=self._delivered - len(self._dq),
-            dropped=self._dropped,
-            overflows=self._overflows,
-            blocked=self._blocked,
-            missed=self._missed,
-            backlog=backlog,
-        )
+        return self._stats_with(backlog)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

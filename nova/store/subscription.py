@@ -283,15 +283,7 @@ class StoreSubscription(Consumer):
     def stats(self) -> SubscriptionStats:
         """This subscription's counters."""
         with self._store._lock:
-            backlog = 0 if self._closed else self._backlog()
-            return SubscriptionStats(
-                delivered=self._delivered - len(self._dq),
-                dropped=self._dropped,
-                overflows=self._overflows,
-                blocked=self._blocked,
-                missed=self._missed,
-                backlog=backlog,
-            )
+            return self._stats_with(0 if self._closed else self._backlog())
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

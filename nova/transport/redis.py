@@ -73,6 +73,10 @@ return n
 class RedisTransport(Reads, RedisConnection, Transport):
     """Partitions on Redis Streams (see the module docstring).
 
+    (Size: the whole Transport interface for one server with its docstrings; reads,
+    group leases, the consumer threads, the topic log and the entry codec are sibling
+    modules.)
+
     (Reads and acknowledgements: :class:`~nova.transport.redis_reads.Reads`; the
     topic log: :mod:`~nova.transport.redis_log`.)
 
