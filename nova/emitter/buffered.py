@@ -2,33 +2,9 @@
 threads (drain loops running on a :class:`~nova.pool.WorkerPool`), with the overflow
 policies, ``drain()``, the shutdown give-up and the fork reset.
 
-Wake one worker per handoff, and only when it has work.  Idle workers must not all
-wait on the buffer: every put would wake one of them, and at a steady rate several wake
-for nothing and contend for the GIL (issue 11: p99 doubled with 4 workers).  So at most
-one worker sleeps on the buffer, the sole "getter"; the other idle workers are parked,
-each on its own lock.  The getter takes everything waiting (up to BATCH): at a light load
-one worker delivers it alone, exactly as a single worker would.  (Taking a per-worker
-share instead left most of a 2-4 event burst to a parked worker, so at 50 k events/s
-nearly every event cost a thread wake-up and a GIL handoff, and the p99 doubled.)
-
-A taken batch is shared: a list its worker pops from the end, and so can other workers.
-A worker that took more than one event wakes one parked worker, which helps with the
-batch (a slow or blocking listener holds up only its own event, and the woken worker
-wakes the next while events remain) or, when the batch is already done, parks again.
-A worker always helps with a batch that has unstarted events before it takes from the
-buffer or parks.  A producer wakes one parked worker only when nobody will look at the
-buffer (no getter, none woken and not yet running) -- one check on the ``emit_async``
-path.
-
-``getters`` holds one entry per worker that will look at the buffer: 1 for a getter,
-0 for a woken worker that has not run yet (so ``emit_async`` does not wake a second one
-for the same work).  The lists are changed only by atomic append/pop/remove (under the
-GIL), and each side publishes before it checks the other's state (a parker appends
-itself, then looks for a getter and for work; a getter publishes its batch, then leaves,
-then looks for parked workers), so work never waits while a worker is parked and none
-will look at it.  Only the sole getter sleeps on the buffer (a second getter takes a
-fair share, ``qsize() // workers``, without waiting): the buffer's own wake-up cannot be
-aimed at a worker, nor reach one for events another worker already took.
+The hand-off between the drain loops (who takes from the buffer, who parks, who
+helps with a taken batch) is :mod:`nova.emitter.handoff`, a base class of
+:class:`BufferedIntake`.
 """
 
 from __future__ import annotations
@@ -43,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from nova._util.checks import check_timeout
 from nova._util.counters import count_value
 from nova.emitter import fastpath
+from nova.emitter.handoff import BATCH, Handoff  # noqa: F401  (BATCH: its old home)
 from nova.errors import BufferFull, QueueClosed, QueueEmpty, Timeout
 
 if TYPE_CHECKING:
@@ -52,17 +29,13 @@ __all__ = ("BufferedIntake",)
 
 _log = logging.getLogger("nova.emitter")
 
-BATCH = 256  # most events a worker takes from the buffer at once
-
 _tls = threading.local()  # .intake: the BufferedIntake whose drain loop runs on this thread
 
 
-class BufferedIntake:
+class BufferedIntake(Handoff):
     """The buffer and the drain loops of one emitter (started on first use).
 
-    (Size: one mechanism, the buffer's take/park/wake protocol with its overflow,
-    drain, shutdown and fork paths, which must be read together; just over the
-    ~400-line guide.)"""
+    Its drain loops take their events with :meth:`Handoff._take`."""
 
     def __init__(self, owner: Emitter, workers: int, buffer_size: int, pool: Any) -> None:
         self._owner = owner
@@ -78,13 +51,7 @@ class BufferedIntake:
 
     def _reset_workers(self, settled: int) -> None:
         self.done = [settled] + [0] * (self.workers - 1)  # events each worker finished
-        # each worker's current batch: taken events not started (another worker's, when
-        # helping with it; the same list may then appear twice)
-        self.batches: list[list[Any]] = [[] for _ in range(self.workers)]
-        # one entry per worker that will look at the buffer (1: a getter, 0: woken, not
-        # yet running), and the parked workers' locks; list append/pop/remove are atomic
-        self.getters: list[int] = []
-        self.parked: list[Any] = []
+        self.reset_handoff()
 
     # -- intake ----------------------------------------------------------------------
     def closed_error(self) -> Exception:
@@ -283,78 +250,6 @@ class BufferedIntake:
                     self.wake_drainers()
         finally:
             _tls.intake = None
-
-    def _unstarted(self) -> list[Any] | None:
-        """A batch taken by a worker with events it has not started, or None."""
-        for b in self.batches:
-            if b:
-                return b
-        return None
-
-    def _take(self, q: Any, park: Any, wid: int) -> list[Any] | None:
-        """The events this worker delivers next, popped from the end of the returned
-        list (oldest last): another worker's batch that still has unstarted events
-        (shared: both pop from it), or else what waits in the buffer.  None once the
-        buffer is closed."""
-        getters, parked, qsize = self.getters, self.parked, q.qsize
-        while True:
-            shared = self._unstarted()
-            if shared is not None:  # help a busy worker with the batch it took
-                self.batches[wid] = shared
-                if parked and (len(shared) > 1 or (qsize() and not getters)):
-                    self.wake_one()  # more than we take next, or nobody for the buffer
-                return shared
-            if not qsize() and 1 in getters:
-                parked.append(park)  # another worker takes from the buffer: park
-                if 1 not in getters or qsize() or self._unstarted() is not None:
-                    self.wake_one()  # it left (or work came) meanwhile: maybe ourselves
-                park.acquire()
-                getters.remove(0)  # our entry as a woken worker (see wake_one)
-                continue
-            getters.append(1)
-            # Only the sole getter may sleep on the buffer (the buffer's wake-up cannot
-            # be aimed at a worker, nor reach one for events already taken).  Another
-            # getter (the sole one is asleep there, or woken and waiting for the GIL)
-            # takes a fair share without waiting: were it to block in a listener with
-            # nobody parked, the one asleep on the buffer would not see its batch.
-            sole = getters.count(1) == 1
-            if sole and self._unstarted() is not None:
-                getters.remove(1)  # a batch was published meanwhile: help with it
-                continue
-            try:
-                # The sole getter takes everything waiting: at a light load one worker
-                # delivers it alone, as a single worker would (a per-worker share meant
-                # a thread wake-up per event at 50 k/s, and twice the p99).
-                if sole:
-                    batch: list[Any] = q.get_many(BATCH)
-                else:
-                    batch = q.get_many(min(BATCH, max(1, qsize() // self.workers)), 0)
-            except QueueClosed:
-                getters.remove(1)
-                while parked:  # let the parked workers see the close too
-                    self.wake_one()
-                return None
-            batch.reverse()
-            self.batches[wid] = batch  # published before this worker stops being a getter
-            getters.remove(1)
-            if not batch:
-                continue
-            # A parked worker woken here shares this batch (a slow listener holds up
-            # only its own event) or takes what is left in the buffer.
-            if parked and (len(batch) > 1 or (qsize() and not getters)):
-                self.wake_one()
-            return batch
-
-    def wake_one(self) -> None:
-        """Unpark one worker (no-op when none is parked).  Until it runs, its entry 0 in
-        ``getters`` stands for it: it will look at the buffer and the taken batches, so
-        ``emit_async`` need not wake another."""
-        try:
-            lock = self.parked.pop()
-        except IndexError:
-            return
-        self.getters.append(0)
-        lock.release()
 
     def in_worker(self) -> bool:
         """True when called from one of this intake's drain loops."""
