@@ -495,14 +495,7 @@ class RedisTransport(Reads, RedisConnection, Transport):
         """See :meth:`Transport.close`; then every group slot without a running local
         member acknowledges what it settled and leaves its group (its partitions go
         to the other members at their next heartbeat)."""
-        cs = list(consumers)
-        for c in cs:
-            c.stop()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        ok = True
-        for c in cs:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ok = c.join(remaining) and ok
+        ok = self.stop_consumers(consumers, timeout)
         with self.lock:
             done = [s for s in self.slots if all(c.stopping for c in s.consumers)]
             for s in done:
