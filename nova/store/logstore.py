@@ -340,7 +340,7 @@ class LogStore(StoreLifecycle):
                 if sub._code == -2:
                     sub._head()
                 if (sub._code == -1 and not (system and sub._hide_system)) or sub._code == code:
-                    backlog = sub._backlog()
+                    backlog = sub._backlog_at(sub._head())
                     if backlog > 0 and backlog + k > sub._buffer:
                         full = sub
                         break
