@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from nova.store.base import SubscriptionStats
+from nova.store.protocol import SubscriptionStats
 from nova.store.consumer import Consumer
 from nova.store.args import is_system
 from nova.store.redis_rows import event_of

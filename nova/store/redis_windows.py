@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nova.store.base import EventBatch
+from nova.store.batch import EventBatch
 from nova.store.args import bound as _bound
 from nova.store.args import check_include_system, is_system
 from nova.store.redis_rows import MEMBER_DTYPE, RedisRows, event_of, ts_bytes
