@@ -550,6 +550,12 @@ class ColumnLog:
         st.last_pos += k
         st.live += k
         self._next_seq += k
+        self._added(n, ts)
+
+    def _added(self, n: int, ts: np.ndarray) -> None:
+        """Rows ``n..n+len(ts)`` with timestamps *ts* were written: the log's row
+        counts, its order flag and its latest timestamp follow."""
+        k = len(ts)
         if self._sorted:
             if ts[0] < self._max_ts or (k > 1 and bool((ts[1:] < ts[:-1]).any())):
                 self._sorted = False
@@ -603,14 +609,7 @@ class ColumnLog:
             st.last_pos = p
             st.live += 1
         self._next_seq = int(seq[-1]) + 1
-        if self._sorted:
-            if ts[0] < self._max_ts or (k > 1 and bool((ts[1:] < ts[:-1]).any())):
-                self._sorted = False
-        mx = int(ts.max())
-        if mx > self._max_ts:
-            self._max_ts = mx
-        self._n = n + k
-        self._live += k
+        self._added(n, ts)
         return k
 
     def restore_row(self, code: int, type_code: int, timestamp: int, sequence: int, position: int) -> None:
