@@ -433,12 +433,7 @@ class ColumnLog:
             self._ids.append(None)
         st.push(n)
         st.live += 1
-        if ts < self._max_ts:
-            self._sorted = False
-        else:
-            self._max_ts = ts
-        self._n = n + 1
-        self._live += 1
+        self._added_row(n, ts)
         return pos
 
     def append_named(self, name: str, event: Any) -> int:
@@ -552,6 +547,15 @@ class ColumnLog:
         self._next_seq += k
         self._added(n, ts)
 
+    def _added_row(self, n: int, ts: int) -> None:
+        """Row *n* with timestamp *ts* was written: as :meth:`_added` for one row."""
+        if ts < self._max_ts:
+            self._sorted = False
+        else:
+            self._max_ts = ts
+        self._n = n + 1
+        self._live += 1
+
     def _added(self, n: int, ts: np.ndarray) -> None:
         """Rows ``n..n+len(ts)`` with timestamps *ts* were written: the log's row
         counts, its order flag and its latest timestamp follow."""
@@ -650,12 +654,7 @@ class ColumnLog:
         st.last_pos = pos
         st.live += 1
         self._next_seq = seq + 1
-        if ts < self._max_ts:
-            self._sorted = False
-        else:
-            self._max_ts = ts
-        self._n = n + 1
-        self._live += 1
+        self._added_row(n, ts)
 
     # ---------------------------------------------------------------- state
     def __len__(self) -> int:

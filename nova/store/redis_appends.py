@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from nova import _core
 from nova._core._columns_common import _ids_list, _objects_list, _types_list
 from nova._core.timeconv import timestamps_array
-from nova.store.args import check_stream, is_system
+from nova.store.args import check_stream, events_seq, is_system
 from nova.errors import StoreLayoutError, StoreUnavailable, StreamFull, ValidationError, type_name
 from nova.events import Event
 from nova.store import redis_scripts as S
@@ -297,11 +297,7 @@ class Appends:
 
     def append_many(self, stream: str, events: Iterable[Any]) -> int:
         """Append the Events of an iterable to *stream* (all or nothing); see :meth:`append`."""
-        if not isinstance(events, (list, tuple)):
-            if not isinstance(events, Iterable):
-                raise TypeError(f"Expected events as an iterable of Event, got {type_name(events)}")
-            events = list(events)
-        return self.append(stream, *events)
+        return self.append(stream, *events_seq(events))
 
     def append_columns(self, stream: str, *, types: Any, timestamps: Any, data: Any = None, ids: Any = None) -> int:
         """Append rows given as columns (all or nothing), as
