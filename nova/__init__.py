@@ -13,12 +13,12 @@ Public names are imported lazily on first use, so ``import nova`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import TYPE_CHECKING, Any
 
 from nova import errors
 from nova._core import USING_EXTENSIONS
+from nova._util.lazy import lazy_dir, load_lazy
 from nova._version import __version__
 
 __all__ = (
@@ -145,16 +145,11 @@ if TYPE_CHECKING:  # pragma: no cover - type checkers see the real classes, not 
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nova' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return load_lazy(__name__, _LAZY, globals(), name)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return lazy_dir(globals(), __all__)
 
 
 def show_versions(file: Any = None) -> dict[str, str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -31,6 +31,13 @@ __all__ = (
     "NO_ROWS",
     "check_capacity",
     "refuse_name",
+    "name_code",
+    "check_limit",
+    "check_slice_args",
+    "alive_mask",
+    "filter_rows",
+    "collect_alive",
+    "kill_rows",
     "grow_array",
     "check_rows",
     "extend_index",
@@ -72,7 +79,7 @@ def check_capacity(capacity: object) -> int:
     return max(capacity, MIN_CAPACITY)
 
 
-def refuse_name(name: object, what: str) -> None:
+def refuse_name(name: object, what: str) -> NoReturn:
     """Raise for a *name* that is not a non-empty ``str`` (a stream name or an event
     type given to the log); *what* names it.
 
@@ -81,6 +88,119 @@ def refuse_name(name: object, what: str) -> None:
     """
     got = repr(name) if isinstance(name, str) else type(name).__name__
     raise ValidationError(f"Expected a non-empty str {what}, got {got}")
+
+
+def name_code(index: dict[str, int], names: list[str], name: object, what: str, create: bool) -> int:
+    """The code of *name* in a name table (``names[code] == name``, *index* the reverse
+    map): a new code, appended, if *create*, else -1 when unknown.  *what* names the
+    kind of name for the error.
+
+    Raises:
+        ValidationError: *name* is not a non-empty ``str``.
+    """
+    if not isinstance(name, str) or not name:
+        refuse_name(name, what)
+    code = index.get(name)
+    if code is not None:
+        return code
+    if not create:
+        return -1
+    code = len(names)
+    names.append(name)
+    index[name] = code
+    return code
+
+
+def check_limit(limit: object) -> None:
+    """Refuse a negative row *limit* (``None`` is no limit).
+
+    Raises:
+        ValueError: *limit* < 0.
+    """
+    if limit is not None and limit < 0:  # type: ignore[operator]
+        raise ValueError(f"Expected limit >= 0 or None, got {limit}")
+
+
+def check_slice_args(lo: object, hi: object, rows: object, n: int) -> tuple[int, int, np.ndarray | None]:
+    """The arguments of a ``WindowSlice(log, lo, hi, rows)`` made from Python, checked
+    against a log of *n* rows: ``(lo, hi, None)`` for rows ``[lo, hi)``, or
+    ``(0, 0, rows)`` with *rows* as int64 row indexes (see :func:`check_rows`).
+
+    Raises:
+        ValueError: bounds or rows outside ``[0, n)``.
+    """
+    if rows is None:
+        if not _is_index(lo) or not _is_index(hi) or not 0 <= lo <= hi <= n:  # type: ignore[operator]
+            raise ValueError(
+                f"Expected rows lo, hi with 0 <= lo <= hi <= {n}, got {lo!r}, {hi!r}"
+            )
+        return int(lo), int(hi), None  # type: ignore[call-overload]
+    return 0, 0, check_rows(rows, n)
+
+
+def _is_index(x: object) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def alive_mask(rows: np.ndarray, start: int, flags: np.ndarray) -> np.ndarray:
+    """Which of *rows* are alive: at or after the log's first row *start* and not
+    tombstoned in *flags*."""
+    mask: np.ndarray = (rows >= start) & ((flags[rows] & FLAG_DEAD) == 0)
+    return mask
+
+
+def filter_rows(
+    rows: np.ndarray,
+    streams: np.ndarray,
+    types: np.ndarray,
+    stream_codes: Sequence[int] | None,
+    type_codes: Sequence[int] | None,
+) -> np.ndarray:
+    """The rows among *rows* whose stream code (column *streams*) is one of
+    *stream_codes* and whose type code (column *types*) is one of *type_codes*
+    (``None``: any)."""
+    if stream_codes is not None:
+        rows = rows[np.isin(streams[rows], np.asarray(list(stream_codes), dtype=np.int32))]
+    if type_codes is not None:
+        rows = rows[np.isin(types[rows], np.asarray(list(type_codes), dtype=np.int32))]
+    return rows
+
+
+def collect_alive(
+    index: np.ndarray | None, lo: int, hi: int, limit: int | None, start: int, flags: np.ndarray, dead: int
+) -> np.ndarray:
+    """The alive rows among ``index[lo:hi]`` (``index=None``: the physical rows
+    ``lo..hi``), the first *limit* of them (``None``: all), gathered in chunks that
+    double so that a small limit reads little.  *start* and *flags* are the log's
+    (see :func:`alive_mask`); with *start* 0 and no *dead* row every row is alive."""
+    want = (hi - lo) if limit is None else min(limit, hi - lo)
+    parts: list[np.ndarray] = []
+    got = 0
+    i = lo
+    chunk = max(want, 64)
+    while got < want and i < hi:
+        j = min(hi, i + chunk)
+        rows = index[i:j] if index is not None else np.arange(i, j, dtype=np.int64)
+        if dead or start:
+            rows = rows[alive_mask(rows, start, flags)]
+        if got + len(rows) > want:
+            rows = rows[: want - got]
+        parts.append(rows)
+        got += len(rows)
+        i = j
+        chunk *= 2
+    if not parts:
+        return np.empty(0, dtype=np.int64)
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def kill_rows(flags: np.ndarray, streams: np.ndarray, rows: np.ndarray, nstreams: int) -> list[tuple[int, int]]:
+    """Tombstone *rows* (alive rows) in *flags*; return ``(stream code, rows killed)``
+    for each of the *nstreams* streams that lost some (column *streams*)."""
+    flags[rows] |= FLAG_DEAD
+    counts = np.bincount(streams[rows], minlength=nstreams)
+    codes = np.flatnonzero(counts)
+    return list(zip(codes.tolist(), counts[codes].tolist()))
 
 
 def grow_array(arr: np.ndarray, used: int, need: int) -> np.ndarray:
@@ -207,6 +327,18 @@ class Compaction:
         out = np.empty(max(k + k // 2, MIN_CAPACITY), dtype=np.int64)
         out[:k] = r
         return out, k
+
+    def reindex(
+        self, perm: np.ndarray, perm_start: int, perm_n: int, ts: np.ndarray
+    ) -> tuple[bool, np.ndarray | None, np.ndarray | None, int, int]:
+        """The time index of an out-of-order log after compaction (see :meth:`index`)
+        as the log's new ``(sorted, perm, perm_ts, perm_n, perm_start)``: sorted with
+        no index when the kept rows are in time order, else the renumbered index over
+        the ``m`` kept rows (``perm_rows`` is then ``perm_n``)."""
+        index = self.index(perm, perm_start, perm_n, ts)
+        if index is None:  # the kept rows are in time order again
+            return True, None, None, 0, 0
+        return False, index[0], index[1], self.m, 0
 
     def index(self, perm: np.ndarray, perm_start: int, perm_n: int, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """The time index ``perm[perm_start:perm_n]`` renumbered, with the compacted

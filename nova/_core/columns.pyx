@@ -36,11 +36,16 @@ from nova._core._columns_common import (
     _ids_list,
     _objects_list,
     _types_list,
+    alive_mask,
     check_capacity,
-    check_rows as _check_rows,
+    check_limit,
+    check_slice_args,
+    collect_alive,
     extend_index,
+    filter_rows,
     grow_array as _grow_array,
-    refuse_name,
+    kill_rows,
+    name_code,
     release_types,
     restore_columns,
     trim_auto_ids,
@@ -267,10 +272,6 @@ cdef class _Stream:
         return 0
 
 
-cdef inline bint _is_int(object v):
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
 cdef WindowSlice _slice(ColumnLog log, Py_ssize_t lo, Py_ssize_t hi, object rows):
     """A slice over bounds the log computed itself (no checks)."""
     cdef WindowSlice sl = WindowSlice.__new__(WindowSlice)
@@ -291,15 +292,7 @@ cdef class WindowSlice:
     def __init__(self, ColumnLog log not None, lo, hi, rows):
         # Internal callers go through _slice() (bounds they computed); from Python every
         # bound is checked, as the object columns are later read without checks.
-        cdef Py_ssize_t n = log._n
-        if rows is None:
-            if not _is_int(lo) or not _is_int(hi) or not 0 <= lo <= hi <= n:
-                raise ValueError(
-                    f"Expected rows lo, hi with 0 <= lo <= hi <= {n}, got {lo!r}, {hi!r}"
-                )
-        else:
-            rows = _check_rows(rows, n)
-            lo = hi = 0
+        lo, hi, rows = check_slice_args(lo, hi, rows, log._n)
         self._init(log, lo, hi, rows)
 
     cdef int _init(self, ColumnLog log, Py_ssize_t lo, Py_ssize_t hi, object rows) except -1:
@@ -577,29 +570,17 @@ cdef class ColumnLog:
         Raises:
             ValidationError: *name* is not a non-empty ``str``.
         """
-        if not isinstance(name, str) or not name:
-            refuse_name(name, "stream name")
-        code = self._stream_index.get(name)
-        if code is not None:
-            return code
-        if not create:
-            return -1
-        code = len(self._stream_names)
-        self._stream_names.append(name)
-        self._stream_index[name] = code
-        self._streams.append(_Stream())
+        code = name_code(self._stream_index, self._stream_names, name, "stream name", create)
+        if code == len(self._streams):  # a new stream
+            self._streams.append(_Stream())
         return code
 
     cdef int32_t _tcode(self, object name) except -1:
         if name is self._last_type:
             return self._last_tcode
         code = self._type_index.get(name)
-        if code is None:
-            if not isinstance(name, str) or not name:
-                refuse_name(name, "event type")
-            code = len(self._type_names)
-            self._type_names.append(name)
-            self._type_index[name] = code
+        if code is None:  # a new name (or not a name: refused)
+            code = name_code(self._type_index, self._type_names, name, "event type", True)
         self._last_type = name
         self._last_tcode = code
         return self._last_tcode
@@ -612,14 +593,7 @@ cdef class ColumnLog:
         Raises:
             ValidationError: *name* is not a non-empty ``str``.
         """
-        if not isinstance(name, str) or not name:
-            refuse_name(name, "event type")
-        code = self._type_index.get(name)
-        if code is not None:
-            return code
-        if not create:
-            return -1
-        return self._tcode(name)
+        return name_code(self._type_index, self._type_names, name, "event type", create)
 
     def stream_names(self):
         """stream_names() -> list[str]
@@ -1104,7 +1078,7 @@ cdef class ColumnLog:
         return 0
 
     cdef object _alive_mask(self, object rows):
-        return (rows >= self._start) & ((self._flags[rows] & C_DEAD) == 0)
+        return alive_mask(rows, self._start, self._flags)
 
     cdef tuple _range(self, object start, object end):
         cdef Py_ssize_t lo = self._start
@@ -1157,11 +1131,7 @@ cdef class ColumnLog:
         if self._sorted and not self._dead and stream_codes is None and type_codes is None:
             lo, hi = self._range(start, end)
             return _slice(self, lo, hi, None)
-        rows = self._ordered_rows(start, end)
-        if stream_codes is not None:
-            rows = rows[np.isin(self._stream[rows], np.asarray(list(stream_codes), dtype=np.int32))]
-        if type_codes is not None:
-            rows = rows[np.isin(self._type[rows], np.asarray(list(type_codes), dtype=np.int32))]
+        rows = filter_rows(self._ordered_rows(start, end), self._stream, self._type, stream_codes, type_codes)
         return _slice(self, 0, 0, rows)
 
     def stream_slice(self, code, after_position, limit=None):
@@ -1174,8 +1144,7 @@ cdef class ColumnLog:
             ValueError: unknown stream code, or a negative *limit*.
         """
         cdef _Stream st = self._state(code)
-        if limit is not None and limit < 0:
-            raise ValueError(f"Expected limit >= 0 or None, got {limit}")
+        check_limit(limit)
         cdef int64_t after = _clamp_int64(after_position)
         if limit is not None and limit > self._n:
             limit = None  # more than every row: all of them (and no C overflow)
@@ -1199,8 +1168,7 @@ cdef class ColumnLog:
         Raises:
             ValueError: a negative *limit*.
         """
-        if limit is not None and limit < 0:
-            raise ValueError(f"Expected limit >= 0 or None, got {limit}")
+        check_limit(limit)
         if limit is not None and limit > self._n:
             limit = None  # more than every row: all of them (and no C overflow)
         cdef Py_ssize_t lo = _upper_bound(self._seq_p, self._start, self._n, _clamp_int64(after_seq))
@@ -1211,26 +1179,7 @@ cdef class ColumnLog:
         return _slice(self, 0, 0, self._collect(None, lo, self._n, limit))
 
     cdef object _collect(self, object index, Py_ssize_t lo, Py_ssize_t hi, object limit):
-        cdef Py_ssize_t want = (hi - lo) if limit is None else <Py_ssize_t>limit
-        cdef Py_ssize_t got = 0
-        cdef Py_ssize_t i = lo
-        cdef Py_ssize_t j
-        cdef Py_ssize_t chunk = max(want, 64)
-        cdef list parts = []
-        while got < want and i < hi:
-            j = min(hi, i + chunk)
-            rows = index[i:j] if index is not None else np.arange(i, j, dtype=np.int64)
-            if self._dead or self._start:
-                rows = rows[self._alive_mask(rows)]
-            if got + len(rows) > want:
-                rows = rows[:want - got]
-            parts.append(rows)
-            got += len(rows)
-            i = j
-            chunk *= 2
-        if not parts:
-            return np.empty(0, dtype=np.int64)
-        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return collect_alive(index, lo, hi, limit, self._start, self._flags, self._dead)
 
     # ---------------------------------------------------------------- eviction
     cdef Py_ssize_t _kill(self, object rows) except -1:
@@ -1239,12 +1188,10 @@ cdef class ColumnLog:
         cdef _Stream st
         if k == 0:
             return 0
-        self._flags[rows] |= C_DEAD
-        counts = np.bincount(self._stream[rows], minlength=len(self._streams))
-        for c in np.flatnonzero(counts).tolist():
+        for c, dead in kill_rows(self._flags, self._stream, rows, len(self._streams)):
             st = <_Stream>self._streams[c]
-            st.live -= int(counts[c])
-            st.evicted += int(counts[c])
+            st.live -= dead
+            st.evicted += dead
         self._dead += k
         self._live -= k
         return k
@@ -1349,15 +1296,10 @@ cdef class ColumnLog:
             st.set_rows(rows)
             st.head = 0
         if not self._sorted:
-            index = plan.index(self._perm, self._perm_start, self._perm_n, self._ts)
-            if index is None:  # the kept rows are in time order again
-                self._sorted = True
-                self._perm = self._perm_ts = None
-                self._perm_n = self._perm_start = self._perm_rows = 0
-            else:
-                self._perm, self._perm_ts = index
-                self._perm_n = self._perm_rows = m
-                self._perm_start = 0
+            self._sorted, self._perm, self._perm_ts, self._perm_n, self._perm_start = plan.reindex(
+                self._perm, self._perm_start, self._perm_n, self._ts
+            )
+            self._perm_rows = self._perm_n
         if self._sorted:
             self._max_ts = self._ts_p[m - 1] if m else INT64_MIN
         self._n = m

@@ -28,8 +28,9 @@ Eviction
     taken earlier stays valid and consistent whatever happens to the log afterwards.
 
 The numpy work both twins share (index merge, compaction plans, name release) and the
-argument checks live in :mod:`nova._core._columns_common`.  Over 600 lines because it
-is one idea, the column log and the slices that read it.
+argument checks live in :mod:`nova._core._columns_common`.  Over 600 lines (and
+:class:`ColumnLog` over ~400) because it is one idea, the column log and the slices
+that read it, mirrored method for method by the compiled twin.
 """
 
 from __future__ import annotations
@@ -55,11 +56,16 @@ from nova._core._columns_common import (
     _ids_list,
     _objects_list,
     _types_list,
+    alive_mask,
     check_capacity,
-    check_rows,
+    check_limit,
+    check_slice_args,
+    collect_alive,
     extend_index,
+    filter_rows,
     grow_array,
-    refuse_name,
+    kill_rows,
+    name_code,
     release_types,
     restore_columns,
     trim_auto_ids,
@@ -119,10 +125,6 @@ class _Stream:
         self.n += count
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
 def _slice(log: ColumnLog, lo: int, hi: int, rows: np.ndarray | None) -> WindowSlice:
     """A slice over bounds the log computed itself (no checks)."""
     sl = WindowSlice.__new__(WindowSlice)
@@ -150,16 +152,8 @@ class WindowSlice:
         # bound is checked, as the compiled twin reads the object columns unchecked.
         if not isinstance(log, ColumnLog):
             raise TypeError(f"Expected a ColumnLog, got {_tname(log)}")
-        n = log._n
-        if rows is None:
-            if not _is_int(lo) or not _is_int(hi) or not 0 <= lo <= hi <= n:
-                raise ValueError(
-                    f"Expected rows lo, hi with 0 <= lo <= hi <= {n}, got {lo!r}, {hi!r}"
-                )
-        else:
-            rows = check_rows(rows, n)
-            lo = hi = 0
-        self._init(log, int(lo), int(hi), rows)
+        lo, hi, rows = check_slice_args(lo, hi, rows, log._n)
+        self._init(log, lo, hi, rows)
 
     def _init(self, log: ColumnLog, lo: int, hi: int, rows: np.ndarray | None) -> None:
         if rows is None:
@@ -357,17 +351,9 @@ class ColumnLog:
         Raises:
             ValidationError: *name* is not a non-empty ``str``.
         """
-        if not isinstance(name, str) or not name:
-            refuse_name(name, "stream name")
-        code = self._stream_index.get(name)
-        if code is not None:
-            return code
-        if not create:
-            return -1
-        code = len(self._stream_names)
-        self._stream_names.append(name)
-        self._stream_index[name] = code
-        self._streams.append(_Stream())
+        code = name_code(self._stream_index, self._stream_names, name, "stream name", create)
+        if code == len(self._streams):  # a new stream
+            self._streams.append(_Stream())
         return code
 
     def type_code(self, name: str, create: bool = True) -> int:
@@ -376,17 +362,11 @@ class ColumnLog:
         Raises:
             ValidationError: *name* is not a non-empty ``str``.
         """
-        if not isinstance(name, str) or not name:
-            refuse_name(name, "event type")
-        code = self._type_index.get(name)
-        if code is not None:
-            return code
-        if not create:
-            return -1
-        code = len(self._type_names)
-        self._type_names.append(name)
-        self._type_index[name] = code
-        return code
+        if type(name) is str:  # a known name first: this runs per appended event
+            code = self._type_index.get(name)
+            if code is not None:
+                return code
+        return name_code(self._type_index, self._type_names, name, "event type", create)
 
     def stream_names(self) -> list[str]:
         """Every stream name ever appended to, indexed by code (a copy)."""
@@ -453,12 +433,7 @@ class ColumnLog:
             self._ids.append(None)
         st.push(n)
         st.live += 1
-        if ts < self._max_ts:
-            self._sorted = False
-        else:
-            self._max_ts = ts
-        self._n = n + 1
-        self._live += 1
+        self._added_row(n, ts)
         return pos
 
     def append_named(self, name: str, event: Any) -> int:
@@ -570,6 +545,21 @@ class ColumnLog:
         st.last_pos += k
         st.live += k
         self._next_seq += k
+        self._added(n, ts)
+
+    def _added_row(self, n: int, ts: int) -> None:
+        """Row *n* with timestamp *ts* was written: as :meth:`_added` for one row."""
+        if ts < self._max_ts:
+            self._sorted = False
+        else:
+            self._max_ts = ts
+        self._n = n + 1
+        self._live += 1
+
+    def _added(self, n: int, ts: np.ndarray) -> None:
+        """Rows ``n..n+len(ts)`` with timestamps *ts* were written: the log's row
+        counts, its order flag and its latest timestamp follow."""
+        k = len(ts)
         if self._sorted:
             if ts[0] < self._max_ts or (k > 1 and bool((ts[1:] < ts[:-1]).any())):
                 self._sorted = False
@@ -623,14 +613,7 @@ class ColumnLog:
             st.last_pos = p
             st.live += 1
         self._next_seq = int(seq[-1]) + 1
-        if self._sorted:
-            if ts[0] < self._max_ts or (k > 1 and bool((ts[1:] < ts[:-1]).any())):
-                self._sorted = False
-        mx = int(ts.max())
-        if mx > self._max_ts:
-            self._max_ts = mx
-        self._n = n + k
-        self._live += k
+        self._added(n, ts)
         return k
 
     def restore_row(self, code: int, type_code: int, timestamp: int, sequence: int, position: int) -> None:
@@ -671,12 +654,7 @@ class ColumnLog:
         st.last_pos = pos
         st.live += 1
         self._next_seq = seq + 1
-        if ts < self._max_ts:
-            self._sorted = False
-        else:
-            self._max_ts = ts
-        self._n = n + 1
-        self._live += 1
+        self._added_row(n, ts)
 
     # ---------------------------------------------------------------- state
     def __len__(self) -> int:
@@ -749,8 +727,7 @@ class ColumnLog:
         self._perm_rows = self._n
 
     def _alive_mask(self, rows: np.ndarray) -> np.ndarray:
-        mask: np.ndarray = (rows >= self._start) & ((self._flags[rows] & FLAG_DEAD) == 0)
-        return mask
+        return alive_mask(rows, self._start, self._flags)
 
     def _range(self, start: int | None, end: int | None) -> tuple[int, int]:
         """Physical rows [lo, hi) with start <= ts < end (sorted mode)."""
@@ -802,22 +779,8 @@ class ColumnLog:
             lo, hi = self._range(start, end)
             return _slice(self, lo, hi, None)
         rows = self._ordered_rows(start, end)
-        rows = self._filter(rows, stream_codes, type_codes)
+        rows = filter_rows(rows, self._stream, self._type, stream_codes, type_codes)
         return _slice(self, 0, 0, rows)
-
-    def _filter(
-        self,
-        rows: np.ndarray,
-        stream_codes: Sequence[int] | None,
-        type_codes: Sequence[int] | None,
-    ) -> np.ndarray:
-        if stream_codes is not None:
-            codes = np.asarray(list(stream_codes), dtype=np.int32)
-            rows = rows[np.isin(self._stream[rows], codes)]
-        if type_codes is not None:
-            codes = np.asarray(list(type_codes), dtype=np.int32)
-            rows = rows[np.isin(self._type[rows], codes)]
-        return rows
 
     def stream_slice(self, code: int, after_position: int, limit: int | None = None) -> WindowSlice:
         """Live rows of stream *code* with position > *after_position*, in position
@@ -827,8 +790,7 @@ class ColumnLog:
             ValueError: unknown stream code, or a negative *limit*.
         """
         st = self._stream_state(code)
-        if limit is not None and limit < 0:
-            raise ValueError(f"Expected limit >= 0 or None, got {limit}")
+        check_limit(limit)
         srows = st.rows
         pos = self._pos
         lo, hi = st.head, st.n
@@ -847,8 +809,7 @@ class ColumnLog:
         Raises:
             ValueError: a negative *limit*.
         """
-        if limit is not None and limit < 0:
-            raise ValueError(f"Expected limit >= 0 or None, got {limit}")
+        check_limit(limit)
         s, n = self._start, self._n
         lo = s + int(np.searchsorted(self._seq[s:n], after_seq, side="right"))
         if not self._dead:
@@ -858,24 +819,7 @@ class ColumnLog:
 
     def _collect(self, index: np.ndarray | None, lo: int, hi: int, limit: int | None) -> np.ndarray:
         """Alive rows among ``index[lo:hi]`` (or physical rows lo..hi), first *limit*."""
-        want = (hi - lo) if limit is None else limit
-        parts: list[np.ndarray] = []
-        got = 0
-        i = lo
-        chunk = max(want, 64)
-        while got < want and i < hi:
-            j = min(hi, i + chunk)
-            rows = index[i:j] if index is not None else np.arange(i, j, dtype=np.int64)
-            rows = rows[self._alive_mask(rows)]
-            if got + len(rows) > want:
-                rows = rows[: want - got]
-            parts.append(rows)
-            got += len(rows)
-            i = j
-            chunk *= 2
-        if not parts:
-            return np.empty(0, dtype=np.int64)
-        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return collect_alive(index, lo, hi, limit, self._start, self._flags, self._dead)
 
     # ---------------------------------------------------------------- eviction
     def _kill(self, rows: np.ndarray) -> int:
@@ -884,12 +828,10 @@ class ColumnLog:
         k = len(rows)
         if k == 0:
             return 0
-        self._flags[rows] |= FLAG_DEAD
-        counts = np.bincount(self._stream[rows], minlength=len(self._streams))
-        for c in np.flatnonzero(counts).tolist():
+        for c, dead in kill_rows(self._flags, self._stream, rows, len(self._streams)):
             st = self._streams[c]
-            st.live -= int(counts[c])
-            st.evicted += int(counts[c])
+            st.live -= dead
+            st.evicted += dead
         self._dead += k
         self._live -= k
         return k
@@ -981,15 +923,10 @@ class ColumnLog:
             st.head = 0
         if not self._sorted:
             assert self._perm is not None
-            index = plan.index(self._perm, self._perm_start, self._perm_n, self._ts)
-            if index is None:  # the kept rows are in time order again
-                self._sorted = True
-                self._perm = self._perm_ts = None
-                self._perm_n = self._perm_start = self._perm_rows = 0
-            else:
-                self._perm, self._perm_ts = index
-                self._perm_n = self._perm_rows = m
-                self._perm_start = 0
+            self._sorted, self._perm, self._perm_ts, self._perm_n, self._perm_start = plan.reindex(
+                self._perm, self._perm_start, self._perm_n, self._ts
+            )
+            self._perm_rows = self._perm_n
         if self._sorted:
             self._max_ts = int(self._ts[m - 1]) if m else INT64_MIN
         self._n = m

@@ -193,13 +193,7 @@ class RingQueue:
                             raise closed_put_error()
                 finally:
                     self._putters -= 1
-            items.append(item)
-            self._puts += 1
-            n = len(items)
-            if n > self._peak:
-                self._peak = n
-            if self._getters or self._putters:
-                self._after_put(n)
+            self._append(item)
 
     def put_nowait(self, item: Any) -> None:
         """Append *item* if there is room.
@@ -214,13 +208,19 @@ class RingQueue:
             items = self._items
             if len(items) >= self._cap:
                 raise full_error(self._cap)
-            items.append(item)
-            self._puts += 1
-            n = len(items)
-            if n > self._peak:
-                self._peak = n
-            if self._getters or self._putters:
-                self._after_put(n)
+            self._append(item)
+
+    def _append(self, item: Any) -> None:
+        """Append *item* (lock held, room checked): count it, track the peak, wake a
+        waiter if one is due."""
+        items = self._items
+        items.append(item)
+        self._puts += 1
+        n = len(items)
+        if n > self._peak:
+            self._peak = n
+        if self._getters or self._putters:
+            self._after_put(n)
 
     # Wake-ups (with the lock held).  A getter waits only while the queue is empty and a
     # putter only while it is full, so a notify is due only when that changes; a woken

@@ -23,9 +23,9 @@ from nova.observability.observers import plus as observers_plus
 from nova.listener.calls import threadsafe_set
 from nova.listener.config import ListenerConfig
 from nova.listener.drain import DrainMixin
+from nova.listener.health import HealthMixin
 from nova.listener.managed import ManagedListener
 from nova.listener.pending import CLAIMED, IN_TASK, Retry
-from nova.listener.stats import HEALTH_ORDER, STAT_FIELDS, Health, HealthDetail, ListenerStats
 from nova.resilience.redrive import RedriveReport, Target, redrive
 from nova.resilience.policy import DeadLetter
 from nova.resilience.scheduler import Scheduler
@@ -47,7 +47,7 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class ListenerManager(DrainMixin):
+class ListenerManager(DrainMixin, HealthMixin):
     """Runs listeners with retries, circuit breakers, dead letters, timeouts and limits.
 
     (Size: the public API of the manager with its docstrings; calls, retries, draining
@@ -334,73 +334,6 @@ class ListenerManager(DrainMixin):
         managed = self.get(listener_id)
         check_event(event)
         return await managed.arun_inline(event, topic=topic)
-
-    # -- health and stats ------------------------------------------------------------------------
-    def listener_health(self, listener_id: str) -> Health:
-        """The :class:`Health` of one listener (rules in :meth:`health`).
-
-        Raises:
-            nova.errors.ListenerNotFound: no listener has that id.
-        """
-        return self.get(listener_id).health()
-
-    def health(self) -> Health:
-        """The worst health of the registered listeners (HEALTHY when there are none).
-
-        Per listener, in this order:
-
-        * ``CIRCUIT_OPEN`` if its breaker is open (a breaker whose ``timeout`` passed is
-          half-open, computed from the clock without waiting for a call);
-        * ``UNHEALTHY`` if at least half of its calls in the last circuit ``window``
-          failed, with at least 10 calls in the window (calls are counted in 1/16-window
-          slices, so the window's edge is exact to a sixteenth);
-        * ``DEGRADED`` if its breaker is half-open, a call failed within the window or
-          retries are pending;
-        * ``HEALTHY`` otherwise.
-        """
-        with self._lock:
-            listeners = list(self._listeners.values())
-        worst = Health.HEALTHY
-        for m in listeners:
-            h = m.health()
-            if HEALTH_ORDER[h] > HEALTH_ORDER[worst]:
-                worst = h
-        return worst
-
-    def health_detail(self, listener_id: str | None = None) -> list[HealthDetail]:
-        """Why :meth:`health` says what it says: a :class:`HealthDetail` (listener, health,
-        the rule that decided it, since when) per registered listener (or for
-        *listener_id* only), worst first.
-
-        Raises:
-            nova.errors.ListenerNotFound: *listener_id* is not registered.
-
-        .. versionadded:: 0.2
-        """
-        if listener_id is not None:
-            return [self.get(listener_id).health_detail()]
-        with self._lock:
-            listeners = list(self._listeners.values())
-        details = [m.health_detail() for m in listeners]
-        details.sort(key=lambda d: -HEALTH_ORDER[d.health])
-        return details
-
-    def stats(self, listener_id: str | None = None) -> ListenerStats:
-        """Counters of one listener, or the totals over the registered ones (``None``).
-
-        Raises:
-            nova.errors.ListenerNotFound: no listener has that id.
-        """
-        if listener_id is not None:
-            return self.get(listener_id).stats()
-        with self._lock:
-            listeners = list(self._listeners.values())
-        totals = dict.fromkeys(STAT_FIELDS, 0)
-        for m in listeners:
-            s = m.stats()
-            for f in STAT_FIELDS:
-                totals[f] += getattr(s, f)
-        return ListenerStats(None, **totals)
 
     # -- redrive -----------------------------------------------------------------------------------
     def redrive(self, store: Any, *, listener_id: str | None = None, start: Any = None,

@@ -14,9 +14,9 @@ server).  See ``docs/observability.md``.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from nova._util.lazy import lazy_dir, load_lazy
 from nova.observability.metrics import (
     MetricsCollector,
     NoOpMetricsCollector,
@@ -55,13 +55,8 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'nova.observability' has no attribute {name!r}")
-    value = getattr(importlib.import_module(mod), name)
-    globals()[name] = value
-    return value
+    return load_lazy(__name__, _LAZY, globals(), name)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return lazy_dir(globals(), __all__)

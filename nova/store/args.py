@@ -6,15 +6,16 @@ Each raises at the call with "Expected <what>, got <what came>".
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from nova.errors import ValidationError, type_name
 from nova.events import to_timestamp_ns
 from nova.store.bounds import parse_iso_ns
 from nova.store.protocol import Cursor
 
-__all__ = ("check_stream", "bound", "names", "cursor_position", "SYSTEM_PREFIX", "is_system",
-           "check_include_system")
+__all__ = ("check_stream", "bound", "names", "cursor_position", "events_seq", "SYSTEM_PREFIX",
+           "is_system", "check_include_system")
 
 #: Streams whose name starts with this prefix are nova's own (dead letters, redrive acks,
 #: audit records): ``replay``/``window``/``subscribe`` leave them out unless asked.
@@ -28,6 +29,16 @@ def check_stream(stream: object) -> None:
         raise TypeError(f"Expected a str stream name, got {type_name(stream)}")
     if not stream:
         raise ValidationError("Expected a non-empty str stream name, got ''")
+
+
+def events_seq(events: object) -> Sequence[Any]:
+    """The events given to ``append_many`` as a list or tuple (an iterable is read
+    once into a list); the events themselves are checked by ``append``."""
+    if isinstance(events, (list, tuple)):
+        return events
+    if not isinstance(events, Iterable):
+        raise TypeError(f"Expected events as an iterable of Event, got {type_name(events)}")
+    return list(events)
 
 
 def bound(value: object, name: str) -> int | None:

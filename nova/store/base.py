@@ -6,24 +6,8 @@
 
 from __future__ import annotations
 
+from nova.store import protocol as _protocol
 from nova.store.batch import EventBatch
-from nova.store.protocol import (
-    ON_FULL_POLICIES,
-    OVERFLOW_POLICIES,
-    Cursor,
-    EventStore,
-    StoreStats,
-    StreamInfo,
-    SubscriptionStats,
-)
+from nova.store.protocol import *  # noqa: F403 - the names of protocol.__all__, listed there once
 
-__all__ = (
-    "Cursor",
-    "EventBatch",
-    "EventStore",
-    "StreamInfo",
-    "StoreStats",
-    "SubscriptionStats",
-    "OVERFLOW_POLICIES",
-    "ON_FULL_POLICIES",
-)
+__all__ = ("EventBatch", *_protocol.__all__)

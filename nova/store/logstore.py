@@ -29,7 +29,7 @@ from nova._core import forksafe as _forksafe
 from nova._util import atexit as _exit
 from nova._util.checks import check_clock, check_int, check_opt_int, check_timeout
 from nova.errors import StoreClosed, StreamFull, ValidationError, type_name
-from nova.store.args import bound, check_include_system, check_stream, cursor_position, is_system, names
+from nova.store.args import bound, check_include_system, check_stream, cursor_position, events_seq, is_system, names
 from nova.store.batch import EventBatch
 from nova.store.lifecycle import StoreLifecycle, sweep_loop
 from nova.store.protocol import ON_FULL_POLICIES, OVERFLOW_POLICIES, Cursor, StoreStats, StreamInfo
@@ -237,11 +237,7 @@ class LogStore(StoreLifecycle):
     def append_many(self, stream: str, events: Iterable[Any]) -> int:
         """Append the Events of an iterable to *stream* (all or nothing); return the
         last position.  Same errors as :meth:`append`."""
-        if not isinstance(events, (list, tuple)):
-            if not isinstance(events, Iterable):
-                raise TypeError(f"Expected events as an iterable of Event, got {type_name(events)}")
-            events = list(events)
-        return self.append(stream, *events)
+        return self.append(stream, *events_seq(events))
 
     def append_columns(
         self,
@@ -340,7 +336,7 @@ class LogStore(StoreLifecycle):
                 if sub._code == -2:
                     sub._head()
                 if (sub._code == -1 and not (system and sub._hide_system)) or sub._code == code:
-                    backlog = sub._backlog()
+                    backlog = sub._backlog_at(sub._head())
                     if backlog > 0 and backlog + k > sub._buffer:
                         full = sub
                         break

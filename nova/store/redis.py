@@ -13,7 +13,8 @@ The store is assembled from one module per idea: :mod:`~nova.store.redis_connect
 :mod:`~nova.store.redis_windows` (windows and replay), :mod:`~nova.store.redis_scripts`
 (key layout and Lua), :mod:`~nova.store.redis_rows` (decoding replies) and
 :mod:`~nova.store.redis_subscription` (live subscriptions); docs/backends.md explains
-the design.
+the design.  Size: :class:`RedisStore` is over ~400 lines only by the full EventStore
+protocol with its docstrings; each mechanism is in the sibling module named.
 
 .. versionadded:: 0.2
 """
@@ -29,10 +30,11 @@ from datetime import timedelta
 from typing import Any
 
 from nova import _core
-from nova.errors import StoreClosed, StoreUnavailable, ValidationError
+from nova.errors import StoreClosed, StoreUnavailable, ValidationError, type_name
 from nova.store import redis_scripts as S
-from nova.store.base import ON_FULL_POLICIES, OVERFLOW_POLICIES, Cursor, EventBatch, StoreStats, StreamInfo
-from nova.store.args import check_include_system
+from nova.store.batch import EventBatch
+from nova.store.protocol import ON_FULL_POLICIES, OVERFLOW_POLICIES, Cursor, StoreStats, StreamInfo
+from nova.store.args import check_include_system, cursor_position
 from nova.store.codecs import Codec, get_codec
 from nova.store.lifecycle import StoreLifecycle, sweep_loop
 from nova._util.checks import check_opt_int as _opt_int
@@ -51,18 +53,11 @@ _ID_MAX = 2**64 - 1
 _PAGE = 10_000  # rows per read/window script call (a script blocks the server while it runs)
 
 
-def _tname(value: object) -> str:
-    return type(value).__name__
-
-
 class RedisStore(RedisConnection, Appends, WindowReads, StoreLifecycle):
     """RedisStore(url="redis://localhost:6379/0", *, client=None, prefix="nova",
     codec=None, retention=None, max_events_per_stream=None, on_full="evict_oldest",
     max_streams=None, timeout=5.0, retries=5, now_ns=None, sweep_interval=1.0,
     clock=None)
-
-    (Size: the full EventStore protocol with its docstrings; connection, appends,
-    windows and subscriptions are sibling modules.)
 
     An :class:`~nova.store.EventStore` on Redis Streams with MemoryStore's semantics,
     shared by every process that opens the same server and *prefix*.
@@ -138,13 +133,13 @@ class RedisStore(RedisConnection, Appends, WindowReads, StoreLifecycle):
             if seconds != float("inf"):
                 self._retention_ns = int(round(seconds * 1e9))
         if now_ns is not None and not callable(now_ns):
-            raise TypeError(f"Expected now_ns as a callable returning int ns, got {_tname(now_ns)}")
+            raise TypeError(f"Expected now_ns as a callable returning int ns, got {type_name(now_ns)}")
         self._now_ns: Callable[[], int] = now_ns if now_ns is not None else _core.now_ns
         interval = _check_timeout(sweep_interval, "sweep_interval")
         if interval is not None and interval <= 0:
             raise ValueError(f"Expected sweep_interval > 0 seconds or None, got {sweep_interval!r}")
         if clock is not None and not (callable(getattr(clock, "monotonic", None)) and callable(getattr(clock, "sleep", None))):
-            raise TypeError(f"Expected a clock with monotonic() and sleep(), got {_tname(clock)}")
+            raise TypeError(f"Expected a clock with monotonic() and sleep(), got {type_name(clock)}")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ValueError(f"Expected timeout as seconds > 0, got {timeout!r}")
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -165,7 +160,7 @@ class RedisStore(RedisConnection, Appends, WindowReads, StoreLifecycle):
             self._own_client = True
         else:
             if not callable(getattr(client, "evalsha", None)):
-                raise TypeError(f"Expected client as a redis.Redis, got {_tname(client)}")
+                raise TypeError(f"Expected client as a redis.Redis, got {type_name(client)}")
             kwargs = client.get_connection_kwargs() if hasattr(client, "get_connection_kwargs") else {}
             if kwargs.get("decode_responses"):
                 raise ValueError("Expected a redis client with decode_responses=False, got decode_responses=True")
@@ -244,18 +239,6 @@ class RedisStore(RedisConnection, Appends, WindowReads, StoreLifecycle):
         return self._k_stream + stream
 
     # ------------------------------------------------------------------ reads
-    @staticmethod
-    def _cursor_position(cursor: object, stream: str | None) -> int:
-        if cursor is None:
-            return 0
-        if not isinstance(cursor, Cursor):
-            raise TypeError(f"Expected a Cursor or None, got {_tname(cursor)}")
-        if cursor.stream != stream:
-            raise ValueError(f"Expected a cursor of stream {stream!r}, got one of {cursor.stream!r}")
-        if isinstance(cursor.position, bool) or not isinstance(cursor.position, int) or cursor.position < 0:
-            raise ValueError(f"Expected a cursor position as an int >= 0, got {cursor.position!r}")
-        return cursor.position
-
     def read(self, stream: str, cursor: Cursor | None = None, limit: int | None = None) -> tuple[list[Any], Cursor]:
         """Read the events of *stream* after *cursor* (``None``: from the start), at
         most *limit* (``None``: all), in position order; return them and the cursor
@@ -266,8 +249,8 @@ class RedisStore(RedisConnection, Appends, WindowReads, StoreLifecycle):
             StoreUnavailable: the server did not answer.
         """
         if not isinstance(stream, str):
-            raise TypeError(f"Expected a str stream name, got {_tname(stream)}")
-        after = self._cursor_position(cursor, stream)
+            raise TypeError(f"Expected a str stream name, got {type_name(stream)}")
+        after = cursor_position(cursor, stream)
         limit = _opt_int(limit, "limit", 0)
         if cursor is None:
             cursor = Cursor(stream, 0, None)
@@ -326,7 +309,7 @@ class RedisStore(RedisConnection, Appends, WindowReads, StoreLifecycle):
             TypeError: not a str.  KeyError: never appended to.  StoreClosed: closed.
         """
         if not isinstance(stream, str):
-            raise TypeError(f"Expected a str stream name, got {_tname(stream)}")
+            raise TypeError(f"Expected a str stream name, got {type_name(stream)}")
         self._check_open()
         self._expire()
         with self._guard(f"reading the info of {stream!r}"):
@@ -437,13 +420,13 @@ class RedisStore(RedisConnection, Appends, WindowReads, StoreLifecycle):
             TypeError / ValueError: bad arguments.  StoreClosed: closed.
         """
         if stream is not None and not isinstance(stream, str):
-            raise TypeError(f"Expected a str stream name or None, got {_tname(stream)}")
+            raise TypeError(f"Expected a str stream name or None, got {type_name(stream)}")
         if stream == "":
             raise ValidationError("Expected a non-empty str stream name or None, got ''")
         include_system = check_include_system(include_system)
-        after = self._cursor_position(cursor, stream)
+        after = cursor_position(cursor, stream)
         if isinstance(buffer, bool) or not isinstance(buffer, int):
-            raise TypeError(f"Expected buffer as an int, got {_tname(buffer)}")
+            raise TypeError(f"Expected buffer as an int, got {type_name(buffer)}")
         if buffer < 1:
             raise ValueError(f"Expected buffer >= 1, got {buffer}")
         if overflow not in OVERFLOW_POLICIES:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from nova import _core
 from nova._core._columns_common import _ids_list, _objects_list, _types_list
 from nova._core.timeconv import timestamps_array
-from nova.store.args import check_stream, is_system
-from nova.errors import StoreLayoutError, StoreUnavailable, StreamFull, ValidationError
+from nova.store.args import check_stream, events_seq, is_system
+from nova.errors import StoreLayoutError, StoreUnavailable, StreamFull, ValidationError, type_name
 from nova.events import Event
 from nova.store import redis_scripts as S
 from nova.store.redis_rows import msgpack_array, ts_bytes
@@ -44,10 +44,6 @@ def _pack(args: tuple[Any, ...]) -> list[bytes]:
 
         _packer = hiredis.pack_command
     return [_packer(args)]
-
-
-def _tname(value: object) -> str:
-    return type(value).__name__
 
 
 def _check_name(stream: object) -> str:
@@ -113,7 +109,7 @@ class Appends:
         _check_name(stream)
         for i, e in enumerate(events):
             if type(e) is not _CoreEvent and not isinstance(e, Event):
-                raise TypeError(f"Expected an Event at index {i}, got {_tname(e)}")
+                raise TypeError(f"Expected an Event at index {i}, got {type_name(e)}")
         n = len(events)
         if n == 1 and self._limit is None:
             pos = self._append_one(stream, events[0])
@@ -301,11 +297,7 @@ class Appends:
 
     def append_many(self, stream: str, events: Iterable[Any]) -> int:
         """Append the Events of an iterable to *stream* (all or nothing); see :meth:`append`."""
-        if not isinstance(events, (list, tuple)):
-            if not isinstance(events, Iterable):
-                raise TypeError(f"Expected events as an iterable of Event, got {_tname(events)}")
-            events = list(events)
-        return self.append(stream, *events)
+        return self.append(stream, *events_seq(events))
 
     def append_columns(self, stream: str, *, types: Any, timestamps: Any, data: Any = None, ids: Any = None) -> int:
         """Append rows given as columns (all or nothing), as

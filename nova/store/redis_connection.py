@@ -11,15 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from nova.errors import StoreAuthError, StoreLayoutError, StoreUnavailable, ValidationError
+from nova.errors import StoreAuthError, StoreLayoutError, StoreUnavailable, ValidationError, type_name
 from nova.store import redis_scripts as S
 from nova.store.codecs import Codec, get_codec
 
 __all__ = ("RedisConnection", "import_redis")
-
-
-def _tname(value: object) -> str:
-    return type(value).__name__
 
 
 def import_redis() -> Any:
@@ -50,7 +46,7 @@ class RedisConnection:
     @staticmethod
     def _safe_url(url: object) -> str:
         if not isinstance(url, str):
-            raise TypeError(f"Expected url as a str, got {_tname(url)}")
+            raise TypeError(f"Expected url as a str, got {type_name(url)}")
         scheme = url.split("://", 1)[0] if "://" in url else ""
         if scheme not in ("redis", "rediss", "unix"):
             raise ValidationError(f"Expected a redis://, rediss:// or unix:// URL, got {url!r}")

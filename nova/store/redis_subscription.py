@@ -15,11 +15,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import deque
 from typing import Any
 
-from nova.errors import BufferFull
-from nova.store.base import SubscriptionStats
+from nova.store.protocol import SubscriptionStats
 from nova.store.consumer import Consumer
 from nova.store.args import is_system
 from nova.store.redis_rows import event_of
@@ -49,41 +47,12 @@ class RedisSubscription(Consumer):
 
     def __init__(self, store: Any, stream: str | None, after: int, head: int, buffer: int, overflow: str,
                  include_system: bool = False) -> None:
-        self._store = store
-        self.stream = stream
+        self._init_state(store, stream, after, head, buffer, overflow)
         #: With ``stream=None``: whether system streams ("nova." names) are followed too.
         self.include_system = include_system
-        self._buffer = buffer
-        self._overflow = overflow
-        self._next = after + 1
-        self._live_from = head + 1
-        self._skip: tuple[int, int] | None = None
-        self._dq: deque[Any] = deque()
         self._consumer = threading.Lock()
-        self._keys: list[int] | None = None
-        self._tss: list[int] | None = None
-        self._closed = False
-        self.end_reason: str | None = None
-        self._delivered = 0
-        self._dropped = 0
-        self._overflows = 0
-        self._blocked = 0
-        self._missed = 0
-        self._base: tuple[int, int | None] = (after, None)
 
-    # -- state
-    def _backlog_at(self, head: int) -> int:
-        return max(0, head - max(self._next, self._live_from) + 1)
-
-    def _ended(self, reason: str) -> None:
-        if not self._closed:
-            cur = self.cursor
-            self._base = (cur.position, cur.timestamp)
-            self._closed = True
-            self.end_reason = reason
-            self._keys = None
-            self._tss = None
-            self._dq.clear()
+    # -- state (the rest: Consumer)
 
     def _read(self, first: int) -> tuple[int, list[tuple[int, Any]]]:
         """(head, [(key, fields or None)]) of up to 512 events from key *first* on."""
@@ -112,37 +81,9 @@ class RedisSubscription(Consumer):
             store._expire()  # an expired event is never delivered (counted as missed)
         first = self._next
         head, rows = self._read(first)
-        backlog = head - max(self._next, self._live_from) + 1
-        if backlog > self._buffer:
-            self._overflows += 1
-            if self._overflow == "error":
-                with store._lock:
-                    self._ended("overflow")
-                    store._detach(self)
-                raise BufferFull(
-                    f"Expected the subscriber to keep up within buffer={self._buffer} events, "
-                    f"got {backlog} live events not taken"
-                )
-            if self._overflow == "drop_oldest":
-                cut = head - self._buffer
-                first_live = max(self._next, self._live_from)
-                self._dropped += cut - first_live + 1
-                if self._next >= self._live_from:
-                    self._next = cut + 1
-                else:
-                    a = self._live_from if self._skip is None else self._skip[0]
-                    self._skip = (a, cut)
-                self._live_from = cut + 1
-        stop = None
-        if self._skip is not None:
-            a, b = self._skip
-            if self._next >= a:
-                self._next = max(self._next, b + 1)
-                self._skip = None
-            else:
-                stop = a
-        last_wanted = head if stop is None else min(head, stop - 1)
-        if self._next > last_wanted:
+        self._apply_overflow(head)
+        last_wanted = self._last_wanted(head)
+        if last_wanted is None:
             return None
         if self._next != first:
             _head, rows = self._read(self._next)
@@ -163,7 +104,7 @@ class RedisSubscription(Consumer):
 
     def _accept(self, rows: list[tuple[int, Any]]) -> None:
         if self._keys:
-            self._base = (self._keys[-1], self._tss[-1])  # type: ignore[index]
+            self._base = (self._keys[-1], self._tss[-1])
         decode = self._store.codec.decode
         events = [event_of(f, decode) for _k, f in rows]
         self._keys = [k for k, _f in rows]
@@ -238,17 +179,7 @@ class RedisSubscription(Consumer):
                 raise StopAsyncIteration
             await asyncio.to_thread(self._take, _SLICE)
 
-    # -- lifecycle and introspection
-    def close(self) -> None:
-        """End the subscription (idempotent): iteration stops (within half a second
-        for a consumer waiting on the server), appenders blocked on it go on."""
-        store = self._store
-        with store._lock:
-            if self._closed:
-                return
-            self._ended("closed")
-            store._detach(self)
-
+    # -- introspection (close: Consumer)
     def stats(self) -> SubscriptionStats:
         """This subscription's counters (``backlog`` asks the server for the head)."""
         backlog = 0
@@ -256,8 +187,4 @@ class RedisSubscription(Consumer):
             seq, pos = self._store._heads(self.stream)
             backlog = self._backlog_at(seq if self.stream is None else pos)
         return self._stats_with(backlog)
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<RedisSubscription stream={self.stream!r} overflow={self._overflow!r} {state}>"
 

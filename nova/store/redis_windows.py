@@ -11,32 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nova.store.base import EventBatch
+from nova.store.batch import EventBatch
 from nova.store.args import bound as _bound
-from nova.store.args import check_include_system, is_system
+from nova.store.args import check_include_system, is_system, names as _names
 from nova.store.redis_rows import MEMBER_DTYPE, RedisRows, event_of, ts_bytes
 
 __all__ = ("WindowReads",)
 
 _PAGE = 10_000  # index members per page
-
-
-def _tname(value: object) -> str:
-    return type(value).__name__
-
-
-def _names(names: object, what: str) -> list[str] | None:
-    if names is None:
-        return None
-    if isinstance(names, str):
-        return [names]
-    if not isinstance(names, Iterable):
-        raise TypeError(f"Expected {what} as a str, an iterable of str or None, got {_tname(names)}")
-    out = list(names)
-    for name in out:
-        if not isinstance(name, str):
-            raise TypeError(f"Expected {what} as str names, got {_tname(name)}")
-    return out
 
 
 def iter_fields(fields: list[Any], decode: Any) -> Iterator[Any]:

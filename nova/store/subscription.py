@@ -12,12 +12,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nova.errors import BufferFull
 from nova.store.consumer import Consumer
 from nova.store.protocol import SubscriptionStats
 
@@ -50,6 +48,8 @@ class StoreSubscription(Consumer):
     Thread-safe; one consumer at a time is the intended use.
     """
 
+    _store: LogStore
+
     def __init__(
         self, store: LogStore, stream: str | None, after: int, buffer: int, overflow: str,
         *, hide_system: bool = False,
@@ -57,25 +57,10 @@ class StoreSubscription(Consumer):
         self._store = store
         self.stream = stream
         self._hide_system = hide_system  # stream=None without include_system
-        self._buffer = buffer
-        self._overflow = overflow
         code = store._codes.get(stream) if stream is not None else -1
         self._code: int = -2 if code is None else code  # -2: the stream does not exist yet
-        self._next = after + 1
-        self._live_from = self._head() + 1
-        self._skip: tuple[int, int] | None = None
-        self._dq: deque[Any] = deque()
+        self._init_state(store, stream, after, self._head(), buffer, overflow)
         self._consumer = threading.Lock()
-        self._keys: Any = None
-        self._tss: Any = None
-        self._closed = False
-        self.end_reason: str | None = None
-        self._delivered = 0
-        self._dropped = 0
-        self._overflows = 0
-        self._blocked = 0
-        self._missed = 0
-        self._base: tuple[int, int | None] = (after, None)
 
     # -- state (store lock held)
     def _head(self) -> int:
@@ -89,20 +74,9 @@ class StoreSubscription(Consumer):
             self._code = code
         return log.stream_last_position(self._code)  # type: ignore[no-any-return]
 
-    def _backlog(self) -> int:
-        return max(0, self._head() - max(self._next, self._live_from) + 1)
-
-    def _ended(self, reason: str) -> None:
-        if not self._closed:
-            self._closed = True
-            self.end_reason = reason
-            # Keep the cursor at the last event taken before dropping the untaken ones
-            # (it is computed from what is left in the batch).
-            cur = self.cursor
-            self._base = (cur.position, cur.timestamp)
-            self._keys = None
-            self._tss = None
-            self._dq.clear()
+    def _end_on_overflow(self) -> None:
+        self._ended("overflow")  # the store lock is held already
+        self._store._detach(self)
 
     def _fetch(self) -> Any:
         """Take the next events from the log (lock held); None when nothing new.  A
@@ -127,38 +101,11 @@ class StoreSubscription(Consumer):
         if self._store._retention_ns is not None:
             self._store._expire()  # an expired event is never delivered (counted as missed)
         head = self._head()
-        backlog = head - max(self._next, self._live_from) + 1
-        if backlog > self._buffer:
-            self._overflows += 1
-            if self._overflow == "error":
-                self._ended("overflow")
-                self._store._detach(self)
-                raise BufferFull(
-                    f"Expected the subscriber to keep up within buffer={self._buffer} events, "
-                    f"got {backlog} live events not taken"
-                )
-            if self._overflow == "drop_oldest":
-                cut = head - self._buffer  # live events up to and including cut are dropped
-                first_live = max(self._next, self._live_from)
-                self._dropped += cut - first_live + 1
-                if self._next >= self._live_from:
-                    self._next = cut + 1
-                else:  # still in history: jump over the dropped range once there
-                    a = self._live_from if self._skip is None else self._skip[0]
-                    self._skip = (a, cut)
-                self._live_from = cut + 1
+        self._apply_overflow(head)
         if self._code == -2:
             return None
-        stop = None
-        if self._skip is not None:
-            a, b = self._skip
-            if self._next >= a:
-                self._next = max(self._next, b + 1)
-                self._skip = None
-            else:
-                stop = a
-        last_wanted = head if stop is None else min(head, stop - 1)
-        if self._next > last_wanted:
+        last_wanted = self._last_wanted(head)
+        if last_wanted is None:
             return None
         limit = min(_FETCH, last_wanted - self._next + 1)
         log = self._store._log
@@ -270,24 +217,11 @@ class StoreSubscription(Consumer):
                             store._nwait -= 1
                             store._refresh()
 
-    # -- lifecycle and introspection
-    def close(self) -> None:
-        """End the subscription (idempotent): iteration stops, appenders blocked on it
-        go on."""
-        with self._store._lock:
-            if self._closed:
-                return
-            self._ended("closed")
-            self._store._detach(self)
-
+    # -- introspection (close: Consumer)
     def stats(self) -> SubscriptionStats:
         """This subscription's counters."""
         with self._store._lock:
-            return self._stats_with(0 if self._closed else self._backlog())
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<StoreSubscription stream={self.stream!r} overflow={self._overflow!r} {state}>"
+            return self._stats_with(0 if self._closed else self._backlog_at(self._head()))
 
 
 class _Rows:

@@ -48,11 +48,13 @@ so no lock is needed.
 from __future__ import annotations
 
 import abc
+import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
-__all__ = ("Transport", "TopicLog", "Slot", "Lane", "LaneCounts", "Consumer", "OVERFLOW_POLICIES")
+__all__ = ("Transport", "TopicLog", "Slot", "Lane", "LaneCounts", "Consumer", "ThreadConsumer", "OVERFLOW_POLICIES")
 
 #: Overflow policies a transport accepts when a lane is full.
 OVERFLOW_POLICIES = ("block", "error", "drop_newest", "drop_oldest")
@@ -88,6 +90,80 @@ class Consumer(abc.ABC):
     @abc.abstractmethod
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the thread to end; True if it ended."""
+
+
+class ThreadConsumer(Consumer):
+    """The control half every consumer of this process shares (in-process and Redis):
+    the stop flag and its wake-up, the private event loop that runs coroutine handlers,
+    :meth:`join` and the exit path.
+
+    A subclass calls :meth:`_init_control` in ``__init__``, sets ``_current`` (a
+    ``threading.local`` whose ``consumer`` is the consumer delivering on that thread),
+    implements :meth:`_interrupt` (wake its loop so that it sees :meth:`stop`) and
+    calls :meth:`_finish` once its loop has ended.
+    """
+
+    _current: threading.local
+    transport: Any
+    name: str
+
+    def _init_control(self, transport: Any, owner: Any, name: str) -> None:
+        self.transport = transport
+        self.owner = owner
+        self.name = name
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._stopped = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.ident = None
+
+    @abc.abstractmethod
+    def _interrupt(self) -> None:
+        """Wake the delivery loop so that it notices :meth:`stop`."""
+
+    def stop(self) -> None:
+        """See :meth:`Consumer.stop`."""
+        if not self._stopped:
+            self._stopped = True
+            self._stop.set()
+            self._interrupt()
+
+    def wait_stop(self, seconds: float) -> bool:
+        """See :meth:`Consumer.wait_stop`."""
+        return self._stop.wait(seconds)
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stopped
+
+    def join(self, timeout: float | None = None) -> bool:
+        """See :meth:`Consumer.join` (from a handler of this consumer: whether it ended,
+        without waiting for itself)."""
+        current: Consumer | None = getattr(self._current, "consumer", None)
+        if current is self:
+            return self._done.is_set()
+        return self._done.wait(timeout)
+
+    def run_coroutine(self, coro: Any) -> Any:
+        """See :meth:`Consumer.run_coroutine`."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.new_event_loop()
+        return loop.run_until_complete(coro)
+
+    def _finish(self) -> None:
+        """The loop ended: close the private event loop, mark the consumer done and
+        wake whoever waits for the transport's progress."""
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+        self._done.set()
+        self.transport.notify_progress()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} running={not self._done.is_set()}>"
 
 
 class LaneCounts(NamedTuple):
@@ -356,3 +432,18 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def close(self, consumers: Iterable[Consumer], timeout: float | None) -> bool:
         """Stop *consumers* and wait for their threads; True if they all ended."""
+
+    @staticmethod
+    def stop_consumers(consumers: Iterable[Consumer], timeout: float | None) -> bool:
+        """Stop every consumer of *consumers*, then wait for each to end, all within one
+        *timeout* (``None``: no limit); True if they all ended.  The first step of
+        :meth:`close` in every transport."""
+        cs = list(consumers)
+        for c in cs:
+            c.stop()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ok = True
+        for c in cs:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ok = c.join(remaining) and ok
+        return ok

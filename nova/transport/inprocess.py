@@ -23,7 +23,6 @@ Design (see :mod:`nova.transport.base` for the vocabulary):
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import threading
 import time
@@ -35,7 +34,7 @@ from typing import Any
 
 from nova._util.counters import count_value
 from nova.errors import BufferFull, BusClosed, ClosedError, Timeout, TopicNotFound
-from nova.transport.base import Consumer, Slot, TopicLog, Transport
+from nova.transport.base import Consumer, Slot, ThreadConsumer, TopicLog, Transport
 from nova.transport.base import Lane as BaseLane
 
 __all__ = (
@@ -247,22 +246,17 @@ class _PoolDoorbell:
         self.consumer.transport._submit(self.consumer._pool_task)
 
 
-class InProcessConsumer(Consumer):
+class InProcessConsumer(ThreadConsumer):
     """A delivery loop draining the lanes it owns (see the module docstring): on its own
     daemon thread, or as a series of drain tasks on a worker pool."""
 
     #: lanes a pool task serves before yielding its worker to other consumers
     POOL_BUDGET = 16
 
+    _current = _current
+
     def __init__(self, transport: InProcessTransport, owner: Any, name: str, pool: Any = None) -> None:
-        self.transport = transport
-        self.owner = owner
-        self.name = name
-        self._stop = threading.Event()
-        self._done = threading.Event()
-        self._stopped = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.ident: int | None = None
+        self._init_control(transport, owner, name)
         self.doorbell: Any
         if pool is None:
             self.doorbell = SimpleQueue()
@@ -273,43 +267,9 @@ class InProcessConsumer(Consumer):
         else:
             self.doorbell = _PoolDoorbell(self)
 
-    # -- control -------------------------------------------------------------------
-    def stop(self) -> None:
-        """See :meth:`Consumer.stop`."""
-        if not self._stopped:
-            self._stopped = True
-            self._stop.set()
-            self.doorbell.put(None)
-
-    def wait_stop(self, seconds: float) -> bool:
-        """See :meth:`Consumer.wait_stop`."""
-        return self._stop.wait(seconds)
-
-    @property
-    def stopping(self) -> bool:
-        """True once :meth:`stop` was called."""
-        return self._stopped
-
-    def join(self, timeout: float | None = None) -> bool:
-        """See :meth:`Consumer.join`."""
-        if current_consumer() is self:
-            return self._done.is_set()
-        return self._done.wait(timeout)
-
-    def run_coroutine(self, coro: Any) -> Any:
-        """See :meth:`Consumer.run_coroutine`."""
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.new_event_loop()
-        return loop.run_until_complete(coro)
-
-    def _finish(self) -> None:
-        loop, self._loop = self._loop, None
-        if loop is not None:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-        self._done.set()
-        self.transport.notify_progress()
+    # -- control (stop, join, run_coroutine: ThreadConsumer) --------------------------
+    def _interrupt(self) -> None:
+        self.doorbell.put(None)
 
     # -- the loop --------------------------------------------------------------------
     def _run(self, started: threading.Event) -> None:
@@ -397,9 +357,6 @@ class InProcessConsumer(Consumer):
             c.doorbell.put(lane)
         else:
             lane.scheduled = False
-
-    def __repr__(self) -> str:
-        return f"<InProcessConsumer {self.name} running={not self._done.is_set()}>"
 
 
 def _run_on_thread(task: Any) -> None:
@@ -548,14 +505,7 @@ class InProcessTransport(Transport):
 
     def close(self, consumers: Iterable[Consumer], timeout: float | None) -> bool:
         """See :meth:`Transport.close`."""
-        cs = list(consumers)
-        for c in cs:
-            c.stop()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        ok = True
-        for c in cs:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ok = c.join(remaining) and ok
+        ok = self.stop_consumers(consumers, timeout)
         with self._kick_lock:
             if self._kicker is not None and self._kicks is not None:
                 self._kicks.put(None)

@@ -21,7 +21,6 @@ threads that fetch, deliver and acknowledge them.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -29,7 +28,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from nova.bus.config import DeliveryMode
-from nova.transport.base import Consumer, Slot
+from nova.transport.base import Slot, ThreadConsumer
 from nova.transport.base import Lane as BaseLane
 
 if TYPE_CHECKING:
@@ -110,59 +109,28 @@ def current_consumer() -> RedisConsumer | None:
     return getattr(_current, "consumer", None)
 
 
-class RedisConsumer(Consumer):
+class RedisConsumer(ThreadConsumer):
     """A delivery thread: fetches the lanes it owns from the server, delivers them to
     their sinks and acknowledges what was settled (see the module docstring)."""
 
+    _current = _current
+
     def __init__(self, transport: RedisTransport, owner: Any, name: str) -> None:
-        self.transport = transport
-        self.owner = owner
-        self.name = name
+        self._init_control(transport, owner, name)
         self.owned: tuple[RedisLane, ...] = ()  # replaced whole under transport.lock
-        self._stop = threading.Event()
         self._wake = threading.Event()
-        self._done = threading.Event()
-        self._stopped = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.ident: int | None = None
         started = threading.Event()
         thread = threading.Thread(target=self._run, args=(started,), name=name, daemon=True)
         thread.start()
         started.wait()
 
-    # -- control -------------------------------------------------------------------
-    def stop(self) -> None:
-        """See :meth:`Consumer.stop`."""
-        if not self._stopped:
-            self._stopped = True
-            self._stop.set()
-            self._wake.set()
+    # -- control (stop, join, run_coroutine: ThreadConsumer) --------------------------
+    def _interrupt(self) -> None:
+        self._wake.set()
 
     def wake(self) -> None:
         """Look at the lanes again now (ownership changed)."""
         self._wake.set()
-
-    def wait_stop(self, seconds: float) -> bool:
-        """See :meth:`Consumer.wait_stop`."""
-        return self._stop.wait(seconds)
-
-    @property
-    def stopping(self) -> bool:
-        """True once :meth:`stop` was called."""
-        return self._stopped
-
-    def join(self, timeout: float | None = None) -> bool:
-        """See :meth:`Consumer.join`."""
-        if current_consumer() is self:
-            return self._done.is_set()
-        return self._done.wait(timeout)
-
-    def run_coroutine(self, coro: Any) -> Any:
-        """See :meth:`Consumer.run_coroutine`."""
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.new_event_loop()
-        return loop.run_until_complete(coro)
 
     # -- the loop --------------------------------------------------------------------
     def _run(self, started: threading.Event) -> None:
@@ -186,12 +154,7 @@ class RedisConsumer(Consumer):
                     _log.exception("nova: consumer %s failed a fetch/ack cycle; retrying", self.name)
                     self._stop.wait(0.1)
         finally:
-            loop, self._loop = self._loop, None
-            if loop is not None:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
-            self._done.set()
-            self.transport.notify_progress()
+            self._finish()
 
     def _resync(self) -> None:
         # A call failed: a read whose reply was lost left entries pending for us on the
@@ -290,6 +253,3 @@ class RedisConsumer(Consumer):
         if lane.acks:
             t.ack(lane)
         t.notify_progress()
-
-    def __repr__(self) -> str:
-        return f"<RedisConsumer {self.name} running={not self._done.is_set()}>"
