@@ -34,7 +34,6 @@ from nova.store.batch import EventBatch
 from nova.store.args import check_stream
 from nova.store.codecs import Codec, get_codec
 from nova.store.logstore import LogStore
-from nova.store.sqlite_commit import RunAlone
 from nova.store.sqlite_log import SQLiteLog
 
 __all__ = ("SQLiteStore", "SCHEMA_VERSION", "DURABILITY")
@@ -252,14 +251,14 @@ class SQLiteStore(LogStore):
     def _wait_for_room(self, code: int, k: int) -> None:
         """Commit what is written so far before waiting for a blocking subscriber
         (waiting releases the store lock: no write transaction stays open outside it,
-        and the subscriber can read those rows).  Appends that may wait run alone,
-        outside commit groups (see ``RunAlone``)."""
+        and the subscriber can read those rows)."""
         self._sqlite_log.commit()
         super()._wait_for_room(code, k)
 
     def _after_fork_in_child(self) -> None:
-        """In a forked child: no commit leader or waiter any more (see LogStore)."""
-        self._sqlite_log.group.after_fork()
+        """In a forked child: no fsync waiter any more, the store lock free
+        (see LogStore and ``SQLiteLog.after_fork``)."""
+        self._sqlite_log.after_fork()
         super()._after_fork_in_child()
 
     def _check_open(self) -> None:
@@ -285,25 +284,17 @@ class SQLiteStore(LogStore):
             sqlite3.Error: the file could not be written (nothing stored).
         """
         log = self._sqlite_log
-        group = log.group
-        group.enter()
-        try:
-            check_stream(stream)
-            encoded = log.encode(events)  # checked and encoded before the append is queued
-        except BaseException:
-            group.leave()
-            raise
+        check_stream(stream)
+        encoded = log.encode(events)  # checked and encoded before the append is queued
 
-        def write(alone: bool) -> int:  # run by the commit leader (or alone), store lock held
-            if self._block_subs and not alone:
-                raise RunAlone  # it may wait for room: not while leading a group
+        def write() -> int:  # store lock held, its own transaction open
             log.use_encoded(events, encoded)
             try:
                 return self._append_body(stream, events)
             finally:
                 log.use_encoded((), None)  # (refused before it was used: StreamFull, closed...)
 
-        pos: int = group.run(write)
+        pos: int = log.group.run(write)
         return pos
 
     def append_many(self, stream: str, events: Iterable[Any]) -> int:
@@ -321,12 +312,10 @@ class SQLiteStore(LogStore):
         check_stream(stream)
         columns = (types, timestamps, data, ids)
 
-        def write(alone: bool) -> int:  # run by the commit leader (or alone), store lock held
-            if self._block_subs and not alone:
-                raise RunAlone  # it may wait for room: not while leading a group
+        def write() -> int:  # store lock held, its own transaction open
             return self._columns_body(stream, columns)
 
-        pos: int = self._sqlite_log.group.run(write, entered=False)
+        pos: int = self._sqlite_log.group.run(write)
         return pos
 
     def append_batch(self, batch: EventBatch) -> int:
@@ -355,7 +344,7 @@ class SQLiteStore(LogStore):
         metas = [json.dumps(m, separators=(",", ":"), ensure_ascii=False) if m else None for m in (e.metadata for e in events)]
         log = self._sqlite_log
 
-        def write(alone: bool) -> int:  # run by the commit leader, store lock held (never waits)
+        def write() -> int:  # store lock held, its own transaction open (never waits)
             self._check_open()
             fresh: dict[str, int] = {}
             for name in dict.fromkeys(names):
@@ -372,7 +361,7 @@ class SQLiteStore(LogStore):
             self._wake()
             return n
 
-        written: int = log.group.run(write, entered=False)
+        written: int = log.group.run(write)
         return written
 
     # ------------------------------------------------------------------ subscriptions
