@@ -203,6 +203,7 @@ class SQLiteStore(LogStore):
             get_codec(codec)  # a bad codec (or msgpack without msgspec) fails before the file is touched
         self.path = path
         self.durability = durability
+        self._pid = os.getpid()  # the process whose connection this is (see _after_fork_in_child)
         self._poll_interval = float(poll_interval)
         created = path != ":memory:" and not os.path.exists(path)
         try:
@@ -256,14 +257,26 @@ class SQLiteStore(LogStore):
         super()._wait_for_room(code, k)
 
     def _after_fork_in_child(self) -> None:
-        """In a forked child: no fsync waiter any more, the store lock free
-        (see LogStore and ``SQLiteLog.after_fork``)."""
-        self._sqlite_log.after_fork()
+        """In a forked child: the store lock free, no fsync waiter any more (see
+        LogStore and ``SQLiteLog.after_fork``), and the connection never used again:
+        a SQLite connection must not cross ``fork()`` (the child holds none of its
+        file locks, and a transaction a parent thread had open at the fork would be
+        committed half-written).  Every call then raises StoreClosed naming the
+        parent; ``close()`` leaves the file alone."""
+        log = self._sqlite_log
+        log.after_fork()
+        log.closed = True  # (reads of the log return at once; fetches raise StoreClosed)
         super()._after_fork_in_child()
 
     def _check_open(self) -> None:
-        """Raise StoreClosed when closed; else catch up with other processes' commits
-        (lock held: every public call checks this first, before it looks at names)."""
+        """Raise StoreClosed when closed or inherited through ``fork()``; else catch up
+        with other processes' commits (lock held: every public call checks this
+        first, before it looks at names)."""
+        if self._pid != os.getpid():
+            raise StoreClosed(
+                f"Expected a SQLiteStore opened in this process, got one inherited through fork() from process "
+                f"{self._pid} (a SQLite connection must not cross fork()); open {self.path!r} again in the child"
+            )
         super()._check_open()
         self._sqlite_log.sync()
 
@@ -419,6 +432,8 @@ class SQLiteStore(LogStore):
         super().close()
         if not first:
             return
+        if self._pid != os.getpid():
+            return  # inherited through fork(): the parent's connection is not touched
         poller = self._poller
         if poller is not None and poller is not threading.current_thread():
             poller.join()
