@@ -15,7 +15,7 @@ one: with N threads appending, each fsync covers about N / 2 appends, and the
 threads' own work (building, encoding and writing the next append) runs while the
 WAL is being fsynced.
 
-Why not one transaction per group (what this module did before 0.2 was released):
+Why not one transaction per group (the first design of this module):
 with CPython's GIL a commit leader writing the others' appends makes every append
 cost a wake-up of the leader, a hand-over and a wake-up of its owner, and every
 ``sqlite3`` call of the leader gives the GIL to the woken owners; measured on a
