@@ -16,6 +16,7 @@ group commit.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import sqlite3
@@ -262,10 +263,14 @@ class SQLiteStore(LogStore):
         a SQLite connection must not cross ``fork()`` (the child holds none of its
         file locks, and a transaction a parent thread had open at the fork would be
         committed half-written).  Every call then raises StoreClosed naming the
-        parent; ``close()`` leaves the file alone."""
+        parent; ``close()`` leaves the file alone, and the connection is never freed
+        in the child."""
         log = self._sqlite_log
         log.after_fork()
         log.closed = True  # (reads of the log return at once; fetches raise StoreClosed)
+        # Never closed nor freed in the child: closing it would run SQLite on a handle
+        # whose mutex a parent thread may have held at the fork (a hang at exit).
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(self._conn))
         super()._after_fork_in_child()
 
     def _check_open(self) -> None:
@@ -275,7 +280,8 @@ class SQLiteStore(LogStore):
         if self._pid != os.getpid():
             raise StoreClosed(
                 f"Expected a SQLiteStore opened in this process, got one inherited through fork() from process "
-                f"{self._pid} (a SQLite connection must not cross fork()); open {self.path!r} again in the child"
+                f"{self._pid} (a SQLite connection must not cross fork()); open stores after forking, or start "
+                "processes with the spawn method"
             )
         super()._check_open()
         self._sqlite_log.sync()

@@ -387,6 +387,8 @@ class SQLiteLog:
         _forksafe.reinit_lock(self.mutex)
         _forksafe.reinit_lock(self._wal_lock)
         self.group.after_fork()
+        # a transaction a parent thread had open is not this process's: never committed here
+        self._in_txn = False
 
     def close_wal(self) -> None:
         """Close the WAL file descriptor :meth:`sync_wal` keeps."""
