@@ -15,14 +15,14 @@ one: with N threads appending, each fsync covers about N / 2 appends, and the
 threads' own work (building, encoding and writing the next append) runs while the
 WAL is being fsynced.
 
-Why not one transaction per group (the first design of this module):
-with CPython's GIL a commit leader writing the others' appends makes every append
-cost a wake-up of the leader, a hand-over and a wake-up of its owner, and every
-``sqlite3`` call of the leader gives the GIL to the woken owners; measured on a
-2-core VM, 8 threads then appended *slower* than 1 with ``durability="normal"``
-(13 k/s vs 19 k/s) and about 7.5 k/s with ``"full"``.  A commit per append costs
-one ``BEGIN``/``COMMIT`` more per append but no hand-over at all (the appender
-writes its own rows), and both rates went up (docs/store.md).
+Why not one transaction per group (the first design of this module): with CPython's
+GIL a commit leader writing the others' appends made every append cost a wake-up of
+the leader, a hand-over and a wake-up of its owner, and every ``sqlite3`` call of the
+leader gave the GIL to the woken owners (about 6 context switches per append).  A
+commit per append costs one ``BEGIN``/``COMMIT`` more per append but no hand-over (the
+appender writes its own rows): measured on a 2-core VM, single and 8-thread
+``"normal"`` appends got faster, and 8-thread ``"full"`` appends stayed at the same
+6-8 k/s, bound by the wait for the fsync and the wake-up (docs/store.md).
 
 A failed fsync fails every append it covered (their rows are committed: they are
 in the file, but not known to be on disk).  A syncer interrupted by an exception
