@@ -77,7 +77,7 @@ def test_reopen_after_eviction_never_reuses_positions_or_sequences(tmp_path: Pat
 def test_durability_levels_set_synchronous(tmp_path: Path, kernel: Any, durability: str) -> None:
     with SQLiteStore(tmp_path / "s.db", durability=durability, kernel=kernel) as s:
         sync = s._conn.execute("PRAGMA synchronous").fetchone()[0]
-        # "full" commits with NORMAL and fsyncs the WAL itself, once per commit group
+        # "full" commits with NORMAL and fsyncs the WAL itself, shared by the appends committed meanwhile
         assert sync == {"off": 0, "normal": 1, "full": 1}[durability]
         assert s._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         group = s._sqlite_log.group
@@ -87,7 +87,7 @@ def test_durability_levels_set_synchronous(tmp_path: Path, kernel: Any, durabili
         assert other.execute("SELECT count(*) FROM events").fetchone()[0] == 1
         other.close()
         # with "full", the append returned after an fsync of the WAL covering it
-        assert group.groups == 1 and group.appends == 1
+        assert group.appends == 1
         assert group.fsyncs == (1 if durability == "full" else 0)
 
 
@@ -98,14 +98,14 @@ def test_full_durability_threads_each_append_fsynced(tmp_path: Path, kernel: Any
     with SQLiteStore(tmp_path / "g.db", durability="full", kernel=kernel) as s:
         log = s._sqlite_log
         group = log.group
-        real_flush = group._flush
+        real_wait = group.wait_durable
         covered: list[bool] = []
 
-        def checked_flush(ticket: int, batch: Any) -> None:
-            real_flush(ticket, batch)
-            covered.append(group._synced >= ticket)  # an fsync after the group's commit finished
+        def checked_wait(ticket: int) -> None:
+            real_wait(ticket)
+            covered.append(group._synced >= ticket)  # an fsync after the append's commit finished
 
-        group._flush = checked_flush  # type: ignore[method-assign]
+        group.wait_durable = checked_wait  # type: ignore[method-assign]
         errors: list[BaseException] = []
 
         def run(k: int) -> None:
@@ -123,10 +123,10 @@ def test_full_durability_threads_each_append_fsynced(tmp_path: Path, kernel: Any
         assert not errors
         assert s.stats().events == 800
         assert group.appends == 800
-        # every group's leader returned after an fsync covering its commit; one fsync
-        # may cover several groups
-        assert len(covered) == group.groups and all(covered)
-        assert 1 <= group.fsyncs <= group.groups == log.commits
+        # every append returned after an fsync covering its commit; one fsync may
+        # cover several appends
+        assert len(covered) == group.appends and all(covered)
+        assert 1 <= group.fsyncs <= group.appends == log.commits
         for name in ("s0", "s1", "s2"):
             positions = [int(p) for p in s.window(streams=name).positions]
             assert sorted(positions) == list(range(1, len(positions) + 1))

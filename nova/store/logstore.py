@@ -131,6 +131,7 @@ class LogStore(StoreLifecycle):
         events, streams and subscriptions are kept; the background sweep does not run
         in the child (retention is still applied at every read and by sweep())."""
         self._cond = threading.Condition(self._lock)
+        self._stop._at_fork_reinit()  # type: ignore[attr-defined]  # (a sweeper may have held its lock)
         self._nwait = 0
         self._async_waiters = []
         for sub in list(self._subs):

@@ -16,6 +16,7 @@ group commit.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import sqlite3
@@ -34,7 +35,6 @@ from nova.store.batch import EventBatch
 from nova.store.args import check_stream
 from nova.store.codecs import Codec, get_codec
 from nova.store.logstore import LogStore
-from nova.store.sqlite_commit import RunAlone
 from nova.store.sqlite_log import SQLiteLog
 
 __all__ = ("SQLiteStore", "SCHEMA_VERSION", "DURABILITY")
@@ -204,6 +204,7 @@ class SQLiteStore(LogStore):
             get_codec(codec)  # a bad codec (or msgpack without msgspec) fails before the file is touched
         self.path = path
         self.durability = durability
+        self._pid = os.getpid()  # the process whose connection this is (see _after_fork_in_child)
         self._poll_interval = float(poll_interval)
         created = path != ":memory:" and not os.path.exists(path)
         try:
@@ -252,19 +253,36 @@ class SQLiteStore(LogStore):
     def _wait_for_room(self, code: int, k: int) -> None:
         """Commit what is written so far before waiting for a blocking subscriber
         (waiting releases the store lock: no write transaction stays open outside it,
-        and the subscriber can read those rows).  Appends that may wait run alone,
-        outside commit groups (see ``RunAlone``)."""
+        and the subscriber can read those rows)."""
         self._sqlite_log.commit()
         super()._wait_for_room(code, k)
 
     def _after_fork_in_child(self) -> None:
-        """In a forked child: no commit leader or waiter any more (see LogStore)."""
-        self._sqlite_log.group.after_fork()
+        """In a forked child: the store lock free, no fsync waiter any more (see
+        LogStore and ``SQLiteLog.after_fork``), and the connection never used again:
+        a SQLite connection must not cross ``fork()`` (the child holds none of its
+        file locks, and a transaction a parent thread had open at the fork would be
+        committed half-written).  Every call then raises StoreClosed naming the
+        parent; ``close()`` leaves the file alone, and the connection is never freed
+        in the child."""
+        log = self._sqlite_log
+        log.after_fork()
+        log.closed = True  # (reads of the log return at once; fetches raise StoreClosed)
+        # Never closed nor freed in the child: closing it would run SQLite on a handle
+        # whose mutex a parent thread may have held at the fork (a hang at exit).
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(self._conn))
         super()._after_fork_in_child()
 
     def _check_open(self) -> None:
-        """Raise StoreClosed when closed; else catch up with other processes' commits
-        (lock held: every public call checks this first, before it looks at names)."""
+        """Raise StoreClosed when closed or inherited through ``fork()``; else catch up
+        with other processes' commits (lock held: every public call checks this
+        first, before it looks at names)."""
+        if self._pid != os.getpid():
+            raise StoreClosed(
+                f"Expected a SQLiteStore opened in this process, got one inherited through fork() from process "
+                f"{self._pid} (a SQLite connection must not cross fork()); open stores after forking, or start "
+                "processes with the spawn method"
+            )
         super()._check_open()
         self._sqlite_log.sync()
 
@@ -285,25 +303,17 @@ class SQLiteStore(LogStore):
             sqlite3.Error: the file could not be written (nothing stored).
         """
         log = self._sqlite_log
-        group = log.group
-        group.enter()
-        try:
-            check_stream(stream)
-            encoded = log.encode(events)  # checked and encoded before the append is queued
-        except BaseException:
-            group.leave()
-            raise
+        check_stream(stream)
+        encoded = log.encode(events)  # checked and encoded before the append is queued
 
-        def write(alone: bool) -> int:  # run by the commit leader (or alone), store lock held
-            if self._block_subs and not alone:
-                raise RunAlone  # it may wait for room: not while leading a group
+        def write() -> int:  # store lock held, its own transaction open
             log.use_encoded(events, encoded)
             try:
                 return self._append_body(stream, events)
             finally:
                 log.use_encoded((), None)  # (refused before it was used: StreamFull, closed...)
 
-        pos: int = group.run(write)
+        pos: int = log.group.run(write)
         return pos
 
     def append_many(self, stream: str, events: Iterable[Any]) -> int:
@@ -321,12 +331,10 @@ class SQLiteStore(LogStore):
         check_stream(stream)
         columns = (types, timestamps, data, ids)
 
-        def write(alone: bool) -> int:  # run by the commit leader (or alone), store lock held
-            if self._block_subs and not alone:
-                raise RunAlone  # it may wait for room: not while leading a group
+        def write() -> int:  # store lock held, its own transaction open
             return self._columns_body(stream, columns)
 
-        pos: int = self._sqlite_log.group.run(write, entered=False)
+        pos: int = self._sqlite_log.group.run(write)
         return pos
 
     def append_batch(self, batch: EventBatch) -> int:
@@ -355,7 +363,7 @@ class SQLiteStore(LogStore):
         metas = [json.dumps(m, separators=(",", ":"), ensure_ascii=False) if m else None for m in (e.metadata for e in events)]
         log = self._sqlite_log
 
-        def write(alone: bool) -> int:  # run by the commit leader, store lock held (never waits)
+        def write() -> int:  # store lock held, its own transaction open (never waits)
             self._check_open()
             fresh: dict[str, int] = {}
             for name in dict.fromkeys(names):
@@ -372,7 +380,7 @@ class SQLiteStore(LogStore):
             self._wake()
             return n
 
-        written: int = log.group.run(write, entered=False)
+        written: int = log.group.run(write)
         return written
 
     # ------------------------------------------------------------------ subscriptions
@@ -430,6 +438,8 @@ class SQLiteStore(LogStore):
         super().close()
         if not first:
             return
+        if self._pid != os.getpid():
+            return  # inherited through fork(): the parent's connection is not touched
         poller = self._poller
         if poller is not None and poller is not threading.current_thread():
             poller.join()

@@ -7,13 +7,13 @@ LogStore facade (subscriptions, retention, limits, blocking) over this log, as
 ``MemoryStore`` is over the kernel.
 
 * Appends are checked and encoded before the store lock (:meth:`SQLiteLog.encode`),
-  then queued to the commit leader (:attr:`SQLiteLog.group`,
-  :mod:`nova.store.sqlite_commit`): under the store lock it runs every queued append
-  in one write transaction, each inserting its rows (a ``SAVEPOINT`` when there is
-  more than one statement, so a failed append leaves no trace) and adding their
-  numbers to the index (``ColumnLog.restore_row(s)``); then it commits once and, with
-  ``durability="full"``, fsyncs the WAL once for the whole group.  No transaction
-  stays open outside the store lock.
+  then written under the store lock in a write transaction of their own
+  (:attr:`SQLiteLog.group`, :mod:`nova.store.sqlite_commit`): the rows are inserted
+  (a ``SAVEPOINT`` when there is more than one statement, so a failed append leaves
+  no trace), their numbers added to the index (``ColumnLog.restore_row(s)``), and
+  the transaction committed; with ``durability="full"`` the append then waits for an
+  fsync of the WAL shared with the appends committed meanwhile (group commit).  No
+  transaction stays open outside the store lock.
 * Windows are a binary search in the index; payloads, ids and metadata are read from
   the table (by rowid = global sequence) only when asked for.
 * Before every read and at the start of every write transaction the log checks
@@ -24,7 +24,8 @@ Not thread-safe on its own: the store serialises every call under :attr:`mutex`
 (appends through :attr:`group`), except the slices' payload reads, which take it
 themselves.
 Over 600 lines because :class:`SQLiteLog` is one idea, the ColumnLog interface
-LogStore drives (some 30 methods) over one connection; group commit
+LogStore drives (some 30 methods: file state, index snapshot, appends, eviction,
+reads) over one connection, and splitting it would split that state; group commit
 (``sqlite_commit``) and reading rows back (``sqlite_rows``) have their own modules.
 
 .. versionadded:: 0.2
@@ -42,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from nova import _core
+from nova._core import forksafe as _forksafe
 from nova._core._columns_common import (
     _EVENT_TYPES,
     _ids_list,
@@ -58,19 +60,6 @@ from nova.store.sqlite_rows import RowSlice, fetch_rows
 __all__ = ("SQLiteLog",)
 
 _INSERT = "INSERT INTO events(seq, stream, pos, ts, type, id, meta, data) VALUES (?,?,?,?,?,?,?,?)"
-#: Rows per multi-row INSERT of the single appends a commit group defers (8 values a
-#: row, well under SQLite's 32,766 variables).
-_ROWS_PER_INSERT = 256
-_MULTI: dict[int, str] = {}
-
-
-def _multi_insert(k: int) -> str:
-    """``INSERT ... VALUES (...), (...)`` for *k* rows (cached: SQLite caches the statement)."""
-    sql = _MULTI.get(k)
-    if sql is None:
-        sql = _MULTI[k] = _INSERT + ",(?,?,?,?,?,?,?,?)" * (k - 1)
-    return sql
-
 
 def _undo_savepoint(conn: sqlite3.Connection, name: str) -> None:
     """Roll back to savepoint *name* and release it, after a failed statement.  When
@@ -133,18 +122,14 @@ class SQLiteLog:
         self._dv = -1
         self._snapshot_at: tuple[int, int] | None = None
         self._in_txn = False
-        #: Successful commits so far (the commit leader tells which appends a failed
-        #: commit undid by it).
+        #: Successful commits so far (an append waits for an fsync that started after
+        #: its own commit; see nova.store.sqlite_commit).
         self.commits = 0
         self._prepared: tuple[Sequence[Any], Any] | None = None
-        # rows of single appends not yet INSERTed (transaction open): one multi-row
-        # INSERT writes them before the commit or any other statement on the table
-        self._rows: list[Any] = []
-        self._rows_lost = False
         self._wal_path = wal_path
         self._wal_fd: int | None = None
         self._wal_lock = threading.Lock()
-        #: The commit leader every append goes through (see nova.store.sqlite_commit).
+        #: The commit path every append goes through (see nova.store.sqlite_commit).
         self.group = GroupCommit(
             self.mutex, self._begin_group, self.commit, lambda: self.commits, self._lost,
             None if wal_path is None else self.sync_wal,
@@ -351,74 +336,59 @@ class SQLiteLog:
 
     # ------------------------------------------------------------------ commit
     def _begin_group(self) -> None:
-        """Open the write transaction of a commit group (mutex held; nothing once the
-        file is closed: the appends then fail with StoreClosed)."""
+        """Open the write transaction of an append (mutex held; nothing once the file
+        is closed: the append then fails with StoreClosed)."""
         if not self.closed:
             self._begin()
 
     def _lost(self) -> bool:
         """After an append raised (mutex held): whether the open write transaction went
-        with it (SQLite rolled it back after an I/O error or a full disk, or the
-        deferred rows could not be written).  If so, the index is rebuilt from the
-        file, which no longer has the group's uncommitted rows."""
-        if self._rows_lost:
-            self._rows_lost = False
-            return True
+        with it (SQLite rolled it back after an I/O error or a full disk).  If so, the
+        index is rebuilt from the file, which no longer has the transaction's rows."""
         if not self._in_txn or self._conn.in_transaction:
             return False
-        self._rows = []
         self._in_txn = False
         self.load()
         return True
 
-    def _flush_rows(self) -> None:
-        """INSERT the deferred rows of single appends (mutex held, transaction open),
-        in multi-row statements: one call (one release of the GIL) for a whole group.
-        On failure the transaction is rolled back and the index rebuilt from the file
-        (the rows are in the index already), and the error raised."""
-        rows = self._rows
-        if not rows:
-            return
-        self._rows = []
-        conn = self._conn
-        try:
-            for i in range(0, len(rows), _ROWS_PER_INSERT):
-                part = rows[i : i + _ROWS_PER_INSERT]
-                if len(part) == 1:
-                    conn.execute(_INSERT, part[0])
-                else:
-                    conn.execute(_multi_insert(len(part)), [v for row in part for v in row])
-        except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            self._in_txn = False
-            self._rows_lost = True
-            self.load()
-            raise
-
     def sync_wal(self) -> None:
         """fsync the WAL file: every commit made before the call is on disk after it
         (what ``synchronous=FULL`` does at each commit).  Called with no lock of the
-        store held, so reads go on meanwhile (one at a time: the commit leader runs it)."""
+        store held, so reads go on meanwhile (one at a time: see nova.store.sqlite_commit).
+
+        The descriptor is opened once and kept: SQLite deletes (or replaces) the WAL
+        only when the last connection to the file closes, and this one stays open
+        until :meth:`close_wal`, which waits for a running fsync (so no ``stat`` or
+        ``dup`` per call).  After the store was closed (an append committed before
+        ``close()`` still waits for its fsync) the WAL is opened for this call only.
+        """
         path = self._wal_path
         assert path is not None
         with self._wal_lock:
-            try:
-                st = os.stat(path)
-            except FileNotFoundError:
-                return  # checkpointed and removed (the database file was synced then)
             fd = self._wal_fd
-            if fd is None or os.fstat(fd).st_ino != st.st_ino:
-                if fd is not None:
-                    os.close(fd)
-                fd = self._wal_fd = os.open(path, os.O_RDONLY)
-            fd = os.dup(fd)  # its own descriptor: close_wal() may run meanwhile
-        try:
+            if fd is None:
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:
+                    return  # checkpointed and removed at close (the database file was synced then)
+                if self.closed:
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    return
+                self._wal_fd = fd
             os.fsync(fd)
-        finally:
-            os.close(fd)
+
+    def after_fork(self) -> None:
+        """In a forked child: the store lock, the WAL lock and the fsync sharing state
+        are re-created (a parent thread may have held them at the fork; it does not
+        exist in the child)."""
+        _forksafe.reinit_lock(self.mutex)
+        _forksafe.reinit_lock(self._wal_lock)
+        self.group.after_fork()
+        # a transaction a parent thread had open is not this process's: never committed here
+        self._in_txn = False
 
     def close_wal(self) -> None:
         """Close the WAL file descriptor :meth:`sync_wal` keeps."""
@@ -432,11 +402,6 @@ class SQLiteLog:
         back and the index rebuilt from the file."""
         if not self._in_txn:
             return
-        if self._rows:
-            try:
-                self._flush_rows()
-            finally:
-                self._rows_lost = False  # the commit fails: whoever commits knows
         conn = self._conn
         try:
             conn.execute("COMMIT")
@@ -567,9 +532,9 @@ class SQLiteLog:
         if k == 1 and self._file_stream[code]:
             tc = ix.type_code(types[0])
             tid = self._file_type.get(tc)
-            if tid:  # the common single append: its row is INSERTed with the group's
+            if tid:  # the common single append: one INSERT (atomic by itself), then the index
                 t0 = int(ts[0])
-                self._rows.append((seq0, self._file_stream[code], pos0, t0, tid, ids[0], metas[0], datas[0]))
+                self._conn.execute(_INSERT, (seq0, self._file_stream[code], pos0, t0, tid, ids[0], metas[0], datas[0]))
                 ix.restore_row(code, tc, t0, seq0, pos0)
                 self._last_seq = seq0
                 self._last_pos[code] = pos0
@@ -670,7 +635,6 @@ class SQLiteLog:
         """Delete rows by seq in the write transaction and record it (mutex held)."""
         conn = self._conn
         self._begin()
-        self._flush_rows()  # (an eviction may take rows of this very group)
         conn.execute("SAVEPOINT nova_evict")
         try:
             conn.executemany("DELETE FROM events WHERE seq = ?", ((s,) for s in seqs.tolist()))
@@ -770,6 +734,4 @@ class SQLiteLog:
                 return self.fetch(seqs, what, True)
         if self.closed:
             raise StoreClosed("Expected an open store to read the batch's rows from, got a closed one")
-        if self._rows:
-            self._flush_rows()
         return fetch_rows(self._conn, seqs, what)
