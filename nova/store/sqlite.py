@@ -316,14 +316,6 @@ class SQLiteStore(LogStore):
         pos: int = log.group.run(write)
         return pos
 
-    def append_many(self, stream: str, events: Iterable[Any]) -> int:
-        """Append the Events of an iterable (all or nothing); see :meth:`append`."""
-        if not isinstance(events, (list, tuple)):
-            if not isinstance(events, Iterable):
-                raise TypeError(f"Expected events as an iterable of Event, got {type_name(events)}")
-            events = list(events)
-        return self.append(stream, *events)
-
     def append_columns(self, stream: str, *, types: Any, timestamps: Any, data: Any = None, ids: Any = None) -> int:
         """Append rows given as columns (all or nothing), committed before it returns;
         see :meth:`MemoryStore.append_columns`.  Rows without ids get new unique ids

@@ -52,7 +52,7 @@ from nova._core._columns_common import (
     restore_columns,
 )
 from nova._core.timeconv import timestamps_array
-from nova.errors import StoreClosed
+from nova.errors import StoreClosed, type_name
 from nova.store.codecs import Codec
 from nova.store.sqlite_commit import GroupCommit
 from nova.store.sqlite_rows import RowSlice, fetch_rows
@@ -76,10 +76,6 @@ def _end_read(conn: sqlite3.Connection) -> None:
     not "no transaction is active", is what the caller sees)."""
     if conn.in_transaction:
         conn.execute("COMMIT")
-
-
-def _tname(value: object) -> str:
-    return type(value).__name__
 
 
 class SQLiteLog:
@@ -474,7 +470,7 @@ class SQLiteLog:
         types = _EVENT_TYPES
         for i, ev in enumerate(events):
             if not isinstance(ev, types):
-                raise TypeError(f"Expected an Event at index {i}, got {_tname(ev)}")
+                raise TypeError(f"Expected an Event at index {i}, got {type_name(ev)}")
         k = len(events)
         ts = np.fromiter((e.timestamp for e in events), np.int64, k)
         datas = self._codec.encode_many([e.data for e in events])
@@ -488,7 +484,7 @@ class SQLiteLog:
             TypeError: *event* is not an Event, or its data cannot be encoded.
         """
         if not isinstance(event, _EVENT_TYPES):
-            raise TypeError(f"Expected an Event, got {_tname(event)}")
+            raise TypeError(f"Expected an Event, got {type_name(event)}")
         return self.append_events(code, (event,))
 
     def append_events(self, code: int, events: Sequence[Any]) -> int:
