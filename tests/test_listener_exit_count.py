@@ -20,6 +20,7 @@ parametrized over delays, on both twins (compiled and pure kernels).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import json
 import logging
@@ -30,6 +31,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -159,9 +161,12 @@ def test_exit_with_a_retry_task_created_during_asyncio_run_shutdown(tmp_path: Pa
     from nova.store.memory import MemoryStore
     store = MemoryStore()
     lm = ListenerManager()
+    seen = set()
     async def lis(ev):
         state["calls"] += 1
-        await asyncio.sleep(0)
+        if ev.data in seen:  # a retry: still running when the caller's loop closes
+            await asyncio.sleep(0.3)
+        seen.add(ev.data)
         raise ConnectionError("down")
     m = lm.register(lis, ListenerConfig(circuit=CircuitConfig(enabled=False),
         retry=RetryPolicy(max_attempts=1_000_000, initial_delay=0.05, max_delay=0.05),
@@ -440,3 +445,45 @@ def test_start_on_loop_under_asyncio_run_leaves_no_task_pending(destroyed: _Dest
                   f" of {len(futs)}, began {sorted(began)[-3:]} ended {sorted(ended)[-3:]}")
         assert began and sorted(began) == sorted(ended)
     assert destroyed.seen == []
+
+
+def test_loop_thread_submit_racing_its_close_never_drops_a_coroutine() -> None:
+    # LoopThread.submit (Emitter async listeners, the manager's sync path to async ones)
+    # racing close(): each submit either raises (its coroutine closed unstarted) or its
+    # future completes; none is dropped unawaited with a future nobody completes.
+    from nova._util.loop import LoopThread
+
+    async def job() -> int:
+        await asyncio.sleep(0)
+        return 1
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(40):
+            lt = LoopThread("nova-test-loop")
+            lt.loop  # noqa: B018 - start it
+            futs: list[Any] = []
+            go = threading.Event()
+
+            def feeder(lt: LoopThread = lt, futs: list[Any] = futs) -> None:
+                go.wait()
+                for _ in range(2000):
+                    try:
+                        futs.append(lt.submit(job()))
+                    except RuntimeError:  # closed
+                        return
+                    time.sleep(0.00002)
+
+            ths = [threading.Thread(target=feeder) for _ in range(2)]
+            for th in ths:
+                th.start()
+            go.set()
+            time.sleep(0.002)
+            assert lt.close(WAIT)
+            for th in ths:
+                th.join(WAIT)
+            done, not_done = concurrent.futures.wait(futs, timeout=WAIT)
+            assert not not_done, f"{len(not_done)} of {len(futs)} futures never completed"
+            assert all(f.cancelled() or f.result() == 1 for f in done)
+        gc.collect()
+    assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == []

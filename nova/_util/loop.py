@@ -35,7 +35,7 @@ class LoopThread:
     Thread-safe: any thread may submit coroutines; the first use starts the thread.
     """
 
-    __slots__ = ("_name", "_lock", "_loop", "_thread", "_closed", "__weakref__")
+    __slots__ = ("_name", "_lock", "_loop", "_thread", "_closed", "_ended", "__weakref__")
 
     def __init__(self, name: str) -> None:
         self._name = name
@@ -43,6 +43,7 @@ class LoopThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._ended = False  # its loop ran its last turn: nothing can be handed to it
         _LIVE.add(self)
 
     # -- use ------------------------------------------------------------------------
@@ -85,11 +86,16 @@ class LoopThread:
         return t is not None and t is threading.current_thread()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Schedule *coro* on the loop; its future completes when it ends.  If the loop
-        cannot take it (closed), *coro* is closed unstarted and the error raised."""
+        """Schedule *coro* on the loop; its future completes when it ends (cancelled if
+        :meth:`close` cancels it).  If the loop cannot take it (closed, or closing and past
+        its last turn), *coro* is closed unstarted and the error raised: a coroutine
+        handed over is never dropped unawaited with a future nobody completes."""
         try:
             loop = self.loop
-            return asyncio.run_coroutine_threadsafe(coro, loop)
+            with self._lock:  # the loop thread's last turn takes this lock first
+                if self._ended:
+                    raise RuntimeError(f"Expected an open loop thread, got {self._name!r} closed")
+                return asyncio.run_coroutine_threadsafe(coro, loop)
         except BaseException:
             coro.close()
             raise
@@ -125,8 +131,7 @@ class LoopThread:
         t.join(timeout)
         return not t.is_alive()
 
-    @staticmethod
-    def _main(lp: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+    def _main(self, lp: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
         asyncio.set_event_loop(lp)
         lp.call_soon(ready.set)
         try:
@@ -136,6 +141,9 @@ class LoopThread:
                 finish_tasks(lp)
                 lp.run_until_complete(lp.shutdown_asyncgens())
                 finish_tasks(lp)  # what closing async generators started
+                with self._lock:  # from now on submit() refuses: none is left queued
+                    self._ended = True
+                finish_tasks(lp)  # what was submitted until then
             finally:
                 asyncio.set_event_loop(None)
                 lp.close()
@@ -146,6 +154,7 @@ class LoopThread:
         self._lock = threading.Lock()
         self._loop = None
         self._thread = None
+        self._ended = False
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("running" if self._loop is not None else "idle")
