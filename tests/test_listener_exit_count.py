@@ -487,3 +487,47 @@ def test_loop_thread_submit_racing_its_close_never_drops_a_coroutine() -> None:
             assert all(f.cancelled() or f.result() == 1 for f in done)
         gc.collect()
     assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == []
+
+
+def test_sync_calls_of_an_async_listener_racing_stop_never_hang() -> None:
+    # lm.process (the Bus path) runs an async listener on the manager's loop thread and
+    # waits for it; stop() closes that loop meanwhile.  Each call returns, or raises
+    # (refused by the closing loop, or cancelled by its last turn): none waits for ever.
+    lm = ListenerManager()
+    done: list[int] = []
+
+    async def lis(ev: Event) -> None:
+        await asyncio.sleep(0)
+        done.append(ev.data)
+
+    lid = lm.register(lis, ListenerConfig(circuit=CircuitConfig(enabled=False))).id
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def caller(base: int) -> None:
+        for i in range(300):
+            try:
+                r = "ok" if lm.process(lid, Event("t", base + i)) else "dead"
+            except RuntimeError:
+                r = "refused"
+            except concurrent.futures.CancelledError:
+                r = "cancelled"
+            with lock:
+                outcomes.append(r)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ths = [threading.Thread(target=caller, args=(k * 1000,), daemon=True) for k in range(2)]
+        for th in ths:
+            th.start()
+        while any(th.is_alive() for th in ths) and len(outcomes) < 600:
+            lm.stop(timeout=0)
+            time.sleep(0.0005)
+        for th in ths:
+            th.join(WAIT)
+        assert not any(th.is_alive() for th in ths), f"a call hung ({len(outcomes)} of 600 returned)"
+        lm.stop()
+        gc.collect()
+    assert len(outcomes) == 600 and "dead" not in outcomes
+    assert outcomes.count("ok") == len(done)
+    assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == []
