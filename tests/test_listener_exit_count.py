@@ -197,6 +197,49 @@ def test_exit_with_a_retry_task_created_during_asyncio_run_shutdown(tmp_path: Pa
     assert res["errors"] == ["ConnectionError"] * 5, res
 
 
+def test_exit_count_with_async_retries_behind_an_emitter_that_shut_down(tmp_path: Path,
+                                                                       core: SimpleNamespace) -> None:
+    # The Emitter sibling: a managed async listener's retries run on the emitter's own
+    # loop thread while it runs; shutdown() closes that loop with retries in flight (they
+    # move to the manager's loop), then the interpreter exits with them still failing.
+    script = """
+    import asyncio, atexit, dataclasses, json, logging, sys
+    OUT = sys.argv[0] + ".json"
+    def dump():
+        got = store.read("nova.deadletter")[0]
+        with open(OUT, "w") as f:
+            json.dump({"stored": [e.data for e in got], "stats": dataclasses.asdict(lm.stats())}, f)
+    atexit.register(dump)
+    logging.basicConfig(level=logging.WARNING)
+    from nova import Emitter, Event, ListenerManager, ListenerConfig, RetryPolicy, CircuitConfig, DeadLetterConfig
+    from nova.store.memory import MemoryStore
+    store = MemoryStore()
+    lm = ListenerManager()
+    async def lis(ev):
+        await asyncio.sleep(0)
+        raise ConnectionError("down")
+    m = lm.register(lis, ListenerConfig(circuit=CircuitConfig(enabled=False),
+        retry=RetryPolicy(max_attempts=1_000_000, initial_delay=0.001, max_delay=0.005),
+        dead_letter=DeadLetterConfig(store=store)))
+    em = Emitter()
+    em.subscribe("t", m)
+    for i in range(30):
+        em.emit(Event("t", i))
+    em.shutdown(timeout=5)
+    """
+    for i in range(5):
+        d = tmp_path / str(i)
+        d.mkdir()
+        rc, err = _run_child(script, d, core, {"NOVA_EXIT_TIMEOUT": "2"})
+        assert rc == 0, err
+        for bad in BAD_STDERR:
+            assert bad not in err, err
+        res = json.loads((d / "child.py.json").read_text())
+        assert sorted(res["stored"]) == list(range(30)), err
+        assert [int(c) for c in _WARNING.findall(err)] == [30], err
+        assert res["stats"]["dead_lettered"] == 30 and res["stats"]["pending"] == 0, res
+
+
 # --- stop(timeout) in this process ---------------------------------------------------------
 def _wait_for(pred: Any, what: str) -> None:
     end = time.monotonic() + WAIT
