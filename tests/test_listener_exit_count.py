@@ -12,6 +12,9 @@ Causes fixed (see nova/_util/loop.py and nova/listener/drain.py):
 * a retry task started on the caller's loop after ``asyncio.run`` cancelled that loop's
   tasks was left pending when the loop closed ("Task was destroyed but it is pending!"),
   its attempt stuck until the exit's timeout claimed it.
+* (sibling) ``LoopThread.submit`` racing ``close()`` could queue a coroutine after the
+  loop's last turn: dropped unawaited, its future never completed (a caller waiting on it,
+  such as ``ListenerManager._run_coro`` for ``lm.process``, would hang).
 
 Exit cases run in child interpreters (30 s hard timeout, killed on expiry), looped and
 parametrized over delays, on both twins (compiled and pure kernels).
