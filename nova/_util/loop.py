@@ -16,10 +16,10 @@ import concurrent.futures
 import os
 import threading
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ("LoopThread", "start_on_loop")
+__all__ = ("LoopThread", "LoopWatch", "start_on_loop", "watch_loop")
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ class LoopThread:
     Thread-safe: any thread may submit coroutines; the first use starts the thread.
     """
 
-    __slots__ = ("_name", "_lock", "_loop", "_thread", "_closed", "__weakref__")
+    __slots__ = ("_name", "_lock", "_loop", "_thread", "_closed", "_ended", "__weakref__")
 
     def __init__(self, name: str) -> None:
         self._name = name
@@ -43,6 +43,7 @@ class LoopThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._ended = False  # its loop ran its last turn: nothing can be handed to it
         _LIVE.add(self)
 
     # -- use ------------------------------------------------------------------------
@@ -85,11 +86,16 @@ class LoopThread:
         return t is not None and t is threading.current_thread()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Schedule *coro* on the loop; its future completes when it ends.  If the loop
-        cannot take it (closed), *coro* is closed unstarted and the error raised."""
+        """Schedule *coro* on the loop; its future completes when it ends (cancelled if
+        :meth:`close` cancels it).  If the loop cannot take it (closed, or closing and past
+        its last turn), *coro* is closed unstarted and the error raised: a coroutine
+        handed over is never dropped unawaited with a future nobody completes."""
         try:
             loop = self.loop
-            return asyncio.run_coroutine_threadsafe(coro, loop)
+            with self._lock:  # the loop thread's last turn takes this lock first
+                if self._ended:
+                    raise RuntimeError(f"Expected an open loop thread, got {self._name!r} closed")
+                return asyncio.run_coroutine_threadsafe(coro, loop)
         except BaseException:
             coro.close()
             raise
@@ -125,8 +131,7 @@ class LoopThread:
         t.join(timeout)
         return not t.is_alive()
 
-    @staticmethod
-    def _main(lp: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+    def _main(self, lp: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
         asyncio.set_event_loop(lp)
         lp.call_soon(ready.set)
         try:
@@ -136,6 +141,9 @@ class LoopThread:
                 finish_tasks(lp)
                 lp.run_until_complete(lp.shutdown_asyncgens())
                 finish_tasks(lp)  # what closing async generators started
+                with self._lock:  # from now on submit() refuses: none is left queued
+                    self._ended = True
+                finish_tasks(lp)  # what was submitted until then
             finally:
                 asyncio.set_event_loop(None)
                 lp.close()
@@ -146,6 +154,7 @@ class LoopThread:
         self._lock = threading.Lock()
         self._loop = None
         self._thread = None
+        self._ended = False
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("running" if self._loop is not None else "idle")
@@ -155,11 +164,23 @@ class LoopThread:
 def start_on_loop(loop: asyncio.AbstractEventLoop,
                   factory: Callable[[], Coroutine[Any, Any, T]]) -> concurrent.futures.Future[T]:
     """:func:`asyncio.run_coroutine_threadsafe`, but the coroutine is made by *factory*
-    on the loop's own thread, when the hand-off runs.
+    on the loop's own thread, when the hand-off runs, and never outlives the loop.
 
-    If the loop stops and closes with the hand-off still queued (``asyncio.run`` ending
-    in another thread), no coroutine was ever made, so none is left "never awaited";
-    the returned future is then cancelled (when the dropped hand-off is collected).
+    Whatever way the loop ends, the returned future completes, and no coroutine is left
+    "never awaited" nor any task "destroyed but pending":
+
+    * if the loop closes with the hand-off still queued (``asyncio.run`` ending in
+      another thread), no coroutine was ever made; the future is cancelled (when the
+      dropped hand-off is collected);
+    * if the loop is being shut down (``asyncio.run``/``asyncio.Runner`` ending:
+      ``loop.shutdown_asyncgens()`` has begun, see :func:`watch_loop`), the hand-off
+      makes no coroutine and cancels the future;
+    * a task it started that is still pending when that shutdown begins (made after
+      ``asyncio.run`` cancelled the loop's tasks) is cancelled and awaited there, before
+      the loop closes.
+
+    Only a loop closed without ``shutdown_asyncgens()`` (``loop.close()`` by hand while
+    tasks are pending) can still strand a task, as it would any of the caller's own.
 
     Raises:
         RuntimeError: the loop is closed.
@@ -171,14 +192,20 @@ def start_on_loop(loop: asyncio.AbstractEventLoop,
         ran.append(True)
         if fut.cancelled():
             return
+        watch = watch_loop(loop)
+        if watch.closing:  # the loop is shutting down: nothing new starts on it
+            fut.cancel()
+            return
         try:
             task = loop.create_task(factory())
         except BaseException as exc:  # noqa: BLE001 - the caller's future carries it
             if fut.set_running_or_notify_cancel():
                 fut.set_exception(exc)
             return
+        watch.tasks.add(task)
 
         def copy(t: asyncio.Future[T]) -> None:
+            watch.tasks.discard(t)
             if t.cancelled():
                 fut.cancel()
             elif fut.set_running_or_notify_cancel():
@@ -190,7 +217,10 @@ def start_on_loop(loop: asyncio.AbstractEventLoop,
 
         def cancel_task(f: concurrent.futures.Future[T]) -> None:
             if f.cancelled() and not loop.is_closed():
-                loop.call_soon_threadsafe(task.cancel)
+                try:
+                    loop.call_soon_threadsafe(task.cancel)
+                except RuntimeError:  # closed meanwhile
+                    pass
 
         task.add_done_callback(copy)
         fut.add_done_callback(cancel_task)
@@ -199,9 +229,85 @@ def start_on_loop(loop: asyncio.AbstractEventLoop,
         if not ran:
             fut.cancel()
 
-    weakref.finalize(start, dropped)
+    # Not at interpreter exit (atexit=False): weakref's own exit hook runs before nova's
+    # and would cancel hand-offs still queued on a loop that is running fine.
+    weakref.finalize(start, dropped).atexit = False
     loop.call_soon_threadsafe(start)
     return fut
+
+
+class LoopWatch:
+    """What :func:`start_on_loop` knows of one loop: ``closing`` (its shutdown began)
+    and ``tasks`` (the ones it started there that have not finished)."""
+
+    __slots__ = ("closing", "tasks", "gen", "__weakref__")
+
+    def __init__(self) -> None:
+        self.closing = False
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.gen: Any = None  # the sentinel async generator (kept alive here)
+
+
+# loop -> its watch, while the loop is open (removed when its shutdown begins; closed
+# loops that never shut down are swept when a new loop is watched)
+_WATCHES: dict[asyncio.AbstractEventLoop, LoopWatch] = {}
+_WATCHES_LOCK = threading.Lock()
+
+
+def watch_loop(loop: asyncio.AbstractEventLoop) -> LoopWatch:
+    """The :class:`LoopWatch` of *loop*, made on first use.  Call it from the loop's own
+    thread while it runs (then the shutdown can be seen); from another thread, or on a
+    loop whose ``shutdown_asyncgens()`` already began, it returns a watch that is
+    ``closing`` when that is known.
+
+    How the shutdown is seen: a sentinel async generator is started on the loop; the
+    loop keeps track of it like any async generator, and ``loop.shutdown_asyncgens()``
+    (which ``asyncio.run`` and ``asyncio.Runner`` call after cancelling the loop's
+    tasks, before closing it) closes it.  Its ``finally`` marks the watch ``closing``,
+    then cancels and awaits the tasks :func:`start_on_loop` made there that are still
+    pending."""
+    w = _WATCHES.get(loop)
+    if w is not None:
+        return w
+    w = LoopWatch()
+    if loop.is_closed() or getattr(loop, "_asyncgens_shutdown_called", False):
+        w.closing = True  # too late to watch (BaseEventLoop's flag: shutdown began)
+        return w
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is not loop:
+        return w  # cannot start the sentinel from here: an unregistered, open watch
+    with _WATCHES_LOCK:
+        known = _WATCHES.get(loop)
+        if known is not None:
+            return known
+        for lp in [lp for lp in _WATCHES if lp.is_closed()]:  # closed without shutdown
+            del _WATCHES[lp]
+        gen = _sentinel(loop, w)
+        try:
+            gen.asend(None).send(None)  # runs to its yield: the loop's hook registers it
+        except StopIteration:
+            pass
+        w.gen = gen
+        _WATCHES[loop] = w
+    return w
+
+
+async def _sentinel(loop: asyncio.AbstractEventLoop, w: LoopWatch) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        w.closing = True
+        with _WATCHES_LOCK:
+            if _WATCHES.get(loop) is w:
+                del _WATCHES[loop]
+        pending = [t for t in w.tasks if not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 def finish_tasks(lp: asyncio.AbstractEventLoop) -> None:
@@ -220,6 +326,9 @@ def finish_tasks(lp: asyncio.AbstractEventLoop) -> None:
 
 
 def _reset_after_fork() -> None:
+    global _WATCHES_LOCK
+    _WATCHES_LOCK = threading.Lock()  # a parent thread may have held it at fork()
+    _WATCHES.clear()  # the parent's loops do not run here
     for lt in list(_LIVE):
         lt._after_fork_in_child()
 

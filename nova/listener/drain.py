@@ -72,10 +72,15 @@ class DrainMixin:
           it is not counted as processed, never retried, never dead-lettered again.
 
         Returns the dead letters of the scheduled retries that ended dead-lettered while
-        it ran (by ``stop()`` itself or by the thread that ran their last attempt); each
-        went through the dead-letter path (handler, store, ``on_error``).  Once it
+        it ran (by ``stop()`` itself or by the thread or task that ran their last attempt);
+        each went through the dead-letter path (handler, store, ``on_error``).  The rule
+        is exact: a retry pending or in flight when ``stop()`` began (or scheduled while it
+        runs) is either processed before it returns or in the returned list, never both,
+        never neither; for those, ``processed + len(returned)`` is their number.  Once it
         returns, nothing it covered runs any more: no listener call or dead-letter call
-        starts, except the ones already running that the timeout cut off.
+        starts, except the ones already running that the timeout cut off (an ``async
+        def`` one is cancelled and finishes on the manager's loop thread, which then ends
+        by itself: no task of it is left pending).
 
         What ``stop()`` covers is the manager's own work: retries scheduled before it
         returns.  A first call (``managed.handle`` in the caller's thread) is the caller's;
@@ -89,6 +94,13 @@ class DrainMixin:
             TypeError/ValueError: a bad *timeout*.
         """
         t = None if timeout is None else check_duration(timeout, "timeout")
+        letters, _ = self._stop(t)
+        return letters
+
+    def _stop(self, t: float | None) -> tuple[list[DeadLetter], LoopThread | None]:
+        """:meth:`stop` (*t* checked); also returns the loop thread it closed if that had
+        not ended in time (its cancelled tasks still finishing), for the exit hook to wait
+        for within its own budget."""
         me = IN_TASK.get()
         if not (isinstance(me, Retry) and me.managed._manager is self):
             me = None
@@ -131,9 +143,8 @@ class DrainMixin:
                 # Retries still being dead-lettered by their own thread need no scheduler:
                 # the threads stop unless new work came in.
                 idle = not any(r.state in CLAIMABLE and r is not me for r in retries)
-        if idle:
-            self._stop_threads(real_end)
-        return letters
+        left_loop = self._stop_threads(real_end) if idle else None
+        return letters, left_loop
 
     def _claim(self, which: Callable[[Retry], bool]) -> None:
         """Take the retries for which *which* holds away from whoever would run them and
@@ -175,10 +186,12 @@ class DrainMixin:
                     fut.cancel()
             r.managed._deliver_dead_letter(dl)
 
-    def _stop_threads(self, real_end: float | None) -> None:
+    def _stop_threads(self, real_end: float | None) -> LoopThread | None:
         """Stop the scheduler, the runners and the loop thread, waiting for them at most
         until *real_end* (5 s when None); a thread still busy then is a daemon that ends
-        on its own and can no longer run anything of this manager's stopped work."""
+        on its own and can no longer run anything of this manager's stopped work.
+        Returns the closed loop thread if it had not ended by then (its last turn, which
+        finishes the attempts cancelled by the claims, may still be running)."""
 
         def left() -> float:
             return 5.0 if real_end is None else max(0.0, real_end - time.monotonic())
@@ -191,8 +204,9 @@ class DrainMixin:
         for r in runners:
             if r is not None:
                 r.close()
-        if loops is not None:
-            loops.close(left())  # from its own thread it only asks the loop to stop
+        if loops is not None and not loops.close(left()):  # from its own thread it only asks the loop to stop
+            return loops
+        return None
 
     def close_at_exit(self, timeout: float) -> None:
         """Called once at interpreter exit by :mod:`nova._util.atexit` with the seconds
@@ -203,6 +217,14 @@ class DrainMixin:
         them), and the count of those is logged as a warning on ``nova.listener``.
         Failures after this point are dead-lettered at once (no retry can outlive the
         interpreter).  Returns within *timeout* even if a dead-letter handler blocks.
+
+        The count logged is exact: it is the number of dead letters made from the moment
+        the close begins until it returns, whoever makes them (the close itself, or the
+        thread or task of a retry whose attempt was in flight, or being rescheduled, and
+        failed once more), so it equals the number of events the close dead-lettered (in
+        a dead-letter store: the entries it added).  The rest of the time (20%) lets the
+        manager's loop thread finish the ``async def`` attempts the close cancelled, so
+        none is left pending when the interpreter ends.
         """
         letters: list[DeadLetter] = []  # every retry dead-lettered from now on
         with self._rcond:
@@ -213,10 +235,11 @@ class DrainMixin:
             if pending == 0 and self._loop is None and not self._scheduler.running:
                 return
             budget = max(0.0, float(timeout))
-            result: list[list[DeadLetter]] = []
+            end = time.monotonic() + budget
+            result: list[tuple[list[DeadLetter], LoopThread | None]] = []
 
             def run() -> None:
-                result.append(self.stop(timeout=budget * 0.8))
+                result.append(self._stop(budget * 0.8))
 
             th = threading.Thread(target=run, name="nova-listener-exit", daemon=True)
             th.start()
@@ -225,13 +248,18 @@ class DrainMixin:
                 _log.warning("nova: ListenerManager could not close within %.3gs at interpreter exit: "
                              "%d retried event(s) were pending; their dead-letter path was still running",
                              budget, pending)
-            elif letters:
+                return
+            left_loop = result[0][1]
+            if left_loop is not None:
+                left_loop.close(max(0.0, end - time.monotonic()))
+            with self._rcond:
+                n = len(letters)
+            if n:
                 _log.warning("nova: ListenerManager at interpreter exit: %d retried event(s) not "
-                             "delivered in time, dead-lettered", len(letters))
+                             "delivered in time, dead-lettered", n)
         finally:
             with self._rcond:
                 self._collectors = [c for c in self._collectors if c is not letters]
-
 
     def _refuse_retry(self, due: float) -> bool:
         """(With ``_rcond`` held.)  Whether a retry due at *due* must be dead-lettered at

@@ -287,13 +287,19 @@ class ListenerManager(DrainMixin, HealthMixin):
             return loops.loop
 
     def _run_coro(self, coro: Any) -> Any:
-        """Run *coro* to completion on the manager's loop thread and return its result."""
-        loop = self._event_loop()
-        loops = self._loops
-        if loops is not None and loops.in_thread():  # pragma: no cover - misuse guard
+        """Run *coro* to completion on the manager's loop thread and return its result.
+
+        Through :meth:`LoopThread.submit`: a stop() closing that loop meanwhile either
+        runs or cancels *coro*, or refuses it (RuntimeError); it is never dropped with
+        a future this call would wait on for ever."""
+        with self._lock:
+            loops = self._loops
+            if loops is None or loops.closed:
+                loops = self._loops = LoopThread("nova-listener-loop")
+        if loops.in_thread():  # pragma: no cover - misuse guard
             coro.close()
             raise RuntimeError("Expected a call from outside the manager's loop thread, got one from it")
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        return loops.submit(coro).result()
 
     async def _asleep(self, seconds: float) -> None:
         """Sleep *seconds* on the manager's clock without blocking the running loop."""

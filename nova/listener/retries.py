@@ -9,7 +9,7 @@ import asyncio
 import concurrent.futures
 from typing import Any
 
-from nova._util.loop import start_on_loop
+from nova._util.loop import start_on_loop, watch_loop
 from nova.listener.calls import ListenerCalls
 from nova.listener.pending import CALLING, DECIDING, DELIVERING, IN_TASK, LETTERING, PENDING, Retry
 from nova.resilience.retry import next_delay
@@ -29,6 +29,10 @@ class ListenerRetries(ListenerCalls):
         (``None`` for a first call, made inline by the caller)."""
         delay = next_delay(self._retry, exc, attempts, self._retry_if_raised)
         mgr = self._manager
+        if loop is not None:
+            # From the loop's own thread (ahandle, an attempt on it): from now on its
+            # shutdown (asyncio.run ending) is seen, so no attempt is left on it.
+            watch_loop(loop)
         with mgr._rcond:
             if prev is not None and prev.state != DECIDING:
                 return  # stop() claimed it meanwhile and dead-lettered it
