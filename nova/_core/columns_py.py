@@ -259,6 +259,8 @@ class ColumnLog:
     Raises:
         TypeError: *capacity* is not an int.
         ValueError: *capacity* is negative.
+
+    Size: one idea, the column log, mirroring the compiled kernel method for method.
     """
 
     def __init__(self, capacity: int = 1024) -> None:

@@ -112,6 +112,8 @@ class Bus:
 
     Thread-safe: every method may be called from any thread.  Use it as a context
     manager (``with Bus() as bus:``) to shut it down on exit.
+
+    Size: the public Bus API and its docstrings only; the work is in sibling modules.
     """
 
     def __init__(

@@ -146,6 +146,9 @@ class Emitter:
 
     (Near the ~400-line class guide only through the documented public API; every
     mechanism lives in a sibling module.)
+
+    Size: the public facade and its docstrings; dispatch, buffer and asyncio paths
+    are sibling modules.
     """
 
     def __init__(

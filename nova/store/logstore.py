@@ -59,6 +59,8 @@ class LogStore(StoreLifecycle):
 
     Raises:
         TypeError / ValueError: an argument of the wrong type or value.
+
+    Size: the whole EventStore protocol over a log, with its docstrings.
     """
 
     def __init__(

@@ -98,6 +98,9 @@ class RedisStore(RedisConnection, Appends, WindowReads, StoreLifecycle):
             refused the credentials.  StoreLayoutError: the prefix holds keys that
             are not a nova store's, or another codec's.
         TypeError / ValueError: bad arguments.
+
+    Size: the EventStore protocol on Redis with its docstrings; appends, windows and
+    scripts are sibling modules.
     """
 
     def __init__(

@@ -92,6 +92,8 @@ class SQLiteLog:
             ``None`` when a commit is enough.
         on_change: called (mutex held) after rows written by another process were
             read, with the names of streams that appeared ``(name, code)``.
+
+    Size: the ColumnLog interface over a SQLite table, method for method.
     """
 
     def __init__(

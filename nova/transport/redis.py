@@ -106,6 +106,9 @@ class RedisTransport(Reads, RedisConnection, Transport):
         ImportError: redis-py is not installed.
 
     One transport serves one Bus.  Thread-safe.
+
+    Size: the Transport interface on Redis with its docstrings; log, groups and
+    consumers are sibling modules.
     """
 
     blocking_io = True
