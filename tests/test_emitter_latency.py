@@ -33,6 +33,7 @@ def _intake(core, workers: int = 4, capacity: int = 1024):
     """An emitter's intake that was never started (no drain loop runs), and a ring of
     the *core* twin to drive its ``_take`` by hand."""
     em = Emitter(workers=workers)
+    em._intake.watch = core.Watch(workers)  # the watch of the same twin
     return em, em._intake, core.RingQueue(capacity)
 
 
@@ -93,7 +94,7 @@ def test_a_multi_event_take_with_a_polling_watcher_wakes_nobody(core):
     batch = intake._take(q, _parked_lock(), 0)
     assert len(batch) == 3 and intake.parked == [w, a] and intake.getters == []
     assert w.locked() and a.locked()
-    assert intake.multi == 1 and intake.taken_at[0] > 0
+    assert intake.multi == 1 and intake.watch.since(0) > 0
     em.shutdown(WAIT)
 
 
@@ -114,18 +115,22 @@ def test_a_multi_event_take_arms_a_sleeping_watcher_only(core):
 
 
 def test_only_a_batch_unfinished_for_watch_seconds_is_stuck(core):
-    from time import monotonic
-
     from nova.emitter.handoff import WATCH
 
     em, intake, q = _intake(core)
     young, old = [Event("t", 1)], [Event("t", 2)]
-    intake.batches[0], intake.taken_at[0] = young, monotonic()
-    assert intake._stuck() is None
-    intake.batches[1], intake.taken_at[1] = old, monotonic() - 2 * WATCH
+    intake.batches[1] = old
+    intake.watch.took(1, True)
+    time.sleep(2 * WATCH)
+    intake.batches[0] = young
+    intake.watch.took(0, True)
     assert intake._stuck() is old
     old.clear()  # delivered: nothing left to help with
     assert intake._stuck() is None
+    assert intake.watch.stale(WATCH) == []  # acknowledged: the watcher's polls skip it
+    intake.watch.took(1, True)  # its next batch is watched again
+    time.sleep(2 * WATCH)
+    assert [i for i, _ in intake.watch.stale(WATCH)] == [0, 1]
     em.shutdown(WAIT)
 
 

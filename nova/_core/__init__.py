@@ -42,6 +42,7 @@ KERNELS: dict[str, tuple[str, ...]] = {
     "bucket": ("TokenBucket",),
     "columns": ("ColumnLog",),
     "audit": ("call_rows", "note_call"),
+    "park": ("ParkLock", "Watch", "WOKEN", "CHECK", "IDLE"),
 }
 
 _NAME_TO_KERNEL = {name: k for k, names in KERNELS.items() for name in names}

@@ -239,7 +239,7 @@ class BufferedIntake(Handoff):
         _tls.intake = self
         started.set()
         try:
-            park = threading.Lock()
+            park = self.new_park_lock()
             park.acquire()  # held: released by the waker that hands this worker the buffer
             while (batch := self._take(q, park, wid)) is not None:
                 m = self._owner._metrics

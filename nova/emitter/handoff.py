@@ -19,7 +19,12 @@ taken it parks for WATCH at a time, and when it finds a batch unfinished that lo
 helps with it (and wakes the next parked worker while events remain), so a slow or
 blocking listener holds up only its own event (the others of its batch wait about a
 millisecond, at most two).  After a few polls with no multi-event batch taken it
-sleeps until the next one is taken (one wake then), so an idle emitter does not poll.  (Waking a parked worker for every batch of
+sleeps until the next one is taken (one wake then), so an idle emitter does not poll.
+The watcher's park is :class:`nova._core.park.Watch` (``wait``): with the compiled
+kernels it polls with the GIL released, reading the take times of the batches from C
+arrays, and takes the GIL back only to help, when woken, or when it goes idle (a poll
+that took the GIL a thousand times a second, often just as an event had to be
+delivered, was the rest of the p99 gap with 4 workers).  (Waking a parked worker for every batch of
 two or more events instead, at 50 k events/s, cost ~0.2 thread wake-ups per event,
 each contending for the GIL with the worker delivering the batch, and the p99 with 4
 workers was twice that of one.)  A producer wakes one parked worker only when nobody
@@ -42,9 +47,9 @@ another worker already took.
 
 from __future__ import annotations
 
-from time import monotonic
 from typing import Any
 
+from nova._core import kernel
 from nova.errors import QueueClosed
 
 __all__ = ("Handoff", "BATCH", "WATCH", "IDLE_POLLS")
@@ -82,12 +87,27 @@ class Handoff:
         # its batch; multi-event batches taken so far (the watcher's sign of activity)
         self.watch_lock: Any = None
         self.watch_idle = True
-        self.taken_at = [0.0] * self.workers
-        self.multi = 0
-        self._seen = 0
-        self._idle_polls = 0
+        # when each worker took the multi-event batch it delivers, and the watcher's
+        # park (compiled: it polls with the GIL released; nova._core.park)
+        park = kernel("park")
+        self.watch: Any = park.Watch(self.workers)
+        self._woken_code, self._idle_code = park.WOKEN, park.IDLE
         self._armed: Any = None  # the watcher's lock, released by _arm
-        self.polls = 0  # the watcher's polls that timed out (for tests)
+
+    def new_park_lock(self) -> Any:
+        """A lock for a drain loop to park on (the kernel's: the compiled watcher waits
+        on it with the GIL released)."""
+        return kernel("park").ParkLock()
+
+    @property
+    def multi(self) -> int:
+        """Multi-event batches taken from the buffer so far."""
+        return int(self.watch.multi)
+
+    @property
+    def polls(self) -> int:
+        """The watcher's polls that timed out (for tests)."""
+        return int(self.watch.polls)
 
     def _unstarted(self) -> list[Any] | None:
         """A batch taken by a worker with events it has not started, or None."""
@@ -102,12 +122,13 @@ class Handoff:
         (shared: both pop from it), or else what waits in the buffer.  None once the
         buffer is closed."""
         getters, parked, qsize = self.getters, self.parked, q.qsize
+        self.watch.clear(wid)  # the last batch is delivered
         watching = False  # woken to watch: help only a batch unfinished for WATCH seconds
         while True:
             shared = self._stuck() if watching else self._unstarted()
             if shared is not None:  # help a busy worker with the batch it took
                 self.batches[wid] = shared
-                self.taken_at[wid] = monotonic()
+                self.watch.took(wid, False)
                 if self.watch_lock is park:
                     self.watch_lock = None  # busy now: the next worker to park watches
                 if parked and (len(shared) > 1 or (qsize() and not getters)):
@@ -146,8 +167,7 @@ class Handoff:
                 return None
             batch.reverse()
             if len(batch) > 1:
-                self.taken_at[wid] = monotonic()
-                self.multi += 1
+                self.watch.took(wid, True)
             self.batches[wid] = batch  # published before this worker stops being a getter
             getters.remove(1)
             if not batch:
@@ -186,24 +206,22 @@ class Handoff:
         elif self.watch_idle and self._unstarted() is not None:
             self._arm()
         if watcher and not self.watch_idle:
-            if park.acquire(timeout=WATCH):
+            # polls every WATCH seconds (compiled: with the GIL released) until woken, a
+            # batch is unfinished that long, or IDLE_POLLS polls saw nothing being taken
+            got = self.watch.wait(park, WATCH, IDLE_POLLS)
+            if got == self._woken_code:
                 return self._woken(park)
             try:
                 parked.remove(park)
             except ValueError:  # popped by a waker meanwhile: its release is coming
                 park.acquire()
                 return self._woken(park)
-            self.polls += 1
+            if got == self._idle_code:
+                self.watch_idle = True  # until a multi-event take arms it again
+                return False
             if self._stuck() is not None:
                 self.watch_lock = None  # the next worker to park watches
                 return True
-            if self.multi == self._seen and self._unstarted() is None:
-                self._idle_polls += 1
-                if self._idle_polls >= IDLE_POLLS:
-                    self.watch_idle = True  # until a multi-event take arms it again
-            else:
-                self._idle_polls = 0
-            self._seen = self.multi
             return False
         park.acquire()
         return self._woken(park)
@@ -220,12 +238,15 @@ class Handoff:
         return True
 
     def _stuck(self) -> list[Any] | None:
-        """A batch that has had unstarted events for WATCH seconds or more, or None."""
-        now = monotonic()
-        taken = self.taken_at
-        for i, b in enumerate(self.batches):
-            if b and now - taken[i] >= WATCH:
+        """A batch that has had unstarted events for WATCH seconds or more, or None.
+        A batch taken that long ago with no unstarted event left (its worker delivers
+        the last one) is acknowledged, so that the watcher's polls stop looking at it."""
+        watch = self.watch
+        for i, since in watch.stale(WATCH):
+            b = self.batches[i]
+            if b:
                 return b
+            watch.ack(i, since)
         return None
 
     def _arm(self) -> None:
@@ -236,8 +257,6 @@ class Handoff:
             self.wake_one()
             return
         self.watch_idle = False
-        self._idle_polls = 0
-        self._seen = self.multi
         try:
             self.parked.remove(lock)
         except ValueError:
