@@ -6,45 +6,21 @@ both twins: each child is started with ``NOVA_NO_EXTENSIONS`` set for the pure t
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import textwrap
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from childproc import CHILD_TIMEOUT, run_code
 
 from nova.errors import ValidationError
 
-ROOT = Path(__file__).resolve().parents[1]
-CHILD_TIMEOUT = 30.0
 
 
 def run_child(core: SimpleNamespace, code: str, timeout: float = CHILD_TIMEOUT) -> subprocess.CompletedProcess[str]:
     """Run *code* in a fresh interpreter on *core*'s twin; kill it after *timeout* s."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT)
-    env.pop("NOVA_NO_EXTENSIONS", None)
-    env.pop("NOVA_REQUIRE_EXTENSIONS", None)
-    if core.pure:
-        env["NOVA_NO_EXTENSIONS"] = "1"
-    else:
-        env["NOVA_REQUIRE_EXTENSIONS"] = "1"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"child did not finish within {timeout} s\nstdout:\n{out}\nstderr:\n{err}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
+    return run_code(core, code, timeout)
 
 def check_child(core: SimpleNamespace, code: str, expect: str = "OK") -> str:
     res = run_child(core, code)

@@ -8,10 +8,6 @@ Exit and fork cases run in child interpreters (hard timeout, killed on expiry).
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 import zlib
@@ -20,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from childproc import run_script
 
 from nova import errors
 from nova.emitter import Emitter
@@ -33,9 +30,7 @@ from nova.listener import (
     RetryPolicy,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 WAIT = 10.0  # real seconds: a bound for waits that should end at once
-CHILD_TIMEOUT = 30.0
 
 
 def cfg(**kw: Any) -> ListenerConfig:
@@ -487,24 +482,7 @@ def test_stop_does_not_hang_on_a_blocked_async_listener_in_the_managers_loop() -
 
 
 def _run_child(script: str, tmp_path: Path, env_extra: dict[str, str] | None = None) -> tuple[int, str, float]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("NOVA_EXIT_TIMEOUT", None)
-    if env_extra:
-        env.update(env_extra)
-    path = tmp_path / "child.py"
-    path.write_text(textwrap.dedent(script))
-    t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, str(path)], env=env, cwd=str(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _, err = proc.communicate(timeout=CHILD_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise AssertionError("the child interpreter hung") from None
-    return proc.returncode, err, time.monotonic() - t0
-
+    return run_script(script, tmp_path, env_extra=env_extra)
 
 _EXIT_PRELUDE = """
     import atexit, json, logging, sys, threading, time

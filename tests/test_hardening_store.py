@@ -4,23 +4,19 @@ store left open at interpreter exit (both twins of the ColumnLog kernel)."""
 from __future__ import annotations
 
 import gc
-import os
 import subprocess
-import sys
-import textwrap
 import tracemalloc
 from collections.abc import Callable
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
+from childproc import run_code
 
 from nova._core import kernel
 from nova.store import MemoryStore
 
-ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000_000_000_000
 
 
@@ -161,21 +157,7 @@ def test_auto_ids_survive_run_pruning(core: SimpleNamespace) -> None:
 
 
 def run_child(core: SimpleNamespace, code: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT)
-    env.pop("NOVA_NO_EXTENSIONS", None)
-    env.pop("NOVA_REQUIRE_EXTENSIONS", None)
-    env["NOVA_NO_EXTENSIONS" if core.pure else "NOVA_REQUIRE_EXTENSIONS"] = "1"
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=str(ROOT),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"child did not exit within {timeout} s\nstdout:\n{out}\nstderr:\n{err}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
+    return run_code(core, code, timeout)
 
 def test_store_left_open_at_exit_does_not_hang(core: SimpleNamespace) -> None:
     # Sweeper threads (system clock and a ManualClock that never advances), a

@@ -27,11 +27,7 @@ import concurrent.futures
 import gc
 import json
 import logging
-import os
 import re
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 import warnings
@@ -40,6 +36,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from childproc import run_script
 
 from nova import errors
 from nova._util.loop import start_on_loop, watch_loop
@@ -47,8 +44,6 @@ from nova.events import Event
 from nova.listener import CircuitConfig, DeadLetterConfig, ListenerConfig, ListenerManager, RetryPolicy
 from nova.store.memory import MemoryStore
 
-ROOT = Path(__file__).resolve().parents[1]
-CHILD_TIMEOUT = 30.0
 WAIT = 10.0  # real seconds: a bound for waits that should end at once
 BAD_STDERR = ("Task was destroyed", "was never awaited", "Exception ignored", "Traceback")
 
@@ -56,25 +51,8 @@ BAD_STDERR = ("Task was destroyed", "was never awaited", "Exception ignored", "T
 # --- child interpreters ----------------------------------------------------------------
 def _run_child(script: str, tmp_path: Path, core: SimpleNamespace,
                env_extra: dict[str, str] | None = None) -> tuple[int, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    for var in ("NOVA_EXIT_TIMEOUT", "NOVA_NO_EXTENSIONS", "NOVA_REQUIRE_EXTENSIONS"):
-        env.pop(var, None)
-    env["NOVA_NO_EXTENSIONS" if core.pure else "NOVA_REQUIRE_EXTENSIONS"] = "1"
-    if env_extra:
-        env.update(env_extra)
-    path = tmp_path / "child.py"
-    path.write_text(textwrap.dedent(script))
-    proc = subprocess.Popen([sys.executable, str(path)], env=env, cwd=str(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _, err = proc.communicate(timeout=CHILD_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise AssertionError("the child interpreter hung") from None
-    return proc.returncode, err
-
+    rc, err, _ = run_script(script, tmp_path, core, env_extra)
+    return rc, err
 
 # The child: an async listener that always fails, retried "for ever" with short delays,
 # 30 events handled in asyncio.run, then the interpreter exits with retries in flight.
