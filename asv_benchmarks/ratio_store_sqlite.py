@@ -8,7 +8,8 @@ The raw baseline table has the store's columns (names as text) and an index on `
         id TEXT, meta TEXT, data BLOB) + INDEX raw(ts)
 
 Both use WAL.  ``python asv_benchmarks/ratios.py store_sqlite`` (``--quick``: 200 k
-events instead of 1 M for the size-dependent rows).
+events instead of 1 M for the size-dependent rows);
+``python asv_benchmarks/ratio_store_sqlite.py --group``: the group-commit rows only.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import threading
 import time
 import tracemalloc
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from _timing import Row, best_seconds
@@ -77,7 +79,16 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
 
 
-def _threads_rate(path: Path, threads: int, per: int, kernel: object) -> float:
+class _Threads(NamedTuple):
+    """One ``_threads_rate`` run: appends per second, CPU per append (user + system,
+    whole process, ``os.times``) and appends per fsync of the WAL."""
+
+    rate: float
+    cpu_us: float
+    per_fsync: float
+
+
+def _threads_rate(path: Path, threads: int, per: int, kernel: object) -> _Threads:
     s = SQLiteStore(path, durability="full", kernel=kernel)
     start = threading.Barrier(threads + 1)
 
@@ -89,14 +100,44 @@ def _threads_rate(path: Path, threads: int, per: int, kernel: object) -> float:
     ts = [threading.Thread(target=run, args=(k,)) for k in range(threads)]
     for t in ts:
         t.start()
+    group = s._sqlite_log.group
     start.wait()
+    c0 = os.times()
     t0 = time.perf_counter()
     for t in ts:
         t.join()
     dt = time.perf_counter() - t0
-    assert s.stats().events == threads * per
+    c1 = os.times()
+    n = threads * per
+    assert s.stats().events == n
+    fsyncs = group.fsyncs
     s.close()
-    return threads * per / dt
+    cpu = (c1.user - c0.user + c1.system - c0.system) / n * 1e6
+    return _Threads(n / dt, cpu, n / max(fsyncs, 1))
+
+
+def _group_commit(tmp: Path, per: int, kernel: object, rounds: int = 5) -> list[Row]:
+    """8 threads vs 1 appending single events with ``durability="full"``: interleaved
+    rounds (fsync latency on a shared disk moves by 10x between seconds), best of
+    *rounds* each, plus the spread of the per-round ratios and what an append costs."""
+    ones: list[_Threads] = []
+    eights: list[_Threads] = []
+    for k in range(rounds):
+        ones.append(_threads_rate(tmp / f"g1-{k}.db", 1, per * 2, kernel))
+        eights.append(_threads_rate(tmp / f"g8-{k}.db", 8, per, kernel))
+    one = max(ones, key=lambda r: r.rate)
+    eight = max(eights, key=lambda r: r.rate)
+    ratios = [e.rate / o.rate for o, e in zip(ones, eights)]
+    return [
+        Row("8 threads x single appends, full", eight.rate, "ev/s", "1 thread, full", one.rate,
+            eight.rate / one.rate, ">= 5x", eight.rate / one.rate >= 5),
+        Row("  per-round ratio 8 threads / 1 (min..max)", min(ratios), "x", "max", max(ratios),
+            max(ratios), "info", None),
+        Row("  CPU per append, best 8-thread run", eight.cpu_us, "us", "best 1-thread run", one.cpu_us,
+            eight.cpu_us / one.cpu_us, "info", None),
+        Row("  appends per fsync, best 8-thread run", eight.per_fsync, "", "best 1-thread run", one.per_fsync,
+            eight.per_fsync / one.per_fsync, "info", None),
+    ]
 
 
 def _tail_latency(path: Path, kernel: object) -> list[float]:
@@ -225,13 +266,9 @@ def run(quick: bool) -> list[Row]:
 
         # -- group commit: 8 threads vs 1, durability="full" ---------------------------
         per = 100 if quick else 400
-        # interleaved, best of 5 each: fsync latency on a shared disk moves by 10x
-        one = eight = 0.0
-        for k in range(5):
-            one = max(one, _threads_rate(tmp / f"g1-{k}.db", 1, per * 2, kernel))
-            eight = max(eight, _threads_rate(tmp / f"g8-{k}.db", 8, per, kernel))
-        rows.append(Row("8 threads x single appends, full", eight, "ev/s", "1 thread, full", one, eight / one,
-                        ">= 5x", eight / one >= 5))
+        group = _group_commit(tmp, per, kernel)
+        rows.extend(group)
+        one = group[0].baseline
         raw_full = _raw_connect(tmp / "rawfull.db", "FULL")
         raw_full.execute(_RAW)
         payload = json.dumps(_payload(1)).encode()
@@ -254,8 +291,17 @@ def run(quick: bool) -> list[Row]:
     return rows
 
 
+def run_group(rounds: int = 5) -> list[Row]:
+    """Only the group-commit rows (``--group``: quick repeated measurements)."""
+    tmp = Path(tempfile.mkdtemp(prefix="nova-ratio-sqlite-"))
+    try:
+        return _group_commit(tmp, 400, _core.ColumnLog, rounds)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     import sys
 
-    for r in run("--quick" in sys.argv):
+    for r in run_group() if "--group" in sys.argv else run("--quick" in sys.argv):
         print(r.format())
