@@ -41,7 +41,7 @@ KERNELS: dict[str, tuple[str, ...]] = {
     "ring": ("RingQueue",),
     "bucket": ("TokenBucket",),
     "columns": ("ColumnLog",),
-    "audit": ("call_rows", "call_noted", "deliver_noted", "note_call"),
+    "audit": ("call_rows", "deliver_noted", "note_call"),
 }
 
 _NAME_TO_KERNEL = {name: k for k, names in KERNELS.items() for name in names}

@@ -7,12 +7,14 @@ trail stores, for batches in which every call succeeded: one short row
 times as wall-clock ns in one int64 array (they become the stored events'
 timestamps; see :mod:`nova.observability.audit_rows`).
 
-:func:`note_call` is the worker's side: it notes one call that ended now in the
-three lists a call batch is made of (the compiled twin reads the clock in C: one call
-instead of a clock call and three list appends).
+:func:`deliver_noted` is the worker's side: an Emitter worker's batch loop on plain
+routes, making each call and noting it (its end time, event and listener id) in the
+three sequences a call batch is made of, as :func:`note_call` notes one call: the
+events and listener ids in lists, the ends in a list or an ``array('d')``.
 
 The compiled twin (``audit.pyx``) builds the rows in one C loop per record, with no
-intermediate Python float or int per record.
+intermediate Python float or int per record, and runs the worker's loop in C, each
+end time stored as a C double.
 
 .. versionadded:: 0.3
 """
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ("call_rows", "call_noted", "deliver_noted", "note_call")
+__all__ = ("call_rows", "deliver_noted", "note_call")
 
 _id_of = attrgetter("id")
 _type_of = attrgetter("type")
@@ -68,40 +70,6 @@ def note_call(events: list[Any], listener_ids: list[Any], ends: list[float] | ar
     listener_ids.append(listener_id)
 
 
-def call_noted(entries: tuple[Any, ...], event: Any, events: list[Any], listener_ids: list[Any],
-               ends: list[float] | array[float]) -> tuple[Any, BaseException] | None:
-    """Call each of *entries* in order (``entry.call(event)``) and note each call in
-    the lists of a call batch as :func:`note_call` does, with ``entry.lid`` as its
-    listener id: an Emitter worker's calls on a plain sync route (the compiled twin
-    makes the calls and notes them in C).  Returns None when every call returned,
-    else ``(entry, exc)`` for the call that raised (it is noted; the entries after it
-    are not called).  A ``BaseException`` is caught and returned too: the caller reports it.
-
-    Raises:
-        TypeError: *entries* is not a tuple, or a list argument as in
-            :func:`note_call` (nothing called).
-    """
-    if type(events) is not list or type(listener_ids) is not list or not (type(ends) is list or _is_doubles(ends)):
-        raise TypeError(
-            f"Expected events and listener_ids as lists and ends as a list or an array('d'), got "
-            f"{_tname(events)}, {_tname(listener_ids)}, {_ends_name(ends)}"
-        )
-    if type(entries) is not tuple:
-        raise TypeError(f"Expected entries as a tuple, got {_tname(entries)}")
-    for entry in entries:
-        try:
-            entry.call(event)
-        except BaseException as exc:  # noqa: BLE001 - returned to the caller, which reports it
-            ends.append(perf_counter())
-            events.append(event)
-            listener_ids.append(entry.lid)
-            return entry, exc
-        ends.append(perf_counter())
-        events.append(event)
-        listener_ids.append(entry.lid)
-    return None
-
-
 def deliver_noted(batch: list[Any], routes: dict[str, Any], default: Any, events: list[Any], listener_ids: list[Any],
                   ends: list[float] | array[float]) -> tuple[int, Any, Any, tuple[Any, BaseException] | None]:
     """An Emitter worker's batch loop on plain routes, noting each call: take events
@@ -109,7 +77,7 @@ def deliver_noted(batch: list[Any], routes: dict[str, Any], default: Any, events
     meanwhile) and deliver each on ``routes.get(event.type, default)`` while that
     route is plain (``all_sync`` and not ``checked``): ``route.wtick()`` (its calls
     are presumed processed), then the calls of ``route.entries`` made and noted as
-    :func:`call_noted` does.  Returns at the first event it does not finish:
+    :func:`note_call` does.  Returns at the first event it does not finish:
 
     * ``(taken, None, None, None)``: *batch* is empty;
     * ``(taken, event, route, None)``: *event*'s route is not plain (taken, not
