@@ -215,7 +215,9 @@ def call_rows(run, base_ns, base_pc, rows):
     cdef const double* dends
     cdef Py_ssize_t j, m, k = 0
     cdef double start, end
-    cdef object ev, x, eid, etype, lid
+    cdef object ev, x, eid = None, etype = None, lid
+    cdef object prev = None  # the event of the call before: its id and type are read once
+    cdef bint atoms = False
     cdef tuple row
     for item in <list>run:
         start = item[0]
@@ -238,11 +240,14 @@ def call_rows(run, base_ns, base_pc, rows):
                     raise TypeError(f"Expected ends as floats (perf_counter readings), got {type(x).__name__}")
                 end = PyFloat_AS_DOUBLE(x)
             ts[k] = bns + <int64_t>((start - bpc) * 1e9)
-            eid = ev.id
-            etype = ev.type
+            if ev is not prev:  # (an event's calls to several listeners are consecutive)
+                eid = ev.id
+                etype = ev.type
+                atoms = type(eid) is str and type(etype) is str
+                prev = ev
             lid = <object>PyList_GET_ITEM(lids, j)
             row = (eid, etype, lid, end - start)
-            if type(eid) is str and type(etype) is str and type(lid) is str:
+            if atoms and type(lid) is str:
                 # only atoms inside: untrack it now, as the GC's first pass over it
                 # would (_PyTuple_MaybeUntrack), so the collector never walks the
                 # stored rows
