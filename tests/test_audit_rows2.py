@@ -12,6 +12,7 @@ emitter tests run under ``NOVA_NO_EXTENSIONS=1`` too.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from array import array
@@ -423,3 +424,22 @@ def test_concurrent_emitters_threads_exact_counts_every_record():
     em.shutdown()
     trail.close()
     store.close()
+
+
+def test_call_rows_consecutive_calls_of_one_event_and_gc_tracking(core):
+    """The compiled twin reads an event's id and type once for its consecutive calls:
+    rows stay exact when events repeat, alternate, or hold non-str ids (such a row
+    stays tracked by the collector; rows of strings and a float end up untracked)."""
+    e1, e2 = Event("a", 1, id="one"), Event("b", 2, id="two")
+    odd = SimpleNamespace(id=["not", "a", "str"], type="c")
+    seq = [e1, e1, e2, e1, odd, odd, e2, e2, e1]
+    t = 10.0
+    ends = array("d", [t + (i + 1) * 1e-6 for i in range(len(seq))])
+    lids = [f"l{i}" for i in range(len(seq))]
+    rows: list = []
+    core.call_rows([(t, list(seq), lids, ends, None)], 0, 0.0, rows)
+    assert [(r[0], r[1], r[2]) for r in rows] == [(e.id, e.type, lid) for e, lid in zip(seq, lids)]
+    starts = [t, *ends[:-1]]
+    assert [r[3] for r in rows] == [end - s for s, end in zip(starts, ends)]
+    gc.collect()
+    assert [gc.is_tracked(r) for r in rows] == [e is odd for e in seq]
