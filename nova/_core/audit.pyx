@@ -94,7 +94,8 @@ def deliver_noted(batch, routes, default, events, listener_ids, ends):
     if type(routes) is not dict:
         raise TypeError(f"Expected routes as a dict, got {type(routes).__name__}")
     cdef Py_ssize_t n, i, taken = 0
-    cdef object event, route, entries, entry
+    cdef object event, route, entry
+    cdef object last = None, wtick = None, entries = None, calls = None, lids = None
     cdef PyObject* found
     while True:
         n = PyList_GET_SIZE(batch)
@@ -109,22 +110,28 @@ def deliver_noted(batch, routes, default, events, listener_ids, ends):
                 route = default
             else:
                 route = <object>found
-            if not route.all_sync or route.checked:
-                return (taken, event, route, None)
-            route.wtick()  # its calls presumed processed
-            entries = route.entries
-            if type(entries) is not tuple:
-                raise TypeError(f"Expected route entries as a tuple, got {type(entries).__name__}")
+            if route is not last:
+                # a route is immutable: what it is made of is read once per call of
+                # this function (a batch's events mostly share a few routes)
+                if not route.all_sync or route.checked:
+                    return (taken, event, route, None)
+                entries = route.entries
+                if type(entries) is not tuple:
+                    raise TypeError(f"Expected route entries as a tuple, got {type(entries).__name__}")
+                calls = tuple([e.call for e in entries])
+                lids = tuple([e.lid for e in entries])
+                wtick = route.wtick
+                last = route
+            wtick()  # its calls presumed processed
         except BaseException as exc:
             return (taken, event, None, (None, exc))
-        for i in range(PyTuple_GET_SIZE(entries)):
-            entry = <object>PyTuple_GET_ITEM(entries, i)
+        for i in range(PyTuple_GET_SIZE(calls)):
             try:
-                entry.call(event)
+                (<object>PyTuple_GET_ITEM(calls, i))(event)
             except BaseException as exc:
-                _note(<list>events, <list>listener_ids, ends, event, entry.lid)
-                return (taken, event, route, (entry, exc))
-            _note(<list>events, <list>listener_ids, ends, event, entry.lid)
+                _note(<list>events, <list>listener_ids, ends, event, <object>PyTuple_GET_ITEM(lids, i))
+                return (taken, event, route, (<object>PyTuple_GET_ITEM(entries, i), exc))
+            _note(<list>events, <list>listener_ids, ends, event, <object>PyTuple_GET_ITEM(lids, i))
 
 
 def note_call(events, listener_ids, ends, event, listener_id):

