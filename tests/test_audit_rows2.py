@@ -443,3 +443,23 @@ def test_call_rows_consecutive_calls_of_one_event_and_gc_tracking(core):
     assert [r[3] for r in rows] == [end - s for s, end in zip(starts, ends)]
     gc.collect()
     assert [gc.is_tracked(r) for r in rows] == [e is odd for e in seq]
+
+
+def test_deliver_noted_alternating_routes_call_and_note_each_routes_own_entries(core):
+    """The compiled twin reads a route's entries once per route per call: events that
+    switch between routes (and the default) still reach exactly their route's
+    listeners, in order, each tick counted on its own route."""
+    log = []
+    a = _route(_entry("a1", lambda ev: log.append(("a1", ev.data))), _entry("a2", lambda ev: log.append(("a2", ev.data))))
+    b = _route(_entry("b1", lambda ev: log.append(("b1", ev.data))))
+    d = _route()  # the default with no listeners: ticked, nothing called
+    kinds = ["a", "b", "a", "a", "x", "b", "a", "x", "x", "b"]
+    batch = [Event(k, i) for i, k in enumerate(kinds)]
+    evs, lids, ends = [], [], array("d")
+    assert core.deliver_noted(batch, {"a": a, "b": b}, d, evs, lids, ends) == (10, None, None, None)
+    want = []
+    for i in reversed(range(10)):
+        want += {"a": [("a1", i), ("a2", i)], "b": [("b1", i)], "x": []}[kinds[i]]
+    assert log == want
+    assert lids == [w[0] for w in want] and [e.data for e in evs] == [w[1] for w in want] and len(ends) == len(want)
+    assert (len(a.ticks), len(b.ticks), len(d.ticks)) == (4, 3, 3)
