@@ -79,7 +79,7 @@ def test_twins_agree_exactly(core_pair):
         ([(1.0, [], [])], [], TypeError, "Expected a call batch (start, events, listener_ids, ends, ...), got tuple"),
         ([(1, [], [], [], None)], [], TypeError, "Expected start as a float (a perf_counter reading), got int"),
         ([(1.0, (), [], [], None)], [], TypeError, "Expected events as a list, got tuple"),
-        ([(1.0, [], [], (), None)], [], TypeError, "Expected ends as a list, got tuple"),
+        ([(1.0, [], [], (), None)], [], TypeError, "Expected ends as a list or an array('d'), got tuple"),
         ([(1.0, [Event("x")], [], [2.0], None)], [], ValueError,
          "Expected events, listener_ids and ends of one length, got 1, 0, 1"),
     ],
@@ -142,7 +142,8 @@ def test_note_call_bad_lists_append_nothing(core, bad):
         core.note_call(*lists, Event("x"), "l")
     names = ["list", "list", "list"]
     names[bad] = "tuple"
-    assert str(info.value) == "Expected events, listener_ids and ends as lists, got " + ", ".join(names)
+    assert str(info.value) == ("Expected events and listener_ids as lists and ends as a list or an array('d'), got "
+                               + ", ".join(names))
     assert all(x in ([], ()) for x in lists)
 
 

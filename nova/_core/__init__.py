@@ -41,7 +41,7 @@ KERNELS: dict[str, tuple[str, ...]] = {
     "ring": ("RingQueue",),
     "bucket": ("TokenBucket",),
     "columns": ("ColumnLog",),
-    "audit": ("call_rows", "note_call"),
+    "audit": ("call_rows", "deliver_noted", "note_call"),
     "park": ("ParkLock", "Watch", "WOKEN", "CHECK", "IDLE"),
 }
 

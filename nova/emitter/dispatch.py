@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from array import array
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-from nova._core import note_call
+from nova._core import deliver_noted
 from nova.emitter.aio import LoopRunner
 from nova.emitter.middleware import Ctx, run
 from nova.emitter.routes import SKIP, Entry, Route, RouteTable, index_of
@@ -34,7 +35,7 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
     return asyncio._get_running_loop()
 
 
-def _hand_calls(sink: Any, start: float, evs: list[Any], lids: list[str], ends: list[float],
+def _hand_calls(sink: Any, start: float, evs: list[Any], lids: list[str], ends: array[float],
                 errors: list[tuple[int, BaseException]] | None) -> None:
     """Give a batch of recorded calls to the observer's ``record_calls``; an observer
     that raises is logged and never disturbs delivery (as in ``Observers``)."""
@@ -289,61 +290,72 @@ class Dispatcher:
 
     def deliver_batch_recorded(self, batch: list[Any], layers: tuple[Any, ...]) -> int:
         """:func:`~nova.emitter.fastpath.deliver_batch` when the one observer takes calls
-        in batches (an AuditTrail's ``record_calls``): on a plain sync route each call
-        is followed by one ``note_call`` (kernel: a clock reading in C and three list
-        appends), and the events, listener ids and readings go to the observer in three
-        lists once per batch, without a ``begin``/``end`` call
-        each; every other event takes the observed general path
+        in batches (an AuditTrail's ``record_calls``): events on plain sync routes are
+        delivered by the ``deliver_noted`` kernel, which makes and notes their calls
+        (a clock reading in C stored as a double, two list appends per call), and the
+        events, listener ids and readings go to the observer once per batch, without a
+        ``begin``/``end`` call each; every other event takes the observed general path
         (:meth:`deliver_in_worker`).  Counting and error reports are those of
         :meth:`deliver_observed`.  Benchmark: ``asv_benchmarks/ratio_observability.py``
         (emit_async with an audit trail)."""
+        if layers or self.metrics is not None or self.bound_workers:
+            return self._deliver_general(batch, layers)
         sink = self.record_calls
-        plain_ok = not layers and self.metrics is None and not self.bound_workers
         routes, default = self.table.routes, self.table.default
-        pop = batch.pop
         evs: list[Any] = []
         lids: list[str] = []
-        ends: list[float] = []
-        note = note_call
+        ends = array("d")  # readings stored as C doubles by deliver_noted (no float per call)
+        deliver = deliver_noted
         clock = perf_counter
         hand = _hand_calls
         k = 0
         start = clock()
         try:
             while True:
-                try:
-                    event = pop()
-                except IndexError:
+                taken: int
+                taken, event, route, failed = deliver(batch, routes, default, evs, lids, ends)
+                k += taken
+                if event is None:
                     return k
-                k += 1
                 try:
-                    route = routes.get(event.type, default)
-                    if plain_ok and route.all_sync and not route.checked:
-                        route.wtick()  # n calls presumed processed
-                        for entry in route.entries:
-                            try:
-                                entry.call(event)
-                            except BaseException as exc:  # noqa: BLE001 - workers report everything
-                                note(evs, lids, ends, event, entry.lid)
-                                hand(sink, start, evs, lids, ends, [(len(ends) - 1, exc)])
-                                evs, lids, ends = [], [], []
-                                self.fast_failed(event, route, entry.call, exc, False)
-                                start = clock()
-                                break
-                            note(evs, lids, ends, event, entry.lid)
-                        continue
-                    if ends:  # the recorded calls go before the general path's records
-                        hand(sink, start, evs, lids, ends, None)
-                        evs, lids, ends = [], [], []
-                    self.deliver_in_worker(event, None, layers)
-                    start = clock()
+                    if failed is None:  # not a plain route: the general path
+                        if ends:  # the recorded calls go before the general path's records
+                            hand(sink, start, evs, lids, ends, None)
+                            evs, lids, ends = [], [], array("d")
+                        self.deliver_in_worker(event, None, layers)
+                    elif failed[0] is not None:  # a call raised (noted, the rest not called)
+                        hand(sink, start, evs, lids, ends, [(len(ends) - 1, failed[1])])
+                        evs, lids, ends = [], [], array("d")
+                        self.fast_failed(event, route, failed[0].call, failed[1], False)
+                    else:  # finding the route raised
+                        self.counters.correct(0, failed=1)
+                        self.report(event, failed[1], None)
                 except BaseException as exc:  # noqa: BLE001
                     self.counters.correct(0, failed=1)
                     self.report(event, exc, None)
-                    start = clock()
+                failed = None
+                start = clock()
         finally:
             if ends:
                 hand(sink, start, evs, lids, ends, None)
+
+    def _deliver_general(self, batch: list[Any], layers: tuple[Any, ...]) -> int:
+        """:meth:`deliver_batch_recorded` when no call can be noted in a batch
+        (middleware, metrics or bounded workers): every event takes the observed
+        general path."""
+        pop = batch.pop
+        k = 0
+        while True:
+            try:
+                event = pop()
+            except IndexError:
+                return k
+            k += 1
+            try:
+                self.deliver_in_worker(event, None, layers)
+            except BaseException as exc:  # noqa: BLE001 - workers report everything
+                self.counters.correct(0, failed=1)
+                self.report(event, exc, None)
 
     # -- errors ----------------------------------------------------------------------
     def middleware_failed(self, event: Any, exc: BaseException) -> None:

@@ -36,6 +36,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Sequence
 from time import perf_counter
 from typing import Any, NamedTuple
 
@@ -180,11 +181,12 @@ class AuditTrail:
         dur, exc = t[8]
         self._put((t, dur, exc, outcome))
 
-    def record_calls(self, start: float, events: list[Any], listeners: list[str], ends: list[float],
+    def record_calls(self, start: float, events: list[Any], listeners: list[str], ends: Sequence[float],
                      errors: list[tuple[int, BaseException]] | None = None) -> None:
         """Record a batch of an Emitter worker's listener calls at once: call *i*
         called listener ``listeners[i]`` with ``events[i]`` and ended at ``ends[i]``
-        (``perf_counter`` readings); it started where the one before it ended, the
+        (``perf_counter`` readings, in a list or an ``array('d')``, as an Emitter
+        worker notes them); it started where the one before it ended, the
         first at *start*.  *errors*: ``(i, exc)`` for each call that raised (outcome
         ``error``; the others are ``ok``).  The lists are kept: the caller must not
         change them afterwards.

@@ -100,7 +100,7 @@ def columns(items: list[Any], base_ns: int, base_pc: float) -> tuple[Any, np.nda
     ``(base_ns, base_pc)``: one wall-clock ns reading and the perf_counter reading taken
     with it (a record's timestamp is its start mapped through them)."""
     rows: list[tuple[Any, ...]] = []
-    types: list[str] = []
+    types: list[str] = []  # empty while every record is ok (not mixed), then one per row
     stamps: list[np.ndarray] = []
     singles: list[int] = []  # timestamps of the records since the last call batch
     mixed = False
@@ -113,7 +113,7 @@ def columns(items: list[Any], base_ns: int, base_pc: float) -> tuple[Any, np.nda
             run.append(item)
             continue
         if run:
-            mixed |= _calls(run, base_ns, base_pc, rows, types, stamps)
+            mixed = _calls(run, base_ns, base_pc, rows, types, stamps, mixed)
             run = []
         tok, dur, exc, outcome = item
         pc, ev, lid, dest, part, group, attempt, comp = tok[:8]
@@ -121,11 +121,14 @@ def columns(items: list[Any], base_ns: int, base_pc: float) -> tuple[Any, np.nda
         et, em = _error(exc)
         rows.append((ev.id, ev.type, dest, part, lid, group, attempt, outcome, dur, et, em, ts,
                      comp or ("bus" if part is not None else "emitter")))
-        types.append(TYPES.get(outcome) or f"nova.audit.{outcome}")
+        if mixed or outcome != "ok":
+            if not mixed:  # the first record that is not ok: the ones before are
+                types += repeat(_OK, len(rows) - 1)
+                mixed = True
+            types.append(TYPES.get(outcome) or f"nova.audit.{outcome}")
         singles.append(ts)
-        mixed |= outcome != "ok"
     if run:
-        mixed |= _calls(run, base_ns, base_pc, rows, types, stamps)
+        mixed = _calls(run, base_ns, base_pc, rows, types, stamps, mixed)
     if singles:
         stamps.append(np.array(singles, dtype=np.int64))
     ts_all = stamps[0] if len(stamps) == 1 else np.concatenate(stamps)
@@ -133,14 +136,18 @@ def columns(items: list[Any], base_ns: int, base_pc: float) -> tuple[Any, np.nda
 
 
 def _calls(run: list[Any], base_ns: int, base_pc: float, rows: list[Any], types: list[str],
-           stamps: list[np.ndarray]) -> bool:
-    """Append the rows of the call batches *run*; True when a call failed.  Successful
-    calls get short rows (the ``call_rows`` kernel); a run with a failed call, full rows."""
+           stamps: list[np.ndarray], mixed: bool) -> bool:
+    """Append the rows of the call batches *run* (and their types once *mixed*: a record
+    before was not ok); return whether the records so far are mixed.  Successful calls
+    get short rows (the ``call_rows`` kernel); a run with a failed call, full rows."""
     if not any(map(_errors_of, run)):
         ts = call_rows(run, base_ns, base_pc, rows)
         stamps.append(ts)
-        types += repeat(_OK, len(ts))
-        return False
+        if mixed:
+            types += repeat(_OK, len(ts))
+        return mixed
+    if not mixed:  # every record before was ok
+        types += repeat(_OK, len(rows))
     n = sum(len(item[3]) for item in run)
     evs: list[Any] = []
     lids: list[str] = []

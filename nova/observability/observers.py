@@ -19,7 +19,8 @@ Optional, the batch form: an observer with ``record_calls(start, events, listene
 ends, errors=None)`` (the AuditTrail; not Tracing, which needs a span around each call)
 that observes an Emitter alone takes its workers' calls on plain sync routes in one call
 per worker batch instead of ``begin``/``end`` per call: call *i* called
-``listener_ids[i]`` with ``events[i]`` and ended at ``ends[i]`` (``perf_counter``), it
+``listener_ids[i]`` with ``events[i]`` and ended at ``ends[i]`` (``perf_counter``
+readings, a list or an ``array('d')``), it
 started where the call before it ended (the first at *start*), and *errors* lists the
 ``(i, exc)`` of the calls that raised (see ``Dispatcher.deliver_batch_recorded``).
 :class:`Observers` has no batch form: with two observers every call is observed singly.
