@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import queue
+import statistics
 import threading
 import time
 
@@ -283,33 +284,46 @@ def _latency_rows(quick: bool) -> list[Row]:
     # <= 1.2x); the like-with-like comparison (as many consumer threads as workers; the
     # default Emitter() has 4) is shown as info.  The machine is shared: one
     # multi-millisecond preemption by another process puts a window's p99 in the
-    # milliseconds, whatever runs.  So: many short windows (0.3 s, 15 k events), every
-    # kind once per round in the same order, and the best p99 of each (the window the
-    # machine let through undisturbed).
+    # milliseconds, whatever runs.  So: many short windows (0.3 s, 15 k events), each
+    # nova configuration measured right after a baseline window ("side by side"), and
+    # the ratio is the median of those paired ratios; the values shown are the medians
+    # of the windows' p99s.  (The best window of each kind, the statistic used before,
+    # is an extreme of a heavy-tailed distribution: on this VM it swung from 0.65x to
+    # 1.7x between runs of unchanged code; it is shown as info.)
     seconds = 0.3
-    rounds = 4 if quick else 20
+    rounds = 5 if quick else 31
     kinds = (("workers=1", 1, 1), ("default Emitter()", None, 4), ("workers=4", 4, 4))
-    best = {name: float("inf") for name, _, _ in kinds}
-    base = {1: float("inf"), 4: float("inf")}
+    p99s: dict[str, list[float]] = {name: [] for name, _, _ in kinds}
+    paired: dict[str, list[float]] = {name: [] for name, _, _ in kinds}
+    base: dict[int, list[float]] = {1: [], 4: []}
     for _ in range(rounds):
-        for c in base:
-            base[c] = min(base[c], _latency_queue(50_000, seconds, c))
+        base[4].append(_latency_queue(50_000, seconds, 4))
         for name, w, _ in kinds:
-            best[name] = min(best[name], _latency_nova(50_000, seconds, w))
-    nova200 = min(_latency_nova(200_000, seconds) for _ in range(rounds))
+            q1 = _latency_queue(50_000, seconds, 1)
+            base[1].append(q1)
+            v = _latency_nova(50_000, seconds, w)
+            p99s[name].append(v)
+            paired[name].append(v / q1)
+    nova200 = statistics.median(_latency_nova(200_000, seconds) for _ in range(rounds))
+    med = statistics.median
     rows = []
-    one = base[1]
+    one = med(base[1])
     for name, _, _ in kinds:
-        rows.append(Row(f"emit_async p99 latency at 50 k ev/s, {name}", best[name], "us",
-                        "queue.Queue(1024) + 1 consumer thread", one, best[name] / one,
-                        "<= 1.2x", best[name] <= 1.2 * one))
+        r = med(paired[name])
+        rows.append(Row(f"emit_async p99 latency at 50 k ev/s, {name}", med(p99s[name]), "us",
+                        "queue.Queue(1024) + 1 consumer thread (median of paired windows)", one, r,
+                        "<= 1.2x", r <= 1.2))
+    for name, _, _ in kinds:
+        b = min(base[1])
+        rows.append(Row(f"emit_async p99 latency at 50 k ev/s, {name}, best window", min(p99s[name]), "us",
+                        "queue.Queue(1024) + 1 consumer thread, best window", b, min(p99s[name]) / b, "info", None))
     for name, _, c in kinds:
         if c > 1:
-            b = base[c]
-            rows.append(Row(f"emit_async p99 latency at 50 k ev/s, {name}", best[name], "us",
-                            f"queue.Queue(1024) + {c} consumer threads", b, best[name] / b, "info", None))
-    rows.append(Row("emit_async p99 latency at 200 k ev/s", nova200, "us", "target", 1000.0, nova200 / 1000.0,
-                    "< 1 ms", nova200 < 1000.0))
+            b = med(base[c])
+            rows.append(Row(f"emit_async p99 latency at 50 k ev/s, {name}", med(p99s[name]), "us",
+                            f"queue.Queue(1024) + {c} consumer threads (medians)", b, med(p99s[name]) / b, "info", None))
+    rows.append(Row("emit_async p99 latency at 200 k ev/s (median window)", nova200, "us", "target", 1000.0,
+                    nova200 / 1000.0, "< 1 ms", nova200 < 1000.0))
     return rows
 
 

@@ -25,6 +25,7 @@ import pytest
 
 from nova import Emitter, Event
 from nova.emitter.buffered import BATCH
+from nova.emitter.handoff import WATCH
 
 WAIT = 10.0
 
@@ -115,8 +116,6 @@ def test_a_multi_event_take_arms_a_sleeping_watcher_only(core):
 
 
 def test_only_a_batch_unfinished_for_watch_seconds_is_stuck(core):
-    from nova.emitter.handoff import WATCH
-
     em, intake, q = _intake(core)
     young, old = [Event("t", 1)], [Event("t", 2)]
     intake.batches[1] = old
@@ -135,7 +134,7 @@ def test_only_a_batch_unfinished_for_watch_seconds_is_stuck(core):
 
 
 def test_the_watcher_stops_polling_when_the_emitter_is_idle():
-    # an idle emitter must not wake a thread every millisecond
+    # an idle emitter must not wake a thread every WATCH seconds
     em = Emitter(workers=4)
     got = []
     gate = threading.Event()
@@ -162,7 +161,7 @@ def test_the_watcher_stops_polling_when_the_emitter_is_idle():
         time.sleep(0.005)
     assert intake.watch_idle
     polls = intake.polls
-    time.sleep(0.05)  # fifty WATCH periods
+    time.sleep(12 * WATCH)  # twelve WATCH periods
     assert intake.polls == polls
     assert sorted(got) == [-1] + sorted(list(range(20)) * 3)
     assert em.shutdown(WAIT)

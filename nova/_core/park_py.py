@@ -12,7 +12,7 @@ and :meth:`Watch.wait`, the watcher's park.
 In this twin ``wait`` polls with the GIL (each timed-out ``acquire`` re-takes it); the
 compiled twin (``park.pyx``) polls with the GIL released and takes it back only when a
 batch is old enough to look at, when it is woken, or when it stops polling: at 50 k
-events/s, a poll per millisecond that took the GIL from the worker delivering an event
+events/s, a poll every millisecond that took the GIL from the worker delivering an event
 was the remaining cause of the p99 doubling with 4 workers (issue 11).
 
 .. versionadded:: 0.2

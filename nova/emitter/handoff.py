@@ -13,12 +13,12 @@ nearly every event cost a thread wake-up and a GIL handoff, and the p99 doubled.
 A taken batch is shared: a list its worker pops from the end, and so can other workers.
 A worker always helps with a batch that has unstarted events before it takes from the
 buffer or parks.  A parked worker is woken to help only when a batch is still unfinished
-WATCH seconds (1 ms) after it was taken: its worker is slow or blocked in a listener.
+WATCH seconds (4 ms) after it was taken: its worker is slow or blocked in a listener.
 The first idle worker to park becomes the *watcher*: while multi-event batches are being
 taken it parks for WATCH at a time, and when it finds a batch unfinished that long it
 helps with it (and wakes the next parked worker while events remain), so a slow or
-blocking listener holds up only its own event (the others of its batch wait about a
-millisecond, at most two).  After a few polls with no multi-event batch taken it
+blocking listener holds up only its own event (the others of its batch wait WATCH
+to 2 x WATCH, 4-8 ms).  After a few polls with no multi-event batch taken it
 sleeps until the next one is taken (one wake then), so an idle emitter does not poll.
 The watcher's park is :class:`nova._core.park.Watch` (``wait``): with the compiled
 kernels it polls with the GIL released, reading the take times of the batches from C
@@ -57,8 +57,11 @@ __all__ = ("Handoff", "BATCH", "WATCH", "IDLE_POLLS")
 BATCH = 256  # most events a worker takes from the buffer at once
 
 #: How often the watcher looks for a batch left unfinished (its worker is slow or
-#: blocked in a listener); a batch unfinished for this long gets a helper.
-WATCH = 0.001
+#: blocked in a listener); a batch unfinished for this long gets a helper.  (1 ms
+#: polls, even with the GIL released, preempted the threads delivering events on a
+#: 2-core machine often enough to show in the p99 at 50 k events/s; at 4 ms they did not:
+#: docs/performance.md.)
+WATCH = 0.004
 #: Polls without any multi-event batch taken before the watcher sleeps (it is woken
 #: again by the next one).
 IDLE_POLLS = 8
