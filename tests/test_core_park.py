@@ -26,6 +26,19 @@ def test_park_lock_is_a_lock(core):
         lock.release()
 
 
+def test_park_lock_rejects_bad_timeouts(core):
+    lock = core.ParkLock()
+    with pytest.raises(ValueError):
+        lock.acquire(False, 1)  # a timeout for a non-blocking call
+    for bad in (-2, -0.5, float("nan")):
+        with pytest.raises(ValueError):
+            lock.acquire(True, bad)
+    with pytest.raises(TypeError):
+        lock.acquire(True, "1")
+    assert lock.acquire(True, 0) is True  # nothing accepted was lost: still usable
+    lock.release()
+
+
 def test_park_lock_wakes_a_waiting_thread(core):
     lock = core.ParkLock()
     lock.acquire()

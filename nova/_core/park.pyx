@@ -48,6 +48,8 @@ cdef long long _micros(timeout) except -2:
     """A timeout in seconds as lock-wait microseconds (-1: no limit)."""
     if timeout is None:
         return -1
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"Expected a timeout in seconds as an int or float, got {type(timeout).__name__}")
     t = float(timeout)
     if t == -1.0:
         return -1
@@ -93,8 +95,11 @@ cdef class ParkLock:
     def acquire(self, blocking=True, timeout=-1):
         """Take the lock (True), or False when *blocking* is false or *timeout* seconds
         passed first."""
-        cdef long long us = _micros(timeout) if blocking else 0
-        return self._acquire(us)
+        if not blocking:
+            if timeout is not None and timeout != -1:
+                raise ValueError(f"Expected no timeout for a non-blocking acquire, got {timeout!r}")
+            return self._acquire(0)
+        return self._acquire(_micros(timeout))
 
     def release(self):
         """Release the lock (it must be held: RuntimeError otherwise)."""
