@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import queue
 import statistics
 import threading
 import time
 
 from _timing import Row, best_seconds
+from benchmarks.latency import latency_nova as _latency_nova
+from benchmarks.latency import latency_queue as _latency_queue
 
 from nova import Event
 from nova.emitter import Emitter
@@ -209,73 +210,6 @@ def _throughput_rows(reps: int, n: int) -> list[Row]:
         rows.append(Row("emit_async vs pyee executor", nova_rate, "ev/s", "pyee missing", float("nan"), float("nan"),
                         ">= 10x", None))
     return rows
-
-
-def _p99(values: list[int]) -> float:
-    values.sort()
-    return values[min(len(values) - 1, int(len(values) * 0.99))] / 1e3  # us
-
-
-def _paced(put, rate: float, seconds: float) -> int:
-    """Send at a steady *rate* events/s for *seconds*: one event whenever it is due (a
-    late producer catches up one event at a time), and ``sleep(0)`` (which releases the
-    GIL) while none is due.  Each event's data is its send time (perf_counter_ns)."""
-    perf = time.perf_counter_ns
-    sleep = time.sleep
-    interval = 1e9 / rate
-    start = perf()
-    end = start + int(seconds * 1e9)
-    sent = 0
-    while True:
-        now = perf()
-        if now >= end:
-            break
-        if sent < int((now - start) / interval) + 1:
-            put(Event("lat", perf()))
-            sent += 1
-        else:
-            sleep(0)
-    return sent
-
-
-def _latency_nova(rate: float, seconds: float, workers: int | None = 1) -> float:
-    """p99 (us) of emit_async -> listener at a steady *rate*; *workers* None: the
-    default ``Emitter()``."""
-    lat: list[int] = []
-    perf = time.perf_counter_ns
-    em = Emitter() if workers is None else Emitter(workers=workers, buffer_size=1024)
-    em.subscribe("lat", lambda ev: lat.append(perf() - ev.data))
-    em.emit_async(Event("warm", 0))
-    em.drain()
-    _paced(em.emit_async, rate, seconds)
-    em.shutdown()
-    return _p99(lat)
-
-
-def _latency_queue(rate: float, seconds: float, consumers: int = 1) -> float:
-    """p99 (us) of ``queue.Queue(1024).put`` -> one of *consumers* threads at *rate*."""
-    lat: list[int] = []
-    perf = time.perf_counter_ns
-    q: queue.Queue = queue.Queue(maxsize=1024)
-    stop = object()
-
-    def consumer():
-        get = q.get
-        while True:
-            ev = get()
-            if ev is stop:
-                return
-            lat.append(perf() - ev.data)
-
-    threads = [threading.Thread(target=consumer) for _ in range(consumers)]
-    for t in threads:
-        t.start()
-    _paced(q.put, rate, seconds)
-    for _ in threads:
-        q.put(stop)
-    for t in threads:
-        t.join()
-    return _p99(lat)
 
 
 def _latency_rows(quick: bool) -> list[Row]:

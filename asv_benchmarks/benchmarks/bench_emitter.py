@@ -12,6 +12,8 @@ from nova import Event
 from nova.emitter import Emitter
 from nova.observability.metrics import SimpleMetricsCollector
 
+from .latency import latency_nova, latency_queue
+
 N_SYNC = 1000
 
 
@@ -166,70 +168,6 @@ class EmitAsync:
     track_emit_async_events_per_s.unit = "events/s"
 
 
-def _paced(put, rate, seconds):
-    """Send at a steady *rate* events/s for *seconds* (each event's data is its send
-    time, perf_counter_ns), releasing the GIL with sleep(0) while none is due."""
-    import time
-
-    perf, sleep = time.perf_counter_ns, time.sleep
-    interval = 1e9 / rate
-    start = perf()
-    end = start + int(seconds * 1e9)
-    sent = 0
-    while True:
-        now = perf()
-        if now >= end:
-            return sent
-        if sent < int((now - start) / interval) + 1:
-            put(Event("lat", perf()))
-            sent += 1
-        else:
-            sleep(0)
-
-
-def _p99_us(values):
-    values.sort()
-    return values[min(len(values) - 1, int(len(values) * 0.99))] / 1e3
-
-
-def _p99_nova(workers, seconds):
-    import time
-
-    perf = time.perf_counter_ns
-    lat = []
-    em = Emitter(workers=workers, buffer_size=1024)
-    em.subscribe("lat", lambda ev: lat.append(perf() - ev.data))
-    em.emit_async(Event("warm", 0))
-    em.drain()
-    _paced(em.emit_async, 50_000, seconds)
-    em.shutdown()
-    return _p99_us(lat)
-
-
-def _p99_queue(seconds):
-    import queue
-    import time
-
-    perf = time.perf_counter_ns
-    lat = []
-    q = queue.Queue(maxsize=1024)
-    stop = object()
-
-    def consumer():
-        while True:
-            ev = q.get()
-            if ev is stop:
-                return
-            lat.append(perf() - ev.data)
-
-    t = threading.Thread(target=consumer)
-    t.start()
-    _paced(q.put, 50_000, seconds)
-    q.put(stop)
-    t.join()
-    return _p99_us(lat)
-
-
 class EmitAsyncLatency:
     """p99 of emit_async -> listener at a steady 50 k events/s (issue 11: it must not
     depend on the worker count), and its ratio to a queue.Queue with one consumer
@@ -245,7 +183,7 @@ class EmitAsyncLatency:
     def track_p99_us_at_50k(self, workers):
         import statistics
 
-        return statistics.median(_p99_nova(workers, self.seconds) for _ in range(self.rounds))
+        return statistics.median(latency_nova(50_000, self.seconds, workers) for _ in range(self.rounds))
 
     track_p99_us_at_50k.unit = "us"
 
@@ -254,8 +192,8 @@ class EmitAsyncLatency:
 
         ratios = []
         for _ in range(self.rounds):
-            q = _p99_queue(self.seconds)
-            ratios.append(_p99_nova(workers, self.seconds) / q)
+            q = latency_queue(50_000, self.seconds)
+            ratios.append(latency_nova(50_000, self.seconds, workers) / q)
         return statistics.median(ratios)
 
     track_p99_ratio_vs_queue_at_50k.unit = "ratio"
