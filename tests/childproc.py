@@ -46,10 +46,12 @@ def _communicate(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]
         pytest.fail(f"the child interpreter hung: not done within {timeout} s\nstdout:\n{out}\nstderr:\n{err}")
 
 
-def run_code(core: SimpleNamespace, code: str, timeout: float = CHILD_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    """Run *code* (dedented) with ``python -c`` on *core*'s twin, in the checkout root."""
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=child_env(core), cwd=str(ROOT),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def run_code(core: SimpleNamespace | None, code: str, timeout: float = CHILD_TIMEOUT,
+             args: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """Run *code* (dedented) with ``python -c`` and *args*, in the checkout root, on
+    *core*'s twin (None: the twin this environment chooses)."""
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], env=child_env(core),
+                            cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = _communicate(proc, timeout)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 

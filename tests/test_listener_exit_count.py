@@ -37,6 +37,7 @@ from typing import Any
 
 import pytest
 from childproc import run_script
+from waiting import wait_until
 
 from nova import errors
 from nova._util.loop import start_on_loop, watch_loop
@@ -223,11 +224,7 @@ def test_exit_count_with_async_retries_behind_an_emitter_that_shut_down(tmp_path
 
 # --- stop(timeout) in this process ---------------------------------------------------------
 def _wait_for(pred: Any, what: str) -> None:
-    end = time.monotonic() + WAIT
-    while not pred():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.001)
+    wait_until(pred, what, WAIT)
 
 
 class _Destroyed(logging.Handler):

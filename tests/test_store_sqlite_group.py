@@ -30,6 +30,7 @@ from nova.store import EventBatch
 from nova.store.sqlite import SQLiteStore
 
 from store_conformance import T0, ev
+from waiting import wait_until as _wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,14 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def kernel(core: Any) -> Any:
     return core.ColumnLog
-
-
-def _wait_until(cond: Any, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.001)
 
 
 def _check_contiguous(store: SQLiteStore) -> dict[str, list[tuple[int, Any]]]:

@@ -12,12 +12,8 @@ store tests run on both kernel twins.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 import threading
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -29,22 +25,15 @@ from nova.events import Event
 from nova.store.sqlite import SQLiteStore
 from nova.store.sqlite_commit import GroupCommit
 
+from childproc import run_code
 from store_conformance import T0, ev
+from waiting import wait_until as _wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def kernel(core: Any) -> Any:
     return core.ColumnLog
-
-
-def _wait_until(cond: Any, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.001)
 
 
 def _rows(store: SQLiteStore) -> dict[tuple[str, int], Any]:
@@ -411,15 +400,8 @@ print(codes, count[0], n, streams)
 
 
 def test_fork_while_appends_are_in_flight(tmp_path: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    p = subprocess.Popen([sys.executable, "-c", _FORK_CHILD, str(tmp_path / "f.db")], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        out, err = p.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        out, err = p.communicate(timeout=10)
-        raise AssertionError(f"the parent or a forked child hung: {err}") from None
+    p = run_code(None, _FORK_CHILD, 30, (str(tmp_path / "f.db"),))  # fails the test if a process hangs
+    out, err = p.stdout, p.stderr
     assert p.returncode == 0, err
     codes, rest = out.strip().split("] ", 1)
     count, n, streams = rest.split(" ", 2)
@@ -494,14 +476,7 @@ def test_fork_while_locks_are_held_does_not_hang_the_child(tmp_path: Path) -> No
     may hold at any instant).  The SQLite child refuses the inherited store, closes it
     and exits without committing the parent's transaction; the MemoryStore child (the
     sibling: LogStore's stop event) uses and closes its copy."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    p = subprocess.Popen([sys.executable, "-c", _FORK_HELD, str(tmp_path / "h.db")], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        out, err = p.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        out, err = p.communicate(timeout=10)
-        raise AssertionError(f"the parent hung: {err}") from None
+    p = run_code(None, _FORK_HELD, 30, (str(tmp_path / "h.db"),))  # fails the test if a process hangs
+    out, err = p.stdout, p.stderr
     assert p.returncode == 0, err
     assert out.split() == ["0", "2", "0"], (out, err)  # children exited 0; the parent's own append kept
