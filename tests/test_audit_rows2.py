@@ -20,6 +20,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from waiting import wait_until
 
 from nova import (CircuitConfig, DeadLetterConfig, Emitter, Event, ListenerConfig, ListenerManager, MemoryStore, RetryPolicy,
                   as_listener)
@@ -307,9 +308,7 @@ def _workload(trail_cls, middleware=False):
         assert em.emit_async(ev)
     assert em.drain(20)
     n_dead = sum(1 for e in evs if e.type == "d")
-    deadline = time.monotonic() + 20
-    while len(dead) < n_dead and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: len(dead) >= n_dead, f"{n_dead} dead letters")
     assert len(dead) == n_dead
     assert mgr.wait_idle(10)
     assert trail.flush(20)

@@ -43,10 +43,16 @@ def test_park_lock_wakes_a_waiting_thread(core):
     lock = core.ParkLock()
     lock.acquire()
     got = []
-    t = threading.Thread(target=lambda: got.append(lock.acquire(True, WAIT)))
+    waiting = threading.Event()
+
+    def take():
+        waiting.set()
+        got.append(lock.acquire(True, WAIT))
+
+    t = threading.Thread(target=take)
     t.start()
-    time.sleep(0.02)
-    lock.release()
+    assert waiting.wait(WAIT)
+    lock.release()  # it waits (or is about to): woken, or takes the free lock
     t.join(WAIT)
     assert got == [True] and not t.is_alive()
 
